@@ -1,0 +1,56 @@
+"""The role-model protocol: what the agent loop asks of any model backend."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal, Protocol, runtime_checkable
+
+from connectors import ToolSpec
+
+Role = Literal["planner", "caller", "summarizer"]
+ROLES: tuple[Role, ...] = ("planner", "caller", "summarizer")
+
+
+@dataclass(frozen=True)
+class CallerConstraint:
+    """Constrain the caller's output to ``Action: <one of tools>`` and schema-valid JSON."""
+
+    tools: tuple[ToolSpec, ...]
+
+    def __post_init__(self) -> None:
+        if not self.tools:
+            raise ValueError("a caller constraint needs at least one allowed tool")
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One prompt for one role."""
+
+    role: Role
+    prompt: str
+    max_new_tokens: int = 160
+    constraint: CallerConstraint | None = None
+
+
+@dataclass(frozen=True)
+class Generation:
+    """A role model's answer to one request, with what produced it."""
+
+    text: str
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    model: str = ""
+    adapter: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class RoleModel(Protocol):
+    """Generates text for a batch of role prompts (a batch may mix roles)."""
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]: ...
+
+    def describe(self) -> dict[str, Any]:
+        """Base model id/revision and adapter versions, stored with every decision."""
+        ...

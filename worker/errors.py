@@ -1,0 +1,69 @@
+"""Every error umiq raises, in one tree.
+
+    UmiqError
+    ├── ConfigError                 settings or files that cannot work
+    ├── EnvelopeError               a task message that is not a valid envelope (names the field)
+    ├── ModelError                  role models
+    │   ├── ModelStoreError         the base checkpoint cannot be fetched or converted
+    │   └── AdapterError            an adapter that is corrupt or does not fit the base
+    ├── AgentError                  the agent loop
+    │   └── ProtocolError           a role output that does not follow the α-UMi format
+    └── AuditError                  the audit log
+        └── ChainBroken             a row whose hash does not follow from its predecessor
+
+Connector errors live in ``connectors`` (``ConnectorError`` and its subclasses) because
+connectors must not import ``worker``.
+"""
+
+from __future__ import annotations
+
+
+class UmiqError(Exception):
+    """Base class of every umiq error."""
+
+
+class ConfigError(UmiqError):
+    """Settings or files that cannot work as given."""
+
+
+class EnvelopeError(UmiqError):
+    """A task message that is not a valid envelope; ``field`` names what is wrong."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        self.field = field
+        self.reason = reason
+        super().__init__(f"invalid envelope: {field}: {reason}")
+
+
+class ModelError(UmiqError):
+    """A role model cannot be loaded or run."""
+
+
+class ModelStoreError(ModelError):
+    """The base checkpoint cannot be fetched or converted."""
+
+
+class AdapterError(ModelError):
+    """An adapter is corrupt or does not fit the loaded base model."""
+
+
+class AgentError(UmiqError):
+    """The agent loop cannot go on."""
+
+
+class ProtocolError(AgentError):
+    """A role output that does not follow the α-UMi format."""
+
+
+class AuditError(UmiqError):
+    """The audit log cannot be written or read."""
+
+
+class ChainBroken(AuditError):
+    """A row of the audit chain whose hash does not follow from its predecessor."""
+
+    def __init__(self, table: str, seq: int, reason: str) -> None:
+        self.table = table
+        self.seq = seq
+        self.reason = reason
+        super().__init__(f"audit chain broken at {table} row seq={seq}: {reason}")

@@ -1,0 +1,89 @@
+"""Settings, read from the environment with the ``UMIQ_`` prefix.
+
+With nothing set everything runs embedded on one machine: the broker is SQLAlchemy over
+SQLite, results and the audit log are SQLite files under the data dir, models run on the
+CPU. ``UMIQ_BROKER_URL=amqp://…`` and ``UMIQ_DATABASE_URL=postgresql+psycopg://…`` move
+to RabbitMQ and Postgres.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_data_dir() -> Path:
+    return Path.cwd() / ".umiq"
+
+
+class Settings(BaseSettings):
+    """umiq's settings; every field can be set as ``UMIQ_<FIELD>``."""
+
+    model_config = SettingsConfigDict(env_prefix="UMIQ_", extra="ignore")
+
+    data_dir: Path = Field(default_factory=_default_data_dir)
+    broker_url: str | None = None
+    result_backend: str | None = None
+    database_url: str | None = None
+
+    queue: str = "umiq.tasks"
+    dead_letter_queue: str = "umiq.dead"
+    max_redeliveries: int = 3
+
+    model_dir: Path | None = None
+    """Where fetched and converted base checkpoints live (default: ``<data_dir>/models``)."""
+    base_model: str = "smollm2-135m-instruct"
+    """A name in the model store, or the path of a local Hugging Face checkpoint dir."""
+    adapters_dir: Path | None = None
+    """Directory with ``planner/``, ``caller/``, ``summarizer/`` LoRA adapters, if any."""
+    role_checkpoints: dict[str, Path] | None = None
+    """Three full checkpoints, one per role (the α-UMi published form)."""
+    device: str = "cpu"
+    max_steps: int = 12
+    max_new_tokens: int = 160
+
+    log_format: str = "auto"
+    """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""
+    log_level: str = "INFO"
+
+    @field_validator("data_dir", mode="after")
+    @classmethod
+    def _absolute(cls, value: Path) -> Path:
+        return value.expanduser().resolve()
+
+    @property
+    def resolved_broker_url(self) -> str:
+        return self.broker_url or f"sqla+sqlite:///{self.data_dir / 'broker.sqlite'}"
+
+    @property
+    def resolved_result_backend(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        if self.database_url:
+            return "db+" + self.database_url
+        return f"db+sqlite:///{self.data_dir / 'results.sqlite'}"
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'audit.sqlite'}"
+
+    @property
+    def resolved_model_dir(self) -> Path:
+        return (self.model_dir or self.data_dir / "models").expanduser().resolve()
+
+    @property
+    def embedded(self) -> bool:
+        """True when the audit database is the embedded SQLite file."""
+        return self.database_url is None
+
+    def ensure_dirs(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings (tests clear the cache with ``get_settings.cache_clear()``)."""
+    return Settings()
