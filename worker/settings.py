@@ -11,8 +11,28 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import Field, field_validator
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Mode = Literal["off", "shadow", "review", "auto"]
+
+
+class DepartmentSettings(BaseModel):
+    """One department's rollout settings (DESIGN §8): mode, tools, queue, adapter pin."""
+
+    mode: Mode = "auto"
+    tools: list[str] = Field(default_factory=list)
+    """Tool names or glob patterns the department may use; empty means none (deny)."""
+    may_write: bool = False
+    queue: str | None = None
+    adapter_version: str | None = None
+
+
+def _default_departments() -> dict[str, DepartmentSettings]:
+    # The sample back office's finance team: reads the ERP and schedules payments.
+    return {"finance": DepartmentSettings(mode="auto", tools=["*"], may_write=True)}
 
 
 def _default_data_dir() -> Path:
@@ -44,6 +64,10 @@ class Settings(BaseSettings):
     device: str = "cpu"
     max_steps: int = 12
     max_new_tokens: int = 160
+
+    connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    """Connectors by name, e.g. ``{"erp": {"kind": "http", "base_url": "http://127.0.0.1:8701"}}``."""
+    departments: dict[str, DepartmentSettings] = Field(default_factory=_default_departments)
 
     log_format: str = "auto"
     """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""

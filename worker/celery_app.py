@@ -1,0 +1,71 @@
+"""The Celery application: JSON only, late acks, one durable queue plus a dead-letter queue."""
+
+from __future__ import annotations
+
+from celery import Celery
+from kombu import Exchange, Queue
+
+from worker.settings import Settings, get_settings
+
+TASK_NAME = "umiq.run_task"
+DEAD_LETTER_EXCHANGE = "umiq.dlx"
+
+
+def task_queue(settings: Settings) -> Queue:
+    """The work queue; on RabbitMQ, rejected messages dead-letter to the DLQ."""
+    return Queue(
+        settings.queue,
+        Exchange("umiq", type="direct", durable=True),
+        routing_key=settings.queue,
+        durable=True,
+        queue_arguments={
+            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+            "x-dead-letter-routing-key": settings.dead_letter_queue,
+        },
+    )
+
+
+def dead_letter_queue(settings: Settings) -> Queue:
+    """Where refused messages are kept, unchanged, with the reason in a header."""
+    return Queue(
+        settings.dead_letter_queue,
+        Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True),
+        routing_key=settings.dead_letter_queue,
+        durable=True,
+    )
+
+
+def create_app(settings: Settings | None = None) -> Celery:
+    """Build the Celery app for ``settings`` (embedded SQLite broker when none is set)."""
+    settings = settings or get_settings()
+    if settings.broker_url is None or settings.database_url is None:
+        settings.ensure_dirs()
+    app = Celery("umiq", broker=settings.resolved_broker_url,
+                 backend=settings.resolved_result_backend)
+    app.conf.update(
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        result_accept_content=["json"],
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_queues=[task_queue(settings)],
+        task_default_queue=settings.queue,
+        task_default_exchange="umiq",
+        task_default_routing_key=settings.queue,
+        task_routes={TASK_NAME: {"queue": settings.queue, "routing_key": settings.queue}},
+        task_track_started=True,
+        result_extended=True,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"confirm_publish": True, "polling_interval": 0.2},
+        worker_consumer="worker.consumer:UmiqConsumer",
+        worker_hijack_root_logger=False,
+        worker_redirect_stdouts=False,
+        database_create_tables_at_setup=True,
+        imports=["worker.tasks"],
+    )
+    return app
+
+
+app = create_app()

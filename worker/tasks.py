@@ -1,0 +1,87 @@
+"""The Celery task: validate the envelope, decide the rollout mode, run the episode."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import structlog
+from celery.signals import task_postrun, task_prerun
+
+from policies import AccessRule
+from worker import runtime
+from worker.agent.episode import Episode
+from worker.celery_app import TASK_NAME, app
+from worker.deadletter import refuse
+from worker.envelope import parse_envelope
+from worker.errors import AuditError, EnvelopeError, ModelError
+
+log = structlog.get_logger("umiq.tasks")
+
+
+@task_prerun.connect
+def _bind_context(task_id: str | None = None, **_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(celery_id=task_id)
+
+
+@task_postrun.connect
+def _unbind_context(**_: Any) -> None:
+    structlog.contextvars.clear_contextvars()
+
+
+def _access_rule(department: str) -> AccessRule | None:
+    dept = runtime.settings().departments.get(department)
+    if dept is None:
+        return None
+    return AccessRule(department=department, tools=tuple(dept.tools), may_write=dept.may_write)
+
+
+@app.task(name=TASK_NAME, bind=True, max_retries=3)
+def run_task(self: Any, envelope: Any) -> dict[str, Any]:
+    """Run one back-office task end to end and return how it ended."""
+    audit = runtime.audit_log()
+    try:
+        env = parse_envelope(envelope)
+    except EnvelopeError as exc:
+        return refuse(app, envelope, reason=str(exc), field=exc.field, audit=audit,
+                      delivery_id=self.request.id)
+    structlog.contextvars.bind_contextvars(task_id=env.task_id, department=env.department)
+
+    finished = audit.outcome(env.task_id)
+    if finished is not None:  # a redelivered task that already ended: never run it twice
+        log.info("task.already_finished", outcome=finished["outcome"])
+        return finished
+    if audit.task(env.task_id) is None:
+        audit.append_task(
+            task_id=env.task_id,
+            department=env.department,
+            query=env.query,
+            requested_by=env.requested_by,
+            context=env.context,
+        )
+    settings = runtime.settings()
+    dept = settings.departments.get(env.department)
+    access = _access_rule(env.department)
+    if dept is not None and dept.mode == "off":
+        access = None
+    log.info("task.started", mode=dept.mode if dept else None)
+    try:
+        episode = Episode(
+            env,
+            model=runtime.role_model(),
+            toolbox=runtime.toolbox(),
+            access=access,
+            audit=audit,
+            max_steps=settings.max_steps,
+            max_new_tokens=settings.max_new_tokens,
+        )
+        result = episode.run()
+    except (AuditError, ModelError, OSError) as exc:
+        # Infrastructure trouble: retry with backoff, then dead-letter with the reason.
+        if self.request.retries < min(self.max_retries, settings.max_redeliveries):
+            log.warning("task.retry", error=str(exc), retries=self.request.retries)
+            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
+        return refuse(app, envelope, reason=f"failed after retries: {exc}", field=None,
+                      audit=audit, delivery_id=self.request.id)
+    log.info("task.finished", outcome=result.outcome, steps=len(result.steps))
+    return result.as_dict()
