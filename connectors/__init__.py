@@ -8,6 +8,8 @@ from connectors._errors import (
     InvalidArguments,
     UnknownTool,
 )
+from connectors._http import HttpConnector, tools_from_openapi
+from connectors._schema import Violation, validate_arguments, violations
 
 __all__ = [
     "Connector",
@@ -15,9 +17,14 @@ __all__ = [
     "ConnectorTimeout",
     "ConnectorUnavailable",
     "Effect",
+    "HttpConnector",
     "InvalidArguments",
     "ToolCall",
     "ToolResult",
     "ToolSpec",
     "UnknownTool",
+    "Violation",
+    "tools_from_openapi",
+    "validate_arguments",
+    "violations",
 ]

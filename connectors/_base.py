@@ -66,8 +66,9 @@ class ToolResult:
 
         if self.ok:
             return json.dumps({"error": "", "response": self.data}, ensure_ascii=False)
-        return json.dumps({"error": self.error or "failed", "response": self.data},
-                          ensure_ascii=False)
+        return json.dumps(
+            {"error": self.error or "failed", "response": self.data}, ensure_ascii=False
+        )
 
 
 @runtime_checkable

@@ -1,10 +1,10 @@
 """Connector errors, in one tree.
 
-    ConnectorError                 a connector could not carry out a call
-    ├── UnknownTool                the call names a tool this connector does not have
-    ├── InvalidArguments           the arguments do not satisfy the tool's JSON schema
-    ├── ConnectorUnavailable       the system behind the connector cannot be reached
-    └── ConnectorTimeout           the system did not answer in time
+ConnectorError                 a connector could not carry out a call
+├── UnknownTool                the call names a tool this connector does not have
+├── InvalidArguments           the arguments do not satisfy the tool's JSON schema
+├── ConnectorUnavailable       the system behind the connector cannot be reached
+└── ConnectorTimeout           the system did not answer in time
 """
 
 from __future__ import annotations

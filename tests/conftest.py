@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-#: The α-UMi reference trajectories and role samples live beside the repository, in
-#: ``../shared/fixtures/toolbench``; UMIQ_FIXTURES points elsewhere.
+#: The α-UMi reference trajectories and role samples (a copy of the α-UMi repository's
+#: train-example data, see tests/fixtures/toolbench/README.md); UMIQ_FIXTURES points elsewhere.
 TOOLBENCH_FIXTURES = Path(
-    os.environ.get(
-        "UMIQ_FIXTURES",
-        Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "toolbench",
-    )
+    os.environ.get("UMIQ_FIXTURES", Path(__file__).resolve().parent / "fixtures" / "toolbench")
 )
 
 
@@ -21,5 +20,43 @@ TOOLBENCH_FIXTURES = Path(
 def toolbench_dir() -> Path:
     """The folder of ToolBench reference fixtures; tests that need it skip without it."""
     if not (TOOLBENCH_FIXTURES / "raw_data_stage_2.json").is_file():
-        pytest.skip(f"ToolBench fixtures not found in {TOOLBENCH_FIXTURES} (set UMIQ_FIXTURES)")
+        pytest.fail(f"ToolBench fixtures not found in {TOOLBENCH_FIXTURES} (set UMIQ_FIXTURES)")
     return TOOLBENCH_FIXTURES
+
+
+#: The Postgres server of the integration tests (trust auth on loopback, as in CI).
+POSTGRES_SERVER = os.environ.get(
+    "UMIQ_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432"
+)
+
+
+def _services_required() -> bool:
+    return os.environ.get("UMIQ_REQUIRE_SERVICES") == "1"
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """The URL of a fresh Postgres database ``umiq_test_<random>``, dropped afterwards.
+
+    Without a reachable server the test is skipped, or failed when UMIQ_REQUIRE_SERVICES=1.
+    """
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.exc import OperationalError
+
+    admin = create_engine(f"{POSTGRES_SERVER}/postgres", isolation_level="AUTOCOMMIT")
+    name = f"umiq_test_{uuid.uuid4().hex[:12]}"
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+    except OperationalError as exc:
+        admin.dispose()
+        message = f"Postgres is not reachable at {POSTGRES_SERVER}: {exc.orig}"
+        if _services_required():
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield f"{POSTGRES_SERVER}/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()

@@ -159,9 +159,8 @@ def acme_serve(
     with start_erp(base, port=port) as erp:
         console.print(f"ERP at {erp.url} (OpenAPI: {erp.url}/openapi.json)")
         console.print("point a worker at it with:")
-        console.print(
-            f"  export UMIQ_CONNECTORS='{{\"erp\": {{\"kind\": \"http\", \"base_url\": \"{erp.url}\"}}}}'"
-        )
+        connectors = json.dumps({"erp": {"kind": "http", "base_url": erp.url}})
+        console.print(f"  export UMIQ_CONNECTORS='{connectors}'")
         try:
             while True:
                 time.sleep(3600)

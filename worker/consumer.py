@@ -8,6 +8,7 @@ another language) is accepted and run as ``umiq.run_task``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -43,10 +44,8 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
         if isinstance(body, bytes | str):
-            try:
+            with contextlib.suppress(ValueError, UnicodeDecodeError):
                 body = json.loads(body)
-            except (ValueError, UnicodeDecodeError):
-                pass
         if isinstance(body, dict):
             # A plain JSON envelope: run it as a task (validation happens there).
             self.app.send_task(TASK_NAME, args=[body], queue=self.app.conf.task_default_queue)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
-
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, field_validator

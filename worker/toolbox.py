@@ -29,9 +29,8 @@ def build_connector(name: str, config: Mapping[str, Any]) -> Connector:
     options = dict(config)
     kind = options.pop("kind", None)
     if kind not in CONNECTOR_KINDS:
-        raise ConfigError(
-            f"connector {name!r}: unknown kind {kind!r} (known: {', '.join(sorted(CONNECTOR_KINDS))})"
-        )
+        known = ", ".join(sorted(CONNECTOR_KINDS))
+        raise ConfigError(f"connector {name!r}: unknown kind {kind!r} (known: {known})")
     return _resolve(CONNECTOR_KINDS[kind])(name=name, **options)
 
 

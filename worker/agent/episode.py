@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
+from connectors._schema import validate_arguments
 
 from connectors import ConnectorError, InvalidArguments, ToolCall, ToolResult, ToolSpec
-from connectors._schema import validate_arguments
 from policies import AccessRule, check_access
 from worker.agent import protocol
 from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel
@@ -137,6 +137,7 @@ class Episode:
 
     def _execute(self, call: ToolCall) -> ToolResult:
         """Policy, schema, idempotency, then the connector. Refusals become observations."""
+        caller_step = self._index  # the key names the caller step, stable across replays
         try:
             spec = self.toolbox.spec(call.tool)
         except ConnectorError as exc:
@@ -152,7 +153,7 @@ class Episode:
             self._record_policy(False, "schema", [str(exc)], call)
             return ToolResult(ok=False, error=f"invalid arguments: {exc}")
 
-        key = f"{self.envelope.task_id}:{self._index}"
+        key = f"{self.envelope.task_id}:{caller_step}"
         committed = self.audit.tool_call_by_key(key)
         if committed is not None:  # a redelivery: the call already happened
             return ToolResult(ok=committed.ok, data=committed.response, error=committed.error)
@@ -163,7 +164,7 @@ class Episode:
             result = ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}")
         self.audit.append_tool_call(
             task_id=self.envelope.task_id,
-            step=self._index,
+            step=caller_step,
             idempotency_key=key,
             tool=spec.name,
             effect=spec.effect,

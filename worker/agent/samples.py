@@ -81,19 +81,22 @@ def role_samples(
         role = turn["from"]
         value = turn["value"]
         before = turns[:i]
-        following = turns[i + 1]["from"] if i + 1 < len(turns) else None
+        next_turn = turns[i + 1] if i + 1 < len(turns) else None
+        following = next_turn["from"] if next_turn is not None else None
 
         if role == "assistant":
             gives_up = protocol.GIVE_UP in value
             if gives_up or following in ("caller", "conclusion"):
-                if not (following == "caller" and _hallucinated(turns[i + 1])):
+                if not (
+                    next_turn is not None and following == "caller" and _hallucinated(next_turn)
+                ):
                     out["planner"].append(sample(i, protocol.planner_prompt(tools, before), value))
                 prompt = protocol.backbone_prompt(tools, before)
                 if gives_up and reference_quirks and last_backbone_input is not None:
                     prompt = last_backbone_input
                 elif not gives_up:
                     last_backbone_input = prompt
-                target = protocol.fold_assistant(value, turns[i + 1] if following else None)
+                target = protocol.fold_assistant(value, next_turn)
                 out["backbone"].append(sample(i, prompt, target))
 
         elif role == "caller" and not _hallucinated(turn):

@@ -92,7 +92,9 @@ def row_hash(prev_hash: str, table: str, payload: Mapping[str, Any]) -> str:
     ``payload`` holds every column except ``prev_hash`` and ``hash``.
     """
     if not is_digest(prev_hash):
-        raise ValueError(f"prev_hash must be a 64-character lowercase hex digest, not {prev_hash!r}")
+        raise ValueError(
+            f"prev_hash must be a 64-character lowercase hex digest, not {prev_hash!r}"
+        )
     if "seq" not in payload:
         raise ValueError("payload must contain the row's seq")
     if "table" in payload or "prev_hash" in payload or "hash" in payload:

@@ -30,7 +30,9 @@ class Task(SQLModel, table=True):
 
     __tablename__ = "task"
 
-    seq: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
     task_id: str = Field(sa_type=Text, unique=True)
     department: str = Field(sa_type=Text)
     query: str = Field(sa_type=Text)
@@ -47,7 +49,9 @@ class Step(SQLModel, table=True):
     __tablename__ = "step"
     __table_args__ = (CheckConstraint(_STEP_KIND_CHECK, name="ck_step_kind"),)
 
-    seq: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
     task_id: str = Field(sa_type=Text, index=True)
     index: int
     kind: str = Field(sa_type=Text)
@@ -68,7 +72,9 @@ class ToolCall(SQLModel, table=True):
 
     __tablename__ = "tool_call"
 
-    seq: int = Field(sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False})
+    seq: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
     task_id: str = Field(sa_type=Text, index=True)
     step: int
     idempotency_key: str = Field(sa_type=Text, unique=True)

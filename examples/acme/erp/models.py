@@ -73,6 +73,7 @@ class Invoice(Base):
     issue_date: Mapped[dt.date]
     due_date: Mapped[dt.date]
     status: Mapped[str]
+    dispute_reason: Mapped[str | None] = mapped_column(default=None)
 
 
 class Payment(Base):
@@ -104,7 +105,7 @@ def money(cents: int) -> float:
 
 
 def cents(amount: float) -> int:
-    """A decimal amount as cents, rounded half away from zero at the third place."""
+    """A decimal amount as whole cents (to the nearest cent)."""
     return round(amount * 100)
 
 
@@ -151,6 +152,7 @@ class InvoiceOut(BaseModel):
     issue_date: dt.date
     due_date: dt.date
     status: InvoiceStatus
+    dispute_reason: str | None = Field(description="Why the invoice is disputed, if it is.")
 
 
 class PaymentOut(BaseModel):
@@ -211,6 +213,7 @@ def invoice_out(inv: Invoice) -> InvoiceOut:
         issue_date=inv.issue_date,
         due_date=inv.due_date,
         status=inv.status,  # type: ignore[arg-type]
+        dispute_reason=inv.dispute_reason,
     )
 
 

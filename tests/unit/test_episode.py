@@ -1,0 +1,184 @@
+"""The agent loop over scripted role outputs, a function connector and a real SQLite audit log."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors import ToolCall, ToolResult, ToolSpec
+from connectors.testing import FunctionConnector
+from policies import AccessRule
+from worker.agent.episode import Episode
+from worker.agent.roles import Generation, GenerationRequest
+from worker.audit import AuditLog, ensure_schema
+from worker.envelope import Envelope
+from worker.toolbox import Toolbox
+
+GET_INVOICE = ToolSpec(
+    "get_invoice", "Get one invoice by id.",
+    {"type": "object", "properties": {"invoice_id": {"type": "string"}},
+     "required": ["invoice_id"]},
+)
+PAY = ToolSpec(
+    "schedule_payment", "Schedule the payment of an invoice.",
+    {"type": "object", "properties": {"invoice_id": {"type": "string"},
+                                      "amount": {"type": "number"}},
+     "required": ["invoice_id", "amount"]},
+    effect="write",
+)
+ENV = Envelope(task_id="t-1", department="finance", query="Is INV-1 open?",
+               requested_by="alice")
+
+
+class Scripted:
+    """A RoleModel that answers each role from its own script and records the prompts."""
+
+    def __init__(self, **scripts: list[str]) -> None:
+        self.scripts = {role: list(texts) for role, texts in scripts.items()}
+        self.requests: list[GenerationRequest] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        self.requests.extend(requests)
+        return [Generation(self.scripts[r.role].pop(0), 10, 5, "scripted") for r in requests]
+
+    def describe(self) -> dict[str, Any]:
+        return {"base": "scripted"}
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> AuditLog:
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    ensure_schema(url)
+    return AuditLog.from_url(url)
+
+
+def erp(handler=None) -> FunctionConnector:
+    def default(call: ToolCall, key: str) -> ToolResult:
+        return ToolResult(ok=True, data={"id": call.arguments.get("invoice_id"),
+                                         "status": "open"})
+
+    return FunctionConnector("erp", [GET_INVOICE, PAY], handler or default)
+
+
+def run(model: Scripted, connector: FunctionConnector, audit: AuditLog,
+        rule: AccessRule | None = None, max_steps: int = 5) -> Any:
+    rule = rule or AccessRule("finance", tools=("*",), may_write=True)
+    return Episode(ENV, model=model, toolbox=Toolbox([connector]), access=rule, audit=audit,
+                   max_steps=max_steps).run()
+
+
+def test_answered_episode_calls_the_tool_and_concludes(audit: AuditLog) -> None:
+    """Planner → caller → connector → planner → summarizer ends answered with every step audited."""
+    model = Scripted(
+        planner=["I should fetch the invoice.\n Next: caller.", "It is open.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'],
+        summarizer=["INV-1 is open."],
+    )
+    connector = erp()
+    result = run(model, connector, audit)
+    assert result.outcome == "answered"
+    assert result.answer == "INV-1 is open."
+    assert connector.calls == [(ToolCall("get_invoice", {"invoice_id": "INV-1"}), "t-1:2")]
+    kinds = [s.kind for s in audit.steps("t-1")]
+    assert kinds == ["planner", "caller", "policy", "tool", "planner", "summarizer", "outcome"]
+    assert audit.verify().ok
+
+
+def test_history_follows_the_protocol(audit: AuditLog) -> None:
+    """The second planner prompt carries the caller turn and the observation in α-UMi form."""
+    model = Scripted(
+        planner=["Fetch it.\n Next: caller.", "Done.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'],
+        summarizer=["ok"],
+    )
+    run(model, erp(), audit)
+    second = [r for r in model.requests if r.role == "planner"][1].prompt
+    assert ("caller: Action: get_invoice\nAction Input: {\"invoice_id\": \"INV-1\"}</s>"
+            "observation: ") in second
+    assert second.endswith(" assistant: ")
+    caller = next(r for r in model.requests if r.role == "caller")
+    assert caller.constraint is not None
+    assert {t.name for t in caller.constraint.tools} == {"get_invoice", "schedule_payment"}
+
+
+def test_give_up_ends_the_episode(audit: AuditLog) -> None:
+    """A planner that gives up ends the task as gave_up without calling the summarizer."""
+    result = run(Scripted(planner=["I cannot do this.\n Next: give up."]), erp(), audit)
+    assert result.outcome == "gave_up"
+    assert audit.steps("t-1")[-1].details["outcome"] == "gave_up"
+
+
+def test_step_limit_ends_the_episode(audit: AuditLog) -> None:
+    """An episode that never concludes stops at the step limit."""
+    call = 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'
+    model = Scripted(planner=["again\n Next: caller."] * 2, caller=[call] * 2)
+    result = run(model, erp(), audit, max_steps=2)
+    assert result.outcome == "step_limit"
+
+
+def test_denied_write_is_not_executed(audit: AuditLog) -> None:
+    """A write the department may not make is refused, audited and never reaches the connector."""
+    model = Scripted(
+        planner=["Pay it.\n Next: caller.", "Refused.\n Next: conclusion."],
+        caller=['Action: schedule_payment\nAction Input: {"invoice_id": "INV-1", "amount": 5}'],
+        summarizer=["I was not allowed to pay."],
+    )
+    connector = erp()
+    read_only = AccessRule("finance", tools=("*",), may_write=False)
+    result = run(model, connector, audit, rule=read_only)
+    assert connector.calls == []
+    policy = next(s for s in audit.steps("t-1") if s.kind == "policy")
+    assert policy.details["allowed"] is False
+    assert "may not write" in policy.details["reasons"][0]
+    assert result.outcome == "answered"
+
+
+def test_invalid_arguments_are_refused_before_the_connector(audit: AuditLog) -> None:
+    """Arguments that fail the tool's schema never reach the connector."""
+    model = Scripted(
+        planner=["Fetch.\n Next: caller.", "Bad.\n Next: give up."],
+        caller=['Action: get_invoice\nAction Input: {"invoice": 7}'],
+    )
+    connector = erp()
+    run(model, connector, audit)
+    assert connector.calls == []
+    tool = next(s for s in audit.steps("t-1") if s.kind == "tool")
+    assert "invalid arguments" in tool.output
+
+
+def test_unparseable_call_becomes_an_observation(audit: AuditLog) -> None:
+    """A caller output without an Action is reported back to the planner, not raised."""
+    model = Scripted(planner=["Fetch.\n Next: caller.", "Hm.\n Next: give up."],
+                     caller=["I would like to call something"])
+    result = run(model, erp(), audit)
+    assert result.outcome == "gave_up"
+    tool = next(s for s in audit.steps("t-1") if s.kind == "tool")
+    assert "unparseable call" in tool.output
+
+
+def test_committed_call_is_not_repeated(audit: AuditLog) -> None:
+    """A tool call whose idempotency key is already committed is replayed, not re-executed."""
+    audit.append_tool_call(task_id="t-1", step=2, idempotency_key="t-1:2", tool="get_invoice",
+                           effect="read", request={"invoice_id": "INV-1"},
+                           response={"status": "paid"}, ok=True, error=None)
+    model = Scripted(
+        planner=["Fetch.\n Next: caller.", "Done.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'],
+        summarizer=["paid"],
+    )
+    connector = erp()
+    run(model, connector, audit)
+    assert connector.calls == []
+    tool = next(s for s in audit.steps("t-1") if s.kind == "tool")
+    assert '"paid"' in tool.output
+
+
+def test_department_without_tools_is_refused(audit: AuditLog) -> None:
+    """A department that may use no tools ends refused before any model runs."""
+    model = Scripted()
+    result = run(model, erp(), audit, rule=AccessRule("finance", tools=()))
+    assert result.outcome == "refused"
+    assert model.requests == []

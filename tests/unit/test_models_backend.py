@@ -1,0 +1,383 @@
+"""The HF role-model backend on tiny random LLaMA models built in code."""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+pytest.importorskip("xgrammar")
+
+from peft import LoraConfig, get_peft_model  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
+
+from connectors import ToolSpec  # noqa: E402
+from worker.agent.roles import ROLES, CallerConstraint, GenerationRequest  # noqa: E402
+from worker.errors import AdapterError  # noqa: E402
+from worker.models.backend import HFRoleModel  # noqa: E402
+
+CORPUS = [
+    'Action: get_invoice\nAction Input: {"invoice_id": "INV-1001", "amount": 12}',
+    "user: check the invoice and pay the vendor</s> assistant: Next: caller.</s> caller: ",
+    'observation: {"error": "", "response": [1, 2, 3]} conclusion: done, give up.',
+    'The quick brown fox jumps over the lazy dog 0123456789 {}[]:,"\\ true false null',
+]
+
+TOOLS = (
+    ToolSpec(
+        "get_invoice",
+        "Fetch an invoice",
+        {
+            "type": "object",
+            "properties": {
+                "invoice_id": {"type": "string", "maxLength": 8},
+                "amount": {"type": "integer", "minimum": 0, "maximum": 999},
+            },
+            "required": ["invoice_id", "amount"],
+        },
+    ),
+    ToolSpec(
+        "list_vendors",
+        "List vendors",
+        {
+            "type": "object",
+            "properties": {"active": {"type": "boolean"}, "region": {"enum": ["eu", "us"]}},
+            "required": ["active"],
+        },
+    ),
+    ToolSpec("ping", "Liveness"),
+)
+
+PROMPTS = {
+    "planner": "user: check invoice INV-1001 and pay it</s> assistant: ",
+    "caller": "user: check the invoice</s> assistant: Next: caller.</s> caller: ",
+    "summarizer": "user: pay</s> observation: {} conclusion: ",
+}
+
+
+def build_tokenizer() -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer of a few hundred tokens, trained in milliseconds."""
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=400,
+        special_tokens=["<|endoftext|>", "<|im_start|>", "<|im_end|>"],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(CORPUS * 5, trainer)
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        eos_token="<|im_end|>",
+        bos_token="<|im_start|>",
+        unk_token="<|endoftext|>",
+        pad_token="<|im_end|>",
+    )
+
+
+CONFIGS = {
+    # peft-style matrix of tiny LLaMA shapes: grouped-query attention, and tied embeddings.
+    "gqa": {"hidden_size": 32, "num_attention_heads": 4, "num_key_value_heads": 2},
+    "tied": {
+        "hidden_size": 48,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 4,
+        "tie_word_embeddings": True,
+    },
+}
+
+
+def save_tiny_base(path: Path, tokenizer: Any, seed: int = 0, **shape: Any) -> Path:
+    """A random 2-layer LLaMA with ``shape`` overrides, saved as an HF checkpoint."""
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        intermediate_size=64,
+        num_hidden_layers=2,
+        max_position_embeddings=512,
+        initializer_range=0.2,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        **shape,
+    )
+    torch.manual_seed(seed)
+    LlamaForCausalLM(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def save_adapter(base_path: Path, out: Path, seed: int) -> Path:
+    """A random (non-zero) LoRA adapter on all linear layers of the base at ``base_path``."""
+    base = LlamaForCausalLM.from_pretrained(base_path)
+    torch.manual_seed(seed)
+    config = LoraConfig(
+        r=4,
+        lora_alpha=8,
+        target_modules="all-linear",
+        init_lora_weights=False,
+        task_type="CAUSAL_LM",
+    )
+    get_peft_model(base, config).save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    return build_tokenizer()
+
+
+@pytest.fixture(scope="module", params=sorted(CONFIGS))
+def tiny(
+    request: pytest.FixtureRequest, tokenizer: Any, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
+    """A tiny base checkpoint and one random adapter per role."""
+    root = tmp_path_factory.mktemp(request.param)
+    base = save_tiny_base(root / "tiny-llama", tokenizer, **CONFIGS[request.param])
+    adapters = {
+        role: save_adapter(base, root / "adapters" / role, seed=i + 1)
+        for i, role in enumerate(ROLES)
+    }
+    return {"name": request.param, "base": base, "adapters": adapters, "root": root}
+
+
+ADAPTER_SETS = {"base_only": (), "caller_only": ("caller",), "three": ROLES}
+
+
+@pytest.fixture(scope="module", params=sorted(ADAPTER_SETS))
+def role_model(request: pytest.FixtureRequest, tiny: dict[str, Any]) -> HFRoleModel:
+    roles = ADAPTER_SETS[request.param]
+    return HFRoleModel(tiny["base"], {r: tiny["adapters"][r] for r in roles})
+
+
+def mixed_requests() -> list[GenerationRequest]:
+    constraint = CallerConstraint(TOOLS)
+    return [
+        GenerationRequest("planner", PROMPTS["planner"], max_new_tokens=12),
+        GenerationRequest("caller", PROMPTS["caller"], max_new_tokens=60, constraint=constraint),
+        GenerationRequest("summarizer", PROMPTS["summarizer"], max_new_tokens=7),
+        GenerationRequest("caller", PROMPTS["caller"] + "x", max_new_tokens=5),
+        GenerationRequest("planner", "user: hi</s> assistant: ", max_new_tokens=9),
+    ]
+
+
+# --- a minimal JSON-schema check (jsonschema is not a dependency) -----------------------
+
+
+def schema_errors(value: Any, schema: dict[str, Any], where: str = "$") -> list[str]:
+    """What makes ``value`` violate ``schema`` (the subset of keywords the tools use)."""
+    if "enum" in schema:
+        return [] if value in schema["enum"] else [f"{where}: {value!r} not in enum"]
+    kind = schema.get("type")
+    checks = {"object": dict, "string": str, "boolean": bool, "array": list}
+    if kind == "integer":
+        if not isinstance(value, int) or isinstance(value, bool):
+            return [f"{where}: not an integer"]
+        low, high = schema.get("minimum", -float("inf")), schema.get("maximum", float("inf"))
+        return [] if low <= value <= high else [f"{where}: {value} out of range"]
+    if kind in checks and not isinstance(value, checks[kind]):
+        return [f"{where}: not a {kind}"]
+    if kind == "string" and len(value) > schema.get("maxLength", len(value)):
+        return [f"{where}: longer than maxLength"]
+    errors: list[str] = []
+    if kind == "object":
+        props = schema.get("properties", {})
+        errors += [f"{where}: missing {k}" for k in schema.get("required", []) if k not in value]
+        errors += [f"{where}: extra {k}" for k in value if k not in props]
+        for key, sub in props.items():
+            if key in value:
+                errors += schema_errors(value[key], sub, f"{where}.{key}")
+    return errors
+
+
+def parse_call(text: str) -> tuple[str, Any]:
+    match = re.fullmatch(r"Action: (\w+)\nAction Input: (.*)", text, re.DOTALL)
+    assert match, f"not an α-UMi call: {text!r}"
+    return match.group(1), json.loads(match.group(2))
+
+
+# --- behaviour ---------------------------------------------------------------------------
+
+
+def test_generation_reports_text_tokens_and_provenance(role_model: HFRoleModel) -> None:
+    """Each request gets text, token counts, the base revision and its role's adapter label."""
+    out = role_model.generate(mixed_requests())
+    assert len(out) == 5
+    for req, gen in zip(mixed_requests(), out, strict=True):
+        assert isinstance(gen.text, str)
+        assert 0 < gen.completion_tokens <= req.max_new_tokens
+        assert gen.prompt_tokens > 0
+        assert gen.model.startswith("tiny-llama@")
+        if req.role in role_model.adapters:
+            assert gen.adapter == role_model.adapters[req.role].label
+        else:
+            assert gen.adapter is None
+    assert "</s>" not in "".join(g.text for g in out)
+
+
+def test_mixed_role_batch_equals_single_generations(role_model: HFRoleModel) -> None:
+    """A batch mixing roles (and adapters) gives each row what it gets when run alone."""
+    requests = mixed_requests()
+    batched = [g.text for g in role_model.generate(requests)]
+    alone = [role_model.generate([req])[0].text for req in requests]
+    assert batched == alone
+
+
+def test_each_row_runs_through_its_own_adapter(tiny: dict[str, Any]) -> None:
+    """In a batch mixing three adapters, each row matches a model holding only its adapter."""
+    mixed = HFRoleModel(tiny["base"], tiny["adapters"])
+    requests = mixed_requests()
+    batched = mixed.generate(requests)
+    for req, gen in zip(requests, batched, strict=True):
+        alone = HFRoleModel(tiny["base"], {req.role: tiny["adapters"][req.role]})
+        assert alone.generate([req])[0].text == gen.text
+
+
+def test_adapters_change_what_a_role_generates(tiny: dict[str, Any]) -> None:
+    """A role with an adapter does not generate what the bare base does."""
+    base = HFRoleModel(tiny["base"])
+    tuned = HFRoleModel(tiny["base"], {"planner": tiny["adapters"]["planner"]})
+    req = [
+        GenerationRequest("planner", PROMPTS["planner"], max_new_tokens=12),
+        GenerationRequest("summarizer", PROMPTS["summarizer"], max_new_tokens=12),
+    ]
+    plain, adapted = base.generate(req), tuned.generate(req)
+    assert plain[0].text != adapted[0].text
+    assert plain[1].text == adapted[1].text  # the summarizer has no adapter: runs on the base
+
+
+@pytest.mark.parametrize("whitespace", ["bounded", "compact"])
+def test_constrained_caller_names_an_allowed_tool_with_valid_arguments(
+    tiny: dict[str, Any], whitespace: str
+) -> None:
+    """Under the grammar every caller answer parses to an allowed tool and schema-valid JSON."""
+    model = HFRoleModel(tiny["base"], {"caller": tiny["adapters"]["caller"]}, whitespace=whitespace)  # type: ignore[arg-type]
+    by_name = {t.name: t for t in TOOLS}
+    prompts = [PROMPTS["caller"] + suffix for suffix in ("", "a", "INV", "0 1", "{", "</s>")]
+    for tools in (TOOLS, TOOLS[:1], TOOLS[1:]):
+        reqs = [
+            GenerationRequest("caller", p, max_new_tokens=120, constraint=CallerConstraint(tools))
+            for p in prompts
+        ]
+        for gen in model.generate(reqs):
+            assert gen.extra["finish"] == "stop", gen.text
+            name, args = parse_call(gen.text)
+            assert name in {t.name for t in tools}
+            assert schema_errors(args, dict(by_name[name].parameters)) == []
+
+
+def test_describe_records_base_and_adapter_versions(tiny: dict[str, Any]) -> None:
+    """describe() names the base revision and a version per loaded adapter."""
+    model = HFRoleModel(tiny["base"], {"caller": tiny["adapters"]["caller"]})
+    info = model.describe()
+    assert info["base"].startswith("tiny-llama@")
+    assert info["adapters"]["caller"].startswith("caller@")
+    assert info["adapters"]["planner"] is None
+
+
+def test_corrupt_adapter_file_is_refused(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """An adapter whose weights file is not valid safetensors raises AdapterError."""
+    bad = shutil.copytree(tiny["adapters"]["caller"], tmp_path / "caller")
+    weights = bad / "adapter_model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    with pytest.raises(AdapterError, match="corrupt"):
+        HFRoleModel(tiny["base"], {"caller": bad})
+
+
+def test_unparseable_adapter_config_is_refused(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """An adapter whose adapter_config.json is not JSON raises AdapterError."""
+    bad = shutil.copytree(tiny["adapters"]["planner"], tmp_path / "planner")
+    (bad / "adapter_config.json").write_text("{not json")
+    with pytest.raises(AdapterError, match="not valid JSON"):
+        HFRoleModel(tiny["base"], {"planner": bad})
+
+
+def test_adapter_with_wrong_shapes_is_refused(
+    tiny: dict[str, Any], tokenizer: Any, tmp_path: Path
+) -> None:
+    """An adapter trained on a base of another width raises AdapterError naming the layer."""
+    other = save_tiny_base(
+        tmp_path / "tiny-llama",
+        tokenizer,
+        hidden_size=24,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+    )
+    adapter = save_adapter(other, tmp_path / "caller", seed=9)
+    with pytest.raises(AdapterError, match=r"does not fit the base: .*proj"):
+        HFRoleModel(tiny["base"], {"caller": adapter})
+
+
+def test_adapter_for_another_base_is_refused(tiny: dict[str, Any], tmp_path: Path) -> None:
+    """An adapter whose config declares a different base model raises AdapterError."""
+    bad = shutil.copytree(tiny["adapters"]["caller"], tmp_path / "caller")
+    config = json.loads((bad / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = "meta-llama/Llama-2-7b-hf"
+    (bad / "adapter_config.json").write_text(json.dumps(config))
+    with pytest.raises(AdapterError, match="Llama-2-7b-hf"):
+        HFRoleModel(tiny["base"], {"caller": bad})
+
+
+def test_adapter_missing_weights_for_a_target_is_refused(
+    tiny: dict[str, Any], tmp_path: Path
+) -> None:
+    """An adapter file lacking tensors its config targets raises AdapterError."""
+    from safetensors.torch import load_file, save_file
+
+    bad = shutil.copytree(tiny["adapters"]["caller"], tmp_path / "caller")
+    weights = bad / "adapter_model.safetensors"
+    state = load_file(weights)
+    save_file({k: v for k, v in state.items() if ".layers.1." not in k}, weights)
+    with pytest.raises(AdapterError, match=r"no weights for it"):
+        HFRoleModel(tiny["base"], {"caller": bad})
+
+
+def test_planner_stops_at_its_marker_and_others_at_the_turn_end(tokenizer: Any) -> None:
+    """The planner row stops after "Next: caller."; every row stops at "</s>"."""
+    from worker.models.backend import _rows_for, _StopCriteria
+
+    class NoGrammar:
+        grammars = None
+
+    reqs = [GenerationRequest(role, "p: ", max_new_tokens=50) for role in ROLES]
+    rows = _rows_for(reqs, NoGrammar(), None, {})  # type: ignore[arg-type]
+    prompt = tokenizer("p: ").input_ids
+    stop = _StopCriteria(tokenizer, rows, len(prompt))
+
+    def done(text: str) -> list[bool]:
+        ids = torch.tensor([prompt + tokenizer(text).input_ids] * len(rows))
+        return stop(ids, torch.zeros(1)).tolist()
+
+    assert done("I check the invoice. Next: caller.") == [True, False, False]
+    assert done("I check the invoice. Next: conclusion.") == [True, False, False]
+    assert done("the answer</s>") == [True, True, True]
+    assert done("the answer is") == [False, False, False]
+
+
+def test_checkpoint_per_role_form(tiny: dict[str, Any]) -> None:
+    """Three full checkpoints, one per role, each answer its role's rows."""
+    from worker.models.backend import CheckpointRoleModel
+
+    model = CheckpointRoleModel({role: tiny["base"] for role in ROLES})
+    single = HFRoleModel(tiny["base"])
+    requests = mixed_requests()
+    assert [g.text for g in model.generate(requests)] == [g.text for g in single.generate(requests)]
+    assert set(model.describe()["roles"]) == set(ROLES)
+
+
+def test_load_role_model_reads_base_and_adapters_from_settings(tiny: dict[str, Any]) -> None:
+    """load_role_model builds the base + adapters that the settings name."""
+    from worker.models import load_role_model
+    from worker.settings import Settings
+
+    settings = Settings(base_model=str(tiny["base"]), adapters_dir=tiny["root"] / "adapters")
+    model = load_role_model(settings)
+    assert set(model.describe()["adapters"].values()) != {None}
+    assert model.describe()["base"].startswith("tiny-llama@")

@@ -1,0 +1,267 @@
+"""``AuditLog``: append links to the chain, one transaction each, and read them back.
+
+Every append locks the chain head (``SELECT … FOR UPDATE`` on Postgres; on SQLite the
+transaction begins ``IMMEDIATE``, which takes the database's write lock), takes the next
+``seq`` and the previous hash from it, inserts the row and moves the head, then commits.
+Writers in any number of threads or processes therefore form one chain, never a fork.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import SQLModel
+
+from worker.audit.chain import is_digest, iso_utc, normalize_json, parse_iso_utc, row_hash
+from worker.audit.db import WRITE, make_engine
+from worker.audit.records import StepRecord, TaskRecord, ToolCallRecord
+from worker.audit.tables import CHAIN, STEP_KINDS, ChainHead, Step, Task, ToolCall
+from worker.audit.verify import VerifyReport, verify_chain
+from worker.errors import AuditError
+
+R = TypeVar("R")
+
+
+def _table(model: type[SQLModel]) -> Table:
+    return model.__table__  # type: ignore[attr-defined,no-any-return]
+
+
+def _now() -> datetime:
+    # exactly what the text column will give back, so the returned record equals a read
+    return parse_iso_utc(iso_utc(datetime.now(UTC)))
+
+
+class AuditLog:
+    """The audit log of every task, a hash chain over ``task``, ``step`` and ``tool_call``."""
+
+    def __init__(self, engine: Engine, *, chain: str = CHAIN) -> None:
+        self.engine = engine
+        self.chain = chain
+
+    @classmethod
+    def from_url(cls, url: str, **engine_kwargs: Any) -> AuditLog:
+        """An audit log over the database at ``url`` (its schema must exist: ``ensure_schema``)."""
+        return cls(make_engine(url, **engine_kwargs))
+
+    def close(self) -> None:
+        """Close the pooled connections."""
+        self.engine.dispose()
+
+    # -- writing -----------------------------------------------------------------------
+
+    def append_task(
+        self,
+        *,
+        task_id: str,
+        department: str,
+        query: str,
+        requested_by: str,
+        context: Mapping[str, Any] | None = None,
+        received_at: datetime | None = None,
+    ) -> TaskRecord:
+        """Record a task as received; a task id is recorded once."""
+        content = {
+            "task_id": task_id,
+            "department": department,
+            "query": query,
+            "requested_by": requested_by,
+            "context": normalize_json(dict(context or {})),
+            "received_at": parse_iso_utc(iso_utc(received_at)) if received_at else _now(),
+        }
+
+        def check(conn: Connection) -> None:
+            if conn.execute(select(Task.seq).where(Task.task_id == task_id)).first():
+                raise AuditError(f"task {task_id!r} is already in the audit log")
+
+        return TaskRecord(**self._append("task", content, check))
+
+    def append_step(
+        self,
+        *,
+        task_id: str,
+        index: int,
+        kind: str,
+        role: str | None = None,
+        prompt_digest: str | None = None,
+        output: str = "",
+        details: Mapping[str, Any] | None = None,
+        latency_ms: int | None = None,
+        model: str | None = None,
+        adapter: str | None = None,
+    ) -> StepRecord:
+        """Record one step of a task's episode; ``prompt_digest`` is ``digest(prompt)``."""
+        if kind not in STEP_KINDS:
+            raise AuditError(f"step kind {kind!r} is not one of {', '.join(STEP_KINDS)}")
+        if prompt_digest is not None and not is_digest(prompt_digest):
+            raise AuditError(
+                "prompt_digest must be the SHA-256 hex digest of the prompt "
+                "(worker.audit.digest(prompt)), never the prompt itself"
+            )
+        content = {
+            "task_id": task_id,
+            "index": index,
+            "kind": kind,
+            "role": role,
+            "prompt_digest": prompt_digest,
+            "output": output,
+            "details": normalize_json(dict(details or {})),
+            "latency_ms": latency_ms,
+            "model": model,
+            "adapter": adapter,
+            "created_at": _now(),
+        }
+        return StepRecord(**self._append("step", content))
+
+    def append_tool_call(
+        self,
+        *,
+        task_id: str,
+        step: int,
+        idempotency_key: str,
+        tool: str,
+        effect: str,
+        request: Mapping[str, Any],
+        response: Any = None,
+        ok: bool,
+        error: str | None = None,
+    ) -> ToolCallRecord:
+        """Record a connector call and its result; an idempotency key is recorded once."""
+        content = {
+            "task_id": task_id,
+            "step": step,
+            "idempotency_key": idempotency_key,
+            "tool": tool,
+            "effect": effect,
+            "request": normalize_json(dict(request)),
+            "response": normalize_json(response),
+            "ok": bool(ok),
+            "error": error,
+            "created_at": _now(),
+        }
+
+        def check(conn: Connection) -> None:
+            seq = conn.execute(
+                select(ToolCall.seq).where(ToolCall.idempotency_key == idempotency_key)
+            ).scalar()
+            if seq is not None:
+                raise AuditError(
+                    f"a tool call with idempotency key {idempotency_key!r} is already in the "
+                    f"audit log (seq {seq}): replay it (tool_call_by_key), do not call again"
+                )
+
+        return ToolCallRecord(**self._append("tool_call", content, check))
+
+    def _append(
+        self,
+        table: str,
+        content: dict[str, Any],
+        check: Callable[[Connection], None] | None = None,
+    ) -> dict[str, Any]:
+        model: type[SQLModel] = {"task": Task, "step": Step, "tool_call": ToolCall}[table]
+        try:
+            with self.engine.connect() as conn:
+                conn.execution_options(**{WRITE: True})
+                with conn.begin():
+                    head = conn.execute(
+                        select(ChainHead.last_seq, ChainHead.last_hash)
+                        .where(ChainHead.chain == self.chain)
+                        .with_for_update()
+                    ).one_or_none()
+                    if head is None:
+                        raise AuditError(
+                            f"the audit chain {self.chain!r} has no head: "
+                            "the schema is not initialized, run `umiq db upgrade`"
+                        )
+                    if check is not None:
+                        check(conn)
+                    last_seq, prev_hash = head
+                    row = {"seq": last_seq + 1, **content}
+                    row["prev_hash"] = prev_hash
+                    row["hash"] = row_hash(prev_hash, table, {"seq": last_seq + 1, **content})
+                    conn.execute(insert(_table(model)).values(**row))
+                    conn.execute(
+                        update(ChainHead)
+                        .where(ChainHead.chain == self.chain)
+                        .values(last_seq=row["seq"], last_hash=row["hash"])
+                    )
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot append to the audit log ({table}): {exc}") from exc
+        return row
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _read(self, fn: Callable[[Connection], R]) -> R:
+        try:
+            with self.engine.connect() as conn, conn.begin():
+                return fn(conn)
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the audit log: {exc}") from exc
+
+    def task(self, task_id: str) -> TaskRecord | None:
+        """The task ``task_id`` as received, or None."""
+        stmt = select(_table(Task)).where(Task.task_id == task_id)
+        rows = self._read(lambda c: c.execute(stmt).mappings().all())
+        return TaskRecord(**rows[0]) if rows else None
+
+    def tasks(self, limit: int = 50) -> list[TaskRecord]:
+        """The ``limit`` most recently received tasks, newest first."""
+        stmt = select(_table(Task)).order_by(_table(Task).c.seq.desc()).limit(limit)
+        return [TaskRecord(**r) for r in self._read(lambda c: c.execute(stmt).mappings().all())]
+
+    def steps(self, task_id: str) -> list[StepRecord]:
+        """The steps of task ``task_id`` in the order they were recorded."""
+        stmt = select(_table(Step)).where(Step.task_id == task_id).order_by(Step.seq)
+        return [StepRecord(**r) for r in self._read(lambda c: c.execute(stmt).mappings().all())]
+
+    def tool_calls(self, task_id: str) -> list[ToolCallRecord]:
+        """The tool calls of task ``task_id`` in the order they were recorded."""
+        stmt = select(_table(ToolCall)).where(ToolCall.task_id == task_id).order_by(ToolCall.seq)
+        rows = self._read(lambda c: c.execute(stmt).mappings().all())
+        return [ToolCallRecord(**r) for r in rows]
+
+    def tool_call_by_key(self, idempotency_key: str) -> ToolCallRecord | None:
+        """The committed tool call with ``idempotency_key`` (to replay it), or None."""
+        stmt = select(_table(ToolCall)).where(ToolCall.idempotency_key == idempotency_key)
+        rows = self._read(lambda c: c.execute(stmt).mappings().all())
+        return ToolCallRecord(**rows[0]) if rows else None
+
+    def outcome(self, task_id: str) -> dict[str, Any] | None:
+        """How task ``task_id`` ended, shaped like ``EpisodeResult.as_dict()``; None if open."""
+        steps = self.steps(task_id)
+        last = next((s for s in reversed(steps) if s.kind == "outcome"), None)
+        if last is None:
+            return None
+        return {
+            "task_id": task_id,
+            "outcome": last.details.get("outcome"),
+            "answer": last.output,
+            "reason": last.details.get("reason", ""),
+            "tokens": last.details.get("tokens", 0),
+            "steps": [
+                {"index": s.index, "kind": s.kind, "text": s.output, "details": s.details}
+                for s in steps
+            ],
+        }
+
+    def head(self) -> tuple[int, str]:
+        """The chain head: the last ``seq`` and its hash (``0`` and GENESIS when empty)."""
+        stmt = select(ChainHead.last_seq, ChainHead.last_hash).where(ChainHead.chain == self.chain)
+        row = self._read(lambda c: c.execute(stmt).one_or_none())
+        if row is None:
+            raise AuditError(f"the audit chain {self.chain!r} has no head: run `umiq db upgrade`")
+        return int(row[0]), str(row[1])
+
+    def verify(self) -> VerifyReport:
+        """Walk the whole chain by seq, recompute every hash, and name the first broken row."""
+        try:
+            with self.engine.connect() as conn:
+                if conn.dialect.name == "postgresql":  # one snapshot for rows and head
+                    conn.execution_options(isolation_level="REPEATABLE READ")
+                with conn.begin():
+                    return verify_chain(conn, self.chain)
+        except SQLAlchemyError as exc:
+            raise AuditError(f"cannot read the audit log: {exc}") from exc

@@ -1,0 +1,191 @@
+"""Finding, checking and fingerprinting role adapters and checkpoints.
+
+An adapter directory is what ``PeftModel.save_pretrained`` writes: ``adapter_config.json``
+and ``adapter_model.safetensors`` (or ``.bin``). Before peft sees it, every adapter is
+checked against the loaded base: the files parse, the base it declares is this base, and
+every LoRA matrix fits the layer it targets. A mismatch is an :class:`AdapterError` that
+names the adapter, the layer and both shapes; a role is never silently run on the base
+because its adapter was unusable.
+
+Only the safetensors header is read here, so checking costs no tensor loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.errors import AdapterError, ConfigError
+
+ROLE_NAMES = ("planner", "caller", "summarizer")
+WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
+
+
+def file_digest(paths: Iterable[Path], length: int = 12) -> str:
+    """A short sha256 over the contents of ``paths`` (in the order given)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        with path.open("rb") as fh:
+            for block in iter(lambda: fh.read(1 << 22), b""):
+                digest.update(block)
+    return digest.hexdigest()[:length]
+
+
+def checkpoint_digest(path: Path) -> str:
+    """A short hash of a checkpoint's config and weight files, its revision."""
+    files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]
+    return file_digest([f for f in files if f.is_file()])
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """A role adapter on disk, as checked at load time."""
+
+    role: str
+    path: Path
+    weights: Path
+    config: Mapping[str, Any]
+    version: str
+
+    @property
+    def label(self) -> str:
+        """``<role>@<weights hash>``, recorded with every generation."""
+        return f"{self.role}@{self.version}"
+
+
+def find_adapters(adapters_dir: Path | None) -> dict[str, Path]:
+    """The role adapter directories under ``adapters_dir`` (a missing role runs on the base)."""
+    if adapters_dir is None:
+        return {}
+    adapters_dir = Path(adapters_dir).expanduser()
+    if not adapters_dir.is_dir():
+        raise ConfigError(f"adapters_dir {adapters_dir} is not a directory")
+    found = {role: adapters_dir / role for role in ROLE_NAMES if (adapters_dir / role).is_dir()}
+    if not found:
+        raise ConfigError(
+            f"adapters_dir {adapters_dir} holds none of {', '.join(r + '/' for r in ROLE_NAMES)}; "
+            "unset UMIQ_ADAPTERS_DIR to run every role on the base model"
+        )
+    return found
+
+
+def read_adapter(role: str, path: Path) -> AdapterInfo:
+    """Parse an adapter directory's config and locate its weights, or raise AdapterError."""
+    path = Path(path)
+    config_file = path / "adapter_config.json"
+    if not config_file.is_file():
+        raise AdapterError(f"adapter {role!r} at {path}: no adapter_config.json")
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, ValueError) as exc:
+        raise AdapterError(f"adapter {role!r}: {config_file} is not valid JSON: {exc}") from exc
+    if not isinstance(config, dict) or config.get("peft_type") != "LORA":
+        raise AdapterError(
+            f"adapter {role!r}: {config_file} is not a LoRA adapter config "
+            f"(peft_type={config.get('peft_type') if isinstance(config, dict) else None!r})"
+        )
+    weights = next((path / n for n in WEIGHT_FILES if (path / n).is_file()), None)
+    if weights is None:
+        raise AdapterError(f"adapter {role!r} at {path}: no {' or '.join(WEIGHT_FILES)}")
+    return AdapterInfo(role, path, weights, config, file_digest([config_file, weights]))
+
+
+def adapter_shapes(info: AdapterInfo) -> dict[str, tuple[int, ...]]:
+    """Tensor names and shapes stored in an adapter's weights file."""
+    if info.weights.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(info.weights), framework="pt") as fh:
+                return {k: tuple(fh.get_slice(k).get_shape()) for k in fh.keys()}  # noqa: SIM118
+        except Exception as exc:  # safetensors raises SafetensorError, OSError, ...
+            raise AdapterError(
+                f"adapter {info.role!r}: {info.weights} is corrupt or not safetensors: {exc}"
+            ) from exc
+    import torch
+
+    try:
+        state = torch.load(str(info.weights), map_location="meta", weights_only=True)
+    except Exception as exc:
+        raise AdapterError(f"adapter {info.role!r}: {info.weights} cannot be read: {exc}") from exc
+    return {k: tuple(v.shape) for k, v in state.items()}
+
+
+def _norm_name(name: str) -> str:
+    return Path(str(name).rstrip("/")).name.lower()
+
+
+def check_base_name(info: AdapterInfo, base_names: Iterable[str]) -> None:
+    """Refuse an adapter whose config declares a different base model.
+
+    Names are compared by their last path component, case-insensitively, so
+    ``HuggingFaceTB/SmolLM2-135M-Instruct``, the store entry ``smollm2-135m-instruct``
+    and ``/any/dir/smollm2-135m-instruct`` are the same base.
+    """
+    declared = info.config.get("base_model_name_or_path")
+    if not declared:
+        return
+    known = {_norm_name(n) for n in base_names if n}
+    if _norm_name(declared) not in known:
+        raise AdapterError(
+            f"adapter {info.role!r} at {info.path} was trained on {declared!r}, but the loaded "
+            f"base is {sorted(known)}; use the matching base (UMIQ_BASE_MODEL) or retrain the "
+            "adapter. If it is the same weights under another name, set "
+            "base_model_name_or_path in its adapter_config.json."
+        )
+
+
+_LORA_KEY = re.compile(
+    r"^(?:base_model\.model\.)?(?P<module>.+)\.(?P<kind>lora_(?:embedding_)?[AB])"
+    r"(?:\.[^.]+)?(?:\.weight)?$"
+)
+
+
+def check_shapes(info: AdapterInfo, base: Any) -> None:
+    """Refuse an adapter whose LoRA matrices do not fit ``base`` (an unwrapped HF model)."""
+    import torch
+
+    shapes = adapter_shapes(info)
+    if not shapes:
+        raise AdapterError(f"adapter {info.role!r}: {info.weights} holds no tensors")
+    params = dict(base.named_parameters())
+    for key, shape in shapes.items():
+        match = _LORA_KEY.match(key)
+        if match is None:
+            # modules_to_save copies, DoRA magnitudes and the like: the base must have the
+            # parameter they replace, with the same shape when it is a full copy.
+            name = key.removeprefix("base_model.model.").replace(".modules_to_save", "")
+            name = re.sub(r"\.lora_magnitude_vector(\.[^.]+)?(\.weight)?$", ".weight", name)
+            if name not in params:
+                raise AdapterError(
+                    f"adapter {info.role!r}: tensor {key} targets {name}, which the base lacks"
+                )
+            continue
+        module_name, kind = match.group("module"), match.group("kind")
+        try:
+            module = base.get_submodule(module_name)
+        except AttributeError:
+            raise AdapterError(
+                f"adapter {info.role!r}: tensor {key} targets layer {module_name}, which the base "
+                "lacks (an adapter for another architecture?)"
+            ) from None
+        if isinstance(module, torch.nn.Linear):
+            fan_in, fan_out = module.in_features, module.out_features
+        elif isinstance(module, torch.nn.Embedding):
+            fan_in, fan_out = module.num_embeddings, module.embedding_dim
+        else:
+            continue  # conv and other layer types: leave the check to peft
+        if len(shape) != 2:
+            raise AdapterError(f"adapter {info.role!r}: tensor {key} has shape {shape}, not 2-D")
+        expected_side, actual = (fan_in, shape[1]) if kind.endswith("A") else (fan_out, shape[0])
+        if expected_side != actual:
+            side = "input" if kind.endswith("A") else "output"
+            raise AdapterError(
+                f"adapter {info.role!r} does not fit the base: {key} has shape {shape}, but layer "
+                f"{module_name} has {side} size {expected_side} (an adapter for another base?)"
+            )

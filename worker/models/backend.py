@@ -1,0 +1,423 @@
+"""Role models on Hugging Face transformers + peft.
+
+Two forms, one protocol (:class:`worker.agent.roles.RoleModel`):
+
+- :class:`HFRoleModel`: one base model in memory and up to three LoRA adapters named
+  ``planner``, ``caller``, ``summarizer`` (GLPFT). A batch may mix roles: peft's
+  mixed-batch forward (``generate(..., adapter_names=[...])``, ``"__base__"`` for a role
+  without an adapter) runs every row through its own adapter in one pass.
+- :class:`CheckpointRoleModel`: three full checkpoints, one per role (the form α-UMi
+  publishes); each role's rows run as one batch on its own model.
+
+Decoding is greedy with left padding. A row stops at the end-of-sequence token, at the
+text ``</s>`` (the α-UMi turn separator, plain text for most tokenizers) and, for the
+planner, right after ``Next: caller.`` / ``Next: conclusion.`` / ``Next: give up.``. A
+caller request with a :class:`CallerConstraint` is decoded under the grammar of
+:mod:`worker.models.constrain`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    GenerationConfig,
+    LogitsProcessorList,
+    StoppingCriteria,
+    StoppingCriteriaList,
+)
+
+from worker.agent.roles import ROLES, Generation, GenerationRequest
+from worker.errors import AdapterError, ConfigError, ModelError
+from worker.models import adapters as _adapters
+from worker.models.constrain import GrammarCache, GrammarLogitsProcessor, Whitespace
+from worker.models.store import read_stamp
+
+log = logging.getLogger(__name__)
+
+TURN_END = "</s>"
+PLANNER_MARKERS = ("Next: caller.", "Next: conclusion.", "Next: give up.")
+BASE = "__base__"
+
+
+def _dtype_for(device: str, dtype: torch.dtype | str | None) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if isinstance(dtype, str):
+        return getattr(torch, dtype)
+    return torch.bfloat16 if device.startswith("cuda") else torch.float32
+
+
+@dataclass
+class _Row:
+    prompt: str
+    max_new_tokens: int
+    stops: tuple[str, ...]
+    grammar: Any | None
+    adapter: str | None
+
+
+class _StopCriteria(StoppingCriteria):
+    """Per-row stop: a row's own token budget, or one of its stop strings in its tail."""
+
+    def __init__(self, tokenizer: Any, rows: Sequence[_Row], prompt_len: int) -> None:
+        self.tokenizer = tokenizer
+        self.rows = rows
+        self.prompt_len = prompt_len
+        self.tail = 1 + max((len(s) for r in rows for s in r.stops), default=0)
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **_: Any
+    ) -> torch.BoolTensor:
+        produced = input_ids.shape[1] - self.prompt_len
+        done = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        for i, row in enumerate(self.rows):
+            if produced >= row.max_new_tokens:
+                done[i] = True
+            elif row.stops:
+                # Every token holds at least one character, so the last `tail` tokens
+                # cover any stop string that the newest token completed.
+                start = max(self.prompt_len, input_ids.shape[1] - self.tail)
+                text = self.tokenizer.decode(input_ids[i, start:], skip_special_tokens=True)
+                done[i] = any(stop in text for stop in row.stops)
+        return done
+
+
+class _Engine:
+    """One model + tokenizer on one device, generating batches of rows."""
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | str | None = None,
+        whitespace: Whitespace = "bounded",
+    ) -> None:
+        self.path = Path(path)
+        self.device = device
+        self.whitespace: Whitespace = whitespace
+        if (self.path / "adapter_config.json").is_file():
+            raise ModelError(
+                f"{self.path} holds a LoRA adapter, not a full checkpoint; put it under "
+                "adapters_dir/<role>/ instead"
+            )
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(str(self.path))
+            self.model = AutoModelForCausalLM.from_pretrained(
+                str(self.path), dtype=_dtype_for(device, dtype)
+            )
+        except (OSError, ValueError) as exc:
+            raise ModelError(f"cannot load the checkpoint at {self.path}: {exc}") from exc
+        self.model.to(device).eval()
+        self.tokenizer.padding_side = "left"
+        eos = self.model.generation_config.eos_token_id
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        self.eos_ids: list[int] = [eos] if isinstance(eos, int) else list(eos or [])
+        if not self.eos_ids:
+            raise ModelError(f"{self.path}: neither the model nor the tokenizer names an EOS token")
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.convert_ids_to_tokens(self.eos_ids[0])
+        self.pad_id: int = self.tokenizer.pad_token_id
+        self.vocab_size: int = self.model.get_output_embeddings().weight.shape[0]
+        self._grammars: GrammarCache | None = None
+        stamp = read_stamp(self.path)
+        self.name = str(stamp["name"]) if stamp else self.path.name
+        self.revision = _adapters.checkpoint_digest(self.path)
+        self.source = stamp.get("source") if stamp else None
+
+    @property
+    def model_id(self) -> str:
+        return f"{self.name}@{self.revision}"
+
+    @property
+    def grammars(self) -> GrammarCache:
+        if self._grammars is None:
+            self._grammars = GrammarCache(self.tokenizer, self.vocab_size, self.eos_ids)
+        return self._grammars
+
+    def run(self, rows: Sequence[_Row], *, mixed_adapters: bool) -> list[tuple[str, int, int, str]]:
+        """Generate every row in one batch: (text, prompt tokens, completion tokens, finish)."""
+        enc = self.tokenizer([r.prompt for r in rows], return_tensors="pt", padding=True)
+        enc = {k: v.to(self.device) for k, v in enc.items()}
+        prompt_len = enc["input_ids"].shape[1]
+        budget = max(r.max_new_tokens for r in rows)
+        config = GenerationConfig(
+            max_new_tokens=budget,
+            do_sample=False,
+            num_beams=1,
+            eos_token_id=self.eos_ids,
+            pad_token_id=self.pad_id,
+            bos_token_id=self.model.generation_config.bos_token_id,
+        )
+        kwargs: dict[str, Any] = {}
+        if mixed_adapters:
+            kwargs["adapter_names"] = [r.adapter or BASE for r in rows]
+        processors = LogitsProcessorList()
+        if any(r.grammar is not None for r in rows):
+            processors.append(GrammarLogitsProcessor([r.grammar for r in rows], self.vocab_size))
+        stopping = StoppingCriteriaList([_StopCriteria(self.tokenizer, rows, prompt_len)])
+        with torch.inference_mode():
+            out = self.model.generate(
+                **enc,
+                generation_config=config,
+                logits_processor=processors,
+                stopping_criteria=stopping,
+                **kwargs,
+            )
+        results = []
+        for i, row in enumerate(rows):
+            new = out[i, prompt_len : prompt_len + row.max_new_tokens].tolist()
+            finish = "length"
+            for j, tok in enumerate(new):
+                if tok in self.eos_ids:
+                    new, finish = new[:j], "stop"
+                    break
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            if TURN_END in text:
+                text, finish = text.split(TURN_END, 1)[0], "stop"
+            elif any(m in text for m in row.stops):
+                finish = "stop"
+            prompt_tokens = int(enc["attention_mask"][i].sum())
+            results.append((text, prompt_tokens, len(new), finish))
+        return results
+
+
+def _rows_for(
+    requests: Sequence[GenerationRequest],
+    engine: _Engine,
+    cap: int | None,
+    adapter_of: Mapping[str, str],
+) -> list[_Row]:
+    rows = []
+    for req in requests:
+        if req.role not in ROLES:
+            raise ModelError(f"unknown role {req.role!r}; expected one of {ROLES}")
+        grammar = None
+        if req.constraint is not None:
+            grammar = engine.grammars.caller(req.constraint.tools, whitespace=engine.whitespace)
+        stops = (TURN_END, *PLANNER_MARKERS) if req.role == "planner" else (TURN_END,)
+        if grammar is not None:
+            stops = ()  # the grammar decides where a constrained answer ends
+        budget = req.max_new_tokens if cap is None else min(req.max_new_tokens, cap)
+        rows.append(_Row(req.prompt, max(1, budget), stops, grammar, adapter_of.get(req.role)))
+    return rows
+
+
+class HFRoleModel:
+    """One base model plus optional LoRA adapters per role; batches may mix roles."""
+
+    def __init__(
+        self,
+        base: Path | str,
+        adapters: Mapping[str, Path] | None = None,
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | str | None = None,
+        max_new_tokens: int | None = None,
+        max_batch_size: int = 16,
+        whitespace: Whitespace = "bounded",
+    ) -> None:
+        started = time.monotonic()
+        self.engine = _Engine(Path(base), device=device, dtype=dtype, whitespace=whitespace)
+        self.max_new_tokens = max_new_tokens
+        self.max_batch_size = max_batch_size
+        self.adapters: dict[str, _adapters.AdapterInfo] = {}
+        self._lock = threading.Lock()
+        if adapters:
+            self._load_adapters(adapters)
+        self.load_seconds = round(time.monotonic() - started, 2)
+
+    def _base_names(self) -> list[str]:
+        names = [self.engine.name, self.engine.path.name, str(self.engine.path)]
+        names.append(getattr(self.engine.model.config, "name_or_path", "") or "")
+        if self.engine.name == "smollm2-135m-instruct":
+            names.append("HuggingFaceTB/SmolLM2-135M-Instruct")
+        return names
+
+    def _load_adapters(self, adapters: Mapping[str, Path]) -> None:
+        from peft import PeftModel
+
+        unknown = set(adapters) - set(ROLES)
+        if unknown:
+            raise AdapterError(f"adapters for unknown roles {sorted(unknown)}; roles are {ROLES}")
+        infos = [_adapters.read_adapter(role, Path(path)) for role, path in adapters.items()]
+        base = self.engine.model
+        for info in infos:
+            _adapters.check_base_name(info, self._base_names())
+            _adapters.check_shapes(info, base)
+        model = None
+        for info in infos:
+            try:
+                if model is None:
+                    model = PeftModel.from_pretrained(base, str(info.path), adapter_name=info.role)
+                    result = None
+                else:
+                    result = model.load_adapter(str(info.path), adapter_name=info.role)
+            except AdapterError:
+                raise
+            except Exception as exc:  # peft raises ValueError, RuntimeError, KeyError, ...
+                raise AdapterError(
+                    f"adapter {info.role!r} at {info.path} cannot be loaded: {exc}"
+                ) from exc
+            unexpected = getattr(result, "unexpected_keys", None) or []
+            if unexpected:
+                raise AdapterError(
+                    f"adapter {info.role!r}: tensors the model has no place for: {unexpected[:3]}"
+                )
+            self.adapters[info.role] = info
+        assert model is not None
+        self._check_complete(model)
+        model.eval()
+        self.engine.model = model
+
+    def _check_complete(self, model: Any) -> None:
+        """Every LoRA layer peft created for an adapter got weights from its file."""
+        from peft.tuners.lora import LoraLayer
+
+        for role, info in self.adapters.items():
+            stored = {k.removeprefix("base_model.model.") for k in _adapters.adapter_shapes(info)}
+            for name, module in model.named_modules():
+                if not isinstance(module, LoraLayer) or role not in module.lora_A:
+                    continue
+                inner = name.removeprefix("base_model.model.")
+                if not any(k.startswith(inner + ".lora_") for k in stored):
+                    raise AdapterError(
+                        f"adapter {role!r}: its config targets {inner}, but {info.weights.name} "
+                        "has no weights for it (an incomplete or mismatched adapter)"
+                    )
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Generate for every request; rows of any roles share batches."""
+        out: list[Generation] = []
+        with self._lock:
+            for start in range(0, len(requests), self.max_batch_size):
+                chunk = requests[start : start + self.max_batch_size]
+                adapter_of = {role: role for role in self.adapters}
+                rows = _rows_for(chunk, self.engine, self.max_new_tokens, adapter_of)
+                results = self.engine.run(rows, mixed_adapters=bool(self.adapters))
+                for req, (text, p, c, finish) in zip(chunk, results, strict=True):
+                    info = self.adapters.get(req.role)
+                    out.append(
+                        Generation(
+                            text=text,
+                            prompt_tokens=p,
+                            completion_tokens=c,
+                            model=self.engine.model_id,
+                            adapter=info.label if info else None,
+                            extra={"finish": finish, "constrained": req.constraint is not None},
+                        )
+                    )
+        return out
+
+    def describe(self) -> dict[str, Any]:
+        """Base id and revision, adapter versions: stored with every decision."""
+        return {
+            "backend": "hf",
+            "base": self.engine.model_id,
+            "base_path": str(self.engine.path),
+            "base_source": self.engine.source,
+            "device": self.engine.device,
+            "dtype": str(self.engine.model.dtype).removeprefix("torch."),
+            "adapters": {
+                role: self.adapters[role].label if role in self.adapters else None for role in ROLES
+            },
+            "constrained_json_whitespace": self.engine.whitespace,
+        }
+
+
+class CheckpointRoleModel:
+    """Three full checkpoints, one per role (α-UMi's published form)."""
+
+    def __init__(
+        self,
+        checkpoints: Mapping[str, Path | str],
+        *,
+        device: str = "cpu",
+        dtype: torch.dtype | str | None = None,
+        max_new_tokens: int | None = None,
+        max_batch_size: int = 16,
+        whitespace: Whitespace = "bounded",
+    ) -> None:
+        missing = [r for r in ROLES if r not in checkpoints]
+        unknown = sorted(set(checkpoints) - set(ROLES))
+        if missing or unknown:
+            raise ConfigError(
+                f"role_checkpoints needs exactly {', '.join(ROLES)}; missing {missing}, "
+                f"unknown {unknown}"
+            )
+        self.engines = {
+            role: _Engine(
+                Path(checkpoints[role]), device=device, dtype=dtype, whitespace=whitespace
+            )
+            for role in ROLES
+        }
+        self.max_new_tokens = max_new_tokens
+        self.max_batch_size = max_batch_size
+        self._lock = threading.Lock()
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        """Generate per role, each role's rows batched on its own model."""
+        out: list[Generation | None] = [None] * len(requests)
+        with self._lock:
+            for role, engine in self.engines.items():
+                index = [i for i, r in enumerate(requests) if r.role == role]
+                for start in range(0, len(index), self.max_batch_size):
+                    part = index[start : start + self.max_batch_size]
+                    reqs = [requests[i] for i in part]
+                    rows = _rows_for(reqs, engine, self.max_new_tokens, {})
+                    for i, req, (text, p, c, finish) in zip(
+                        part, reqs, engine.run(rows, mixed_adapters=False), strict=True
+                    ):
+                        out[i] = Generation(
+                            text=text,
+                            prompt_tokens=p,
+                            completion_tokens=c,
+                            model=engine.model_id,
+                            adapter=None,
+                            extra={"finish": finish, "constrained": req.constraint is not None},
+                        )
+        bad = [requests[i].role for i, g in enumerate(out) if g is None]
+        if bad:
+            raise ModelError(f"unknown roles {sorted(set(bad))}; expected one of {ROLES}")
+        return [g for g in out if g is not None]
+
+    def describe(self) -> dict[str, Any]:
+        """Each role's checkpoint id and revision."""
+        return {
+            "backend": "hf-checkpoints",
+            "roles": {role: e.model_id for role, e in self.engines.items()},
+            "device": next(iter(self.engines.values())).device,
+            "adapters": dict.fromkeys(ROLES),
+        }
+
+
+def from_settings(settings: Any) -> HFRoleModel | CheckpointRoleModel:
+    """Build the role model that ``settings`` describes (fetching the base if needed)."""
+    from worker.models.store import resolve_base
+
+    if settings.role_checkpoints:
+        if settings.adapters_dir:
+            raise ConfigError("set either role_checkpoints or adapters_dir, not both")
+        return CheckpointRoleModel(
+            settings.role_checkpoints,
+            device=settings.device,
+            max_new_tokens=settings.max_new_tokens,
+        )
+    base = resolve_base(settings, progress=log.info)
+    return HFRoleModel(
+        base,
+        _adapters.find_adapters(settings.adapters_dir),
+        device=settings.device,
+        max_new_tokens=settings.max_new_tokens,
+    )
