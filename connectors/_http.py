@@ -296,7 +296,7 @@ class HttpConnector:
         try:
             validate_arguments(op.spec.parameters, call.arguments)
         except InvalidArguments as exc:
-            raise InvalidArguments(f"{call.tool}: {exc}") from None
+            raise InvalidArguments(f"{call.tool}: {exc}") from exc
         headers = {"Accept": "application/json"}
         if op.spec.effect == "write":
             if not idempotency_key:

@@ -60,3 +60,17 @@ def postgres_url() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def model_dir() -> Path:
+    """The model store shared by all tests (the base is fetched and converted once)."""
+    from worker.models import resolve_base
+    from worker.settings import Settings
+
+    store = Path(os.environ.get("UMIQ_MODEL_DIR", REPO / ".umiq" / "models"))
+    resolve_base(Settings(model_dir=store))
+    return store

@@ -58,7 +58,11 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_track_started=True,
         result_extended=True,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"confirm_publish": True, "polling_interval": 0.2},
+        # Publisher confirms on AMQP; the SQLAlchemy transport passes its options to
+        # create_engine and takes none of these.
+        broker_transport_options=(
+            {"confirm_publish": True} if settings.resolved_broker_url.startswith("amqp") else {}
+        ),
         worker_consumer="worker.consumer:UmiqConsumer",
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,

@@ -48,8 +48,8 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 @app.command()
 def demo(
-    steps: int = typer.Option(6, help="Step limit per task."),
-    max_new_tokens: int = typer.Option(128, help="Token limit per role output."),
+    steps: int = typer.Option(4, help="Step limit per task."),
+    max_new_tokens: int = typer.Option(96, help="Token limit per role output."),
     tasks: int = typer.Option(3, help="How many of the demo tasks to run."),
     timeout: float = typer.Option(1800, help="Seconds to wait for all tasks."),
 ) -> None:

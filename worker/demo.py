@@ -153,7 +153,8 @@ def _print_result(console: Console, audit: Any, result: dict[str, Any]) -> None:
     console.print(f"[bold]query[/bold]: {result['query']}")
     table = Table("#", "step", "output", show_lines=False, expand=True)
     for step in audit.steps(result["task_id"]):
-        text = step.output if len(step.output) <= 300 else step.output[:300] + " …"
+        text = " ".join(step.output.split())
+        text = text if len(text) <= 160 else text[:160] + " …"
         table.add_row(str(step.index), step.kind, text)
     console.print(table)
     word = OUTCOME_WORDS.get(result["outcome"], result["outcome"])

@@ -39,17 +39,6 @@ def queue_names() -> tuple[str, str]:
     return f"umiq.test.{tag}", f"umiq.test.{tag}.dead"
 
 
-@pytest.fixture(scope="session")
-def model_dir() -> Path:
-    """The model store shared by all tests (the base is fetched and converted once)."""
-    from worker.models import resolve_base
-    from worker.settings import Settings
-
-    store = Path(os.environ.get("UMIQ_MODEL_DIR", REPO / ".umiq" / "models"))
-    resolve_base(Settings(model_dir=store))
-    return store
-
-
 @pytest.fixture
 def erp(tmp_path: Path) -> Iterator[object]:
     """The real Acme ERP service on loopback, seeded."""

@@ -145,7 +145,7 @@ def _dead_letters(amqp_url: str, dead: str) -> list[Any]:
 
 
 def test_malformed_envelope_from_plain_kombu_is_refused(env: dict[str, str], worker: Path):
-    """A Celery-format message with a bad envelope is refused, audited, dead-lettered; work goes on."""
+    """A Celery message with a bad envelope is refused, audited, dead-lettered; work goes on."""
     queue, dead = env["UMIQ_QUEUE"], env["UMIQ_DEAD_LETTER_QUEUE"]
     bad_id = f"bad-{uuid.uuid4().hex[:8]}"
     body = [[{"task_id": bad_id, "query": "pay everything", "requested_by": "mallory"}], {},

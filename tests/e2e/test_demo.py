@@ -1,0 +1,33 @@
+"""`umiq demo` end to end on the embedded default: no server, real ERP, real base model."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = [pytest.mark.real_model, pytest.mark.slow]
+
+
+def test_demo_runs_tasks_and_verifies_the_chain(tmp_path: Path, model_dir: Path) -> None:
+    """The demo runs tasks through the roles, prints steps and endings, verifies the chain."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    env.update({"UMIQ_DATA_DIR": str(tmp_path / "data"), "UMIQ_MODEL_DIR": str(model_dir),
+                "COLUMNS": "200"})
+    done = subprocess.run(
+        [sys.executable, "-m", "worker.cli", "demo", "--tasks", "2", "--steps", "2",
+         "--max-new-tokens", "24"],
+        env=env, capture_output=True, text=True, timeout=900,
+    )
+    out = done.stdout
+    assert done.returncode == 0, out + done.stderr
+    assert "ERP service: http://127.0.0.1:" in out
+    assert out.count("── task demo-") == 2
+    assert out.count("ended:") == 2
+    assert "planner" in out and "caller" in out
+    assert "audit chain verified" in out
+    assert (tmp_path / "data" / "audit.sqlite").is_file()
+    assert (tmp_path / "data" / "broker.sqlite").is_file()

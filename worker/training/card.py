@@ -1,0 +1,191 @@
+"""The model card of a training run: ``README.md``, ``umiq-train.json``, the loss curve.
+
+``umiq-train.json`` is the machine-readable record (base id and revision, data hash,
+config, hardware, per-stage time, tokens/s and losses, adapter versions); ``README.md``
+renders it for people. Both carry an ``evaluation`` section that the eval command fills.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+CARD_JSON = "umiq-train.json"
+CARD_MD = "README.md"
+CURVE = "training_curve.png"
+METRICS = "metrics.jsonl"
+
+
+def hardware(device: str) -> dict[str, Any]:
+    """CPU model, core and thread counts, and the GPU name when training on cuda."""
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info: dict[str, Any] = {
+        "device": device,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+    }
+    if device.startswith("cuda"):
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info
+
+
+def read_metrics(out: Path) -> list[dict[str, Any]]:
+    """The records of ``<out>/metrics.jsonl`` (empty when there is none)."""
+    path = out / METRICS
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def prune_metrics(out: Path, stage: str, keep_through: int) -> None:
+    """Drop ``stage``'s records after step ``keep_through`` (they are about to be redone)."""
+    records = read_metrics(out)
+    kept = [r for r in records if r["stage"] != stage or r["step"] <= keep_through]
+    if len(kept) != len(records):
+        text = "".join(json.dumps(r) + "\n" for r in kept)
+        (out / METRICS).write_text(text)
+
+
+def plot_curve(out: Path, stage_order: list[str]) -> Path | None:
+    """Loss against step, one line per stage laid end to end; None without metrics."""
+    records = read_metrics(out)
+    if not records:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    offset = 0
+    for stage in stage_order:
+        points = sorted((r["step"], r["loss"]) for r in records if r["stage"] == stage)
+        if not points:
+            continue
+        ax.plot([offset + s for s, _ in points], [loss for _, loss in points], label=stage)
+        if offset:
+            ax.axvline(offset + 0.5, color="grey", linewidth=0.5, linestyle=":")
+        offset += points[-1][0]
+    ax.set_xlabel("optimizer step (stages in training order)")
+    ax.set_ylabel("loss (mean over target tokens)")
+    ax.set_title(f"umiq training: {out.name}")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = out / CURVE
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def write_card(out: Path, record: dict[str, Any]) -> Path:
+    """Write ``umiq-train.json`` and ``README.md``; keeps an existing ``evaluation``."""
+    json_path = out / CARD_JSON
+    if json_path.is_file():
+        previous = json.loads(json_path.read_text())
+        if previous.get("evaluation") is not None:
+            record = {**record, "evaluation": previous["evaluation"]}
+    json_path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    (out / CARD_MD).write_text(render(record), encoding="utf-8")
+    return json_path
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
+
+
+def render(record: dict[str, Any]) -> str:
+    """The README.md text of a training record."""
+    cfg = record["config"]
+    base = record["base"]
+    hw = record["hardware"]
+    status = "complete" if record["complete"] else "INCOMPLETE (re-run the command to resume)"
+    lines = [
+        f"# umiq role adapters ({record['method']})",
+        "",
+        f"Status: **{status}**. Trained by umiq {record['umiq_version']} on {record['created']}.",
+        "",
+        "## Base and data",
+        "",
+        f"- Base: `{base['name']}` revision `{base['revision']}` ({base['path']})",
+        f"- Data: `{record['data']['path']}`, sha256 `{record['data']['hash']}`",
+        "- Samples available: "
+        + ", ".join(f"{r} {n}" for r, n in record["data"]["samples"].items()),
+        "",
+        "## Adapters",
+        "",
+        "| stage | role samples | starts from | version | dir |",
+        "|---|---|---|---|---|",
+    ]
+    for name, stage in record["stages"].items():
+        adapter = record["adapters"].get(name, {})
+        lines.append(
+            f"| {name} | {stage['role']} | {stage['init_from'] or 'fresh LoRA'} | "
+            f"{adapter.get('version', '–')} | `{adapter.get('path', '–')}` |"
+        )
+    lines += [
+        "",
+        "## Training",
+        "",
+        f"LoRA r={cfg['lora_r']} alpha={cfg['lora_alpha']} dropout={cfg['lora_dropout']} on "
+        f"{', '.join(cfg['target_modules'])}; AdamW lr {cfg['lr']}, weight decay "
+        f"{cfg['weight_decay']}, cosine schedule with warmup; batch {cfg['batch_size']} × "
+        f"accumulation {cfg['grad_accum']}; max length {cfg['max_length']} (prompts "
+        f"truncated from the left); seed {cfg['seed']}.",
+        "",
+        "| stage | epochs | examples | steps | tokens | wall s | tokens/s | first loss | "
+        "final loss |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for name, s in record["stages"].items():
+        lines.append(
+            f"| {name} | {s['epochs']} | {s['examples']} | {s['steps']} | {s['tokens']} | "
+            f"{_fmt(s['seconds'])} | {_fmt(s['tokens_per_s'])} | {_fmt(s['first_loss'])} | "
+            f"{_fmt(s['final_loss'])} |"
+        )
+    gpu = f", {hw['gpu']}" if "gpu" in hw else ""
+    lines += [
+        "",
+        f"Hardware: {hw['device']}{gpu}; {hw['cpu']} ({hw['cpu_count']} cores, "
+        f"{hw['torch_threads']} torch threads); torch {hw['torch']}.",
+        f"Wall time: {_fmt(record['wall_seconds'])} s.",
+        "",
+        f"![training curve]({CURVE})",
+        "",
+        "## Evaluation",
+        "",
+    ]
+    evaluation = record.get("evaluation")
+    if evaluation:
+        lines += ["```json", json.dumps(evaluation, indent=2, ensure_ascii=False), "```"]
+    else:
+        lines.append("Not evaluated yet.")
+    lines += [
+        "",
+        "## Config",
+        "",
+        "```json",
+        json.dumps(cfg, indent=2, ensure_ascii=False),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,231 @@
+"""The training configuration: one dataclass that validates and records itself.
+
+A :class:`TrainConfig` says everything that decides a run's weights (base, data, method,
+LoRA shape, schedule, seed, sample caps, device) plus where it writes and how often it
+checkpoints. It is stored with the run (``<out>/train-config.json`` and the model card);
+a re-run resumes only with the same config.
+
+Presets:
+
+- ``demo``: sized for a 2-core CPU, ~15–25 minutes in all (the arithmetic is at
+  :data:`PRESETS`);
+- ``full``: the α-UMi GLPFT schedule (``GLPFT/scripts/train_toolbench.sh``) with LoRA
+  in place of full fine-tuning, for a GPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields, replace
+from typing import Any, Literal
+
+from worker.errors import ConfigError
+
+#: Bumped when a field changes meaning; stored with every run.
+CONFIG_VERSION = 1
+
+Method = Literal["glpft", "single", "one_stage"]
+METHODS: tuple[str, ...] = ("glpft", "single", "one_stage")
+
+#: Epoch and warmup keys. ``global`` also covers the ``single`` baseline (both train on
+#: the backbone samples).
+STAGE_KEYS: tuple[str, ...] = ("global", "planner", "caller", "summarizer")
+
+#: Every linear layer of a LLaMA block.
+LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+#: α-UMi's epochs per stage (train_toolbench.sh).
+ALPHA_UMI_EPOCHS = {"global": 2, "planner": 1, "caller": 1, "summarizer": 2}
+#: α-UMi's warmup ratios per stage (train_toolbench.sh).
+ALPHA_UMI_WARMUP = {"global": 0.4, "planner": 0.2, "caller": 0.2, "summarizer": 0.4}
+
+#: Fields that do not change the weights: a run may be resumed with them changed.
+RUNTIME_FIELDS = frozenset({"out", "save_every"})
+
+
+@dataclass
+class TrainConfig:
+    """How to train role adapters; validated on construction, serialized by :meth:`to_dict`."""
+
+    data: str
+    """A JSON list of normalised ToolBench trajectories, or a folder of such files."""
+    out: str
+    """Output directory (adapters, checkpoints, metrics, model card)."""
+    base: str = "smollm2-135m-instruct"
+    """A model-store name or the directory of a local Hugging Face checkpoint."""
+    method: Method = "glpft"
+    lora_r: int = 16
+    lora_alpha: int = 32
+    lora_dropout: float = 0.05
+    target_modules: tuple[str, ...] = LLAMA_LINEAR
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    """Gradient clipping norm (the HF Trainer default α-UMi ran with); 0 turns it off."""
+    epochs: dict[str, int] = field(default_factory=lambda: dict(ALPHA_UMI_EPOCHS))
+    warmup_ratio: dict[str, float] = field(default_factory=lambda: dict(ALPHA_UMI_WARMUP))
+    batch_size: int = 2
+    grad_accum: int = 4
+    max_length: int = 1024
+    """Tokens per example; longer prompts lose their left part so the target stays whole."""
+    max_samples: int | None = None
+    """Samples per stage after the seeded shuffle; None keeps all."""
+    seed: int = 0
+    device: str = "auto"
+    """``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
+    dtype: str = "auto"
+    """``auto`` (bfloat16 on cuda, float32 on cpu), ``float32`` or ``bfloat16``."""
+    save_every: int = 50
+    """Optimizer steps between checkpoints; 0 checkpoints only at the end of a stage."""
+
+    def __post_init__(self) -> None:
+        self.data = str(self.data)
+        self.out = str(self.out)
+        self.base = str(self.base)
+        self.target_modules = tuple(self.target_modules)
+        if isinstance(self.epochs, int):
+            self.epochs = dict.fromkeys(STAGE_KEYS, self.epochs)
+        if isinstance(self.warmup_ratio, int | float):
+            self.warmup_ratio = dict.fromkeys(STAGE_KEYS, float(self.warmup_ratio))
+        self.epochs = {**ALPHA_UMI_EPOCHS, **self.epochs}
+        self.warmup_ratio = {**ALPHA_UMI_WARMUP, **self.warmup_ratio}
+        self._validate()
+
+    def _validate(self) -> None:
+        problems: list[str] = []
+
+        def need(ok: bool, message: str) -> None:
+            if not ok:
+                problems.append(message)
+
+        need(bool(self.data), "data must name a trajectory file or folder")
+        need(bool(self.out), "out must name an output directory")
+        need(bool(self.base), "base must name a store entry or a checkpoint directory")
+        need(self.method in METHODS, f"method {self.method!r} is not one of {METHODS}")
+        need(self.lora_r >= 1, f"lora_r must be >= 1, got {self.lora_r}")
+        need(self.lora_alpha > 0, f"lora_alpha must be > 0, got {self.lora_alpha}")
+        need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
+        need(bool(self.target_modules), "target_modules must name at least one layer")
+        need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
+        need(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
+        for name, table in (("epochs", self.epochs), ("warmup_ratio", self.warmup_ratio)):
+            unknown = sorted(set(table) - set(STAGE_KEYS))
+            need(not unknown, f"{name} has unknown stages {unknown}; stages are {STAGE_KEYS}")
+        for stage, n in self.epochs.items():
+            need(isinstance(n, int) and n >= 1, f"epochs[{stage!r}] must be an int >= 1, got {n}")
+        for stage, w in self.warmup_ratio.items():
+            need(0 <= w < 1, f"warmup_ratio[{stage!r}] must be in [0, 1), got {w}")
+        need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
+        need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
+        need(self.max_length >= 16, f"max_length must be >= 16, got {self.max_length}")
+        need(
+            self.max_samples is None or self.max_samples >= 1,
+            f"max_samples must be >= 1 or None, got {self.max_samples}",
+        )
+        need(
+            self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
+            f"device {self.device!r} is not auto, cpu, cuda or cuda:N",
+        )
+        need(
+            self.dtype in ("auto", "float32", "bfloat16"),
+            f"dtype {self.dtype!r} is not auto, float32 or bfloat16",
+        )
+        need(self.save_every >= 0, f"save_every must be >= 0, got {self.save_every}")
+        if problems:
+            raise ConfigError("invalid training config: " + "; ".join(problems))
+
+    # --- serialization -------------------------------------------------------------------
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-able fields plus a version stamp."""
+        data = asdict(self)
+        data["target_modules"] = list(self.target_modules)
+        return {"config_version": CONFIG_VERSION, **data}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainConfig:
+        """The inverse of :meth:`to_dict`; refuses another config version or unknown keys."""
+        data = dict(data)
+        version = data.pop("config_version", CONFIG_VERSION)
+        if version != CONFIG_VERSION:
+            raise ConfigError(
+                f"training config version {version} is not {CONFIG_VERSION}; "
+                "re-create the config with this umiq version"
+            )
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ConfigError(f"training config has unknown fields {unknown}")
+        return cls(**data)
+
+    def weights_fields(self) -> dict[str, Any]:
+        """The serialized fields that decide the weights (everything but runtime knobs)."""
+        return {k: v for k, v in self.to_dict().items() if k not in RUNTIME_FIELDS}
+
+    # --- derived -------------------------------------------------------------------------
+
+    def resolved_device(self) -> str:
+        """``cuda`` when asked for or ``auto`` finds a GPU, else ``cpu``."""
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+    def resolved_dtype(self, device: str) -> str:
+        """``bfloat16`` on cuda and ``float32`` on cpu unless set."""
+        if self.dtype != "auto":
+            return self.dtype
+        return "bfloat16" if device.startswith("cuda") else "float32"
+
+    def epochs_for(self, stage: str) -> int:
+        """Epochs of a stage; ``single`` trains on the backbone samples like ``global``."""
+        return self.epochs["global" if stage == "single" else stage]
+
+    def warmup_for(self, stage: str) -> float:
+        """Warmup ratio of a stage (``single`` as ``global``)."""
+        return self.warmup_ratio["global" if stage == "single" else stage]
+
+    @classmethod
+    def preset(cls, name: str, *, data: str, out: str, **overrides: Any) -> TrainConfig:
+        """A named preset (``demo`` or ``full``) with ``overrides`` applied."""
+        try:
+            base = PRESETS[name]
+        except KeyError:
+            raise ConfigError(f"unknown preset {name!r}; presets are {sorted(PRESETS)}") from None
+        return replace(cls(data=data, out=out, **base), **overrides)
+
+
+# demo: measured on a 2-core CPU, SmolLM2-135M with LoRA r16 on all linear layers runs
+# ~150–200 tokens/s forward+backward at 512 tokens (fp32). Nearly every ToolBench prompt
+# is longer than 512 tokens, so each example costs ~512 tokens. Capping every stage at 48
+# samples, the GLPFT schedule processes
+#   global 48×2 + planner 48×1 + caller 48×1 + summarizer 48×2 = 288 examples
+#   ≈ 288 × 512 ≈ 147k tokens ≈ 147k / 170 tok/s ≈ 870 s ≈ 15 min,
+# plus ~1 min of model loading and saving. (On the 20-trajectory fixture the summarizer
+# has only 14 samples, so that run is shorter.) Batch 2 × accumulation 2 gives 4 examples
+# per optimizer step: 24 steps for global, 12 each for planner and caller, 24 for the
+# summarizer, enough updates for a LoRA at 2e-4. Warmup is a flat 0.1 because a 12-step
+# stage with α-UMi's 0.2–0.4 warmup would spend a third of its steps warming up.
+#
+# full: α-UMi's GLPFT schedule: epochs 2/1/1/2, warmup 0.4/0.2/0.2/0.4, cosine, 4096
+# tokens, a global batch of 48 (6 per device × 8 GPUs there; 8 × 6 accumulation here).
+PRESETS: dict[str, dict[str, Any]] = {
+    "demo": {
+        "max_length": 512,
+        "max_samples": 48,
+        "batch_size": 2,
+        "grad_accum": 2,
+        "warmup_ratio": 0.1,
+        "save_every": 6,
+    },
+    "full": {
+        "max_length": 4096,
+        "max_samples": None,
+        "batch_size": 8,
+        "grad_accum": 6,
+        "epochs": dict(ALPHA_UMI_EPOCHS),
+        "warmup_ratio": dict(ALPHA_UMI_WARMUP),
+        "save_every": 200,
+    },
+}

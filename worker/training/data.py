@@ -1,0 +1,160 @@
+"""Training data: stages per method, tokenized examples, a seeded step schedule.
+
+Samples come from :func:`worker.agent.samples.role_samples` with
+``reference_quirks=False``, so every prompt is exactly what the agent loop sends at
+inference. An example is the prompt's tokens (tokenizer defaults, as at inference)
+followed by the target's tokens and the end-of-sequence token; the loss sees only the
+target and the end-of-sequence token (prompt labels are ``-100``). A prompt too long
+for ``max_length`` loses its left part (after a leading BOS, which is kept), so the
+target and the turns nearest to it stay.
+
+Nothing here imports torch except :func:`collate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from worker.agent.samples import load_trajectories, role_samples
+from worker.errors import ConfigError
+
+IGNORE = -100
+TRAIN_ROLES = ("planner", "caller", "summarizer", "backbone")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: its name (also its output dir), its samples' role, its start."""
+
+    name: str
+    role: str
+    init_from: str | None = None
+    """The stage whose final adapter this one starts from; None starts a fresh LoRA."""
+
+
+def stages_for(method: str) -> list[Stage]:
+    """The stages of a method, in order."""
+    if method == "glpft":
+        return [
+            Stage("global", "backbone"),
+            *(Stage(r, r, "global") for r in ("planner", "caller", "summarizer")),
+        ]
+    if method == "single":
+        return [Stage("single", "backbone")]
+    if method == "one_stage":
+        return [Stage(r, r) for r in ("planner", "caller", "summarizer")]
+    raise ConfigError(f"unknown training method {method!r}")
+
+
+def load_samples(path: str | Path) -> dict[str, list[dict[str, Any]]]:
+    """Every role's samples from the trajectories at ``path``, in trajectory order."""
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise ConfigError(f"training data {path} does not exist; pass a trajectory file or folder")
+    out: dict[str, list[dict[str, Any]]] = {r: [] for r in TRAIN_ROLES}
+    for trajectory in load_trajectories(path):
+        for role, samples in role_samples(trajectory, reference_quirks=False).items():
+            out[role].extend(samples)
+    return out
+
+
+def data_hash(samples: dict[str, list[dict[str, Any]]]) -> str:
+    """sha256 of the canonical JSON of the samples (roles sorted, keys sorted)."""
+    canonical = json.dumps(
+        {role: samples[role] for role in sorted(samples)},
+        sort_keys=True,
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def select(samples: Sequence[Any], seed: int, max_samples: int | None) -> list[Any]:
+    """A seeded shuffle of ``samples``, cut to ``max_samples``."""
+    order = list(range(len(samples)))
+    random.Random(f"select:{seed}").shuffle(order)
+    if max_samples is not None:
+        order = order[:max_samples]
+    return [samples[i] for i in order]
+
+
+@dataclass(frozen=True)
+class Example:
+    """A tokenized sample: ``labels`` is ``-100`` on the prompt."""
+
+    input_ids: list[int]
+    labels: list[int]
+    prompt_truncated: int
+    """How many prompt tokens were cut from the left."""
+
+    @property
+    def target_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != IGNORE)
+
+
+def tokenize(sample: dict[str, Any], tokenizer: Any, max_length: int, eos_id: int) -> Example:
+    """Prompt tokens (tokenizer defaults) + target tokens + EOS, left-truncated to fit."""
+    prompt = list(tokenizer(sample["input"])["input_ids"])
+    target = [*tokenizer(sample["target"], add_special_tokens=False)["input_ids"], eos_id]
+    # A target longer than the window keeps its start and leaves a quarter for the prompt.
+    target = target[: max_length - min(len(prompt), max_length // 4)]
+    room = max_length - len(target)
+    original = len(prompt)
+    if original > room:
+        bos = tokenizer.bos_token_id
+        head = prompt[:1] if bos is not None and prompt and prompt[0] == bos else []
+        body = room - len(head)
+        prompt = head + prompt[original - body :] if body > 0 else head[:room]
+    ids = prompt + target
+    return Example(ids, [IGNORE] * len(prompt) + target, original - len(prompt))
+
+
+def schedule(
+    n_examples: int, *, batch_size: int, grad_accum: int, epochs: int, seed: int
+) -> list[list[list[int]]]:
+    """Optimizer steps, each a list of micro-batches of example indices.
+
+    Each epoch reshuffles with its own seeded RNG; an epoch's last step may hold fewer
+    micro-batches. The schedule depends only on its arguments, so a resumed run
+    continues at ``steps[k]`` exactly where the interrupted one stopped.
+    """
+    steps: list[list[list[int]]] = []
+    for epoch in range(epochs):
+        order = list(range(n_examples))
+        random.Random(f"epoch:{seed}:{epoch}").shuffle(order)
+        batches = [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+        steps += [batches[i : i + grad_accum] for i in range(0, len(batches), grad_accum)]
+    return steps
+
+
+def collate(examples: Sequence[Example], pad_id: int) -> dict[str, Any]:
+    """Left-pad a micro-batch: every target ends at the last column, so the loss needs
+    only the last ``keep`` positions' logits (``keep`` = longest target + 1)."""
+    import torch
+
+    width = max(len(e.input_ids) for e in examples)
+    ids, labels, mask = [], [], []
+    for e in examples:
+        pad = width - len(e.input_ids)
+        ids.append([pad_id] * pad + e.input_ids)
+        labels.append([IGNORE] * pad + e.labels)
+        mask.append([0] * pad + [1] * len(e.input_ids))
+    attention = torch.tensor(mask)
+    keep = 1 + max(
+        len(e.labels) - next(i for i, x in enumerate(e.labels) if x != IGNORE) for e in examples
+    )
+    return {
+        "input_ids": torch.tensor(ids),
+        "attention_mask": attention,
+        # Left padding: positions count real tokens only, as generate() does at inference.
+        "position_ids": (attention.cumsum(-1) - 1).clamp(min=0),
+        "labels": torch.tensor(labels),
+        "keep": min(keep, width),
+        "tokens": int(attention.sum()),
+    }
