@@ -59,7 +59,6 @@ def run_demo(
 ) -> int:
     """Run the demo; return the process exit code (0 when the audit chain verifies)."""
     from examples.acme.serve import start_erp
-
     from worker import runtime
     from worker.audit import AuditLog, ensure_schema
     from worker.celery_app import TASK_NAME, create_app

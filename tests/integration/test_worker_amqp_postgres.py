@@ -124,19 +124,17 @@ def test_tampered_row_is_named_by_verify(env: dict[str, str], worker: Path):
     assert f"seq={first['seq']}" in verify.stdout
 
 
-def _dead_letters(amqp_url: str, dead: str) -> list[Any]:
+def _dead_letters(amqp_url: str, dead: str, expected: int) -> list[Any]:
     queue = Queue(dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead,
                   durable=True)
     got = []
     with Connection(amqp_url) as conn:
         simple = conn.SimpleQueue(queue)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 90
+        while len(got) < expected and time.monotonic() < deadline:
             try:
                 message = simple.get(timeout=1)
             except simple.Empty:
-                if got:
-                    break
                 continue
             got.append(message)
             message.ack()
@@ -164,7 +162,7 @@ def test_malformed_envelope_from_plain_kombu_is_refused(env: dict[str, str], wor
     assert "missing" in rejected["output"]
     assert "pay everything" not in json.dumps(rejected, default=str)
 
-    letters = _dead_letters(env["UMIQ_BROKER_URL"], dead)
+    letters = _dead_letters(env["UMIQ_BROKER_URL"], dead, expected=2)
     reasons = [m.headers.get("x-umiq-reason", "") for m in letters]
     assert any("department: missing" in r for r in reasons), reasons
     assert any("text/plain" in r for r in reasons), reasons
