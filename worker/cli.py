@@ -26,6 +26,16 @@ app.add_typer(acme_app, name="acme")
 console = Console()
 
 
+def _register_plugins() -> None:
+    # Each area owns its commands; importing their CLI modules loads no torch.
+    from worker.training.cli import register as register_training
+
+    register_training(app)
+
+
+_register_plugins()
+
+
 def _settings() -> Any:
     from worker.settings import get_settings
 

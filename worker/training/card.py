@@ -77,7 +77,8 @@ def plot_curve(out: Path, stage_order: list[str]) -> Path | None:
         points = sorted((r["step"], r["loss"]) for r in records if r["stage"] == stage)
         if not points:
             continue
-        ax.plot([offset + s for s, _ in points], [loss for _, loss in points], label=stage)
+        xs = [offset + s for s, _ in points]
+        ax.plot(xs, [loss for _, loss in points], marker=".", label=stage)
         if offset:
             ax.axvline(offset + 0.5, color="grey", linewidth=0.5, linestyle=":")
         offset += points[-1][0]

@@ -25,7 +25,7 @@ import torch
 from transformers import get_cosine_schedule_with_warmup
 
 from worker.training.config import TrainConfig
-from worker.training.data import Example, collate
+from worker.training.data import Example, collate, schedule
 
 #: Called after every optimizer step with (stage, step); tests raise from it to crash a run.
 StepHook = Callable[[str, int], None]
@@ -137,8 +137,6 @@ def train_stage(
 
     ``stop_after()`` is asked after each step; True checkpoints and returns early.
     """
-    from worker.training.data import schedule
-
     device = next(model.parameters()).device
     steps = schedule(
         len(examples),

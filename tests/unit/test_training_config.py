@@ -1,0 +1,77 @@
+"""TrainConfig: validation, serialization, presets (no torch needed)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from worker.errors import ConfigError
+from worker.training.config import ALPHA_UMI_EPOCHS, CONFIG_VERSION, TrainConfig
+
+
+def test_defaults_follow_alpha_umi_epochs_and_lora_on_all_llama_linears() -> None:
+    """The default config has α-UMi's epochs and r16/alpha32 LoRA on every LLaMA linear."""
+    config = TrainConfig(data="d.json", out="out")
+    assert config.epochs == ALPHA_UMI_EPOCHS
+    assert (config.lora_r, config.lora_alpha, config.lr) == (16, 32, 2e-4)
+    assert set(config.target_modules) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("method", "two_stage"),
+        ("lora_r", 0),
+        ("lr", 0.0),
+        ("epochs", {"global": 0}),
+        ("epochs", {"critic": 1}),
+        ("warmup_ratio", 1.0),
+        ("max_length", 8),
+        ("max_samples", 0),
+        ("device", "tpu"),
+    ],
+)
+def test_invalid_values_are_refused_with_the_field_named(field: str, value: object) -> None:
+    """An invalid value raises ConfigError naming the field."""
+    with pytest.raises(ConfigError, match=field):
+        TrainConfig(data="d.json", out="out", **{field: value})
+
+
+def test_round_trip_through_dict_keeps_every_field_and_stamps_the_version() -> None:
+    """to_dict carries a version stamp and from_dict rebuilds an equal config."""
+    config = TrainConfig.preset("demo", data="d.json", out="out", seed=7, method="single")
+    data = config.to_dict()
+    assert data["config_version"] == CONFIG_VERSION
+    assert TrainConfig.from_dict(data) == config
+
+
+def test_partial_epochs_are_merged_with_the_defaults() -> None:
+    """Setting one stage's epochs keeps the others at α-UMi's values."""
+    config = TrainConfig(data="d.json", out="out", epochs={"caller": 3})
+    assert config.epochs == {**ALPHA_UMI_EPOCHS, "caller": 3}
+
+
+def test_unknown_preset_is_refused() -> None:
+    """An unknown preset name raises ConfigError listing the presets."""
+    with pytest.raises(ConfigError, match="demo"):
+        TrainConfig.preset("huge", data="d.json", out="out")
+
+
+def test_importing_the_package_does_not_import_torch() -> None:
+    """Importing worker.training (and its CLI module) leaves torch unloaded."""
+    code = (
+        "import sys, worker.training, worker.training.cli; "
+        "print('torch' in sys.modules, 'transformers' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

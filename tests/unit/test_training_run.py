@@ -1,0 +1,248 @@
+"""Training runs on a tiny random LLaMA built in code, with ToolBench fixture trajectories."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("peft")
+
+from safetensors.torch import load_file  # noqa: E402
+from typer.testing import CliRunner  # noqa: E402
+
+from tests.unit.test_models_backend import build_tokenizer, save_tiny_base  # noqa: E402
+from worker.agent.roles import GenerationRequest  # noqa: E402
+from worker.errors import ConfigError  # noqa: E402
+from worker.models.adapters import find_adapters  # noqa: E402
+from worker.models.backend import HFRoleModel  # noqa: E402
+from worker.training import TrainConfig, TrainResult, train  # noqa: E402
+from worker.training.data import IGNORE, load_samples, tokenize  # noqa: E402
+
+ROLE_DIRS = ("planner", "caller", "summarizer")
+WEIGHTS = "adapter_model.safetensors"
+
+
+class Crash(Exception):
+    """Stands in for a killed process."""
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, toolbench_dir: Path) -> dict[str, Any]:
+    """A tiny base checkpoint, its tokenizer, and a three-trajectory data file."""
+    root = tmp_path_factory.mktemp("training")
+    tokenizer = build_tokenizer()
+    base = save_tiny_base(
+        root / "tiny-llama",
+        tokenizer,
+        hidden_size=32,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+    )
+    trajectories = json.loads((toolbench_dir / "raw_data_stage_2.json").read_text())
+    data = root / "trajectories.json"
+    data.write_text(json.dumps(trajectories[:3]))
+    return {"root": root, "base": base, "data": data, "tokenizer": tokenizer}
+
+
+def make_config(tiny: dict[str, Any], out: str, **overrides: Any) -> TrainConfig:
+    settings: dict[str, Any] = {
+        "base": str(tiny["base"]),
+        "max_length": 64,
+        "max_samples": 4,
+        "batch_size": 1,
+        "grad_accum": 1,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "lr": 5e-3,
+        "warmup_ratio": 0.1,
+        "save_every": 2,
+    }
+    settings.update(overrides)
+    return TrainConfig(data=str(tiny["data"]), out=str(tiny["root"] / out), **settings)
+
+
+@pytest.fixture(scope="module")
+def glpft(tiny: dict[str, Any]) -> TrainResult:
+    """One uninterrupted GLPFT run, the reference for the other tests."""
+    return train(make_config(tiny, "glpft"), progress=False)
+
+
+def weights(out: Path, stage: str) -> bytes:
+    return (out / stage / WEIGHTS).read_bytes()
+
+
+def test_labels_mask_the_prompt_and_keep_the_whole_target(tiny: dict[str, Any]) -> None:
+    """A tokenized sample's labels are -100 on the prompt and equal the target plus EOS."""
+    tokenizer = tiny["tokenizer"]
+    sample = load_samples(tiny["data"])["caller"][0]
+    example = tokenize(sample, tokenizer, 128, tokenizer.eos_token_id)
+    target = [x for x in example.labels if x != IGNORE]
+    prompt_len = len(example.labels) - len(target)
+    assert len(example.input_ids) == 128
+    assert example.prompt_truncated > 0
+    assert example.labels[:prompt_len] == [IGNORE] * prompt_len
+    assert example.input_ids[prompt_len:] == target
+    assert target[-1] == tokenizer.eos_token_id
+    assert tokenizer.decode(target[:-1]) == sample["target"]
+
+
+def test_glpft_writes_global_and_three_role_adapters(glpft: TrainResult) -> None:
+    """GLPFT finishes with global/, planner/, caller/, summarizer/, each marked done."""
+    assert glpft.complete
+    for stage in ("global", *ROLE_DIRS):
+        assert (glpft.out / stage / WEIGHTS).is_file()
+        assert (glpft.out / stage / "done").is_file()
+    assert sorted(glpft.adapters) == sorted(("global", *ROLE_DIRS))
+
+
+def test_role_adapters_differ_from_each_other_and_from_global(glpft: TrainResult) -> None:
+    """Each role adapter's LoRA tensors differ from global's and from the other roles'."""
+    tensors = {s: load_file(glpft.out / s / WEIGHTS) for s in ("global", *ROLE_DIRS)}
+    names = list(tensors)
+    for i, a in enumerate(names):
+        for b in names[i + 1 :]:
+            assert tensors[a].keys() == tensors[b].keys()
+            assert any(not torch.equal(tensors[a][k], tensors[b][k]) for k in tensors[a]), (a, b)
+
+
+def test_two_runs_from_one_seed_give_identical_adapter_bytes(
+    tiny: dict[str, Any], glpft: TrainResult
+) -> None:
+    """A second run of the same config writes byte-identical adapter weights."""
+    again = train(make_config(tiny, "glpft-again"), progress=False)
+    for stage in ("global", *ROLE_DIRS):
+        assert weights(again.out, stage) == weights(glpft.out, stage), stage
+
+
+def test_role_adapters_load_in_the_hf_role_model(tiny: dict[str, Any], glpft: TrainResult) -> None:
+    """HFRoleModel loads the trained adapters from the output dir and generates with them."""
+    model = HFRoleModel(tiny["base"], find_adapters(glpft.out), max_new_tokens=4)
+    assert sorted(model.adapters) == sorted(ROLE_DIRS)
+    requests = [GenerationRequest(role, "user: hi</s>", max_new_tokens=4) for role in ROLE_DIRS]
+    generations = model.generate(requests)
+    assert [g.adapter.split("@")[0] for g in generations] == list(ROLE_DIRS)
+
+
+def test_resume_after_a_crash_matches_the_uninterrupted_run(
+    tiny: dict[str, Any], glpft: TrainResult
+) -> None:
+    """A run killed mid-stage resumes from its last checkpoint and ends byte-identical."""
+
+    def crash_at_planner_step_3(stage: str, step: int) -> None:
+        if (stage, step) == ("planner", 3):
+            raise Crash
+
+    config = make_config(tiny, "resumed")
+    with pytest.raises(Crash):
+        train(config, progress=False, on_step=crash_at_planner_step_3)
+    assert (config_out := Path(config.out)).joinpath("global", "done").is_file()
+    assert not (config_out / "planner").exists()
+
+    result = train(config, progress=False)
+    assert result.complete
+    assert result.stages["planner"]["resumed_from"] == 2
+    assert result.stages["global"]["resumed_from"] is None
+    for stage in ("global", *ROLE_DIRS):
+        assert weights(result.out, stage) == weights(glpft.out, stage), stage
+    records = [json.loads(line) for line in (result.out / "metrics.jsonl").read_text().splitlines()]
+    keys = [(r["stage"], r["step"]) for r in records]
+    assert len(keys) == len(set(keys))
+
+
+def test_stop_after_steps_checkpoints_and_a_rerun_finishes(tiny: dict[str, Any]) -> None:
+    """stop_after_steps returns an incomplete result and the next call completes the run."""
+    config = make_config(tiny, "stopped", method="single", max_samples=2)
+    first = train(config, progress=False, stop_after_steps=1)
+    assert not first.complete
+    assert (first.out / "checkpoints" / "single" / "state.json").is_file()
+    second = train(config, progress=False)
+    assert second.complete
+    assert second.stages["single"]["resumed_from"] == 1
+
+
+def test_resume_refuses_a_changed_config(tiny: dict[str, Any], glpft: TrainResult) -> None:
+    """Re-running into an output dir with another learning rate is refused with a reason."""
+    with pytest.raises(ConfigError, match="lr"):
+        train(make_config(tiny, "glpft", lr=1e-3), progress=False)
+
+
+def test_single_writes_one_adapter(tiny: dict[str, Any]) -> None:
+    """The single-LLM baseline writes only single/."""
+    result = train(make_config(tiny, "single", method="single", max_samples=2), progress=False)
+    assert sorted(result.adapters) == ["single"]
+    assert (result.out / "single" / WEIGHTS).is_file()
+    assert not any((result.out / r).exists() for r in ("global", *ROLE_DIRS))
+
+
+def test_one_stage_writes_three_role_adapters_without_global(tiny: dict[str, Any]) -> None:
+    """one_stage trains the three roles from scratch and writes no global/."""
+    config = make_config(tiny, "one-stage", method="one_stage", max_samples=2)
+    result = train(config, progress=False)
+    assert sorted(result.adapters) == sorted(ROLE_DIRS)
+    assert not (result.out / "global").exists()
+    assert all(result.stages[r]["init_from"] is None for r in ROLE_DIRS)
+
+
+def test_model_card_metrics_and_curve_are_written(glpft: TrainResult) -> None:
+    """The run leaves README.md, umiq-train.json, metrics.jsonl and training_curve.png."""
+    out = glpft.out
+    record = json.loads((out / "umiq-train.json").read_text())
+    assert len(record["data"]["hash"]) == 64
+    assert record["base"]["revision"]
+    assert record["evaluation"] is None
+    assert set(record["stages"]) == {"global", *ROLE_DIRS}
+    assert all(s["tokens_per_s"] > 0 for s in record["stages"].values())
+    readme = (out / "README.md").read_text()
+    assert "## Evaluation" in readme
+    assert record["data"]["hash"] in readme
+    lines = (out / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == sum(s["steps"] for s in record["stages"].values())
+    assert {"stage", "step", "loss", "lr", "tokens", "elapsed"} <= set(json.loads(lines[0]))
+    assert (out / "training_curve.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cli_train_command_trains_with_the_options_given(tiny: dict[str, Any]) -> None:
+    """`umiq train` with every knob on the command line trains and reports the stages."""
+    import typer
+
+    from worker.training.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.command()
+    def other() -> None:  # a second command keeps `train` a subcommand
+        """Unused."""
+
+    out = tiny["root"] / "cli"
+    args = [
+        "train",
+        "--data",
+        str(tiny["data"]),
+        "--out",
+        str(out),
+        "--base",
+        str(tiny["base"]),
+        "--method",
+        "single",
+        "--max-samples",
+        "2",
+        "--max-length",
+        "48",
+        "--epochs-global",
+        "1",
+        "--lora-r",
+        "2",
+        "--seed",
+        "3",
+        "--no-progress",
+    ]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert (out / "single" / "done").is_file()
+    config = json.loads((out / "train-config.json").read_text())
+    assert (config["lora_r"], config["seed"], config["epochs"]["global"]) == (2, 3, 1)

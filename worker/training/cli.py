@@ -1,0 +1,115 @@
+"""``umiq train``: train role adapters from ToolBench-format trajectories.
+
+``register(app)`` adds the command to a Typer app; every :class:`TrainConfig` field is
+an option, and options left unset keep the preset's value.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from worker.training.config import METHODS, PRESETS
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``train`` command to ``app``."""
+    app.command(name="train")(train_command)
+
+
+def train_command(
+    data: Path = typer.Option(..., help="Trajectory JSON file, or a folder of them."),
+    out: Path = typer.Option(..., help="Output directory (adapters, checkpoints, card)."),
+    preset: str = typer.Option("demo", help=f"Starting point: {', '.join(sorted(PRESETS))}."),
+    method: str | None = typer.Option(None, help=f"One of {', '.join(METHODS)}."),
+    base: str | None = typer.Option(None, help="Store name or checkpoint dir of the base."),
+    seed: int | None = typer.Option(None, help="Seed for sampling, shuffling and LoRA init."),
+    epochs_global: int | None = typer.Option(None, help="Epochs of the global/single stage."),
+    epochs_planner: int | None = typer.Option(None, help="Epochs of the planner stage."),
+    epochs_caller: int | None = typer.Option(None, help="Epochs of the caller stage."),
+    epochs_summarizer: int | None = typer.Option(None, help="Epochs of the summarizer stage."),
+    lr: float | None = typer.Option(None, help="Peak learning rate."),
+    weight_decay: float | None = typer.Option(None, help="AdamW weight decay."),
+    max_grad_norm: float | None = typer.Option(None, help="Gradient clipping norm (0: off)."),
+    warmup_ratio: float | None = typer.Option(None, help="Warmup share of every stage."),
+    lora_r: int | None = typer.Option(None, help="LoRA rank."),
+    lora_alpha: int | None = typer.Option(None, help="LoRA alpha."),
+    lora_dropout: float | None = typer.Option(None, help="LoRA dropout."),
+    target_modules: str | None = typer.Option(
+        None, help="Comma-separated layer names the LoRA adapts."
+    ),
+    batch_size: int | None = typer.Option(None, help="Examples per micro-batch."),
+    grad_accum: int | None = typer.Option(None, help="Micro-batches per optimizer step."),
+    max_length: int | None = typer.Option(None, help="Tokens per example (prompt cut left)."),
+    max_samples: int | None = typer.Option(
+        None, help="Samples per stage (0: all), after a seeded shuffle."
+    ),
+    device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
+    dtype: str | None = typer.Option(None, help="auto, float32 or bfloat16."),
+    save_every: int | None = typer.Option(None, help="Steps between checkpoints (0: none)."),
+    resume: bool = typer.Option(True, help="Continue an earlier run of the same config."),
+    stop_after: int | None = typer.Option(
+        None, help="Checkpoint and stop after this many steps (re-run to continue)."
+    ),
+    progress: bool = typer.Option(True, help="Show a progress bar."),
+) -> None:
+    """Train role adapters (GLPFT by default) and write a model card."""
+    from rich.console import Console
+
+    from worker.errors import UmiqError
+    from worker.training.config import TrainConfig
+    from worker.training.run import train
+
+    console = Console()
+    overrides: dict[str, Any] = {
+        "method": method,
+        "base": base,
+        "seed": seed,
+        "lr": lr,
+        "weight_decay": weight_decay,
+        "max_grad_norm": max_grad_norm,
+        "warmup_ratio": warmup_ratio,
+        "lora_r": lora_r,
+        "lora_alpha": lora_alpha,
+        "lora_dropout": lora_dropout,
+        "batch_size": batch_size,
+        "grad_accum": grad_accum,
+        "max_length": max_length,
+        "device": device,
+        "dtype": dtype,
+        "save_every": save_every,
+    }
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if target_modules is not None:
+        overrides["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m)
+    if max_samples is not None:
+        overrides["max_samples"] = max_samples or None
+    epochs = {
+        "global": epochs_global,
+        "planner": epochs_planner,
+        "caller": epochs_caller,
+        "summarizer": epochs_summarizer,
+    }
+    if any(v is not None for v in epochs.values()):
+        preset_epochs = PRESETS.get(preset, {}).get("epochs", {})
+        overrides["epochs"] = {
+            **preset_epochs,
+            **{k: v for k, v in epochs.items() if v is not None},
+        }
+    try:
+        config = TrainConfig.preset(preset, data=str(data), out=str(out), **overrides)
+        result = train(config, progress=progress, resume=resume, stop_after_steps=stop_after)
+    except UmiqError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    for name, stage in result.stages.items():
+        console.print(
+            f"{name:<10} steps {stage['steps']:>4}  final loss {stage['final_loss']:.4f}  "
+            f"{stage['tokens_per_s']:.0f} tok/s  {stage['seconds']:.0f} s"
+        )
+    if not result.complete:
+        console.print("[yellow]stopped early[/yellow]; re-run the same command to resume")
+        return
+    console.print(f"adapters in {result.out}; model card {result.card}")
