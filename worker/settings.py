@@ -30,8 +30,11 @@ class DepartmentSettings(BaseModel):
 
 
 def _default_departments() -> dict[str, DepartmentSettings]:
-    # The sample back office's finance team: reads the ERP and schedules payments.
-    return {"finance": DepartmentSettings(mode="auto", tools=["*"], may_write=True)}
+    # The sample back office: finance works in the ERP, HR in the HR database; both mail.
+    return {
+        "finance": DepartmentSettings(mode="auto", tools=["erp:*", "mail:*"], may_write=True),
+        "hr": DepartmentSettings(mode="auto", tools=["hr:*", "mail:*"], may_write=True),
+    }
 
 
 def _default_data_dir() -> Path:

@@ -39,3 +39,11 @@ def test_allowed_tools_filters_in_order() -> None:
     """allowed_tools keeps the allowed names in their given order."""
     tools = [("schedule_payment", "write"), ("drop_db", "write"), ("get_vendor", "read")]
     assert allowed_tools(RULE, tools) == ["schedule_payment", "get_vendor"]
+
+
+def test_connector_qualified_patterns() -> None:
+    """A pattern like erp:* matches the tools of that connector only."""
+    rule = AccessRule("finance", tools=("erp:*",))
+    assert check_access(rule, "get_invoice", "read", connector="erp").allowed
+    assert not check_access(rule, "get_employee", "read", connector="hr").allowed
+    assert not check_access(rule, "get_invoice", "read").allowed

@@ -92,7 +92,7 @@ class Episode:
         self.allowed: list[ToolSpec] = [
             spec
             for spec in toolbox.specs()
-            if check_access(access, spec.name, spec.effect).allowed
+            if check_access(access, spec.name, spec.effect, spec.connector).allowed
         ]
         self.docs = [spec.alpha_umi_doc() for spec in self.allowed]
 
@@ -143,7 +143,7 @@ class Episode:
         except ConnectorError as exc:
             self._record_policy(False, "access", [str(exc)], call)
             return ToolResult(ok=False, error=f"refused: {exc}")
-        decision = check_access(self.access, spec.name, spec.effect)
+        decision = check_access(self.access, spec.name, spec.effect, spec.connector)
         self._record_policy(decision.allowed, decision.policy, list(decision.reasons), call)
         if not decision.allowed:
             return ToolResult(ok=False, error="refused: " + "; ".join(decision.reasons))
