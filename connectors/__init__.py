@@ -10,6 +10,8 @@ from connectors._errors import (
 )
 from connectors._http import HttpConnector, tools_from_openapi
 from connectors._schema import Violation, validate_arguments, violations
+from connectors._smtp import SmtpConnector
+from connectors._sql import SqlConnector, SqlGuard, SqlQuery
 
 __all__ = [
     "Connector",
@@ -19,6 +21,10 @@ __all__ = [
     "Effect",
     "HttpConnector",
     "InvalidArguments",
+    "SmtpConnector",
+    "SqlConnector",
+    "SqlGuard",
+    "SqlQuery",
     "ToolCall",
     "ToolResult",
     "ToolSpec",

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import sys
 import uuid
-from pathlib import Path
 from typing import Any
 
 import typer
@@ -18,19 +17,19 @@ app = typer.Typer(no_args_is_help=True, add_completion=False,
 db_app = typer.Typer(no_args_is_help=True, help="The audit database.")
 audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the audit log.")
 models_app = typer.Typer(no_args_is_help=True, help="Base checkpoints and adapters.")
-acme_app = typer.Typer(no_args_is_help=True, help="The Acme sample back office.")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
 app.add_typer(models_app, name="models")
-app.add_typer(acme_app, name="acme")
 console = Console()
 
 
 def _register_plugins() -> None:
     # Each area owns its commands; importing their CLI modules loads no torch.
+    from examples.acme.cli import register as register_acme
     from worker.training.cli import register as register_training
 
     register_training(app)
+    register_acme(app)
 
 
 _register_plugins()
@@ -153,29 +152,6 @@ def models_fetch() -> None:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
     console.print(f"base model ready at {path}")
-
-
-@acme_app.command("serve")
-def acme_serve(
-    port: int = typer.Option(8701, help="ERP port on 127.0.0.1."),
-    data_dir: Path | None = typer.Option(None, help="Where the sample systems keep data."),
-) -> None:
-    """Serve the Acme sample back office on loopback until interrupted."""
-    import time
-
-    from examples.acme.serve import start_erp
-
-    base = data_dir or _settings().data_dir / "acme"
-    with start_erp(base, port=port) as erp:
-        console.print(f"ERP at {erp.url} (OpenAPI: {erp.url}/openapi.json)")
-        console.print("point a worker at it with:")
-        connectors = json.dumps({"erp": {"kind": "http", "base_url": erp.url}})
-        console.print(f"  export UMIQ_CONNECTORS='{connectors}'")
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
 
 
 def main() -> None:

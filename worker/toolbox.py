@@ -13,6 +13,8 @@ from worker.errors import ConfigError
 # kombu-style lazy registry: a connector kind resolves to its class on first use.
 CONNECTOR_KINDS: dict[str, str] = {
     "http": "connectors._http:HttpConnector.from_url",
+    "smtp": "connectors._smtp:SmtpConnector",
+    "sql": "connectors._sql:SqlConnector.from_config",
 }
 
 

@@ -1,4 +1,5 @@
-"""Serve the sample back office's ASGI apps with a real uvicorn server in a thread.
+"""Serve the sample back office: the ERP (uvicorn in a thread), the HR database (a
+SQLite file) and the mail server (aiosmtpd in a thread).
 
 Only loopback addresses: these are sample services with no authentication, never to be
 reachable from another machine.
@@ -16,6 +17,11 @@ from typing import Any, Self
 import uvicorn
 
 from examples.acme.erp import ErpDatabase, create_app
+from examples.acme.hr import HrDatabase
+from examples.acme.mail import MailServer
+
+HR_QUERIES = "examples.acme.hr.queries:QUERIES"
+AGENT_SENDER = "back-office.agent@acme-corp.nl"
 
 
 class ServiceThread:
@@ -134,3 +140,100 @@ def start_erp(data_dir: str | Path, *, port: int = 0, seed: int = 0) -> ErpServi
     """
     database = ErpDatabase(Path(data_dir) / "erp.sqlite3", seed=seed)
     return ErpService(database, port=port).start()
+
+
+class AcmeBackOffice:
+    """The three Acme systems, in ``data_dir``: ERP over HTTP, HR database, mail server.
+
+    Files: ``erp.sqlite3``, ``hr.sqlite3``, ``mailbox.sqlite3`` and the mail connector's
+    ``mail-sent.sqlite3``. ``start()`` (or ``start_acme``) serves the ERP and the mail
+    server on loopback; the HR database needs no server. Also a context manager.
+    """
+
+    def __init__(
+        self, data_dir: str | Path, *, seed: int = 0, erp_port: int = 0, smtp_port: int = 0
+    ) -> None:
+        self.data_dir = Path(data_dir)
+        self.seed = seed
+        self.hr = HrDatabase(self.data_dir / "hr.sqlite3", seed=seed)
+        self.erp = ErpService(ErpDatabase(self.data_dir / "erp.sqlite3", seed=seed), port=erp_port)
+        self.mail = MailServer(self.data_dir / "mailbox.sqlite3", port=smtp_port)
+        self.sent_log = self.data_dir / "mail-sent.sqlite3"
+
+    def start(self) -> Self:
+        """Serve the ERP and the mail server; returns once both answer."""
+        self.erp.start()
+        try:
+            self.mail.start()
+        except BaseException:
+            self.erp.stop()
+            raise
+        return self
+
+    def stop(self) -> None:
+        """Stop both servers (the data files stay)."""
+        try:
+            self.mail.stop()
+        finally:
+            self.erp.stop()
+
+    def __enter__(self) -> Self:
+        if not self.erp.running:
+            self.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
+
+    def reset(self) -> None:
+        """Put all three systems back to the seed: ERP and HR data, mailbox, sent-log."""
+        from connectors import SmtpConnector
+
+        self.erp.reset()
+        self.hr.reset()
+        self.mail.reset()
+        SmtpConnector.clear_sent_log(self.sent_log)
+
+    def messages(self) -> list[dict[str, Any]]:
+        """The mail delivered since the last reset (see ``Mailbox.messages``)."""
+        return self.mail.messages()
+
+    def connectors_config(self) -> dict[str, dict[str, Any]]:
+        """The ``UMIQ_CONNECTORS`` setting that reaches these systems."""
+        return {
+            "erp": {"kind": "http", "base_url": self.erp.url},
+            "hr": {"kind": "sql", "url": self.hr.url, "queries": HR_QUERIES},
+            "mail": {
+                "kind": "smtp",
+                "host": self.mail.host,
+                "port": self.mail.port,
+                "sender": AGENT_SENDER,
+                "sent_log": str(self.sent_log.resolve()),
+            },
+        }
+
+    def build_connectors(self) -> dict[str, Any]:
+        """Connector instances by system name, built from ``connectors_config()``."""
+        from connectors import HttpConnector, SmtpConnector, SqlConnector
+
+        factories = {
+            "http": HttpConnector.from_url,
+            "sql": SqlConnector.from_config,
+            "smtp": SmtpConnector,
+        }
+        built: dict[str, Any] = {}
+        for name, config in self.connectors_config().items():
+            options = dict(config)
+            built[name] = factories[options.pop("kind")](name=name, **options)
+        return built
+
+
+def start_acme(
+    data_dir: str | Path, *, seed: int = 0, erp_port: int = 0, smtp_port: int = 0
+) -> AcmeBackOffice:
+    """Create (and seed, if new) the three systems in ``data_dir`` and serve them on loopback.
+
+    Ports 0 pick free ephemeral ports. Existing data is served as it is; call
+    ``reset()`` for the seed. Use as a context manager, or call ``stop()``.
+    """
+    return AcmeBackOffice(data_dir, seed=seed, erp_port=erp_port, smtp_port=smtp_port).start()

@@ -7,7 +7,7 @@ import re
 from sqlalchemy import select
 
 from examples.acme.erp import ErpDatabase, iban, iban_is_valid
-from examples.acme.erp.models import Invoice, PurchaseOrder, Vendor
+from examples.acme.erp.models import GoodsReceipt, Invoice, PurchaseOrder, Vendor
 
 EMAIL = re.compile(r"^[a-z]+\.[a-z]+@[a-z0-9-]+(\.[a-z0-9-]+)*\.[a-z]{2,}$")
 
@@ -62,3 +62,53 @@ def test_other_seed_varies_details_not_the_example(tmp_path):
     for db in (a, b):
         with db.session() as session:
             assert session.get(Invoice, "INV-1001").amount_cents == 125000
+
+
+def received(db):
+    """Units received per (purchase order, line), over all its goods receipts."""
+    totals: dict[tuple[str, int], int] = {}
+    for receipt in rows(db, GoodsReceipt):
+        for line in receipt.lines:
+            key = (receipt.po_id, line.line_no)
+            totals[key] = totals.get(key, 0) + line.quantity
+    return totals
+
+
+def ordered(db):
+    return {
+        (po.id, line.line_no): line.quantity for po in rows(db, PurchaseOrder) for line in po.lines
+    }
+
+
+def test_most_purchase_orders_have_goods_receipts(tmp_path):
+    """At least ten of the purchase orders have a goods receipt, PO-4509 none."""
+    db = ErpDatabase(tmp_path / "erp.sqlite3")
+    with_receipt = {receipt.po_id for receipt in rows(db, GoodsReceipt)}
+    assert len(with_receipt) >= 10 and "PO-4509" not in with_receipt
+
+
+def test_partial_delivery_breaks_three_way_match_of_a_matching_invoice(tmp_path):
+    """INV-1004 equals its order PO-4504, but fewer units of PO-4504 were received."""
+    db = ErpDatabase(tmp_path / "erp.sqlite3")
+    with db.session() as session:
+        invoice = session.get(Invoice, "INV-1004")
+        assert invoice.amount_cents == session.get(PurchaseOrder, "PO-4504").amount_cents
+    got, want = received(db), ordered(db)
+    lines = [key for key in want if key[0] == "PO-4504"]
+    assert sum(got.get(key, 0) for key in lines) < sum(want[key] for key in lines)
+
+
+def test_split_delivery_adds_up_to_the_order(tmp_path):
+    """PO-4512 came in two deliveries whose quantities add up to the order."""
+    db = ErpDatabase(tmp_path / "erp.sqlite3")
+    assert len([r for r in rows(db, GoodsReceipt) if r.po_id == "PO-4512"]) == 2
+    got, want = received(db), ordered(db)
+    assert all(got.get(key, 0) == qty for key, qty in want.items() if key[0] == "PO-4512")
+
+
+def test_no_receipt_line_exceeds_its_order_line(tmp_path):
+    """Across seeds, no purchase order line was received more often than ordered."""
+    for seed in range(5):
+        db = ErpDatabase(tmp_path / f"erp-{seed}.sqlite3", seed=seed)
+        want = ordered(db)
+        assert all(qty <= want[key] for key, qty in received(db).items())

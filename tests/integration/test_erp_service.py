@@ -40,6 +40,10 @@ def test_tools_are_discovered_from_the_live_openapi_document(erp):
         "dispute_invoice": "write",
         "list_payments": "read",
         "schedule_payment": "write",
+        "list_goods_receipts": "read",
+        "get_goods_receipt": "read",
+        "list_credit_notes": "read",
+        "create_credit_note": "write",
     }
 
 

@@ -1,4 +1,5 @@
-"""The Acme ERP as a FastAPI app: vendors, purchase orders, invoices, payments.
+"""The Acme ERP as a FastAPI app: vendors, purchase orders, goods receipts, invoices,
+payments and credit notes.
 
 Every route has a snake_case ``operation_id`` and a description because an OpenAPI
 connector turns each into a tool the caller model reads. Errors are ``{"detail": str}``
@@ -7,6 +8,7 @@ with a sentence that names the record, so the model can act on them.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,8 +26,13 @@ from sqlalchemy.orm import Session
 
 from examples.acme.erp.db import ErpDatabase
 from examples.acme.erp.models import (
+    CreditNote,
+    CreditNoteOut,
+    CreditNoteRequest,
     DisputeRequest,
     ErrorOut,
+    GoodsReceipt,
+    GoodsReceiptOut,
     IdempotencyRecord,
     Invoice,
     InvoiceOut,
@@ -40,6 +47,8 @@ from examples.acme.erp.models import (
     Vendor,
     VendorOut,
     cents,
+    credit_note_out,
+    goods_receipt_out,
     invoice_out,
     money,
     payment_out,
@@ -51,6 +60,7 @@ T = TypeVar("T")
 VENDOR_ID = PathParam(pattern=r"^V-\d{4}$", description="Vendor id, e.g. V-0042.")
 PO_ID = PathParam(pattern=r"^PO-\d{4}$", description="Purchase order id, e.g. PO-4501.")
 INVOICE_ID = PathParam(pattern=r"^INV-\d{4}$", description="Invoice id, e.g. INV-1001.")
+RECEIPT_ID = PathParam(pattern=r"^GR-\d{4}$", description="Goods receipt id, e.g. GR-7001.")
 IDEMPOTENCY_KEY = Header(
     alias="Idempotency-Key",
     max_length=200,
@@ -250,7 +260,108 @@ def create_app(db: ErpDatabase | str | Path) -> FastAPI:
         payload = body.model_dump(mode="json")
         return _idempotent(request, idempotency_key, "schedule_payment", payload, act, 201)
 
+    @app.get(
+        "/goods-receipts",
+        operation_id="list_goods_receipts",
+        response_model=list[GoodsReceiptOut],
+        description="List goods receipts (deliveries booked in), optionally for one purchase "
+        "order; compare received quantities with the order and the invoice.",
+    )
+    def list_goods_receipts(
+        session: Db,
+        po_id: Annotated[str | None, Query(description="Only deliveries for this PO.")] = None,
+    ) -> list[GoodsReceiptOut]:
+        query = select(GoodsReceipt).order_by(GoodsReceipt.id)
+        if po_id:
+            query = query.where(GoodsReceipt.po_id == po_id)
+        return [goods_receipt_out(r) for r in session.scalars(query)]
+
+    @app.get(
+        "/goods-receipts/{receipt_id}",
+        operation_id="get_goods_receipt",
+        response_model=GoodsReceiptOut,
+        responses=NOT_FOUND,
+        description="Get one goods receipt: its purchase order, date and received quantities.",
+    )
+    def get_goods_receipt(session: Db, receipt_id: Annotated[str, RECEIPT_ID]) -> GoodsReceiptOut:
+        return goods_receipt_out(_get(session, GoodsReceipt, receipt_id, "goods receipt"))
+
+    @app.get(
+        "/credit-notes",
+        operation_id="list_credit_notes",
+        response_model=list[CreditNoteOut],
+        description="List credit notes, optionally for one invoice or one vendor.",
+    )
+    def list_credit_notes(
+        session: Db,
+        invoice_id: Annotated[str | None, Query(description="Only this invoice's.")] = None,
+        vendor_id: Annotated[str | None, Query(description="Only this vendor's.")] = None,
+    ) -> list[CreditNoteOut]:
+        query = select(CreditNote).order_by(CreditNote.id)
+        if invoice_id:
+            query = query.where(CreditNote.invoice_id == invoice_id)
+        if vendor_id:
+            query = query.where(CreditNote.vendor_id == vendor_id)
+        return [credit_note_out(note) for note in session.scalars(query)]
+
+    @app.post(
+        "/credit-notes",
+        operation_id="create_credit_note",
+        status_code=201,
+        response_model=CreditNoteOut,
+        responses=REFUSED,
+        description="Record a credit note from the vendor against an invoice (e.g. it billed "
+        "more than was ordered or received). The amount must be positive and the credit "
+        "notes of an invoice together at most its amount.",
+    )
+    def create_credit_note(
+        request: Request,
+        body: CreditNoteRequest,
+        idempotency_key: Annotated[str | None, IDEMPOTENCY_KEY] = None,
+    ) -> JSONResponse:
+        def act(session: Session) -> BaseModel:
+            return credit_note_out(_credit(session, body))
+
+        payload = body.model_dump(mode="json")
+        return _idempotent(request, idempotency_key, "create_credit_note", payload, act, 201)
+
     return app
+
+
+def _credit(session: Session, body: CreditNoteRequest) -> CreditNote:
+    invoice = _get(session, Invoice, body.invoice_id, "invoice")
+    if abs(body.amount * 100 - cents(body.amount)) > 1e-6:
+        raise HTTPException(422, f"amount {body.amount} has more than two decimals")
+    credited = sum(
+        session.scalars(select(CreditNote.amount_cents).where(CreditNote.invoice_id == invoice.id))
+    )
+    left = invoice.amount_cents - credited
+    if cents(body.amount) > left:
+        already = f", of which {money(credited):.2f} is already credited" if credited else ""
+        raise HTTPException(
+            422,
+            f"amount {body.amount:.2f} is more than invoice {invoice.id} leaves to credit: "
+            f"it is for {money(invoice.amount_cents):.2f} {invoice.currency}{already}",
+        )
+    date = body.date or dt.date.today()
+    if date < invoice.issue_date:
+        raise HTTPException(
+            422, f"date {date} is before the invoice's issue date {invoice.issue_date}"
+        )
+    ids = session.scalars(select(CreditNote.id)).all()
+    number = max((int(cid.removeprefix("CN-")) for cid in ids), default=0) + 1
+    note = CreditNote(
+        id=f"CN-{number:04d}",
+        invoice_id=invoice.id,
+        vendor_id=invoice.vendor_id,
+        amount_cents=cents(body.amount),
+        currency=invoice.currency,
+        reason=body.reason,
+        issue_date=date,
+    )
+    session.add(note)
+    session.flush()
+    return note
 
 
 def _schedule(session: Session, body: PaymentRequest) -> Payment:

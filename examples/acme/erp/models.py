@@ -87,6 +87,43 @@ class Payment(Base):
     status: Mapped[str]
 
 
+class GoodsReceipt(Base):
+    """A delivery booked in at the warehouse against a purchase order."""
+
+    __tablename__ = "goods_receipt"
+
+    id: Mapped[str] = mapped_column(String(7), primary_key=True)
+    po_id: Mapped[str] = mapped_column(ForeignKey("purchase_order.id"))
+    receipt_date: Mapped[dt.date]
+    lines: Mapped[list[GoodsReceiptLine]] = relationship(
+        order_by="GoodsReceiptLine.line_no", lazy="selectin"
+    )
+
+
+class GoodsReceiptLine(Base):
+    __tablename__ = "goods_receipt_line"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    receipt_id: Mapped[str] = mapped_column(ForeignKey("goods_receipt.id"))
+    line_no: Mapped[int]  # the purchase order line received
+    sku: Mapped[str]
+    quantity: Mapped[int]
+
+
+class CreditNote(Base):
+    """Money a vendor owes back on an invoice (it billed too much, goods were returned)."""
+
+    __tablename__ = "credit_note"
+
+    id: Mapped[str] = mapped_column(String(7), primary_key=True)
+    invoice_id: Mapped[str] = mapped_column(ForeignKey("invoice.id"))
+    vendor_id: Mapped[str] = mapped_column(ForeignKey("vendor.id"))
+    amount_cents: Mapped[int]
+    currency: Mapped[str] = mapped_column(String(3))
+    reason: Mapped[str]
+    issue_date: Mapped[dt.date]
+
+
 class IdempotencyRecord(Base):
     """The first successful response to a write, replayed for a repeated Idempotency-Key."""
 
@@ -178,6 +215,42 @@ class DisputeRequest(BaseModel):
     reason: str = Field(min_length=3, max_length=500, description="Why the invoice is disputed.")
 
 
+class GoodsReceiptLineOut(BaseModel):
+    line_no: int = Field(description="The purchase order line received.")
+    sku: str
+    quantity: int = Field(description="Units received.")
+
+
+class GoodsReceiptOut(BaseModel):
+    id: str = Field(description="Goods receipt id, e.g. GR-7001.")
+    po_id: str = Field(description="The purchase order delivered against.")
+    receipt_date: dt.date
+    lines: list[GoodsReceiptLineOut]
+
+
+class CreditNoteOut(BaseModel):
+    id: str = Field(description="Credit note id, e.g. CN-0001.")
+    invoice_id: str
+    vendor_id: str
+    amount: float
+    currency: str
+    reason: str
+    issue_date: dt.date
+
+
+class CreditNoteRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_id: str = Field(pattern=r"^INV-\d{4}$", description="The invoice credited.")
+    amount: float = Field(
+        gt=0, description="Amount credited; at most what is left of the invoice amount."
+    )
+    reason: str = Field(min_length=3, max_length=500, description="Why the vendor credits it.")
+    date: dt.date | None = Field(
+        default=None, description="Issue date, YYYY-MM-DD (default: today)."
+    )
+
+
 class ErrorOut(BaseModel):
     detail: str = Field(description="What was wrong, in words.")
 
@@ -225,4 +298,28 @@ def payment_out(pay: Payment) -> PaymentOut:
         currency=pay.currency,
         scheduled_date=pay.scheduled_date,
         status=pay.status,  # type: ignore[arg-type]
+    )
+
+
+def goods_receipt_out(receipt: GoodsReceipt) -> GoodsReceiptOut:
+    return GoodsReceiptOut(
+        id=receipt.id,
+        po_id=receipt.po_id,
+        receipt_date=receipt.receipt_date,
+        lines=[
+            GoodsReceiptLineOut(line_no=line.line_no, sku=line.sku, quantity=line.quantity)
+            for line in receipt.lines
+        ],
+    )
+
+
+def credit_note_out(note: CreditNote) -> CreditNoteOut:
+    return CreditNoteOut(
+        id=note.id,
+        invoice_id=note.invoice_id,
+        vendor_id=note.vendor_id,
+        amount=money(note.amount_cents),
+        currency=note.currency,
+        reason=note.reason,
+        issue_date=note.issue_date,
     )

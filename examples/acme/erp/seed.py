@@ -5,6 +5,12 @@ which is paid or disputed); the seed only varies the details — account numbers
 people, order lines and dates — so different seeds give different but equally valid
 worlds. ``INV-1001`` from ``V-0042`` for 1,250.00 EUR against ``PO-4501`` is the same in
 every world: it is the example the documentation uses.
+
+Goods receipts follow ``RECEIPTS``: most orders were delivered in full, some in part (so
+a three-way match of order, receipt and invoice fails on quantity although the invoice
+equals the order), one in two deliveries, and the open orders not (or barely) yet.
+Their details come from a random stream of their own, so adding them left every
+earlier record of a seed as it was. No credit notes are seeded.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import unicodedata
 from sqlalchemy.orm import Session
 
 from examples.acme.erp.models import (
+    GoodsReceipt,
+    GoodsReceiptLine,
     Invoice,
     Payment,
     PurchaseOrder,
@@ -90,6 +98,14 @@ SCENARIO = [
 ]
 # purchase orders with no invoice yet
 OPEN_ORDERS = [("PO-4509", "V-0017"), ("PO-4513", "V-0056")]
+
+# purchase order -> how it was delivered: full, partial (a line short), split (two
+# deliveries that add up to the order); orders not listed have no receipt yet
+RECEIPTS = {
+    "PO-4501": "full", "PO-4502": "full", "PO-4503": "full", "PO-4504": "partial",
+    "PO-4505": "full", "PO-4506": "full", "PO-4507": "full", "PO-4508": "full",
+    "PO-4510": "partial", "PO-4511": "full", "PO-4512": "split", "PO-4513": "partial",
+}  # fmt: skip
 
 BASE_DATE = dt.date(2025, 3, 3)
 
@@ -200,6 +216,45 @@ def seed(session: Session, seed: int = 0) -> None:
                     currency=invoice.currency,
                     scheduled_date=invoice.due_date - dt.timedelta(days=2),
                     status="executed",
+                )
+            )
+    session.flush()
+    _receipts(random.Random(f"goods-receipts:{seed}"), session, pos)
+
+
+def _receipts(rng: random.Random, session: Session, pos: dict[str, PurchaseOrder]) -> None:
+    number = 7000
+    for po_id, how in RECEIPTS.items():
+        po = pos[po_id]
+        received = {line.line_no: line.quantity for line in po.lines}
+        if how == "partial":
+            short = [n for n, qty in received.items() if qty > 1]
+            if short:  # deliver fewer units of one line
+                line_no = rng.choice(short)
+                received[line_no] -= rng.randint(1, received[line_no] - 1)
+            else:  # single units only: the last line did not come (nothing, if it is the only)
+                received.pop(max(received))
+        deliveries = [received]
+        if how == "split":
+            first = {n: qty // 2 for n, qty in received.items() if qty // 2}
+            deliveries = [first, {n: qty - first.get(n, 0) for n, qty in received.items()}]
+        day = po.order_date
+        skus = {line.line_no: line.sku for line in po.lines}
+        for delivery in deliveries:
+            delivery = {n: qty for n, qty in delivery.items() if qty}
+            if not delivery:
+                continue
+            number += 1
+            day += dt.timedelta(days=rng.randint(3, 9))
+            session.add(
+                GoodsReceipt(
+                    id=f"GR-{number}",
+                    po_id=po_id,
+                    receipt_date=day,
+                    lines=[
+                        GoodsReceiptLine(line_no=n, sku=skus[n], quantity=qty)
+                        for n, qty in sorted(delivery.items())
+                    ],
                 )
             )
     session.flush()
