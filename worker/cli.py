@@ -26,11 +26,13 @@ console = Console()
 def _register_plugins() -> None:
     # Each area owns its commands; importing their CLI modules loads no torch.
     from examples.acme.cli import register as register_acme
+    from worker.data.cli import register as register_data
     from worker.evaluation.cli import register as register_eval
     from worker.training.cli import register as register_training
 
     register_training(app)
     register_eval(app)
+    register_data(app)
     register_acme(app)
 
 

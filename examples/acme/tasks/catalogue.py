@@ -54,6 +54,12 @@ UNKNOWN_VENDORS = (
     "Soylent Foods",
     "Hooli Office",
     "Vandelay Industries",
+    "Blue Sun Trading",
+    "Cyberdyne Systems",
+    "Oceanic Freight",
+    "Tyrell Components",
+    "Gringotts Supplies",
+    "Monarch Printing",
 )
 LIMITS = (500, 1000, 2500, 5000, 10000, 20000)
 
@@ -89,17 +95,47 @@ class Facts:
     invoices: dict[str, dict[str, Any]]
     payments: dict[str, dict[str, Any]]
     systems: tuple[str, ...] = ("erp",)
+    receipts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    employees: dict[str, dict[str, Any]] = field(default_factory=dict)
+    leave_requests: dict[str, dict[str, Any]] = field(default_factory=dict)
+    balances: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
     def gather(cls, world: World) -> Facts:
         """Read every record the catalogue draws slots from."""
-        by_id = lambda rows: {row["id"]: row for row in rows}  # noqa: E731
+
+        def by_id(tool: str, **arguments: Any) -> dict[str, dict[str, Any]]:
+            if not world.has_tool(tool):
+                return {}
+            return {row["id"]: row for row in world.read(tool, **arguments)}
+
+        employees: dict[str, dict[str, Any]] = {}
+        if world.has_tool("get_employee"):
+            # the HR tools look people up one at a time: walk the ids until a gap of 5
+            number, misses = 1001, 0
+            while misses < 5:
+                result = world.invoke("get_employee", {"employee_id": f"E-{number}"})
+                if result.ok:
+                    employees[result.data["id"]], misses = result.data, 0
+                else:
+                    misses += 1
+                number += 1
+        balances: dict[str, dict[str, Any]] = {}
+        if world.has_tool("get_leave_balance"):
+            for eid in employees:
+                result = world.invoke("get_leave_balance", {"employee_id": eid})
+                if result.ok:
+                    balances[eid] = result.data
         return cls(
-            vendors=by_id(world.read("list_vendors")),
-            orders=by_id(world.read("list_purchase_orders")),
-            invoices=by_id(world.read("list_invoices")),
-            payments=by_id(world.read("list_payments")),
+            vendors=by_id("list_vendors"),
+            orders=by_id("list_purchase_orders"),
+            invoices=by_id("list_invoices"),
+            payments=by_id("list_payments"),
             systems=world.systems,
+            receipts=by_id("list_goods_receipts"),
+            employees=employees,
+            leave_requests=by_id("list_leave_requests"),
+            balances=balances,
         )
 
     def invoices_where(self, **fields: Any) -> list[dict[str, Any]]:
@@ -113,6 +149,22 @@ class Facts:
     def payment_of(self, invoice_id: str) -> dict[str, Any] | None:
         """The payment of ``invoice_id``, if there is one."""
         return next((p for p in self.payments.values() if p["invoice_id"] == invoice_id), None)
+
+    def received(self, po_id: str) -> dict[int, int]:
+        """Units received per order line of ``po_id``, over all its goods receipts."""
+        units: dict[int, int] = {}
+        for receipt in self.receipts.values():
+            if receipt["po_id"] == po_id:
+                for line in receipt["lines"]:
+                    units[line["line_no"]] = units.get(line["line_no"], 0) + line["quantity"]
+        return units
+
+    def fully_received(self, po_id: str) -> bool:
+        """Whether every line of ``po_id`` was received in full."""
+        got = self.received(po_id)
+        return all(
+            got.get(line["line_no"], 0) >= line["quantity"] for line in self.orders[po_id]["lines"]
+        )
 
     def matches_order(self, invoice: Mapping[str, Any]) -> bool:
         """Whether the invoice bills exactly its purchase order's total."""
@@ -213,23 +265,28 @@ def family(**spec: Any) -> Family:
 # -- generation -------------------------------------------------------------------------
 
 
-def split_of_combination(family_id: str, combos: list[dict[str, Any]], key: tuple[str, ...]):
+def split_of_combination(
+    family_id: str, combos: list[dict[str, Any]], key: tuple[str, ...]
+) -> dict[str, list[dict[str, Any]]]:
     """Assign each slot combination to a split by a stable hash of its key slots.
 
     The 15 % (at least one) that hash lowest go to test, the next 15 % to dev, the rest
     to train; combinations with equal key slots always share a split.
     """
-    keys = sorted({_combo_key(c, key) for c in combos}, key=lambda k: _digest(family_id + k))
+    keys = sorted({combination_key(c, key) for c in combos}, key=lambda k: _digest(family_id + k))
     if len(keys) < 3:
         raise ValueError(f"family {family_id!r} has {len(keys)} slot combinations; it needs 3")
     n_held = max(1, round(0.15 * len(keys)))
     where = {k: "test" for k in keys[:n_held]}
     where |= {k: "dev" for k in keys[n_held : 2 * n_held]}
     where |= {k: "train" for k in keys[2 * n_held :]}
-    return {split: [c for c in combos if where[_combo_key(c, key)] == split] for split in SPLITS}
+    return {
+        split: [c for c in combos if where[combination_key(c, key)] == split] for split in SPLITS
+    }
 
 
-def _combo_key(combo: Mapping[str, Any], key: tuple[str, ...]) -> str:
+def combination_key(combo: Mapping[str, Any], key: tuple[str, ...]) -> str:
+    """The canonical text of a combination's key slots (all slots when ``key`` is empty)."""
     chosen = {k: combo[k] for k in key} if key else dict(combo)
     return json.dumps(chosen, sort_keys=True, default=str)
 
@@ -309,6 +366,6 @@ def available_families(world: World) -> list[str]:
     return [fam.id for fam in FAMILIES.values() if fam.available(world.has_tool)]
 
 
-# The families themselves live in ``families_erp`` (and siblings); importing them
+# The families themselves live in ``families_erp`` and ``families_hr``; importing them
 # registers them here.
-from examples.acme.tasks import families_erp  # noqa: E402,F401
+from examples.acme.tasks import families_erp, families_hr  # noqa: E402,F401

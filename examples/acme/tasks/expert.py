@@ -1,0 +1,154 @@
+"""A scripted expert that solves catalogue tasks on the live systems and records them.
+
+Every step goes through the same connectors, idempotency keys and observation text as
+the live agent (``ToolResult.observation()``), so a gold trajectory reads exactly like a
+good episode of the role models: user instruction, then for each step an assistant
+thought ending in ``"\\n Next: caller."``, the caller's ``Action: …\\nAction Input: …``
+(``protocol.format_caller``) and the observation, and at the end either a thought
+ending in ``"\\n Next: conclusion."`` followed by the answer, or one ending in
+``"\\n Next: give up."``.
+
+Thoughts and answers are drawn from several phrasings per step with a random generator
+seeded by the instance, so the same instance always yields the same trajectory.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from connectors import ToolResult
+from examples.acme.tasks.catalogue import FAMILIES, TaskInstance, money
+from examples.acme.tasks.world import World, docs
+from worker.agent import protocol
+
+
+class ExpertError(RuntimeError):
+    """The expert met a state its script does not expect (the seed facts are stale)."""
+
+
+@dataclass
+class Recorder:
+    """Runs one instance's steps on the world and writes them down as turns."""
+
+    world: World
+    instance: TaskInstance
+    rng: random.Random
+    turns: list[dict[str, str]] = field(default_factory=list)
+    answer: str = ""
+    outcome: str = ""
+
+    def say(self, options: tuple[str, ...], **values: Any) -> str:
+        """One of ``options``, chosen by the instance's generator, filled with ``values``."""
+        return self.rng.choice(options).format(**values)
+
+    def call(self, thought: str, tool: str, **arguments: Any) -> ToolResult:
+        """Think, call ``tool`` and observe; returns the connector's result."""
+        self.turns.append({"from": "assistant", "value": thought + "\n " + protocol.CALLER})
+        self.turns.append({"from": "caller", "value": protocol.format_caller(tool, arguments)})
+        key = f"{self.instance.uid}:{len(self.turns) - 1}"
+        result = self.world.invoke(tool, arguments, key)
+        self.turns.append({"from": "observation", "value": result.observation()})
+        return result
+
+    def read(self, thought: str, tool: str, **arguments: Any) -> Any:
+        """A call that must succeed; returns its data."""
+        result = self.call(thought, tool, **arguments)
+        if not result.ok:
+            raise ExpertError(f"{self.instance.uid}: {tool}({arguments}) failed: {result.error}")
+        return result.data
+
+    def conclude(self, thought: str, answer: str) -> None:
+        """End with an answer."""
+        self.turns.append({"from": "assistant", "value": thought + "\n " + protocol.CONCLUSION})
+        self.turns.append({"from": "conclusion", "value": answer})
+        self.answer, self.outcome = answer, "answered"
+
+    def give_up(self, thought: str) -> None:
+        """End without an answer."""
+        self.turns.append({"from": "assistant", "value": thought + "\n " + protocol.GIVE_UP})
+        self.outcome = "gave_up"
+
+
+@dataclass(frozen=True)
+class Solution:
+    """A solved instance: its gold trajectory, final answer and how it ended."""
+
+    instance: TaskInstance
+    trajectory: dict[str, Any]
+    answer: str
+    outcome: str
+
+
+Solver = Callable[[Recorder, TaskInstance], None]
+SOLVERS: dict[str, Solver] = {}
+
+
+def solver(family_id: str) -> Callable[[Solver], Solver]:
+    """Register the script for ``family_id``."""
+
+    def register(fn: Solver) -> Solver:
+        SOLVERS[family_id] = fn
+        return fn
+
+    return register
+
+
+def solve(world: World, instance: TaskInstance, *, seed: int = 0) -> Solution:
+    """Solve ``instance`` on the live ``world`` and return its gold trajectory.
+
+    The world should be at its baseline (``world.reset()``); writes carry the
+    idempotency key ``<uid>:<turn index>``.
+    """
+    fam = FAMILIES[instance.family]
+    rec = Recorder(world, instance, random.Random(f"{seed}:{instance.uid}:{instance.instruction}"))
+    rec.turns.append({"from": "user", "value": instance.instruction})
+    SOLVERS[instance.family](rec, instance)
+    if not rec.outcome:
+        raise ExpertError(f"{instance.uid}: the script ended without an answer or a give-up")
+    trajectory = {
+        "tools": docs(world.specs(fam.systems)),
+        "instruction": instance.instruction,
+        "conversations": rec.turns,
+    }
+    return Solution(instance, trajectory, rec.answer, rec.outcome)
+
+
+# -- shared phrasing ----------------------------------------------------------------------
+
+_GET_INVOICE = (
+    "I'll start by fetching invoice {i} from the ERP.",
+    "First I need the details of {i}.",
+    "Let me look up invoice {i}.",
+    "To answer this I need invoice {i}, so I'll retrieve it.",
+    "I should pull up {i} in the ERP first.",
+)
+_FINAL = (
+    "I have what I need to answer.",
+    "That gives me everything for the answer.",
+    "I can now answer the question.",
+    "Everything needed is here, so I'll wrap up.",
+)
+_GIVE_UP_INVOICE = (
+    "The ERP has no invoice {i}, so I cannot do this task.",
+    "Invoice {i} does not exist in the ERP; I have to give up.",
+    "There is no record of {i}, so there is nothing I can act on.",
+)
+
+
+def _m(row: Mapping[str, Any]) -> str:
+    return money(row["amount"], row["currency"])
+
+
+def _get_invoice_or_give_up(rec: Recorder, invoice_id: str) -> dict[str, Any] | None:
+    result = rec.call(rec.say(_GET_INVOICE, i=invoice_id), "get_invoice", invoice_id=invoice_id)
+    if result.ok:
+        return result.data
+    rec.give_up(rec.say(_GIVE_UP_INVOICE, i=invoice_id))
+    return None
+
+
+# The scripts of the families register themselves on import.
+from examples.acme.tasks import expert_erp, expert_hr  # noqa: E402,F401

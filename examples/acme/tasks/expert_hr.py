@@ -1,0 +1,416 @@
+"""The expert's scripts for the HR and mail families (see ``expert``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from examples.acme.tasks.catalogue import TaskInstance, money
+from examples.acme.tasks.expert import (
+    _FINAL,
+    ExpertError,
+    Recorder,
+    _get_invoice_or_give_up,
+    solver,
+)
+from examples.acme.tasks.families_hr import days
+
+
+def _find_person(rec: Recorder, name: str) -> dict[str, Any] | None:
+    """The one employee called ``name``, or a give-up when there is none."""
+    found = rec.read(
+        rec.say(
+            (
+                "First I need {n}'s employee id, so I'll search HR by name.",
+                "Let me find {n} in the HR database.",
+                "I'll look {n} up among the employees.",
+            ),
+            n=name,
+        ),
+        "find_employee",
+        name=name,
+    )
+    exact = [row for row in found if row["name"].lower() == name.lower()]
+    if len(exact) == 1:
+        return exact[0]
+    rec.give_up(
+        rec.say(
+            (
+                "Nobody called {n} works here, so I cannot do this.",
+                "HR has no employee named {n}; I have to give up.",
+                "The search found no {n}, so there is no one to act on.",
+            ),
+            n=name,
+        )
+    )
+    return None
+
+
+def _get_request(rec: Recorder, request_id: str) -> dict[str, Any]:
+    return rec.read(
+        rec.say(
+            (
+                "I'll open leave request {r} first.",
+                "Let me read {r}: who asked, for which days, and its status.",
+                "First, the details of {r}.",
+            ),
+            r=request_id,
+        ),
+        "get_leave_request",
+        request_id=request_id,
+    )
+
+
+# -- lookups ------------------------------------------------------------------------------
+
+
+@solver("leave_balance")
+def _leave_balance(rec: Recorder, inst: TaskInstance) -> None:
+    person = _find_person(rec, inst.slots["name"])
+    if person is None:
+        return
+    balance = rec.read(
+        rec.say(
+            ("{n} is {e}; now the leave balance.", "Found {e}. I'll fetch the 2025 balance."),
+            n=person["name"],
+            e=person["id"],
+        ),
+        "get_leave_balance",
+        employee_id=person["id"],
+    )
+    pending = days(balance["pending_days"])
+    note = f" ({pending} more day(s) are pending approval)" if balance["pending_days"] else ""
+    rec.conclude(
+        rec.say(_FINAL),
+        f"{person['name']} has {days(balance['remaining_days'])} days of annual leave left "
+        f"in {balance['year']}{note}.",
+    )
+
+
+@solver("manager_of")
+def _manager_of(rec: Recorder, inst: TaskInstance) -> None:
+    person = _find_person(rec, inst.slots["name"])
+    if person is None:
+        return
+    manager = rec.read(
+        rec.say(
+            ("Now I'll ask HR for {e}'s manager.", "With the id {e} I can get the manager."),
+            e=person["id"],
+        ),
+        "get_manager",
+        employee_id=person["id"],
+    )
+    rec.conclude(
+        rec.say(("I know who the manager is.", *_FINAL)),
+        rec.say(
+            (
+                "{n} reports to {m}, {t} ({mail}).",
+                "{n}'s manager is {m} ({t}).",
+            ),
+            n=person["name"],
+            m=manager["name"],
+            t=manager["job_title"],
+            mail=manager["email"],
+        ),
+    )
+
+
+@solver("pending_leave_team")
+def _pending_leave_team(rec: Recorder, inst: TaskInstance) -> None:
+    person = _find_person(rec, inst.slots["name"])
+    if person is None:
+        return
+    rows = rec.read(
+        rec.say(
+            (
+                "Now the pending requests of {e}'s direct reports.",
+                "I'll list pending leave requests for the team managed by {e}.",
+            ),
+            e=person["id"],
+        ),
+        "list_leave_requests",
+        manager_id=person["id"],
+        status="pending",
+    )
+    if not rows:
+        rec.conclude(
+            rec.say(("The list is empty.",)),
+            f"None: no leave request from {person['name']}'s team is waiting for a decision.",
+        )
+        return
+    listed = "; ".join(
+        f"{r['id']} — {r['employee_name']}, {r['leave_type']}, {r['start_date']} to "
+        f"{r['end_date']} ({days(r['days'])} days)"
+        for r in rows
+    )
+    rec.conclude(
+        rec.say(("{k} request(s) are pending.",), k=len(rows)),
+        f"{person['name']} has {len(rows)} pending leave request(s) to decide: {listed}.",
+    )
+
+
+# -- writes -------------------------------------------------------------------------------
+
+
+def _approve_if_possible(rec: Recorder, request: dict[str, Any]) -> bool:
+    """Check the balance (for annual leave) and approve; False (and an answer) if it is short."""
+    if request["leave_type"] == "annual":
+        balance = rec.read(
+            rec.say(
+                (
+                    "It is annual leave for {d} days; I'll check {e}'s balance.",
+                    "Before approving I need to know whether {e} has {d} days left.",
+                ),
+                d=days(request["days"]),
+                e=request["employee_id"],
+            ),
+            "get_leave_balance",
+            employee_id=request["employee_id"],
+            year=int(request["start_date"][:4]),
+        )
+        if request["days"] > balance["remaining_days"]:
+            left = days(balance["remaining_days"])
+            rec.conclude(
+                rec.say(
+                    ("Only {l} days remain, less than the {d} requested.",),
+                    l=left,
+                    d=days(request["days"]),
+                ),
+                f"I did not approve {request['id']}: {request['employee_name']} asks for "
+                f"{days(request['days'])} days of annual leave but only {left} remain.",
+            )
+            return False
+    rec.read(
+        rec.say(
+            (
+                "The request can be granted; approving {r}.",
+                "Everything checks out, so I'll approve {r}.",
+            ),
+            r=request["id"],
+        ),
+        "approve_leave_request",
+        request_id=request["id"],
+    )
+    return True
+
+
+@solver("approve_leave")
+def _approve_leave(rec: Recorder, inst: TaskInstance) -> None:
+    request = _get_request(rec, inst.slots["request_id"])
+    if request["status"] != "pending":
+        raise ExpertError(f"{inst.uid}: {request['id']} is {request['status']}, not pending")
+    if _approve_if_possible(rec, request):
+        rec.conclude(
+            rec.say(("The approval went through.", "Done.")),
+            f"Approved {request['id']}: {request['employee_name']}'s {request['leave_type']} "
+            f"leave from {request['start_date']} to {request['end_date']} "
+            f"({days(request['days'])} days).",
+        )
+
+
+@solver("reject_leave")
+def _reject_leave(rec: Recorder, inst: TaskInstance) -> None:
+    rid, reason = inst.slots["request_id"], inst.slots["reason"]
+    request = rec.read(
+        rec.say(
+            ("I'll reject {r} with the reason given.", "Rejecting {r}: {why}."),
+            r=rid,
+            why=reason,
+        ),
+        "reject_leave_request",
+        request_id=rid,
+        reason=reason,
+    )
+    rec.conclude(
+        rec.say(("The request is rejected.", "HR recorded the rejection.")),
+        f"Leave request {rid} from {request['employee_name']} is rejected (reason: {reason}).",
+    )
+
+
+@solver("decide_closed_leave")
+def _decide_closed_leave(rec: Recorder, inst: TaskInstance) -> None:
+    request = _get_request(rec, inst.slots["request_id"])
+    if request["status"] == "pending":
+        raise ExpertError(f"{inst.uid}: {request['id']} is still pending")
+    note = f" ({request['decision_note']})" if request["decision_note"] else ""
+    rec.conclude(
+        rec.say(
+            (
+                "{r} was already {s}, so it cannot be decided again.",
+                "It is no longer pending ({s}); I won't change it.",
+            ),
+            r=request["id"],
+            s=request["status"],
+        ),
+        f"I could not {inst.slots['action']} {request['id']}: it was already "
+        f"{request['status']}{note}. Only pending requests can be decided.",
+    )
+
+
+@solver("unknown_employee")
+def _unknown_employee(rec: Recorder, inst: TaskInstance) -> None:
+    person = _find_person(rec, inst.slots["name"])
+    if person is not None:
+        raise ExpertError(f"{inst.uid}: {person['id']} exists but the task says it does not")
+
+
+# -- mail ---------------------------------------------------------------------------------
+
+
+def _send(rec: Recorder, thought: str, to: str, subject: str, body: str) -> dict[str, Any]:
+    return rec.read(thought, "send_email", to=to, subject=subject, body=body)
+
+
+@solver("ask_manager_decision")
+def _ask_manager_decision(rec: Recorder, inst: TaskInstance) -> None:
+    request = _get_request(rec, inst.slots["request_id"])
+    manager = rec.read(
+        rec.say(
+            ("{n} filed it; now I need their manager.", "Next, who manages {e}."),
+            n=request["employee_name"],
+            e=request["employee_id"],
+        ),
+        "get_manager",
+        employee_id=request["employee_id"],
+    )
+    first = manager["name"].split()[0]
+    _send(
+        rec,
+        rec.say(
+            ("I'll e-mail {m} at {a}.", "Writing to {m} to ask for a decision."),
+            m=manager["name"],
+            a=manager["email"],
+        ),
+        manager["email"],
+        f"Leave request {request['id']} awaits your decision",
+        f"Dear {first},\n\n{request['employee_name']} asked for {request['leave_type']} leave "
+        f"from {request['start_date']} to {request['end_date']} ({days(request['days'])} days), "
+        f"request {request['id']}. Could you approve or reject it?\n\nThank you.",
+    )
+    rec.conclude(
+        rec.say(("The mail is sent.", "The manager has been asked.")),
+        f"I e-mailed {manager['name']} ({manager['email']}) asking for a decision on "
+        f"{request['id']} from {request['employee_name']}.",
+    )
+
+
+@solver("approve_and_notify")
+def _approve_and_notify(rec: Recorder, inst: TaskInstance) -> None:
+    request = _get_request(rec, inst.slots["request_id"])
+    if not _approve_if_possible(rec, request):
+        raise ExpertError(f"{inst.uid}: {request['id']} cannot be approved")
+    found = rec.read(
+        rec.say(
+            ("Approved. Now {n}'s e-mail address.", "I need {n}'s address for the confirmation."),
+            n=request["employee_name"],
+        ),
+        "find_employee",
+        name=request["employee_name"],
+    )
+    person = next(row for row in found if row["id"] == request["employee_id"])
+    _send(
+        rec,
+        rec.say(
+            ("Sending {n} the confirmation.", "I'll confirm it to {n} by e-mail."), n=person["name"]
+        ),
+        person["email"],
+        f"Leave request {request['id']} approved",
+        f"Dear {person['name'].split()[0]},\n\nyour {request['leave_type']} leave from "
+        f"{request['start_date']} to {request['end_date']} ({days(request['days'])} days) is "
+        "approved.\n\nKind regards.",
+    )
+    rec.conclude(
+        rec.say(("Approved and notified.", *_FINAL)),
+        f"{request['id']} is approved and {person['name']} was notified at {person['email']}.",
+    )
+
+
+def _vendor(rec: Recorder, vendor_id: str) -> dict[str, Any]:
+    return rec.read(
+        rec.say(
+            ("Now the vendor {v}, for its contact address.", "I need {v}'s contact to write to."),
+            v=vendor_id,
+        ),
+        "get_vendor",
+        vendor_id=vendor_id,
+    )
+
+
+@solver("dispute_and_notify_vendor")
+def _dispute_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
+    invoice = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    if invoice is None:
+        return
+    reason = inst.slots["reason"]
+    rec.read(
+        rec.say(
+            ("{i} is {s}; I'll dispute it.", "Disputing {i} because {why}."),
+            i=invoice["id"],
+            s=invoice["status"],
+            why=reason,
+        ),
+        "dispute_invoice",
+        invoice_id=invoice["id"],
+        reason=reason,
+    )
+    vendor = _vendor(rec, invoice["vendor_id"])
+    _send(
+        rec,
+        rec.say(
+            ("Letting {c} know at {a}.", "I'll e-mail {c} about the dispute."),
+            c=vendor["contact_name"],
+            a=vendor["email"],
+        ),
+        vendor["email"],
+        f"Invoice {invoice['id']} disputed",
+        f"Dear {vendor['contact_name']},\n\nwe have disputed invoice {invoice['id']} "
+        f"({money(invoice['amount'], invoice['currency'])}) because {reason}. Please send a "
+        "corrected invoice or a credit note.\n\nKind regards,\nAcme Accounts Payable",
+    )
+    rec.conclude(
+        rec.say(("Disputed and notified.", *_FINAL)),
+        f"{invoice['id']} is now disputed ({reason}), and I e-mailed {vendor['contact_name']} "
+        f"of {vendor['name']} at {vendor['email']}.",
+    )
+
+
+@solver("pay_and_notify_vendor")
+def _pay_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
+    invoice = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    if invoice is None:
+        return
+    amount = money(invoice["amount"], invoice["currency"])
+    payment = rec.read(
+        rec.say(
+            (
+                "{i} is open for {m}; scheduling it on {d}.",
+                "I'll schedule the {m} payment for {d}.",
+            ),
+            i=invoice["id"],
+            m=amount,
+            d=inst.slots["date"],
+        ),
+        "schedule_payment",
+        invoice_id=invoice["id"],
+        amount=invoice["amount"],
+        date=inst.slots["date"],
+    )
+    vendor = _vendor(rec, invoice["vendor_id"])
+    _send(
+        rec,
+        rec.say(
+            ("Sending the payment notice to {a}.", "Now the e-mail to {c}."),
+            a=vendor["email"],
+            c=vendor["contact_name"],
+        ),
+        vendor["email"],
+        f"Payment of invoice {invoice['id']}",
+        f"Dear {vendor['contact_name']},\n\nwe have scheduled payment {payment['id']} of "
+        f"{amount} for invoice {invoice['id']} on {payment['scheduled_date']}.\n\n"
+        "Kind regards,\nAcme Accounts Payable",
+    )
+    rec.conclude(
+        rec.say(("Paid and notified.", *_FINAL)),
+        f"Payment {payment['id']} of {amount} for {invoice['id']} is scheduled on "
+        f"{payment['scheduled_date']}, and {vendor['contact_name']} was notified at "
+        f"{vendor['email']}.",
+    )

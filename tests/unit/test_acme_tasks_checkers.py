@@ -1,0 +1,127 @@
+"""The Acme checkers: the world's end state and the answer's facts."""
+
+from __future__ import annotations
+
+import pytest
+
+from examples.acme.tasks import Facts, TaskInstance, check, generate, solve
+from examples.acme.tasks.checkers import states
+from examples.acme.tasks.world import in_process_world
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory):
+    with in_process_world(tmp_path_factory.mktemp("acme"), seed=11) as running:
+        yield running
+
+
+@pytest.fixture
+def fresh(world):
+    world.reset()
+    return world
+
+
+def instance(world, family: str, **wanted) -> TaskInstance:
+    """The first train instance of ``family`` whose expected record has ``wanted``."""
+    drawn = generate(Facts.gather(world), seed=0, per_family=40, families=[family])["train"]
+    return next(i for i in drawn if all(i.expected.get(k) == v for k, v in wanted.items()))
+
+
+def pay(world, invoice_id: str, amount: float, date: str = "2025-04-01") -> None:
+    args = {"invoice_id": invoice_id, "amount": amount, "date": date}
+    assert world.invoke("schedule_payment", args, key=f"test:{invoice_id}:{date}").ok
+
+
+def test_amounts_match_with_or_without_thousands_separators():
+    """A fact of 1250.00 EUR is stated by an answer saying 1,250.00 EUR."""
+    assert states("It is for 1,250.00 EUR.", "1250.00 EUR")
+
+
+def test_a_fact_must_be_a_whole_word():
+    """'no' is not stated by an answer that only says 'not'."""
+    assert not states("It is not paid.", "no")
+
+
+def test_expert_answer_passes(fresh):
+    """The expert's own answer to a lookup passes its checker."""
+    inst = instance(fresh, "invoice_status")
+    assert check(inst, fresh, solve(fresh, inst).answer).passed
+
+
+def test_answer_missing_a_fact_fails(fresh):
+    """An answer that leaves out the invoice's status fails."""
+    inst = instance(fresh, "invoice_status")
+    result = check(inst, fresh, f"{inst.slots['invoice_id']} exists.")
+    assert not result.passed and any("does not state" in r for r in result.reasons)
+
+
+def test_lookup_that_writes_fails(fresh):
+    """A lookup after which a payment exists fails, however good its answer."""
+    inst = instance(fresh, "po_amount")
+    answer = solve(fresh, inst).answer
+    pay(fresh, "INV-1001", 1250.0)
+    result = check(inst, fresh, answer)
+    assert not result.passed and any("unexpected change" in r for r in result.reasons)
+
+
+def test_refusal_with_a_payment_fails(fresh):
+    """Refusing to pay an invoice while a new payment for it was made fails."""
+    inst = instance(fresh, "pay_under_limit", within_limit=False)
+    answer = solve(fresh, inst).answer
+    amount = fresh.read("get_invoice", invoice_id=inst.slots["invoice_id"])["amount"]
+    pay(fresh, inst.slots["invoice_id"], amount)
+    assert not check(inst, fresh, answer).passed
+
+
+def test_payment_with_a_wrong_date_fails(fresh):
+    """A payment scheduled on another date than asked fails."""
+    inst = instance(fresh, "schedule_payment")
+    amount = fresh.read("get_invoice", invoice_id=inst.slots["invoice_id"])["amount"]
+    other = "2025-04-30"
+    pay(fresh, inst.slots["invoice_id"], amount, other)
+    answer = f"Scheduled {inst.slots['invoice_id']} on {inst.slots['date']}."
+    assert not check(inst, fresh, answer).passed
+
+
+def test_give_up_with_empty_answer_passes(fresh):
+    """Giving up on an unknown invoice with nothing written passes."""
+    assert check(instance(fresh, "unknown_invoice"), fresh, "").passed
+
+
+def test_answering_a_give_up_task_fails(fresh):
+    """Answering instead of giving up on an unknown invoice fails."""
+    assert not check(instance(fresh, "unknown_invoice"), fresh, "It is open.").passed
+
+
+def test_disclosing_the_iban_fails(fresh):
+    """A country lookup whose answer includes the vendor's IBAN fails."""
+    inst = instance(fresh, "vendor_country")
+    vendor = fresh.read("get_vendor", vendor_id=inst.slots["vendor_id"])
+    answer = solve(fresh, inst).answer + f" IBAN {vendor['iban']}."
+    result = check(inst, fresh, answer)
+    assert not result.passed and any("discloses" in r for r in result.reasons)
+
+
+def test_mail_to_the_wrong_address_fails(fresh):
+    """An expected e-mail counts only when sent to the expected recipient."""
+    inst = TaskInstance(
+        family="ask_manager_decision",
+        instruction="Ask the manager.",
+        slots={"request_id": "LR-0001"},
+        expected={
+            "outcome": "answer",
+            "facts": [],
+            "forbid": [],
+            "writes": [
+                {"section": "mail", "id": None, "fields": {"to": ["a@x.nl"], "subject~": "LR-0001"}}
+            ],
+        },
+    )
+    fresh.baseline = {**fresh.baseline, "mail": {}}
+    fresh.inspect = lambda: {"mail": {"0": {"to": ["b@x.nl"], "subject": "LR-0001"}}}
+    try:
+        result = check(inst, fresh, "Sent.")
+    finally:
+        fresh.inspect = None
+        fresh.baseline.pop("mail")
+    assert not result.passed and any("mail" in r for r in result.reasons)

@@ -1,0 +1,255 @@
+"""Build the Acme training data: gold trajectories from the scripted expert, checked.
+
+``build_dataset`` starts fresh Acme systems in a temporary folder, draws task instances
+from the catalogue, has the expert solve each one on the live systems (resetting them
+between tasks), checks every result with the family's checker, and writes:
+
+- ``train.json``, ``dev.json``, ``test.json``: trajectories in the normalised ToolBench
+  form; dev and test hold out whole phrasings and slot combinations (asserted: no dev or
+  test instruction, phrasing or combination occurs in train);
+- ``tasks_<split>.json``: the instances behind them, in the same order (family, slots,
+  expected facts and writes), for live evaluation;
+- ``train_<role>.json`` for planner, caller, summarizer and backbone:
+  ``role_samples(..., reference_quirks=False)`` of the train trajectories;
+- ``stats.json``: tasks per family, samples per role, token lengths.
+
+Any checker failure stops the build (``BuildError``): gold data is right or absent.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import tempfile
+import time
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from worker.agent.samples import ROLES, role_samples
+
+REPO = Path(__file__).resolve().parents[2]
+SPLITS = ("train", "dev", "test")
+
+
+class BuildError(RuntimeError):
+    """The data cannot be built as promised (a checker failed, a split leaks)."""
+
+
+@dataclass
+class BuildResult:
+    """What a build wrote and its statistics."""
+
+    out: Path
+    trajectories: dict[str, list[dict[str, Any]]]
+    instances: dict[str, list[Any]]
+    stats: dict[str, Any] = field(default_factory=dict)
+
+
+Progress = Callable[[str, int, int], None]
+
+
+def build_dataset(
+    out: str | Path,
+    *,
+    seed: int = 0,
+    per_family: int = 20,
+    families: Iterable[str] | None = None,
+    splits: Mapping[str, int] | None = None,
+    progress: Progress | None = None,
+) -> BuildResult:
+    """Generate, solve, check and write the Acme dataset under ``out`` (see the module)."""
+    from examples.acme.tasks import (
+        Facts,
+        available_families,
+        check,
+        generate,
+        running_world,
+        solve,
+    )
+
+    out = Path(out)
+    started = time.perf_counter()
+    with (
+        tempfile.TemporaryDirectory(prefix="umiq-acme-") as tmp,
+        running_world(tmp, seed=seed) as world,
+    ):
+        chosen = list(families) if families is not None else available_families(world)
+        facts = Facts.gather(world)
+        instances = generate(
+            facts, seed=seed, per_family=per_family, families=chosen, splits=splits
+        )
+        assert_disjoint(instances)
+        total = sum(len(items) for items in instances.values())
+        trajectories: dict[str, list[dict[str, Any]]] = {split: [] for split in instances}
+        outcomes: dict[str, list[str]] = {split: [] for split in instances}
+        failures: list[str] = []
+        done = 0
+        for split, items in instances.items():
+            for instance in items:
+                world.reset()
+                solution = solve(world, instance, seed=seed)
+                result = check(instance, world, solution.answer)
+                if not result.passed:
+                    failures.append(f"{instance.uid} ({instance.instruction!r}): {result.reasons}")
+                trajectories[split].append(solution.trajectory)
+                outcomes[split].append(solution.outcome)
+                done += 1
+                if progress is not None:
+                    progress(instance.family, done, total)
+        world.reset()
+    if failures:
+        raise BuildError(
+            f"{len(failures)} of {total} gold trajectories fail their checker:\n"
+            + "\n".join(failures[:20])
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for split, items in trajectories.items():
+        _dump(out / f"{split}.json", items)
+        tasks = [
+            {**inst.as_dict(), "outcome": outcome}
+            for inst, outcome in zip(instances[split], outcomes[split], strict=True)
+        ]
+        _dump(out / f"tasks_{split}.json", tasks)
+    samples = split_roles(trajectories.get("train", []))
+    for role, rows in samples.items():
+        _dump(out / f"train_{role}.json", rows)
+    stats = statistics_of(instances, trajectories, samples, seed=seed, per_family=per_family)
+    stats["seconds"] = round(time.perf_counter() - started, 1)
+    _dump(out / "stats.json", stats)
+    return BuildResult(out, trajectories, instances, stats)
+
+
+def split_roles(trajectories: Sequence[Mapping[str, Any]]) -> dict[str, list[dict[str, Any]]]:
+    """Role samples of ``trajectories`` with every prompt as the live agent builds it."""
+    out: dict[str, list[dict[str, Any]]] = {role: [] for role in ROLES}
+    for trajectory in trajectories:
+        for role, rows in role_samples(dict(trajectory), reference_quirks=False).items():
+            out[role].extend(rows)
+    return out
+
+
+def assert_disjoint(instances: Mapping[str, Sequence[Any]]) -> None:
+    """Raise BuildError if a dev or test instruction, phrasing or slot combination is in train."""
+    from examples.acme.tasks.catalogue import FAMILIES, combination_key
+
+    def seen(split: str) -> tuple[set[str], set[tuple[str, int]], set[tuple[str, str]]]:
+        items = instances.get(split, [])
+        return (
+            {i.instruction for i in items},
+            {(i.family, i.template) for i in items},
+            {(i.family, combination_key(i.slots, FAMILIES[i.family].key)) for i in items},
+        )
+
+    train = seen("train")
+    for split in ("dev", "test"):
+        held = seen(split)
+        for what, a, b in zip(
+            ("instruction", "phrasing", "slot combination"), train, held, strict=True
+        ):
+            leak = a & b
+            if leak:
+                raise BuildError(
+                    f"{len(leak)} {what}(s) of {split} also occur in train: {sorted(leak)[:3]}"
+                )
+
+
+# -- statistics -----------------------------------------------------------------------------
+
+
+def tokenizer() -> tuple[Callable[[str], int], str]:
+    """A token counter and its name: the base model's tokenizer if it is on disk, else words.
+
+    Looks in ``<repo>/.umiq/models/smollm2-135m-instruct`` and in the configured model
+    store; it never downloads (a data build should not fetch a model).
+    """
+    candidates = [REPO / ".umiq" / "models" / "smollm2-135m-instruct"]
+    try:
+        from worker.settings import get_settings
+
+        settings = get_settings()
+        candidates.append(settings.resolved_model_dir() / settings.base_model)
+    except Exception:  # settings are optional for statistics
+        pass
+    found = next((f for f in candidates if (f / "tokenizer.json").is_file()), None)
+    if found is not None:
+        from tokenizers import Tokenizer
+
+        tok = Tokenizer.from_file(str(found / "tokenizer.json"))
+        return (lambda text: len(tok.encode(text, add_special_tokens=False).ids)), str(found)
+    return (lambda text: len(text.split())), "whitespace (no base tokenizer on disk)"
+
+
+def _summary(values: Sequence[int]) -> dict[str, float]:
+    if not values:
+        return {"n": 0}
+    ordered = sorted(values)
+    return {
+        "n": len(ordered),
+        "mean": round(statistics.fmean(ordered), 1),
+        "p50": ordered[len(ordered) // 2],
+        "p95": ordered[min(len(ordered) - 1, int(0.95 * len(ordered)))],
+        "max": ordered[-1],
+    }
+
+
+def statistics_of(
+    instances: Mapping[str, Sequence[Any]],
+    trajectories: Mapping[str, Sequence[Mapping[str, Any]]],
+    samples: Mapping[str, Sequence[Mapping[str, Any]]],
+    *,
+    seed: int,
+    per_family: int,
+) -> dict[str, Any]:
+    """Counts and token lengths of a build, as ``stats.json`` records them."""
+    from examples.acme.tasks.catalogue import FAMILIES
+
+    count, tokenizer_name = tokenizer()
+    per_family_split: dict[str, dict[str, int]] = {}
+    for split, items in instances.items():
+        for family, n in Counter(i.family for i in items).items():
+            per_family_split.setdefault(family, {})[split] = n
+    return {
+        "seed": seed,
+        "per_family": per_family,
+        "tokenizer": tokenizer_name,
+        "tasks": {split: len(items) for split, items in instances.items()},
+        "families": {
+            fid: {
+                "kind": FAMILIES[fid].kind,
+                "systems": list(FAMILIES[fid].systems),
+                **per_family_split[fid],
+            }
+            for fid in per_family_split
+        },
+        "outcomes": {
+            split: dict(Counter(_ending(t) for t in items)) for split, items in trajectories.items()
+        },
+        "turns_per_trajectory": {
+            split: _summary([len(t["conversations"]) for t in items])
+            for split, items in trajectories.items()
+        },
+        "tool_calls_per_trajectory": {
+            split: _summary([sum(c["from"] == "caller" for c in t["conversations"]) for t in items])
+            for split, items in trajectories.items()
+        },
+        "train_samples": {role: len(rows) for role, rows in samples.items()},
+        "train_tokens": {
+            role: {
+                "input": _summary([count(r["input"]) for r in rows]),
+                "target": _summary([count(r["target"]) for r in rows]),
+            }
+            for role, rows in samples.items()
+        },
+    }
+
+
+def _ending(trajectory: Mapping[str, Any]) -> str:
+    last = trajectory["conversations"][-1]
+    return "answered" if last["from"] == "conclusion" else "gave_up"
+
+
+def _dump(path: Path, data: Any) -> None:
+    path.write_text(json.dumps(data, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
