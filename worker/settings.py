@@ -17,6 +17,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Mode = Literal["off", "shadow", "review", "auto"]
 
+DEFAULT_BASE = "smollm2-135m-instruct"
+#: GLPFT role adapters trained by ``umiq train --preset demo`` on the Acme split.
+SHIPPED_ADAPTERS = Path(__file__).resolve().parent / "models" / "shipped" / "acme-demo"
+
 
 class DepartmentSettings(BaseModel):
     """One department's rollout settings (DESIGN §8): mode, tools, queue, adapter pin."""
@@ -57,10 +61,13 @@ class Settings(BaseSettings):
 
     model_dir: Path | None = None
     """Where fetched and converted base checkpoints live (default: ``<data_dir>/models``)."""
-    base_model: str = "smollm2-135m-instruct"
+    base_model: str = DEFAULT_BASE
     """A name in the model store, or the path of a local Hugging Face checkpoint dir."""
     adapters_dir: Path | None = None
     """Directory with ``planner/``, ``caller/``, ``summarizer/`` LoRA adapters, if any."""
+    shipped_adapters: bool = True
+    """Use the adapters shipped with umiq when ``adapters_dir`` is unset and the base is
+    the default one; ``UMIQ_SHIPPED_ADAPTERS=0`` runs the untuned base."""
     role_checkpoints: dict[str, Path] | None = None
     """Three full checkpoints, one per role (the α-UMi published form)."""
     device: str = "cpu"
@@ -99,6 +106,15 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return (self.model_dir or self.data_dir / "models").expanduser().resolve()
+
+    @property
+    def resolved_adapters_dir(self) -> Path | None:
+        """The adapters in use: ``adapters_dir``, else the shipped ones (default base only)."""
+        if self.adapters_dir is not None:
+            return self.adapters_dir
+        if self.shipped_adapters and self.base_model == DEFAULT_BASE and SHIPPED_ADAPTERS.is_dir():
+            return SHIPPED_ADAPTERS
+        return None
 
     @property
     def embedded(self) -> bool:

@@ -14,9 +14,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 import structlog
-from connectors._schema import validate_arguments
 
 from connectors import ConnectorError, InvalidArguments, ToolCall, ToolResult, ToolSpec
+from connectors._schema import validate_arguments
 from policies import AccessRule, check_access
 from worker.agent import protocol
 from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel

@@ -417,7 +417,7 @@ def from_settings(settings: Any) -> HFRoleModel | CheckpointRoleModel:
     base = resolve_base(settings, progress=log.info)
     return HFRoleModel(
         base,
-        _adapters.find_adapters(settings.adapters_dir),
+        _adapters.find_adapters(settings.resolved_adapters_dir),
         device=settings.device,
         max_new_tokens=settings.max_new_tokens,
     )

@@ -196,24 +196,29 @@ class TrainConfig:
         return replace(cls(data=data, out=out, **base), **overrides)
 
 
-# demo: measured on a 2-core CPU, SmolLM2-135M with LoRA r16 on all linear layers runs
-# ~150–200 tokens/s forward+backward at 512 tokens (fp32). Nearly every ToolBench prompt
-# is longer than 512 tokens, so each example costs ~512 tokens. Capping every stage at 48
-# samples, the GLPFT schedule processes
-#   global 48×2 + planner 48×1 + caller 48×1 + summarizer 48×2 = 288 examples
-#   ≈ 288 × 512 ≈ 147k tokens ≈ 147k / 170 tok/s ≈ 870 s ≈ 15 min,
-# plus ~1 min of model loading and saving. (On the 20-trajectory fixture the summarizer
-# has only 14 samples, so that run is shorter.) Batch 2 × accumulation 2 gives 4 examples
-# per optimizer step: 24 steps for global, 12 each for planner and caller, 24 for the
-# summarizer, enough updates for a LoRA at 2e-4. Warmup is a flat 0.1 because a 12-step
-# stage with α-UMi's 0.2–0.4 warmup would spend a third of its steps warming up.
+# demo: sized for the Acme training split on a 2-core CPU. SmolLM2-135M with LoRA runs
+# ~150–200 tokens/s forward+backward (fp32) on an idle machine. Acme prompts carry the
+# department's tool docs first (mean ~1,240 tokens for the planner, p95 ~1,720), so
+# ``max_length`` is 1024: left truncation then cuts only the oldest docs of the longest
+# prompts, not all of them as 512 would. Capping every stage at 40 samples, GLPFT runs
+#   global 40×2 + planner 40 + caller 40 (≈1,000 tokens each) + summarizer 40×2 (≈460)
+#   ≈ 160k + 37k ≈ 200k tokens ≈ 200k / 160 tok/s ≈ 21 min,
+# plus model loading and saving. LoRA rank 4 on all linear layers keeps one adapter at
+# ~4.9 MB (1.22M fp32 parameters), so the three shipped role adapters stay under the
+# 20 MB budget for committed weights; lr 5e-4 compensates for the small rank and the
+# few optimizer steps (batch 2 × accumulation 2: 40 steps global, 10 planner, ...).
+# Warmup is a flat 0.1 because a 10-step stage with α-UMi's 0.2–0.4 warmup would spend
+# a third of its steps warming up.
 #
 # full: α-UMi's GLPFT schedule: epochs 2/1/1/2, warmup 0.4/0.2/0.2/0.4, cosine, 4096
 # tokens, a global batch of 48 (6 per device × 8 GPUs there; 8 × 6 accumulation here).
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
-        "max_length": 512,
-        "max_samples": 48,
+        "max_length": 1024,
+        "max_samples": 40,
+        "lora_r": 4,
+        "lora_alpha": 8,
+        "lr": 5e-4,
         "batch_size": 2,
         "grad_accum": 2,
         "warmup_ratio": 0.1,
