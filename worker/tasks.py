@@ -7,13 +7,14 @@ from typing import Any
 import structlog
 from celery.signals import task_postrun, task_prerun
 
+from connectors import ConnectorError
 from policies import AccessRule
 from worker import runtime
-from worker.agent.episode import Episode
+from worker.agent.episode import Episode, EpisodeResult
 from worker.celery_app import TASK_NAME, app
 from worker.deadletter import refuse
-from worker.envelope import parse_envelope
-from worker.errors import AuditError, EnvelopeError, ModelError
+from worker.envelope import Envelope, parse_envelope
+from worker.errors import AuditError, ConfigError, EnvelopeError, ModelError
 
 log = structlog.get_logger("umiq.tasks")
 
@@ -36,17 +37,7 @@ def _access_rule(department: str) -> AccessRule | None:
     return AccessRule(department=department, tools=tuple(dept.tools), may_write=dept.may_write)
 
 
-@app.task(name=TASK_NAME, bind=True, max_retries=3)
-def run_task(self: Any, envelope: Any) -> dict[str, Any]:
-    """Run one back-office task end to end and return how it ended."""
-    audit = runtime.audit_log()
-    try:
-        env = parse_envelope(envelope)
-    except EnvelopeError as exc:
-        return refuse(app, envelope, reason=str(exc), field=exc.field, audit=audit,
-                      delivery_id=self.request.id)
-    structlog.contextvars.bind_contextvars(task_id=env.task_id, department=env.department)
-
+def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
     finished = audit.outcome(env.task_id)
     if finished is not None:  # a redelivered task that already ended: never run it twice
         log.info("task.already_finished", outcome=finished["outcome"])
@@ -65,23 +56,46 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
     if dept is not None and dept.mode == "off":
         access = None
     log.info("task.started", mode=dept.mode if dept else None)
+    episode = Episode(
+        env,
+        model=runtime.role_model(),
+        toolbox=runtime.toolbox(),
+        access=access,
+        audit=audit,
+        max_steps=settings.max_steps,
+        max_new_tokens=settings.max_new_tokens,
+    )
+    return episode.run()
+
+
+@app.task(name=TASK_NAME, bind=True, max_retries=3)
+def run_task(self: Any, envelope: Any) -> dict[str, Any]:
+    """Run one back-office task end to end and return how it ended."""
+    audit = runtime.audit_log()
     try:
-        episode = Episode(
-            env,
-            model=runtime.role_model(),
-            toolbox=runtime.toolbox(),
-            access=access,
-            audit=audit,
-            max_steps=settings.max_steps,
-            max_new_tokens=settings.max_new_tokens,
-        )
-        result = episode.run()
-    except (AuditError, ModelError, OSError) as exc:
-        # Infrastructure trouble: retry with backoff, then dead-letter with the reason.
+        env = parse_envelope(envelope)
+    except EnvelopeError as exc:
+        return refuse(app, envelope, reason=str(exc), field=exc.field, audit=audit,
+                      delivery_id=self.request.id)
+    structlog.contextvars.bind_contextvars(task_id=env.task_id, department=env.department)
+    settings = runtime.settings()
+    try:
+        result = _run_episode(env, audit)
+    except (AuditError, ModelError, ConfigError, ConnectorError, OSError) as exc:
+        # Infrastructure trouble (database, model file, a dead service): retry with
+        # backoff, then dead-letter with the reason.
         if self.request.retries < min(self.max_retries, settings.max_redeliveries):
             log.warning("task.retry", error=str(exc), retries=self.request.retries)
             raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
         return refuse(app, envelope, reason=f"failed after retries: {exc}", field=None,
                       audit=audit, delivery_id=self.request.id)
+    except Exception as exc:
+        # A bug must not lose the task (Celery acks a failed late-ack task): keep the
+        # message in the dead-letter queue with the reason, and audit it.
+        log.exception("task.crashed")
+        return refuse(app, envelope, reason=f"unexpected {type(exc).__name__}: {exc}",
+                      field=None, audit=audit, delivery_id=self.request.id)
+    if isinstance(result, dict):  # already finished before this delivery
+        return result
     log.info("task.finished", outcome=result.outcome, steps=len(result.steps))
     return result.as_dict()
