@@ -63,10 +63,10 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 def demo(
     steps: int = typer.Option(4, help="Step limit per task."),
     max_new_tokens: int = typer.Option(96, help="Token limit per role output."),
-    tasks: int = typer.Option(3, help="How many of the demo tasks to run."),
+    tasks: int = typer.Option(4, help="How many of the demo tasks to run (up to 4)."),
     timeout: float = typer.Option(1800, help="Seconds to wait for all tasks."),
 ) -> None:
-    """Run the demo embedded: ERP service, SQLite broker, a worker, three tasks, audit verify."""
+    """Run the demo embedded: ERP service, SQLite broker, a worker, four tasks, audit verify."""
     from worker.demo import run_demo
 
     code = run_demo(console, steps=steps, max_new_tokens=max_new_tokens, tasks=tasks,
