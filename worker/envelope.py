@@ -65,11 +65,6 @@ def parse_envelope(raw: Any) -> Envelope:
         raise EnvelopeError(field, reason) from exc
 
 
-def field_names() -> list[str]:
-    """The envelope's field names, for error messages and docs."""
-    return list(Envelope.model_fields)
-
-
 _SAFE = re.compile(_ID)
 
 
