@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     broker_url: str | None = None
     result_backend: str | None = None
     database_url: str | None = None
+    database_role: str | None = None
+    """Postgres role the audit engine takes with ``SET ROLE`` on every new connection
+    (e.g. ``umiq_worker``, created by migration 0002); the login user must be a member.
+    ``umiq db upgrade`` ignores it: migrations run with the login user's (owner's) rights."""
 
     queue: str = "umiq.tasks"
     dead_letter_queue: str = "umiq.dead"
@@ -68,6 +72,10 @@ class Settings(BaseSettings):
     shipped_adapters: bool = True
     """Use the adapters shipped with umiq when ``adapters_dir`` is unset and the base is
     the default one; ``UMIQ_SHIPPED_ADAPTERS=0`` runs the untuned base."""
+    agent: Literal["multi", "single"] = "multi"
+    """``multi``: planner, caller and summarizer (α-UMi); ``single``: one backbone model
+    writes thought, call and conclusion (the single-LLM baseline; its adapter is
+    ``single/`` or ``global/`` under ``adapters_dir``)."""
     role_checkpoints: dict[str, Path] | None = None
     """Three full checkpoints, one per role (the α-UMi published form)."""
     device: str = "cpu"

@@ -64,6 +64,7 @@ def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
         audit=audit,
         max_steps=settings.max_steps,
         max_new_tokens=settings.max_new_tokens,
+        agent=settings.agent,
     )
     return episode.run()
 

@@ -75,3 +75,27 @@ def test_importing_the_package_does_not_import_torch() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_max_samples_per_stage() -> None:
+    """A dict of caps limits only the stages it names; ``single`` follows ``global``."""
+    config = TrainConfig(data="d", out="o", max_samples={"planner": 192, "global": 8})
+    assert config.max_samples_for("planner") == 192
+    assert config.max_samples_for("single") == 8
+    assert config.max_samples_for("caller") is None
+
+
+def test_max_samples_unknown_stage_is_refused() -> None:
+    """A cap for a stage that does not exist is a config error naming it."""
+    with pytest.raises(ConfigError, match="unknown stages"):
+        TrainConfig(data="d", out="o", max_samples={"plannr": 3})
+
+
+def test_cli_max_samples_overrides_one_stage_of_the_preset() -> None:
+    """``--max-samples planner=10`` keeps the preset's other caps."""
+    from worker.training.cli import parse_max_samples
+
+    preset = {"global": 96, "planner": 192, "caller": 96, "summarizer": 96}
+    assert parse_max_samples("planner=10", preset) == {**preset, "planner": 10}
+    assert parse_max_samples("0", preset) is None
+    assert parse_max_samples("7", preset) == 7

@@ -77,7 +77,10 @@ class Episode:
         audit: Any,
         max_steps: int = 12,
         max_new_tokens: int = 160,
+        agent: str = "multi",
     ) -> None:
+        if agent not in ("multi", "single"):
+            raise ValueError(f"agent must be 'multi' or 'single', got {agent!r}")
         self.envelope = envelope
         self.model = model
         self.toolbox = toolbox
@@ -85,6 +88,7 @@ class Episode:
         self.audit = audit
         self.max_steps = max_steps
         self.max_new_tokens = max_new_tokens
+        self.agent = agent
         self.turns: list[dict[str, str]] = [{"from": "user", "value": envelope.query}]
         self.steps: list[EpisodeStep] = []
         self.tokens = 0
@@ -102,6 +106,8 @@ class Episode:
         task_id = self.envelope.task_id
         if not self.allowed:
             return self._finish("refused", "", "the department may use no tools")
+        if self.agent == "single":
+            return self._run_single()
         for _ in range(self.max_steps):
             plan_text = self._generate("planner", protocol.planner_prompt(self.docs, self.turns))
             plan = protocol.parse_planner(plan_text)
@@ -118,21 +124,43 @@ class Episode:
         log.info("episode.step_limit", task_id=task_id, max_steps=self.max_steps)
         return self._finish("step_limit", "", f"no conclusion within {self.max_steps} steps")
 
+    def _run_single(self) -> EpisodeResult:
+        """The single-LLM baseline: one backbone output per step, split into the roles'
+        turns so that the history (and the audit trail) reads as in the multi-LLM loop."""
+        for _ in range(self.max_steps):
+            text = self._generate("backbone", protocol.backbone_prompt(self.docs, self.turns))
+            out = protocol.parse_backbone(text)
+            self.turns.append({"from": "assistant", "value": out.planner_thought()})
+            self._record("planner", "backbone", out.planner_thought(), {"next": out.next})
+            if out.next == "give up":
+                return self._finish("gave_up", "", "the model gave up")
+            if out.next == "conclusion":
+                self.turns.append({"from": "conclusion", "value": out.answer})
+                self._record("summarizer", "backbone", out.answer, {})
+                return self._finish("answered", out.answer, "the model answered")
+            self._handle_call(out.call, role="backbone")
+        log.info("episode.step_limit", task_id=self.envelope.task_id, max_steps=self.max_steps)
+        return self._finish("step_limit", "", f"no conclusion within {self.max_steps} steps")
+
     def _call_step(self, thought: str) -> None:
         text = self._generate(
             "caller",
             protocol.caller_prompt(self.docs, self.turns, thought),
             constraint=CallerConstraint(tuple(self.allowed)),
         )
+        self._handle_call(text, role="caller")
+
+    def _handle_call(self, text: str, *, role: str) -> None:
+        """Parse a call, run it through the policies and the connector, observe the result."""
         self.turns.append({"from": "caller", "value": text})
         try:
             parsed = protocol.parse_caller(text)
         except ProtocolError as exc:
-            self._record("caller", "caller", text, {"error": str(exc)})
+            self._record("caller", role, text, {"error": str(exc)})
             self._observe(ToolResult(ok=False, error=f"unparseable call: {exc}"))
             return
         call = ToolCall(parsed.tool, parsed.arguments)
-        self._record("caller", "caller", text, {"tool": call.tool, "arguments": call.arguments})
+        self._record("caller", role, text, {"tool": call.tool, "arguments": call.arguments})
         self._observe(self._execute(call))
 
     def _execute(self, call: ToolCall) -> ToolResult:
@@ -188,9 +216,7 @@ class Episode:
 
     # -- model and audit helpers ---------------------------------------------------
 
-    def _generate(
-        self, role: str, prompt: str, constraint: CallerConstraint | None = None
-    ) -> str:
+    def _generate(self, role: str, prompt: str, constraint: CallerConstraint | None = None) -> str:
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(role=role):
             request = GenerationRequest(
@@ -247,4 +273,3 @@ class Episode:
             steps=self.steps,
             tokens=self.tokens,
         )
-

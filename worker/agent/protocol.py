@@ -291,6 +291,53 @@ def parse_caller(text: str) -> CallerOutput:
     return CallerOutput(tool=tool, arguments=arguments)
 
 
+@dataclass(frozen=True)
+class BackboneOutput:
+    """The single-LLM (backbone) output split into the three roles' parts.
+
+    ``thought`` is the text before the decision, without a marker; ``call`` is the
+    ``Action: …`` text when ``next`` is ``caller`` (empty when the output had neither an
+    action nor a conclusion, which then counts as a caller step with no call);
+    ``answer`` is the text after ``conclusion:`` when ``next`` is ``conclusion``.
+    """
+
+    thought: str
+    next: Next
+    call: str = ""
+    answer: str = ""
+
+    def planner_thought(self) -> str:
+        """The thought with its marker, as an assistant turn of the normalised history."""
+        return f"{self.thought}\n {MARKERS[self.next]}"
+
+
+_CONCLUSION_PREFIX = "conclusion:"
+
+
+def parse_backbone(text: str) -> BackboneOutput:
+    """Read a backbone generation: ``thought\nAction: …`` or ``thought\nconclusion: …``.
+
+    The earlier of ``Action:`` and ``conclusion:`` decides; ``conclusion: give up.`` (the
+    form ``fold_assistant`` writes) is a give-up. This is the inverse of
+    ``fold_assistant``: ``backbone_turns`` of the turns rebuilt from the output give the
+    output back.
+    """
+    action = text.find(_ACTION)
+    conclusion = text.find(_CONCLUSION_PREFIX)
+    if conclusion >= 0 and (action < 0 or conclusion < action):
+        thought = text[:conclusion].strip()
+        answer = text[conclusion + len(_CONCLUSION_PREFIX) :].strip()
+        if text[conclusion:].startswith(BACKBONE_GIVE_UP) or answer.lower() in (
+            "give up",
+            "give up.",
+        ):
+            return BackboneOutput(thought=thought, next="give up")
+        return BackboneOutput(thought=thought, next="conclusion", answer=answer)
+    if action >= 0:
+        return BackboneOutput(thought=text[:action].strip(), next="caller", call=text[action:])
+    return BackboneOutput(thought=text.strip(), next="caller")
+
+
 def format_caller(tool: str, arguments: Mapping[str, Any]) -> str:
     """Write a call as the reference caller turns do (JSON indented by 2, ASCII-escaped)."""
     return f"{_ACTION} {tool}\n{_ACTION_INPUT} {json.dumps(dict(arguments), indent=2)}"

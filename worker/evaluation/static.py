@@ -256,14 +256,27 @@ def evaluate_static(
     constrained: bool = False,
     progress: Progress | None = None,
     on_total: Callable[[int], None] | None = None,
+    agent: str = "multi",
 ) -> StaticResult:
     """Run the planner on every step, then the caller or summarizer it routes to; score.
 
     ``on_total`` is told the number of generations as soon as it is known (the planner's
     first, then the planner's plus the routed roles'), for a progress bar.
+    ``agent="single"`` evaluates the single-LLM baseline instead (``evaluate_single``).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    if agent == "single":
+        return evaluate_single(
+            model,
+            steps,
+            max_new_tokens=max_new_tokens,
+            batch_size=batch_size,
+            progress=progress,
+            on_total=on_total,
+        )
+    if agent != "multi":
+        raise ValueError(f"agent must be 'multi' or 'single', got {agent!r}")
     steps = list(steps)
     if on_total is not None:
         on_total(len(steps))
@@ -328,6 +341,70 @@ def evaluate_static(
         "batch_size": batch_size,
         "constrained": constrained,
         "unconstrained_steps": unconstrained if constrained else None,
+        "agent": "multi",
+        "model": model.describe(),
+    }
+    return StaticResult(steps=steps, metrics=metrics, run=run)
+
+
+def single_prediction(text: str) -> tuple[str, str]:
+    """A backbone output as a multi-agent prediction string, and the route it implies.
+
+    The output is split with ``protocol.parse_backbone`` and written as the multi-agent
+    pipeline writes its steps, so the same scorer reads both: a call becomes
+    ``"asssitant: <thought>\n Next: caller.</s>caller: Action: …"``, a conclusion
+    ``"…Next: conclusion.</s>conclusion: <answer>"``, a give-up the thought with
+    ``Next: give up.``. An output with neither an action nor a conclusion is a caller
+    step without a call (no action, Act. EM 0), as a planner text without a marker is.
+    """
+    out = protocol.parse_backbone(clean_output(text))
+    thought = out.planner_thought()
+    if out.next == "give up":
+        return thought, "give up"
+    if out.next == "conclusion":
+        return f"{PREDICTION_ROLE_PREFIX}{thought}</s>conclusion: {out.answer}", "summarizer"
+    return f"{PREDICTION_ROLE_PREFIX}{thought}</s>caller: {out.call.strip()}", "caller"
+
+
+def evaluate_single(
+    model: RoleModel,
+    steps: Sequence[Step],
+    *,
+    max_new_tokens: int = 160,
+    batch_size: int = 8,
+    progress: Progress | None = None,
+    on_total: Callable[[int], None] | None = None,
+) -> StaticResult:
+    """Static metrics of the single-LLM baseline: one backbone generation per step.
+
+    Each step's prompt is ``protocol.backbone_prompt`` over the gold history (teacher
+    forcing, as for the roles); the output is scored through ``single_prediction`` with
+    the same rules and denominators as the multi-agent predictions.
+    """
+    steps = list(steps)
+    if on_total is not None:
+        on_total(len(steps))
+    requests = []
+    for step in steps:
+        step.model_input = protocol.backbone_prompt(step.tools, step.history)
+        requests.append(
+            GenerationRequest(
+                role="backbone", prompt=step.model_input, max_new_tokens=max_new_tokens
+            )
+        )
+    for step, text in zip(steps, _generate(model, requests, batch_size, progress), strict=True):
+        step.planner_output = text
+        step.predictions, step.route = single_prediction(text)
+        step.planner_prediction = step.predictions
+    metrics = score(step.record() for step in steps)
+    run = {
+        "steps": len(steps),
+        "trajectories": len({step.trajectory for step in steps}),
+        "max_new_tokens": max_new_tokens,
+        "batch_size": batch_size,
+        "constrained": False,
+        "unconstrained_steps": None,
+        "agent": "single",
         "model": model.describe(),
     }
     return StaticResult(steps=steps, metrics=metrics, run=run)

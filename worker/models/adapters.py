@@ -58,13 +58,30 @@ class AdapterInfo:
         return f"{self.role}@{self.version}"
 
 
-def find_adapters(adapters_dir: Path | None) -> dict[str, Path]:
-    """The role adapter directories under ``adapters_dir`` (a missing role runs on the base)."""
+#: Where a training run keeps the single-LLM adapter: ``umiq train --method single`` writes
+#: ``single/``; GLPFT's ``global/`` stage is the same model (backbone samples, same seed).
+SINGLE_NAMES = ("single", "global")
+
+
+def find_adapters(adapters_dir: Path | None, *, agent: str = "multi") -> dict[str, Path]:
+    """The role adapter directories under ``adapters_dir`` (a missing role runs on the base).
+
+    With ``agent="single"`` the one backbone adapter is ``single/`` (else ``global/``).
+    """
     if adapters_dir is None:
         return {}
     adapters_dir = Path(adapters_dir).expanduser()
     if not adapters_dir.is_dir():
         raise ConfigError(f"adapters_dir {adapters_dir} is not a directory")
+    if agent == "single":
+        for name in SINGLE_NAMES:
+            if (adapters_dir / name).is_dir():
+                return {"backbone": adapters_dir / name}
+        raise ConfigError(
+            f"adapters_dir {adapters_dir} holds no single-LLM adapter "
+            f"({' or '.join(n + '/' for n in SINGLE_NAMES)}); train one with "
+            "`umiq train --method single`"
+        )
     found = {role: adapters_dir / role for role in ROLE_NAMES if (adapters_dir / role).is_dir()}
     if not found:
         raise ConfigError(

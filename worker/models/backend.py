@@ -36,7 +36,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from worker.agent.roles import ROLES, Generation, GenerationRequest
+from worker.agent.roles import ALL_ROLES, ROLES, Generation, GenerationRequest
 from worker.errors import AdapterError, ConfigError, ModelError
 from worker.models import adapters as _adapters
 from worker.models.constrain import GrammarCache, GrammarLogitsProcessor, Whitespace
@@ -201,8 +201,8 @@ def _rows_for(
 ) -> list[_Row]:
     rows = []
     for req in requests:
-        if req.role not in ROLES:
-            raise ModelError(f"unknown role {req.role!r}; expected one of {ROLES}")
+        if req.role not in ALL_ROLES:
+            raise ModelError(f"unknown role {req.role!r}; expected one of {ALL_ROLES}")
         grammar = None
         if req.constraint is not None:
             grammar = engine.grammars.caller(req.constraint.tools, whitespace=engine.whitespace)
@@ -248,9 +248,11 @@ class HFRoleModel:
     def _load_adapters(self, adapters: Mapping[str, Path]) -> None:
         from peft import PeftModel
 
-        unknown = set(adapters) - set(ROLES)
+        unknown = set(adapters) - set(ALL_ROLES)
         if unknown:
-            raise AdapterError(f"adapters for unknown roles {sorted(unknown)}; roles are {ROLES}")
+            raise AdapterError(
+                f"adapters for unknown roles {sorted(unknown)}; roles are {ALL_ROLES}"
+            )
         infos = [_adapters.read_adapter(role, Path(path)) for role, path in adapters.items()]
         base = self.engine.model
         for info in infos:
@@ -330,7 +332,8 @@ class HFRoleModel:
             "device": self.engine.device,
             "dtype": str(self.engine.model.dtype).removeprefix("torch."),
             "adapters": {
-                role: self.adapters[role].label if role in self.adapters else None for role in ROLES
+                role: self.adapters[role].label if role in self.adapters else None
+                for role in (*ROLES, *(r for r in self.adapters if r not in ROLES))
             },
             "constrained_json_whitespace": self.engine.whitespace,
         }
@@ -417,7 +420,9 @@ def from_settings(settings: Any) -> HFRoleModel | CheckpointRoleModel:
     base = resolve_base(settings, progress=log.info)
     return HFRoleModel(
         base,
-        _adapters.find_adapters(settings.resolved_adapters_dir),
+        _adapters.find_adapters(
+            settings.resolved_adapters_dir, agent=getattr(settings, "agent", "multi")
+        ),
         device=settings.device,
         max_new_tokens=settings.max_new_tokens,
     )

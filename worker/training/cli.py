@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from worker.training.config import METHODS, PRESETS
+from worker.training.config import METHODS, PRESETS, STAGE_KEYS
 
 
 def register(app: typer.Typer) -> None:
@@ -43,8 +43,10 @@ def train_command(
     batch_size: int | None = typer.Option(None, help="Examples per micro-batch."),
     grad_accum: int | None = typer.Option(None, help="Micro-batches per optimizer step."),
     max_length: int | None = typer.Option(None, help="Tokens per example (prompt cut left)."),
-    max_samples: int | None = typer.Option(
-        None, help="Samples per stage (0: all), after a seeded shuffle."
+    max_samples: str | None = typer.Option(
+        None,
+        help="Samples per stage after a seeded shuffle: N for every stage (0: all), or "
+        "STAGE=N,… (e.g. planner=192) to change only those stages.",
     ),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     dtype: str | None = typer.Option(None, help="auto, float32 or bfloat16."),
@@ -85,7 +87,9 @@ def train_command(
     if target_modules is not None:
         overrides["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m)
     if max_samples is not None:
-        overrides["max_samples"] = max_samples or None
+        overrides["max_samples"] = parse_max_samples(
+            max_samples, PRESETS[preset].get("max_samples") if preset in PRESETS else None
+        )
     epochs = {
         "global": epochs_global,
         "planner": epochs_planner,
@@ -113,3 +117,22 @@ def train_command(
         console.print("[yellow]stopped early[/yellow]; re-run the same command to resume")
         return
     console.print(f"adapters in {result.out}; model card {result.card}")
+
+
+def parse_max_samples(text: str, preset: Any) -> int | dict[str, int | None] | None:
+    """``N`` caps every stage (0: all); ``stage=N,…`` changes those stages of ``preset``."""
+    text = text.strip()
+    try:
+        if "=" not in text:
+            return int(text) or None
+        caps: dict[str, int | None] = (
+            dict(preset) if isinstance(preset, dict) else dict.fromkeys(STAGE_KEYS, preset)
+        )
+        for item in text.split(","):
+            stage, _, value = item.partition("=")
+            caps[stage.strip()] = int(value) or None
+    except ValueError:
+        raise typer.BadParameter(
+            f"--max-samples takes N or STAGE=N,… (stages: {', '.join(STAGE_KEYS)}), got {text!r}"
+        ) from None
+    return caps

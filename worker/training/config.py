@@ -67,8 +67,9 @@ class TrainConfig:
     grad_accum: int = 4
     max_length: int = 1024
     """Tokens per example; longer prompts lose their left part so the target stays whole."""
-    max_samples: int | None = None
-    """Samples per stage after the seeded shuffle; None keeps all."""
+    max_samples: int | dict[str, int | None] | None = None
+    """Samples per stage after the seeded shuffle; None keeps all. One number caps every
+    stage; a dict caps stages by name (``{"planner": 192}``; stages left out keep all)."""
     seed: int = 0
     device: str = "auto"
     """``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -86,6 +87,8 @@ class TrainConfig:
             self.epochs = dict.fromkeys(STAGE_KEYS, self.epochs)
         if isinstance(self.warmup_ratio, int | float):
             self.warmup_ratio = dict.fromkeys(STAGE_KEYS, float(self.warmup_ratio))
+        if isinstance(self.max_samples, dict):
+            self.max_samples = dict(self.max_samples)
         self.epochs = {**ALPHA_UMI_EPOCHS, **self.epochs}
         self.warmup_ratio = {**ALPHA_UMI_WARMUP, **self.warmup_ratio}
         self._validate()
@@ -118,10 +121,19 @@ class TrainConfig:
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
         need(self.max_length >= 16, f"max_length must be >= 16, got {self.max_length}")
+        caps = self.max_samples if isinstance(self.max_samples, dict) else {"*": self.max_samples}
+        unknown_caps = sorted(set(caps) - set(STAGE_KEYS) - {"*"})
         need(
-            self.max_samples is None or self.max_samples >= 1,
-            f"max_samples must be >= 1 or None, got {self.max_samples}",
+            not unknown_caps,
+            f"max_samples has unknown stages {unknown_caps}; stages are {STAGE_KEYS}",
         )
+        for stage, cap in caps.items():
+            need(
+                cap is None or (isinstance(cap, int) and cap >= 1),
+                f"max_samples[{stage!r}] must be an int >= 1 or None, got {cap}"
+                if stage != "*"
+                else f"max_samples must be >= 1 or None, got {cap}",
+            )
         need(
             self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"),
             f"device {self.device!r} is not auto, cpu, cuda or cuda:N",
@@ -182,6 +194,12 @@ class TrainConfig:
         """Epochs of a stage; ``single`` trains on the backbone samples like ``global``."""
         return self.epochs["global" if stage == "single" else stage]
 
+    def max_samples_for(self, stage: str) -> int | None:
+        """The sample cap of a stage (``single`` as ``global``); None keeps all."""
+        if not isinstance(self.max_samples, dict):
+            return self.max_samples
+        return self.max_samples.get("global" if stage == "single" else stage)
+
     def warmup_for(self, stage: str) -> float:
         """Warmup ratio of a stage (``single`` as ``global``)."""
         return self.warmup_ratio["global" if stage == "single" else stage]
@@ -200,12 +218,14 @@ class TrainConfig:
 # ~140–185 tokens/s forward+backward (fp32) here on an idle machine. Acme prompts carry
 # the department's tool docs first (mean ~1,240 tokens for the planner, p95 ~1,720), so
 # ``max_length`` is 1024: left truncation then cuts only the oldest docs of the longest
-# prompts, not all of them as 512 would. 96 samples per stage, one epoch each:
-#   global 96 + planner 96 + caller 96 (≈1,024 tokens each) + summarizer 96 (≈460)
-#   ≈ 295k + 44k tokens ≈ 340k / 175 tok/s ≈ 32 min (measured: 1,934 s),
-# 24 optimizer steps per stage (batch 2 × accumulation 2). One epoch of more samples
-# beat two epochs of 40: with 40 samples the caller never chose the right tool on the
-# dev split (Act. EM 0), with 96 it did (Act. EM 1.0 on the first dev steps).
+# prompts, not all of them as 512 would. One epoch per stage over
+#   global 96 + planner 192 + caller 96 (≈1,024 tokens each) + summarizer 96 (≈460)
+#   ≈ 390k + 44k tokens ≈ 435k / 175 tok/s ≈ 41 min,
+# 24 optimizer steps per 96 samples (batch 2 × accumulation 2). One epoch of more
+# samples beat two epochs of 40: with 40 samples the caller never chose the right tool
+# on the dev split (Act. EM 0), with 96 it did (Act. EM 1.0 on the first dev steps).
+# With 96 planner samples the planner still never said "Next: conclusion." after the
+# answer had arrived (it learned the first step's thought), hence 192 for the planner.
 # LoRA rank 4 on all linear layers keeps one adapter at ~4.9 MB (1.22M fp32
 # parameters), so the three shipped role adapters stay under the 20 MB budget for
 # committed weights; lr 5e-4 compensates for the small rank. Warmup is a flat 0.1.
@@ -215,7 +235,7 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "max_length": 1024,
-        "max_samples": 96,
+        "max_samples": {"global": 96, "planner": 192, "caller": 96, "summarizer": 96},
         "epochs": {"global": 1, "planner": 1, "caller": 1, "summarizer": 1},
         "lora_r": 4,
         "lora_alpha": 8,

@@ -128,7 +128,7 @@ def train(
                     complete = False
                     break
                 seed = config.seed + index
-                chosen = select(samples[stage.role], seed, config.max_samples)
+                chosen = select(samples[stage.role], seed, config.max_samples_for(stage.name))
                 if not chosen:
                     raise ConfigError(
                         f"{config.data} yields no {stage.role} samples for stage {stage.name}"
