@@ -43,7 +43,7 @@ def run_migrations_online() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = make_engine(_url())
+    engine = make_engine(_url(), role=None)  # migrations run with the owner's rights
     try:
         with engine.connect() as conn:
             conn.execution_options(**{WRITE: True})

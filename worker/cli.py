@@ -15,10 +15,8 @@ from worker import __version__
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="umiq: back-office tasks through small role models, with an audit log.")
 db_app = typer.Typer(no_args_is_help=True, help="The audit database.")
-audit_app = typer.Typer(no_args_is_help=True, help="Read and verify the audit log.")
 models_app = typer.Typer(no_args_is_help=True, help="Base checkpoints and adapters.")
 app.add_typer(db_app, name="db")
-app.add_typer(audit_app, name="audit")
 app.add_typer(models_app, name="models")
 console = Console()
 
@@ -26,6 +24,8 @@ console = Console()
 def _register_plugins() -> None:
     # Each area owns its commands; importing their CLI modules loads no torch.
     from examples.acme.cli import register as register_acme
+    from worker.audit.cli import register as register_audit
+    from worker.audit.keys_cli import register as register_keys
     from worker.data.cli import register as register_data
     from worker.evaluation.cli import register as register_eval
     from worker.training.cli import register as register_training
@@ -34,6 +34,8 @@ def _register_plugins() -> None:
     register_eval(app)
     register_data(app)
     register_acme(app)
+    register_audit(app)
+    register_keys(app)
 
 
 _register_plugins()
@@ -46,9 +48,14 @@ def _settings() -> Any:
 
 
 def _configure_logs(level: str | None = None) -> None:
-    from worker.logs import configure
+    from policies import RedactingProcessor
+    from worker.agent.guard import detector_from
+    from worker.logs import add_redactor, configure
 
     settings = _settings()
+    # Logs never carry raw personal data: the same detector as the pseudonymizer masks
+    # every value by its kind (<EMAIL>, <IBAN>…) before rendering.
+    add_redactor(RedactingProcessor(detector_from(settings)))
     configure(settings.log_format, level or settings.log_level)
 
 
@@ -125,22 +132,6 @@ def db_upgrade() -> None:
     settings.ensure_dirs()
     upgrade(settings.resolved_database_url)
     console.print("audit schema is at head")
-
-
-@audit_app.command("verify")
-def audit_verify() -> None:
-    """Walk the hash chain; name the first broken row, exit 1 if there is one."""
-    from worker.audit import AuditLog, ensure_schema
-
-    settings = _settings()
-    settings.ensure_dirs()
-    ensure_schema(settings.resolved_database_url)
-    report = AuditLog.from_url(settings.resolved_database_url).verify()
-    if report.ok:
-        console.print(f"audit chain OK: {report.rows} rows verified")
-        return
-    console.print(f"audit chain BROKEN after {report.rows} good rows: {report.first_broken}")
-    raise typer.Exit(1)
 
 
 @models_app.command("fetch")

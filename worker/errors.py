@@ -12,7 +12,8 @@
         └── ChainBroken             a row whose hash does not follow from its predecessor
 
 Connector errors live in ``connectors`` (``ConnectorError`` and its subclasses) because
-connectors must not import ``worker``.
+connectors must not import ``worker``; ``SealError`` (a sealed audit value that cannot be
+opened or made) lives in ``policies._crypto`` for the same reason.
 """
 
 from __future__ import annotations

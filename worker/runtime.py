@@ -28,11 +28,14 @@ def settings() -> Settings:
 def audit_log() -> Any:
     def make() -> Any:
         from worker.audit import AuditLog, ensure_schema
+        from worker.audit.keyring import load_keyring
+        from worker.audit.sealing import Sealer
 
         url = settings().resolved_database_url
         settings().ensure_dirs()
         ensure_schema(url)
-        return AuditLog.from_url(url)
+        # Sensitive fields (raw tool requests and responses, token maps) are always sealed.
+        return AuditLog.from_url(url, sealer=Sealer(load_keyring(settings())))
 
     return _once("audit", make)
 

@@ -31,14 +31,46 @@ class DepartmentSettings(BaseModel):
     may_write: bool = False
     queue: str | None = None
     adapter_version: str | None = None
+    approvals: list[dict[str, Any]] = Field(default_factory=list)
+    """Approval rules, e.g. ``{"tool": "schedule_payment", "when": [["amount", ">", 50000]],
+    "reason": "…"}``: matching calls wait for a human (``review`` mode holds every write)."""
 
 
 def _default_departments() -> dict[str, DepartmentSettings]:
     # The sample back office: finance works in the ERP, HR in the HR database; both mail.
     return {
-        "finance": DepartmentSettings(mode="auto", tools=["erp:*", "mail:*"], may_write=True),
+        "finance": DepartmentSettings(
+            mode="auto",
+            tools=["erp:*", "mail:*"],
+            may_write=True,
+            approvals=[
+                {
+                    "tool": "schedule_payment",
+                    "when": [["amount", ">", 50000]],
+                    "reason": "payments above 50,000 need a second person",
+                }
+            ],
+        ),
         "hr": DepartmentSettings(mode="auto", tools=["hr:*", "mail:*"], may_write=True),
     }
+
+
+#: What the model may see of each tool's response (allow-list projection, DESIGN §6);
+#: every value it sees is still pseudonymized. Tools not named here keep all fields.
+ACME_MINIMIZATION: dict[str, list[str] | None] = {
+    "erp:get_vendor": ["id", "name", "country", "contact_name", "email"],
+    "erp:list_vendors": ["[].id", "[].name", "[].country"],
+    "hr:get_employee": [
+        "id",
+        "name",
+        "email",
+        "hire_date",
+        "job_title",
+        "department",
+        "manager_id",
+    ],
+    "hr:get_manager": ["id", "name", "email", "job_title", "department"],
+}
 
 
 def _default_data_dir() -> Path:
@@ -58,6 +90,13 @@ class Settings(BaseSettings):
     """Postgres role the audit engine takes with ``SET ROLE`` on every new connection
     (e.g. ``umiq_worker``, created by migration 0002); the login user must be a member.
     ``umiq db upgrade`` ignores it: migrations run with the login user's (owner's) rights."""
+    keyring: str | None = Field(default=None, repr=False)
+    """The key ring that seals sensitive audit fields, as JSON
+    ``{"primary": kid, "keys": {kid: base64 of 32 bytes}}`` (``UMIQ_KEYRING``). Key material:
+    keep it out of repr; set this or ``keyring_file``, not both."""
+    keyring_file: Path | None = None
+    """A file holding the key ring as that JSON (mode 0600). With neither set, the embedded
+    default ``<data_dir>/keyring.json`` is created on first use."""
 
     queue: str = "umiq.tasks"
     dead_letter_queue: str = "umiq.dead"
@@ -85,6 +124,18 @@ class Settings(BaseSettings):
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Connectors by name, e.g. ``{"erp": {"kind": "http", "base_url": "http://127.0.0.1:8701"}}``."""
     departments: dict[str, DepartmentSettings] = Field(default_factory=_default_departments)
+    minimization: dict[str, list[str] | None] = Field(
+        default_factory=lambda: dict(ACME_MINIMIZATION)
+    )
+    """Per tool (name or ``connector:glob``), the response fields the model may see; None
+    keeps all. Values it sees are pseudonymized unless a path is in ``pii_allow_raw``."""
+    pii_allow_raw: dict[str, list[str]] = Field(default_factory=dict)
+    """Per tool, response fields whose values the model may see raw (a policy decision
+    that the audit records)."""
+    pii_known_names: list[str] = Field(default_factory=list)
+    """Full names of people in the systems' records, detected as personal data."""
+    pii_known_names_file: Path | None = None
+    """A file with one known name per line (e.g. exported from HR), read at start."""
 
     log_format: str = "auto"
     """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""

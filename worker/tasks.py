@@ -8,9 +8,9 @@ import structlog
 from celery.signals import task_postrun, task_prerun
 
 from connectors import ConnectorError
-from policies import AccessRule
 from worker import runtime
 from worker.agent.episode import Episode, EpisodeResult
+from worker.agent.guard import Guard
 from worker.celery_app import TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
@@ -30,11 +30,17 @@ def _unbind_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
 
 
-def _access_rule(department: str) -> AccessRule | None:
-    dept = runtime.settings().departments.get(department)
-    if dept is None:
+def restore_tokens(audit: Any, task_id: str) -> dict[str, str] | None:
+    """The task's token map as last sealed in the audit log (a redelivery or a resume
+    keeps its tokens), or None for a new task."""
+    latest = None
+    for step in audit.steps(task_id):
+        if step.kind == "policy" and "tokens" in step.details:
+            latest = step
+    if latest is None:
         return None
-    return AccessRule(department=department, tools=tuple(dept.tools), may_write=dept.may_write)
+    opened = audit.unseal(latest)
+    return dict(opened.details["tokens"])
 
 
 def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
@@ -42,25 +48,27 @@ def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
     if finished is not None:  # a redelivered task that already ended: never run it twice
         log.info("task.already_finished", outcome=finished["outcome"])
         return finished
+    settings = runtime.settings()
+    guard = Guard.for_department(
+        settings, env.department, mapping=restore_tokens(audit, env.task_id)
+    )
     if audit.task(env.task_id) is None:
+        # The task row is in plain text: it holds the tokenized query and context; the
+        # raw query is sealed with the episode's first policy step.
         audit.append_task(
             task_id=env.task_id,
             department=env.department,
-            query=env.query,
+            query=guard.tokenize(env.query),
             requested_by=env.requested_by,
-            context=env.context,
+            context=guard.tokenize(env.context),
         )
-    settings = runtime.settings()
     dept = settings.departments.get(env.department)
-    access = _access_rule(env.department)
-    if dept is not None and dept.mode == "off":
-        access = None
     log.info("task.started", mode=dept.mode if dept else None)
     episode = Episode(
         env,
         model=runtime.role_model(),
         toolbox=runtime.toolbox(),
-        access=access,
+        guard=guard,
         audit=audit,
         max_steps=settings.max_steps,
         max_new_tokens=settings.max_new_tokens,
@@ -76,8 +84,14 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
     try:
         env = parse_envelope(envelope)
     except EnvelopeError as exc:
-        return refuse(app, envelope, reason=str(exc), field=exc.field, audit=audit,
-                      delivery_id=self.request.id)
+        return refuse(
+            app,
+            envelope,
+            reason=str(exc),
+            field=exc.field,
+            audit=audit,
+            delivery_id=self.request.id,
+        )
     structlog.contextvars.bind_contextvars(task_id=env.task_id, department=env.department)
     settings = runtime.settings()
     try:
@@ -87,15 +101,27 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
         # backoff, then dead-letter with the reason.
         if self.request.retries < min(self.max_retries, settings.max_redeliveries):
             log.warning("task.retry", error=str(exc), retries=self.request.retries)
-            raise self.retry(exc=exc, countdown=2 ** self.request.retries) from exc
-        return refuse(app, envelope, reason=f"failed after retries: {exc}", field=None,
-                      audit=audit, delivery_id=self.request.id)
+            raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+        return refuse(
+            app,
+            envelope,
+            reason=f"failed after retries: {exc}",
+            field=None,
+            audit=audit,
+            delivery_id=self.request.id,
+        )
     except Exception as exc:
         # A bug must not lose the task (Celery acks a failed late-ack task): keep the
         # message in the dead-letter queue with the reason, and audit it.
         log.exception("task.crashed")
-        return refuse(app, envelope, reason=f"unexpected {type(exc).__name__}: {exc}",
-                      field=None, audit=audit, delivery_id=self.request.id)
+        return refuse(
+            app,
+            envelope,
+            reason=f"unexpected {type(exc).__name__}: {exc}",
+            field=None,
+            audit=audit,
+            delivery_id=self.request.id,
+        )
     if isinstance(result, dict):  # already finished before this delivery
         return result
     log.info("task.finished", outcome=result.outcome, steps=len(result.steps))

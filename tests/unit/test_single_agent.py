@@ -100,6 +100,7 @@ def test_single_episode_calls_and_concludes(audit: AuditLog) -> None:
         "planner",
         "caller",
         "policy",
+        "policy",
         "tool",
         "planner",
         "summarizer",

@@ -1,15 +1,26 @@
 """The agent loop: planner → caller → connector → … → summarizer, in the α-UMi protocol.
 
 Each step is appended to the audit log before the next starts. The caller is offered,
-and constrained to, the tools the department may use; every call passes the access
-policy and the tool's schema before a connector runs it, and carries the idempotency
-key ``task_id:step`` so that a write already committed is never made twice.
+and constrained to, the tools the department may use; every call then passes, in
+order, the access policy, token resolution, the tool's schema, the approval policy and
+the idempotency check (key ``task_id:caller-step``) before a connector runs it, and the
+response passes minimization before the model sees it. Every policy decision is a
+``policy`` step with its reasons.
+
+Personal data: the model only ever sees this task's tokens (``<EMAIL_1>``). The token
+map is sealed into the audit log whenever it grows; raw tool requests and responses
+are sealed by the audit log's sealer.
+
+Approval: a call that needs a human ends the episode as ``awaiting_approval`` (the
+request is a ``policy`` step naming the call's key). ``Episode.resume`` rebuilds the
+history from the audit log, runs the approved call and goes on.
 """
 
 from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -17,15 +28,21 @@ import structlog
 
 from connectors import ConnectorError, InvalidArguments, ToolCall, ToolResult, ToolSpec
 from connectors._schema import validate_arguments
-from policies import AccessRule, check_access
+from policies import AccessRule, Decision
 from worker.agent import protocol
+from worker.agent.guard import Guard
 from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel
 from worker.envelope import Envelope
-from worker.errors import ProtocolError
+from worker.errors import AuditError, ProtocolError
 from worker.toolbox import Toolbox
 
-Outcome = Literal["answered", "gave_up", "step_limit", "refused", "failed"]
+Outcome = Literal[
+    "answered", "gave_up", "step_limit", "refused", "failed", "awaiting_approval", "rejected"
+]
 log = structlog.get_logger("umiq.agent")
+
+#: ``details.status`` of the policy step that asks a human to approve a call.
+APPROVAL_REQUESTED = "requested"
 
 
 @dataclass
@@ -64,6 +81,13 @@ def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+class _AwaitingApproval(Exception):
+    def __init__(self, key: str, reasons: Sequence[str]) -> None:
+        super().__init__(key)
+        self.key = key
+        self.reasons = list(reasons)
+
+
 class Episode:
     """Runs one task to its end; the audit log receives every step as it happens."""
 
@@ -73,82 +97,109 @@ class Episode:
         *,
         model: RoleModel,
         toolbox: Toolbox,
-        access: AccessRule | None,
+        access: AccessRule | None = None,
         audit: Any,
         max_steps: int = 12,
         max_new_tokens: int = 160,
         agent: str = "multi",
+        guard: Guard | None = None,
     ) -> None:
         if agent not in ("multi", "single"):
             raise ValueError(f"agent must be 'multi' or 'single', got {agent!r}")
         self.envelope = envelope
         self.model = model
         self.toolbox = toolbox
-        self.access = access
+        self.guard = guard or Guard.permissive_minimization(access)
         self.audit = audit
         self.max_steps = max_steps
         self.max_new_tokens = max_new_tokens
         self.agent = agent
-        self.turns: list[dict[str, str]] = [{"from": "user", "value": envelope.query}]
+        self.query = self.guard.tokenize(envelope.query)
+        self.turns: list[dict[str, str]] = [{"from": "user", "value": self.query}]
         self.steps: list[EpisodeStep] = []
         self.tokens = 0
         self._index = 0
-        self.allowed: list[ToolSpec] = [
-            spec
-            for spec in toolbox.specs()
-            if check_access(access, spec.name, spec.effect, spec.connector).allowed
-        ]
+        self._sealed_tokens = 0
+        self.allowed: list[ToolSpec] = self.guard.allowed_tools(toolbox.specs())
         self.docs = [spec.alpha_umi_doc() for spec in self.allowed]
 
     # -- the loop -----------------------------------------------------------------
 
     def run(self) -> EpisodeResult:
-        task_id = self.envelope.task_id
+        """Run the task from its start."""
+        if self.query != self.envelope.query:
+            self._record_decisions(
+                [Decision(True, "minimization", ("personal data in the task pseudonymized",))],
+                None,
+                sealed={"query": self.envelope.query},
+            )
         if not self.allowed:
             return self._finish("refused", "", "the department may use no tools")
-        if self.agent == "single":
-            return self._run_single()
-        for _ in range(self.max_steps):
-            plan_text = self._generate("planner", protocol.planner_prompt(self.docs, self.turns))
-            plan = protocol.parse_planner(plan_text)
-            self.turns.append({"from": "assistant", "value": plan.thought})
-            self._record("planner", "planner", plan.thought, {"next": plan.next})
-            if plan.next == "give up":
-                return self._finish("gave_up", "", "the planner gave up")
-            if plan.next == "conclusion":
-                answer = self._generate("summarizer", protocol.summarizer_prompt(self.turns))
-                self.turns.append({"from": "conclusion", "value": answer})
-                self._record("summarizer", "summarizer", answer, {})
-                return self._finish("answered", answer, "the summarizer answered")
-            self._call_step(plan.thought)
-        log.info("episode.step_limit", task_id=task_id, max_steps=self.max_steps)
-        return self._finish("step_limit", "", f"no conclusion within {self.max_steps} steps")
+        return self._loop(self.max_steps)
 
-    def _run_single(self) -> EpisodeResult:
-        """The single-LLM baseline: one backbone output per step, split into the roles'
-        turns so that the history (and the audit trail) reads as in the multi-LLM loop."""
-        for _ in range(self.max_steps):
-            text = self._generate("backbone", protocol.backbone_prompt(self.docs, self.turns))
-            out = protocol.parse_backbone(text)
-            self.turns.append({"from": "assistant", "value": out.planner_thought()})
-            self._record("planner", "backbone", out.planner_thought(), {"next": out.next})
-            if out.next == "give up":
-                return self._finish("gave_up", "", "the model gave up")
-            if out.next == "conclusion":
-                self.turns.append({"from": "conclusion", "value": out.answer})
-                self._record("summarizer", "backbone", out.answer, {})
-                return self._finish("answered", out.answer, "the model answered")
-            self._handle_call(out.call, role="backbone")
+    def resume(self, recorded: Sequence[Any], approved_key: str) -> EpisodeResult:
+        """Go on after a human approved the call ``approved_key``.
+
+        ``recorded`` are the task's audit steps so far: the history is rebuilt from
+        them (nothing is generated or called again), the approved call runs, and the
+        loop continues with the steps left.
+        """
+        pending = self._replay(recorded, approved_key)
+        self.guard.approve(approved_key)
+        used = sum(1 for s in recorded if s.kind == "planner")
+        try:
+            self._observe(self._execute(pending[0], pending[1]))
+        except _AwaitingApproval as wait:  # another rule still holds it
+            return self._await(wait)
+        return self._loop(max(0, self.max_steps - used))
+
+    def _loop(self, budget: int) -> EpisodeResult:
+        try:
+            for _ in range(budget):
+                step = self._single_step if self.agent == "single" else self._multi_step
+                result = step()
+                if result is not None:
+                    return result
+        except _AwaitingApproval as wait:
+            return self._await(wait)
         log.info("episode.step_limit", task_id=self.envelope.task_id, max_steps=self.max_steps)
         return self._finish("step_limit", "", f"no conclusion within {self.max_steps} steps")
 
-    def _call_step(self, thought: str) -> None:
+    def _multi_step(self) -> EpisodeResult | None:
+        plan_text = self._generate("planner", protocol.planner_prompt(self.docs, self.turns))
+        plan = protocol.parse_planner(plan_text)
+        self.turns.append({"from": "assistant", "value": plan.thought})
+        self._record("planner", "planner", plan.thought, {"next": plan.next})
+        if plan.next == "give up":
+            return self._finish("gave_up", "", "the planner gave up")
+        if plan.next == "conclusion":
+            answer = self._generate("summarizer", protocol.summarizer_prompt(self.turns))
+            self.turns.append({"from": "conclusion", "value": answer})
+            self._record("summarizer", "summarizer", answer, {})
+            return self._finish("answered", answer, "the summarizer answered")
         text = self._generate(
             "caller",
-            protocol.caller_prompt(self.docs, self.turns, thought),
+            protocol.caller_prompt(self.docs, self.turns, plan.thought),
             constraint=CallerConstraint(tuple(self.allowed)),
         )
         self._handle_call(text, role="caller")
+        return None
+
+    def _single_step(self) -> EpisodeResult | None:
+        """The single-LLM baseline: one backbone output per step, split into the roles'
+        turns so that the history (and the audit trail) reads as in the multi-LLM loop."""
+        text = self._generate("backbone", protocol.backbone_prompt(self.docs, self.turns))
+        out = protocol.parse_backbone(text)
+        self.turns.append({"from": "assistant", "value": out.planner_thought()})
+        self._record("planner", "backbone", out.planner_thought(), {"next": out.next})
+        if out.next == "give up":
+            return self._finish("gave_up", "", "the model gave up")
+        if out.next == "conclusion":
+            self.turns.append({"from": "conclusion", "value": out.answer})
+            self._record("summarizer", "backbone", out.answer, {})
+            return self._finish("answered", out.answer, "the model answered")
+        self._handle_call(out.call, role="backbone")
+        return None
 
     def _handle_call(self, text: str, *, role: str) -> None:
         """Parse a call, run it through the policies and the connector, observe the result."""
@@ -161,33 +212,65 @@ class Episode:
             return
         call = ToolCall(parsed.tool, parsed.arguments)
         self._record("caller", role, text, {"tool": call.tool, "arguments": call.arguments})
-        self._observe(self._execute(call))
+        self._observe(self._execute(call, self._index))
 
-    def _execute(self, call: ToolCall) -> ToolResult:
-        """Policy, schema, idempotency, then the connector. Refusals become observations."""
-        caller_step = self._index  # the key names the caller step, stable across replays
+    # -- one call through the policies -----------------------------------------------
+
+    def _execute(self, call: ToolCall, caller_step: int) -> ToolResult:
+        """Access, tokens, schema, idempotency, approval, connector, minimization.
+
+        Refusals become observations the planner can read; the caller step's index
+        makes the idempotency key, stable across redeliveries and resumes.
+        """
+        key = f"{self.envelope.task_id}:{caller_step}"
         try:
             spec = self.toolbox.spec(call.tool)
         except ConnectorError as exc:
-            self._record_policy(False, "access", [str(exc)], call)
+            self._record_decisions([Decision(False, "access", (str(exc),))], call.tool)
             return ToolResult(ok=False, error=f"refused: {exc}")
-        decision = check_access(self.access, spec.name, spec.effect, spec.connector)
-        self._record_policy(decision.allowed, decision.policy, list(decision.reasons), call)
-        if not decision.allowed:
-            return ToolResult(ok=False, error="refused: " + "; ".join(decision.reasons))
-        try:
-            validate_arguments(spec.parameters, call.arguments)
-        except InvalidArguments as exc:
-            self._record_policy(False, "schema", [str(exc)], call)
-            return ToolResult(ok=False, error=f"invalid arguments: {exc}")
+        decisions = [self.guard.check_access(spec)]
+        raw: dict[str, Any] | None = None
+        if decisions[-1].allowed:
+            raw, resolved = self.guard.resolve(call.arguments)
+            decisions.append(resolved)
+        if raw is not None:
+            try:
+                validate_arguments(spec.parameters, raw)
+                decisions.append(Decision(True, "schema", ("arguments match the tool's schema",)))
+            except InvalidArguments as exc:
+                message = str(self.guard.tokenize(str(exc)))  # it may quote raw values
+                decisions.append(Decision(False, "schema", (message,)))
+        if raw is None or not decisions[-1].allowed:
+            self._record_decisions(decisions, spec.name)
+            denied = decisions[-1]
+            prefix = "invalid arguments" if denied.policy == "schema" else "refused"
+            return ToolResult(ok=False, error=f"{prefix}: " + "; ".join(denied.reasons))
 
-        key = f"{self.envelope.task_id}:{caller_step}"
         committed = self.audit.tool_call_by_key(key)
         if committed is not None:  # a redelivery: the call already happened
-            return ToolResult(ok=committed.ok, data=committed.response, error=committed.error)
+            decisions.append(Decision(True, "idempotency", (f"call {key} already made: replayed",)))
+            self._record_decisions(decisions, spec.name)
+            committed = self._open(committed)
+            result = ToolResult(ok=committed.ok, data=committed.response, error=committed.error)
+            return self._minimized(spec, result)
+        decisions.append(self.guard.check_approval(spec, raw, key))
+        if not decisions[-1].allowed:
+            self._record_decisions(
+                decisions,
+                spec.name,
+                extra={
+                    "status": APPROVAL_REQUESTED,
+                    "key": key,
+                    "caller_step": caller_step,
+                    "effect": spec.effect,
+                    "arguments": dict(call.arguments),
+                },
+            )
+            raise _AwaitingApproval(key, decisions[-1].reasons)
+        self._record_decisions(decisions, spec.name)
         started = time.perf_counter()
         try:
-            result = self.toolbox.connector_for(spec.name).invoke(call, key)
+            result = self.toolbox.connector_for(spec.name).invoke(ToolCall(spec.name, raw), key)
         except ConnectorError as exc:
             result = ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}")
         self.audit.append_tool_call(
@@ -196,10 +279,10 @@ class Episode:
             idempotency_key=key,
             tool=spec.name,
             effect=spec.effect,
-            request=dict(call.arguments),
+            request=dict(raw),
             response=result.data,
             ok=result.ok,
-            error=result.error,
+            error=None if result.error is None else str(self.guard.tokenize(result.error)),
         )
         log.info(
             "tool.called",
@@ -207,12 +290,54 @@ class Episode:
             ok=result.ok,
             latency_ms=round((time.perf_counter() - started) * 1000),
         )
-        return result
+        return self._minimized(spec, result)
+
+    def _minimized(self, spec: ToolSpec, result: ToolResult) -> ToolResult:
+        """What the model may see of a connector's result; the decision is recorded."""
+        error = None if result.error is None else str(self.guard.tokenize(result.error))
+        if result.data is None:
+            return ToolResult(ok=result.ok, data=None, error=error)
+        minimized = self.guard.minimize(spec, result.data)
+        self._record_decisions([minimized.decision], spec.name)
+        return ToolResult(ok=result.ok, data=minimized.visible, error=error)
+
+    def _open(self, value: Any) -> Any:
+        unseal = getattr(self.audit, "unseal", None)
+        return unseal(value) if unseal is not None else value
 
     def _observe(self, result: ToolResult) -> None:
         observation = result.observation()
         self.turns.append({"from": "observation", "value": observation})
         self._record("tool", None, observation, {"ok": result.ok})
+
+    # -- resume ------------------------------------------------------------------------
+
+    def _replay(self, recorded: Sequence[Any], key: str) -> tuple[ToolCall, int]:
+        """Rebuild turns, steps and the step counter from the audit; the pending call."""
+        request = None
+        for step in recorded:
+            if step.kind in ("planner", "caller", "tool", "summarizer"):
+                role = {"planner": "assistant", "tool": "observation", "summarizer": "conclusion"}
+                self.turns.append({"from": role.get(step.kind, step.kind), "value": step.output})
+            details = step.details
+            if details.get("key") == key and details.get("status") == APPROVAL_REQUESTED:
+                request = step
+            self.steps.append(EpisodeStep(step.index, step.kind, step.output, dict(step.details)))
+            self._index = max(self._index, step.index)
+        if request is None:
+            raise AuditError(
+                f"task {self.envelope.task_id!r} has no approval request for call {key!r}"
+            )
+        caller_step = int(request.details["caller_step"])
+        caller = next((s for s in recorded if s.kind == "caller" and s.index == caller_step), None)
+        if caller is None or "tool" not in caller.details:
+            raise AuditError(
+                f"task {self.envelope.task_id!r}: the call {key!r} awaiting approval has no "
+                f"recorded caller step {caller_step}"
+            )
+        self._sealed_tokens = len(self.guard.mapping())
+        call = ToolCall(caller.details["tool"], dict(caller.details.get("arguments") or {}))
+        return call, caller_step
 
     # -- model and audit helpers ---------------------------------------------------
 
@@ -232,11 +357,19 @@ class Episode:
         self._last = (digest(prompt), latency_ms, gen)
         return gen.text
 
-    def _record(self, kind: str, role: str | None, output: str, details: dict[str, Any]) -> None:
+    def _record(
+        self,
+        kind: str,
+        role: str | None,
+        output: str,
+        details: dict[str, Any],
+        sealed: dict[str, Any] | None = None,
+    ) -> None:
         self._index += 1
         prompt_digest, latency_ms, gen = (None, None, None)
         if role is not None:
             prompt_digest, latency_ms, gen = self._last
+        extra = {"sealed": sealed} if sealed else {}
         self.audit.append_step(
             task_id=self.envelope.task_id,
             index=self._index,
@@ -248,23 +381,54 @@ class Episode:
             latency_ms=latency_ms,
             model=gen.model if gen else None,
             adapter=gen.adapter if gen else None,
+            **extra,
         )
         self.steps.append(EpisodeStep(self._index, kind, output, details))
 
-    def _record_policy(
-        self, allowed: bool, policy: str, reasons: list[str], call: ToolCall
+    def _record_decisions(
+        self,
+        decisions: Sequence[Decision],
+        tool: str | None,
+        *,
+        extra: dict[str, Any] | None = None,
+        sealed: dict[str, Any] | None = None,
     ) -> None:
-        self._record(
-            "policy",
-            None,
-            "allowed" if allowed else "denied",
-            {"policy": policy, "allowed": allowed, "reasons": reasons, "tool": call.tool},
-        )
-        if not allowed:
-            log.warning("policy.denied", policy=policy, tool=call.tool, reasons=reasons)
+        """One policy step for the decisions taken together, each with its reasons.
 
-    def _finish(self, outcome: Outcome, answer: str, reason: str) -> EpisodeResult:
-        self._record("outcome", None, answer, {"outcome": outcome, "reason": reason})
+        ``policy`` and ``allowed`` are those of the deciding (last) decision; the token
+        map rides along, sealed, whenever it has grown.
+        """
+        sealed = dict(sealed or {})
+        mapping = self.guard.mapping()
+        if len(mapping) > self._sealed_tokens:
+            sealed["tokens"] = mapping
+            self._sealed_tokens = len(mapping)
+        last = decisions[-1]
+        details = {
+            "policy": last.policy,
+            "allowed": last.allowed,
+            "reasons": [r for d in decisions for r in d.reasons],
+            "decisions": [d.as_dict() for d in decisions],
+            "tool": tool,
+            **(extra or {}),
+        }
+        waiting = extra is not None and extra.get("status") == APPROVAL_REQUESTED
+        output = "awaiting approval" if waiting else "allowed" if last.allowed else "denied"
+        self._record("policy", None, output, details, sealed or None)
+        if not last.allowed:
+            log.warning("policy.denied", policy=last.policy, tool=tool, reasons=list(last.reasons))
+
+    def _await(self, wait: _AwaitingApproval) -> EpisodeResult:
+        return self._finish(
+            "awaiting_approval", "", "; ".join(wait.reasons), extra={"key": wait.key}
+        )
+
+    def _finish(
+        self, outcome: Outcome, answer: str, reason: str, extra: dict[str, Any] | None = None
+    ) -> EpisodeResult:
+        self._record(
+            "outcome", None, answer, {"outcome": outcome, "reason": reason, **(extra or {})}
+        )
         return EpisodeResult(
             task_id=self.envelope.task_id,
             outcome=outcome,

@@ -3,12 +3,17 @@
 ``upgrade(url)`` applies ``migrations/`` programmatically (no ``alembic.ini`` needed).
 ``ensure_schema(url)`` upgrades the embedded SQLite file on its own and refuses a Postgres
 database that is behind: there a person runs ``umiq db upgrade`` with the owner's rights.
+``make_engine`` on Postgres takes ``UMIQ_DATABASE_ROLE`` (``SET ROLE``) on every connection,
+so a worker holds only the grants of ``umiq_worker`` (migration 0002); ``upgrade`` never does.
 """
 
 from __future__ import annotations
 
+import enum
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,11 +21,11 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 
 import worker
-from worker.errors import AuditError
+from worker.errors import AuditError, ConfigError
 
 WRITE = "umiq_audit_write"
 """Execution option of a connection that writes: on SQLite it begins ``IMMEDIATE``."""
@@ -40,8 +45,22 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+class _Default(enum.Enum):
+    FROM_SETTINGS = "from settings"
+
+
+FROM_SETTINGS = _Default.FROM_SETTINGS
+"""``make_engine``'s default role: ``UMIQ_DATABASE_ROLE`` (``Settings.database_role``)."""
+
+
+def make_engine(url: str, *, role: str | _Default | None = FROM_SETTINGS, **kwargs: Any) -> Engine:
     """An engine for the audit database at ``url``.
+
+    On Postgres, when ``role`` is set (by default ``UMIQ_DATABASE_ROLE``), every new
+    connection runs ``SET ROLE <role>`` before anything else, so the engine has only that
+    role's grants (``umiq_worker``: SELECT and INSERT on the chain tables, see migration
+    0002) whatever the login user may do. ``role=None`` keeps the login user's rights, as
+    migrations need.
 
     On SQLite, pysqlite's own transaction handling is switched off and every transaction
     begins explicitly: ``BEGIN IMMEDIATE`` for connections with the ``WRITE`` execution
@@ -49,8 +68,20 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
     writers in other processes wait for it; plain ``BEGIN`` for readers. WAL lets readers
     run beside a writer.
     """
+    if role is FROM_SETTINGS:
+        from worker.settings import get_settings
+
+        role = get_settings().database_role
     if not is_sqlite(url):
-        return create_engine(url, pool_pre_ping=True, **kwargs)
+        engine = create_engine(url, pool_pre_ping=True, **kwargs)
+        if role:
+            _set_role_on_connect(engine, role)
+        return engine
+    if role:
+        raise ConfigError(
+            f"database role {role!r} (UMIQ_DATABASE_ROLE) applies to Postgres only; "
+            "unset it for the embedded SQLite audit database"
+        )
 
     database = make_url(url).database
     if database and database != ":memory:" and not database.startswith("file:"):
@@ -73,6 +104,37 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         )
 
     return engine
+
+
+@contextmanager
+def read_snapshot(engine: Engine) -> Iterator[Connection]:
+    """A connection inside one read transaction that sees a single state of the database.
+
+    On Postgres the transaction is REPEATABLE READ (one snapshot for every query); on
+    SQLite a plain ``BEGIN`` already reads one state of the file.
+    """
+    with engine.connect() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execution_options(isolation_level="REPEATABLE READ")
+        with conn.begin():
+            yield conn
+
+
+def _set_role_on_connect(engine: Engine, role: str) -> None:
+    statement = f"SET SESSION ROLE {engine.dialect.identifier_preparer.quote_identifier(role)}"
+
+    # insert=True: before the dialect's own first queries. In autocommit, so that the
+    # rollback the pool issues when a connection is returned cannot undo the SET.
+    @event.listens_for(engine, "connect", insert=True)
+    def _connect(dbapi_connection: Any, _record: Any) -> None:
+        autocommit = dbapi_connection.autocommit
+        dbapi_connection.autocommit = True
+        try:
+            cursor = dbapi_connection.cursor()
+            cursor.execute(statement)
+            cursor.close()
+        finally:
+            dbapi_connection.autocommit = autocommit
 
 
 def _use_wal(cursor: Any) -> None:
@@ -124,7 +186,7 @@ def upgrade(url: str, revision: str = "head") -> None:
     All of it runs in one transaction that first takes a lock (SQLite's write lock, a
     Postgres advisory lock), so processes that start together migrate once.
     """
-    engine = make_engine(url)
+    engine = make_engine(url, role=None)  # the owner's rights, never UMIQ_DATABASE_ROLE's
     try:
         with engine.connect() as conn:
             conn.execution_options(**{WRITE: True})

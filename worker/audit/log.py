@@ -4,6 +4,10 @@ Every append locks the chain head (``SELECT … FOR UPDATE`` on Postgres; on SQL
 transaction begins ``IMMEDIATE``, which takes the database's write lock), takes the next
 ``seq`` and the previous hash from it, inserts the row and moves the head, then commits.
 Writers in any number of threads or processes therefore form one chain, never a fork.
+
+With a ``Sealer`` the sensitive fields are sealed (``worker.audit.sealing``): the chained
+row holds the envelope, and the wrapped data key goes into ``sealed_key`` in the same
+transaction; ``unseal`` opens them for those who hold the key ring.
 """
 
 from __future__ import annotations
@@ -16,14 +20,27 @@ from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
+from policies._crypto import SealedKey
 from worker.audit.chain import is_digest, iso_utc, normalize_json, parse_iso_utc, row_hash
 from worker.audit.db import WRITE, make_engine
 from worker.audit.records import StepRecord, TaskRecord, ToolCallRecord
+from worker.audit.sealing import (
+    TOOL_CALL_FIELDS,
+    Sealer,
+    fetch_sealed_keys,
+    insert_sealed_keys,
+    step_ref,
+    tool_call_ref,
+    unseal_value,
+)
 from worker.audit.tables import CHAIN, STEP_KINDS, ChainHead, Step, Task, ToolCall
 from worker.audit.verify import VerifyReport, verify_chain
 from worker.errors import AuditError
 
 R = TypeVar("R")
+
+Sealing = Callable[[int], tuple[dict[str, Any], list[SealedKey]]]
+"""Given a new row's seq: the content columns to replace by envelopes, and their keys."""
 
 
 def _table(model: type[SQLModel]) -> Table:
@@ -38,14 +55,18 @@ def _now() -> datetime:
 class AuditLog:
     """The audit log of every task, a hash chain over ``task``, ``step`` and ``tool_call``."""
 
-    def __init__(self, engine: Engine, *, chain: str = CHAIN) -> None:
+    def __init__(self, engine: Engine, *, chain: str = CHAIN, sealer: Sealer | None = None) -> None:
         self.engine = engine
         self.chain = chain
+        self.sealer = sealer
 
     @classmethod
-    def from_url(cls, url: str, **engine_kwargs: Any) -> AuditLog:
-        """An audit log over the database at ``url`` (its schema must exist: ``ensure_schema``)."""
-        return cls(make_engine(url, **engine_kwargs))
+    def from_url(cls, url: str, sealer: Sealer | None = None, **engine_kwargs: Any) -> AuditLog:
+        """An audit log over the database at ``url`` (its schema must exist: ``ensure_schema``).
+
+        With ``sealer`` it seals tool call requests and responses and steps' ``sealed=``.
+        """
+        return cls(make_engine(url, **engine_kwargs), sealer=sealer)
 
     def close(self) -> None:
         """Close the pooled connections."""
@@ -92,8 +113,13 @@ class AuditLog:
         latency_ms: int | None = None,
         model: str | None = None,
         adapter: str | None = None,
+        sealed: Mapping[str, Any] | None = None,
     ) -> StepRecord:
-        """Record one step of a task's episode; ``prompt_digest`` is ``digest(prompt)``."""
+        """Record one step of a task's episode; ``prompt_digest`` is ``digest(prompt)``.
+
+        Each entry of ``sealed`` goes into ``details`` sealed (ref ``step/<seq>/<name>``);
+        an audit log without a sealer refuses them rather than store them in plain text.
+        """
         if kind not in STEP_KINDS:
             raise AuditError(f"step kind {kind!r} is not one of {', '.join(STEP_KINDS)}")
         if prompt_digest is not None and not is_digest(prompt_digest):
@@ -114,7 +140,25 @@ class AuditLog:
             "adapter": adapter,
             "created_at": _now(),
         }
-        return StepRecord(**self._append("step", content))
+        if not sealed:
+            return StepRecord(**self._append("step", content))
+        sealer = self._sealer_for(f"step fields {', '.join(map(repr, sealed))}")
+        clash = sorted(set(sealed) & set(content["details"]))
+        if clash:
+            raise AuditError(f"step fields {clash} are given both in details and in sealed")
+        for name in sealed:
+            if not isinstance(name, str) or not name:
+                raise AuditError(f"a sealed step field needs a non-empty text name, not {name!r}")
+        plain = normalize_json(dict(sealed))  # refuse what has no JSON form before locking
+
+        def seal_details(seq: int) -> tuple[dict[str, Any], list[SealedKey]]:
+            details, keys = dict(content["details"]), []
+            for name, value in plain.items():
+                details[name], key = sealer.seal(value, step_ref(seq, name))
+                keys.append(key)
+            return {"details": details}, keys
+
+        return StepRecord(**self._append("step", content, seal=seal_details))
 
     def append_tool_call(
         self,
@@ -129,7 +173,11 @@ class AuditLog:
         ok: bool,
         error: str | None = None,
     ) -> ToolCallRecord:
-        """Record a connector call and its result; an idempotency key is recorded once."""
+        """Record a connector call and its result; an idempotency key is recorded once.
+
+        With a sealer, ``request`` and ``response`` are stored sealed (refs
+        ``tool_call/<idempotency_key>/request`` and ``…/response``).
+        """
         content = {
             "task_id": task_id,
             "step": step,
@@ -153,14 +201,39 @@ class AuditLog:
                     f"audit log (seq {seq}): replay it (tool_call_by_key), do not call again"
                 )
 
-        return ToolCallRecord(**self._append("tool_call", content, check))
+        sealer = self.sealer
+
+        def seal(_seq: int) -> tuple[dict[str, Any], list[SealedKey]]:
+            assert sealer is not None
+            changes, keys = {}, []
+            for name in TOOL_CALL_FIELDS:
+                changes[name], key = sealer.seal(
+                    content[name], tool_call_ref(idempotency_key, name)
+                )
+                keys.append(key)
+            return changes, keys
+
+        return ToolCallRecord(
+            **self._append("tool_call", content, check, seal if sealer is not None else None)
+        )
+
+    def _sealer_for(self, what: str) -> Sealer:
+        if self.sealer is None:
+            raise AuditError(
+                f"refusing to record {what} in plain text: this audit log has no key ring "
+                "to seal them; build it with AuditLog(..., sealer=Sealer(load_keyring()))"
+            )
+        return self.sealer
 
     def _append(
         self,
         table: str,
         content: dict[str, Any],
         check: Callable[[Connection], None] | None = None,
+        seal: Sealing | None = None,
     ) -> dict[str, Any]:
+        """Append a row to the chain; ``seal(seq)`` gives sealed columns and their keys,
+        which are inserted into ``sealed_key`` in the same transaction."""
         model: type[SQLModel] = {"task": Task, "step": Step, "tool_call": ToolCall}[table]
         try:
             with self.engine.connect() as conn:
@@ -179,10 +252,16 @@ class AuditLog:
                     if check is not None:
                         check(conn)
                     last_seq, prev_hash = head
+                    keys: list[SealedKey] = []
+                    if seal is not None:
+                        changes, keys = seal(last_seq + 1)
+                        content = {**content, **changes}
                     row = {"seq": last_seq + 1, **content}
                     row["prev_hash"] = prev_hash
                     row["hash"] = row_hash(prev_hash, table, {"seq": last_seq + 1, **content})
                     conn.execute(insert(_table(model)).values(**row))
+                    if keys:
+                        insert_sealed_keys(conn, keys, content["created_at"])
                     conn.execute(
                         update(ChainHead)
                         .where(ChainHead.chain == self.chain)
@@ -246,6 +325,23 @@ class AuditLog:
                 for s in steps
             ],
         }
+
+    def unseal(self, value: Any, *, ref: str | None = None) -> Any:
+        """``value`` with its sealed envelopes opened, using the key ring and ``sealed_key``.
+
+        ``value`` may be a tool call or step record (or a list of them): their sealed
+        fields are opened, each only with the key of the place it is in, so an envelope
+        moved from another row raises ``SealError``. In any other JSON value every envelope
+        is opened as the record it names (or as ``ref``, when ``value`` is one envelope).
+        Values without envelopes come back unchanged; envelopes without a key ring raise
+        ``AuditError``.
+        """
+        return unseal_value(
+            self.sealer,
+            value,
+            lambda refs: self._read(lambda c: fetch_sealed_keys(c, refs)),
+            ref=ref,
+        )
 
     def head(self) -> tuple[int, str]:
         """The chain head: the last ``seq`` and its hash (``0`` and GENESIS when empty)."""

@@ -99,6 +99,22 @@ class ChainHead(SQLModel, table=True):
     last_hash: str = Field(sa_type=Text)
 
 
+class SealedKeyRow(SQLModel, table=True):
+    """A sealed value's data key, wrapped by key ``kid`` of the key ring; outside the chain.
+
+    The envelope in the chained row never changes; rotation re-wraps this row instead
+    (``rewrapped_at``), the one UPDATE umiq makes, by an admin (``umiq keys rotate``).
+    """
+
+    __tablename__ = "sealed_key"
+
+    ref: str = Field(sa_type=Text, primary_key=True)
+    kid: str = Field(sa_type=Text, index=True)
+    wrapped: str = Field(sa_type=Text)
+    created_at: datetime = Field(sa_type=UtcTimestamp)
+    rewrapped_at: datetime | None = Field(default=None, sa_type=UtcTimestamp, nullable=True)
+
+
 CHAIN_TABLES: dict[str, type[SQLModel]] = {"task": Task, "step": Step, "tool_call": ToolCall}
 """The tables whose rows are links of the chain, by name."""
 

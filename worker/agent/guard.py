@@ -1,0 +1,185 @@
+"""The policies a worker applies around one task's connector calls (DESIGN §6).
+
+A :class:`Guard` holds one task's access rule, approval policy, minimization policy and
+pseudonymizer. The episode asks it, for every call, in this order:
+
+1. may the department use the tool (access, deny by default);
+2. which raw values the caller's tokens stand for (an unknown token is refused);
+3. whether a human must approve the call first (approval);
+4. after the connector ran: what the model may see of the response (projection, then
+   pseudonymization with this task's stable tokens).
+
+The guard is pure: it decides and transforms; the episode records every decision in the
+audit log and the token map sealed with it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from connectors import ToolSpec
+from policies import (
+    AccessRule,
+    ApprovalPolicy,
+    Decision,
+    Detector,
+    MinimizationPolicy,
+    MinimizationRule,
+    Minimized,
+    Pseudonymizer,
+    approval_rules,
+    check_access,
+    check_approval,
+    minimize,
+    resolve_arguments,
+)
+from worker.errors import ConfigError
+
+
+@dataclass
+class Guard:
+    """One task's policies and its token map."""
+
+    access: AccessRule | None
+    approval: ApprovalPolicy
+    minimization: MinimizationPolicy
+    pseudonymizer: Pseudonymizer
+
+    @classmethod
+    def permissive_minimization(
+        cls, access: AccessRule | None, detector: Detector | None = None
+    ) -> Guard:
+        """Access only as given; every response kept whole but pseudonymized; no approvals."""
+        return cls(
+            access=access,
+            approval=ApprovalPolicy(),
+            minimization=MinimizationPolicy(),
+            pseudonymizer=Pseudonymizer(detector or Detector()),
+        )
+
+    @classmethod
+    def for_department(
+        cls,
+        settings: Any,
+        department: str,
+        *,
+        mapping: Mapping[str, str] | None = None,
+    ) -> Guard:
+        """The guard that ``settings`` define for ``department`` (``mapping`` restores the
+        task's tokens after a redelivery or on resume)."""
+        dept = settings.departments.get(department)
+        access = None
+        if dept is not None and dept.mode != "off":
+            access = AccessRule(
+                department=department, tools=tuple(dept.tools), may_write=dept.may_write
+            )
+        try:
+            approval = ApprovalPolicy(
+                rules=approval_rules(dept.approvals if dept is not None else ()),
+                mode=dept.mode if dept is not None else "auto",
+            )
+            minimization = minimization_policy(settings.minimization, settings.pii_allow_raw)
+        except (ValueError, TypeError, KeyError) as exc:
+            raise ConfigError(f"invalid policy settings for {department!r}: {exc}") from exc
+        detector = detector_from(settings)
+        pseudonymizer = (
+            Pseudonymizer.from_mapping(detector, mapping) if mapping else Pseudonymizer(detector)
+        )
+        return cls(access, approval, minimization, pseudonymizer)
+
+    # -- decisions ------------------------------------------------------------------
+
+    def allowed_tools(self, specs: Iterable[ToolSpec]) -> list[ToolSpec]:
+        """The tools the caller is offered and constrained to."""
+        return [
+            s for s in specs if check_access(self.access, s.name, s.effect, s.connector).allowed
+        ]
+
+    def check_access(self, spec: ToolSpec) -> Decision:
+        return check_access(self.access, spec.name, spec.effect, spec.connector)
+
+    def resolve(self, arguments: Mapping[str, Any]) -> tuple[dict[str, Any] | None, Decision]:
+        """The raw arguments for the connector, or None and a refusal naming unknown tokens."""
+        raw, decision = resolve_arguments(dict(arguments), self.pseudonymizer)
+        return raw, decision
+
+    def check_approval(
+        self, spec: ToolSpec, raw_arguments: Mapping[str, Any], key: str
+    ) -> Decision:
+        """Allowed: run now. Not allowed: a human must approve first (reasons say why)."""
+        return check_approval(
+            self.approval,
+            spec.name,
+            spec.effect,
+            raw_arguments,
+            connector=spec.connector,
+            key=key,
+        )
+
+    def approve(self, key: str) -> None:
+        """Let the call with idempotency key ``key`` run (a human approved it)."""
+        self.approval = ApprovalPolicy(
+            self.approval.rules, self.approval.mode, self.approval.exempt | {key}
+        )
+
+    def minimize(self, spec: ToolSpec, response: Any) -> Minimized:
+        """What the model may see of ``response``."""
+        return minimize(self.minimization, spec.name, spec.connector, response, self.pseudonymizer)
+
+    # -- tokens ---------------------------------------------------------------------
+
+    def tokenize(self, value: Any) -> Any:
+        """``value`` with personal data replaced by this task's tokens."""
+        return self.pseudonymizer.tokenize(value)
+
+    def reveal(self, value: Any) -> Any:
+        """``value`` with this task's tokens replaced by the raw values (for auditors)."""
+        return self.pseudonymizer.detokenize(value)
+
+    def mapping(self) -> dict[str, str]:
+        """Token → raw value: sealed in the audit log whenever it grows."""
+        return self.pseudonymizer.mapping()
+
+
+def minimization_policy(
+    fields: Mapping[str, list[str] | None], allow_raw: Mapping[str, list[str]]
+) -> MinimizationPolicy:
+    """Rules from settings: ``{tool pattern: allowed fields or None}`` plus raw paths."""
+    rules = [
+        MinimizationRule(
+            tool=pattern,
+            fields=None if allowed is None else tuple(allowed),
+            allow_raw=tuple(allow_raw.get(pattern, ())),
+        )
+        for pattern, allowed in fields.items()
+    ]
+    unknown = sorted(set(allow_raw) - set(fields))
+    if unknown:
+        raise ValueError(
+            f"pii_allow_raw names tools without a minimization rule: {unknown}; "
+            "add them to minimization (None keeps all fields)"
+        )
+    return MinimizationPolicy(tuple(rules))
+
+
+def detector_from(settings: Any) -> Detector:
+    """The personal-data detector with the systems' known names (cached per name list)."""
+    names = list(settings.pii_known_names)
+    path = settings.pii_known_names_file
+    return _detector(tuple(names), str(path) if path else None)
+
+
+@lru_cache(maxsize=8)
+def _detector(names: tuple[str, ...], path: str | None) -> Detector:
+    known = list(names)
+    if path is not None:
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read pii_known_names_file {path}: {exc}") from exc
+        known.extend(line.strip() for line in text.splitlines() if line.strip())
+    return Detector(known_names=known)
