@@ -8,6 +8,7 @@ from kombu import Exchange, Queue
 from worker.settings import Settings, get_settings
 
 TASK_NAME = "umiq.run_task"
+RESUME_TASK_NAME = "umiq.resume_task"
 DEAD_LETTER_EXCHANGE = "umiq.dlx"
 
 
@@ -54,9 +55,14 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_default_queue=settings.queue,
         task_default_exchange="umiq",
         task_default_routing_key=settings.queue,
-        task_routes={TASK_NAME: {"queue": settings.queue, "routing_key": settings.queue}},
+        task_routes={
+            name: {"queue": settings.queue, "routing_key": settings.queue}
+            for name in (TASK_NAME, RESUME_TASK_NAME)
+        },
         task_track_started=True,
-        result_extended=True,
+        # Not extended: the result backend would keep each task's arguments (the raw
+        # envelope, personal data included) in plain text. Results hold tokens only.
+        result_extended=False,
         broker_connection_retry_on_startup=True,
         # Publisher confirms on AMQP; the SQLAlchemy transport passes its options to
         # create_engine and takes none of these.

@@ -24,6 +24,7 @@ console = Console()
 def _register_plugins() -> None:
     # Each area owns its commands; importing their CLI modules loads no torch.
     from examples.acme.cli import register as register_acme
+    from worker.approvals_cli import register as register_approvals
     from worker.audit.cli import register as register_audit
     from worker.audit.keys_cli import register as register_keys
     from worker.data.cli import register as register_data
@@ -36,6 +37,7 @@ def _register_plugins() -> None:
     register_acme(app)
     register_audit(app)
     register_keys(app)
+    register_approvals(app)
 
 
 _register_plugins()

@@ -11,7 +11,7 @@ from connectors import ConnectorError
 from worker import runtime
 from worker.agent.episode import Episode, EpisodeResult
 from worker.agent.guard import Guard
-from worker.celery_app import TASK_NAME, app
+from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
 from worker.errors import AuditError, ConfigError, EnvelopeError, ModelError
@@ -125,4 +125,55 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
     if isinstance(result, dict):  # already finished before this delivery
         return result
     log.info("task.finished", outcome=result.outcome, steps=len(result.steps))
+    return result.as_dict()
+
+
+@app.task(name=RESUME_TASK_NAME, bind=True, max_retries=3)
+def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
+    """Go on with a task after a human approved its waiting call ``key``.
+
+    The committed steps are replayed from the audit log (nothing is generated or
+    called twice); a resume that finds the task no longer waiting does nothing.
+    """
+    from worker.approvals import approved_key
+
+    audit = runtime.audit_log()
+    structlog.contextvars.bind_contextvars(task_id=task_id)
+    try:
+        steps = audit.steps(task_id)
+        ok, why = approved_key(steps, key)
+        task = audit.task(task_id)
+        if not ok or task is None:
+            log.info("task.resume_skipped", key=key, reason=why or "unknown task")
+            return audit.outcome(task_id) or {"task_id": task_id, "outcome": None, "reason": why}
+        structlog.contextvars.bind_contextvars(department=task.department)
+        settings = runtime.settings()
+        env = Envelope(
+            task_id=task.task_id,
+            department=task.department,
+            query=task.query,  # tokenized; the restored token map keeps its tokens
+            requested_by=task.requested_by,
+            context=task.context,
+        )
+        guard = Guard.for_department(
+            settings, task.department, mapping=restore_tokens(audit, task_id)
+        )
+        episode = Episode(
+            env,
+            model=runtime.role_model(),
+            toolbox=runtime.toolbox(),
+            guard=guard,
+            audit=audit,
+            max_steps=settings.max_steps,
+            max_new_tokens=settings.max_new_tokens,
+            agent=settings.agent,
+        )
+        result = episode.resume(steps, key)
+    except (AuditError, ModelError, ConfigError, ConnectorError, OSError) as exc:
+        if self.request.retries < self.max_retries:
+            log.warning("task.resume_retry", error=str(exc), retries=self.request.retries)
+            raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+        log.error("task.resume_failed", error=str(exc))
+        raise
+    log.info("task.resumed", outcome=result.outcome, steps=len(result.steps))
     return result.as_dict()

@@ -1,0 +1,153 @@
+"""Approvals: a call over the limit waits, a human decides, the episode resumes or ends."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from connectors import ToolCall
+from policies import AccessRule, ApprovalPolicy, approval_rules
+from worker.agent.episode import Episode
+from worker.agent.guard import Guard
+from worker.approvals import ApprovalError, approved_key, decide, pending
+from worker.audit import AuditLog, ensure_schema
+from worker.toolbox import Toolbox
+
+from .test_episode import ENV, Scripted, erp
+
+PAY = 'Action: schedule_payment\nAction Input: {"invoice_id": "INV-1", "amount": 12500}'
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> AuditLog:
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    ensure_schema(url)
+    return AuditLog.from_url(url)
+
+
+def guard(mode: str = "auto") -> Guard:
+    g = Guard.permissive_minimization(AccessRule("finance", tools=("*",), may_write=True))
+    g.approval = ApprovalPolicy(
+        approval_rules([{"tool": "schedule_payment", "when": [["amount", ">", 10000]]}]),
+        mode=mode,
+    )
+    return g
+
+
+def episode(model: Scripted, connector, audit: AuditLog, mode: str = "auto") -> Episode:
+    return Episode(ENV, model=model, toolbox=Toolbox([connector]), guard=guard(mode), audit=audit)
+
+
+def waiting(audit: AuditLog, connector) -> None:
+    audit.append_task(
+        task_id=ENV.task_id,
+        department=ENV.department,
+        query=ENV.query,
+        requested_by=ENV.requested_by,
+    )
+    model = Scripted(planner=["Pay it.\n Next: caller."], caller=[PAY])
+    result = episode(model, connector, audit).run()
+    assert result.outcome == "awaiting_approval"
+
+
+def test_payment_over_the_limit_waits_and_is_not_made(audit: AuditLog) -> None:
+    """The call is held before the connector and listed as pending with its reasons."""
+    connector = erp()
+    waiting(audit, connector)
+    assert connector.calls == []
+    [item] = pending(audit)
+    assert (item.task_id, item.tool, item.key) == ("t-1", "schedule_payment", "t-1:2")
+    assert item.arguments == {"invoice_id": "INV-1", "amount": 12500}
+    assert "amount > 10000" in item.reasons[0]
+    assert audit.verify().ok
+
+
+def test_approval_resumes_and_makes_the_payment_once(audit: AuditLog) -> None:
+    """Approved, the resumed episode makes the held call once and goes on to answer."""
+    connector = erp()
+    waiting(audit, connector)
+    sent: list[tuple[str, str]] = []
+    decide(
+        audit,
+        "t-1",
+        verdict="approved",
+        by="carol",
+        reason="checked the PO",
+        enqueue=lambda t, k: sent.append((t, k)),
+    )
+    assert sent == [("t-1", "t-1:2")]
+    steps = audit.steps("t-1")
+    assert approved_key(steps, "t-1:2") == (True, "")
+    model = Scripted(planner=["Paid.\n Next: conclusion."], summarizer=["INV-1 is scheduled."])
+    result = episode(model, connector, audit).resume(steps, "t-1:2")
+    assert result.outcome == "answered"
+    assert connector.calls == [
+        (ToolCall("schedule_payment", {"invoice_id": "INV-1", "amount": 12500}), "t-1:2")
+    ]
+    decision = next(s for s in audit.steps("t-1") if s.details.get("status") == "approved")
+    assert decision.details["by"] == "carol"
+    assert pending(audit) == []
+    assert approved_key(audit.steps("t-1"), "t-1:2")[0] is False  # a second resume does nothing
+    assert audit.verify().ok
+
+
+def test_resumed_history_is_the_recorded_one(audit: AuditLog) -> None:
+    """The resumed planner sees the recorded thought, call and the new observation."""
+    connector = erp()
+    waiting(audit, connector)
+    decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=lambda t, k: None)
+    model = Scripted(planner=["Paid.\n Next: conclusion."], summarizer=["done"])
+    episode(model, connector, audit).resume(audit.steps("t-1"), "t-1:2")
+    prompt = model.requests[0].prompt
+    assert "assistant: Pay it.\n Next: caller.</s>caller: Action: schedule_payment" in prompt
+    assert "observation: " in prompt
+
+
+def test_rejection_ends_the_task_without_the_call(audit: AuditLog) -> None:
+    """Rejected, the task ends as rejected with who and why; nothing is called."""
+    connector = erp()
+    waiting(audit, connector)
+    decide(
+        audit,
+        "t-1",
+        verdict="rejected",
+        by="dave",
+        reason="duplicate invoice",
+        enqueue=lambda t, k: pytest.fail("a rejection must not resume"),
+    )
+    assert connector.calls == []
+    outcome = audit.outcome("t-1")
+    assert outcome is not None and outcome["outcome"] == "rejected"
+    assert "dave" in outcome["reason"] and "duplicate invoice" in outcome["reason"]
+    assert pending(audit) == []
+
+
+def test_decision_needs_who_and_why(audit: AuditLog) -> None:
+    """A decision without a name or a reason is refused."""
+    waiting(audit, erp())
+    with pytest.raises(ApprovalError, match="--by"):
+        decide(audit, "t-1", verdict="approved", by=" ", reason="x", enqueue=lambda t, k: None)
+    with pytest.raises(ApprovalError, match="--reason"):
+        decide(audit, "t-1", verdict="approved", by="carol", reason="", enqueue=lambda t, k: None)
+
+
+def test_deciding_twice_is_refused(audit: AuditLog) -> None:
+    """Once decided, the call is no longer pending."""
+    waiting(audit, erp())
+    decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=lambda t, k: None)
+    with pytest.raises(ApprovalError, match="no call waiting"):
+        decide(audit, "t-1", verdict="rejected", by="dave", reason="no", enqueue=lambda t, k: None)
+
+
+def test_review_mode_holds_reads_free_and_writes_for_approval(audit: AuditLog) -> None:
+    """In review mode a write under the limit still waits."""
+    connector = erp()
+    model = Scripted(
+        planner=["Pay it.\n Next: caller."],
+        caller=['Action: schedule_payment\nAction Input: {"invoice_id": "INV-1", "amount": 5}'],
+    )
+    result = episode(model, connector, audit, mode="review").run()
+    assert result.outcome == "awaiting_approval"
+    assert "review mode" in result.reason
+    assert connector.calls == []

@@ -1,0 +1,225 @@
+"""Approvals: the calls that wait for a human, and the human's decision.
+
+An episode that meets a call needing approval records a ``policy`` step with
+``status="requested"`` and the call's idempotency key, then ends as
+``awaiting_approval``. A decision is another ``policy`` step (``status`` ``approved`` or
+``rejected``, who, when, why) appended to the same chain, so the audit trail shows who
+let which call through. Approval enqueues ``umiq.resume_task``, which replays the
+committed steps and goes on; rejection ends the task with an ``outcome`` step.
+
+Pure reads and appends over the audit log: the CLI, the review page and the tests share
+these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from worker.agent.episode import APPROVAL_REQUESTED
+from worker.errors import UmiqError
+
+Verdict = Literal["approved", "rejected"]
+
+
+class ApprovalError(UmiqError):
+    """An approval decision that cannot be taken (nothing pending, already decided…)."""
+
+
+@dataclass(frozen=True)
+class PendingApproval:
+    """A call waiting for a human: what it would do and why it waits."""
+
+    task_id: str
+    department: str
+    query: str
+    key: str
+    tool: str
+    effect: str
+    arguments: dict[str, Any]
+    """As the model wrote them: personal data appears as this task's tokens."""
+    reasons: list[str]
+    requested_at: datetime
+    request_seq: int
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["requested_at"] = self.requested_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class ApprovalDecision:
+    """A recorded decision."""
+
+    task_id: str
+    key: str
+    verdict: Verdict
+    by: str
+    reason: str
+    seq: int
+
+
+def _pending_in(steps: Sequence[Any]) -> Any | None:
+    """The open approval request of a task's steps, or None."""
+    if not steps:
+        return None
+    last_outcome = next((s for s in reversed(steps) if s.kind == "outcome"), None)
+    if last_outcome is None or last_outcome.details.get("outcome") != "awaiting_approval":
+        return None
+    key = last_outcome.details.get("key")
+    decided = any(
+        s.kind == "policy"
+        and s.details.get("key") == key
+        and s.details.get("status") in ("approved", "rejected")
+        and s.seq > last_outcome.seq
+        for s in steps
+    )
+    if decided:
+        return None
+    return next(
+        (
+            s
+            for s in reversed(steps)
+            if s.kind == "policy"
+            and s.details.get("key") == key
+            and s.details.get("status") == APPROVAL_REQUESTED
+        ),
+        None,
+    )
+
+
+def pending(
+    audit: Any, *, department: str | None = None, limit: int = 500
+) -> list[PendingApproval]:
+    """Calls waiting for a human among the ``limit`` most recent tasks, oldest first."""
+    out = []
+    for task in audit.tasks(limit=limit):
+        if department is not None and task.department != department:
+            continue
+        request = _pending_in(audit.steps(task.task_id))
+        if request is None:
+            continue
+        d = request.details
+        out.append(
+            PendingApproval(
+                task_id=task.task_id,
+                department=task.department,
+                query=task.query,
+                key=d["key"],
+                tool=d.get("tool") or "",
+                effect=d.get("effect", ""),
+                arguments=dict(d.get("arguments") or {}),
+                # the approval decision's own reasons (the step holds every check's)
+                reasons=list((d.get("decisions") or [d])[-1].get("reasons") or []),
+                requested_at=request.created_at,
+                request_seq=request.seq,
+            )
+        )
+    return sorted(out, key=lambda p: p.request_seq)
+
+
+def pending_for(audit: Any, task_id: str) -> PendingApproval:
+    """The call of ``task_id`` that waits for a human; ApprovalError when there is none."""
+    task = audit.task(task_id)
+    if task is None:
+        raise ApprovalError(f"no task {task_id!r} in the audit log")
+    for item in pending(audit, department=task.department, limit=10_000):
+        if item.task_id == task_id:
+            return item
+    raise ApprovalError(
+        f"task {task_id!r} has no call waiting for approval (it never asked, or it was "
+        "already approved or rejected: `umiq audit show` tells which)"
+    )
+
+
+def decide(
+    audit: Any,
+    task_id: str,
+    *,
+    verdict: Verdict,
+    by: str,
+    reason: str,
+    enqueue: Any | None = None,
+) -> ApprovalDecision:
+    """Record a human's decision on the waiting call of ``task_id``.
+
+    ``approved`` calls ``enqueue(task_id, key)`` (by default: send ``umiq.resume_task``);
+    ``rejected`` ends the task as ``rejected`` with the reason.
+    """
+    if verdict not in ("approved", "rejected"):
+        raise ApprovalError(f"verdict must be 'approved' or 'rejected', not {verdict!r}")
+    by, reason = by.strip(), reason.strip()
+    if not by:
+        raise ApprovalError("a decision must say who takes it (--by)")
+    if not reason:
+        raise ApprovalError("a decision must give its reason (--reason)")
+    item = pending_for(audit, task_id)
+    steps = audit.steps(task_id)
+    index = max(s.index for s in steps) + 1
+    approved = verdict == "approved"
+    record = audit.append_step(
+        task_id=task_id,
+        index=index,
+        kind="policy",
+        output=verdict,
+        details={
+            "policy": "approval",
+            "allowed": approved,
+            "status": verdict,
+            "key": item.key,
+            "tool": item.tool,
+            "by": by,
+            "reasons": [f"{verdict} by {by}: {reason}"],
+        },
+    )
+    if approved:
+        (enqueue or send_resume)(task_id, item.key)
+    else:
+        audit.append_step(
+            task_id=task_id,
+            index=index + 1,
+            kind="outcome",
+            output="",
+            details={
+                "outcome": "rejected",
+                "reason": f"{item.tool} rejected by {by}: {reason}",
+                "key": item.key,
+            },
+        )
+    return ApprovalDecision(task_id, item.key, verdict, by, reason, record.seq)
+
+
+def send_resume(task_id: str, key: str) -> None:
+    """Enqueue the resume task on the broker of the current settings."""
+    from worker.celery_app import RESUME_TASK_NAME, create_app
+
+    create_app().send_task(RESUME_TASK_NAME, args=[task_id, key])
+
+
+def approved_key(steps: Sequence[Any], key: str) -> tuple[bool, str]:
+    """May a resume for ``key`` run now? (True, "") or (False, why not)."""
+    last_outcome = next((s for s in reversed(steps) if s.kind == "outcome"), None)
+    if last_outcome is None or last_outcome.details.get("outcome") != "awaiting_approval":
+        return False, "the task is not waiting for approval (already resumed or ended)"
+    if last_outcome.details.get("key") != key:
+        return False, f"the task waits for call {last_outcome.details.get('key')!r}, not {key!r}"
+    decision = next(
+        (
+            s
+            for s in reversed(steps)
+            if s.kind == "policy"
+            and s.details.get("key") == key
+            and s.seq > last_outcome.seq
+            and s.details.get("status") in ("approved", "rejected")
+        ),
+        None,
+    )
+    if decision is None or decision.details["status"] != "approved":
+        return False, f"call {key!r} has not been approved"
+    later = [s for s in steps if s.seq > decision.seq]
+    if later:
+        return False, "the task was already resumed after this approval"
+    return True, ""

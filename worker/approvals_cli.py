@@ -1,0 +1,79 @@
+"""``umiq approvals``: list the calls waiting for a human, approve or reject them."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from worker.errors import UmiqError
+
+
+def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer:
+    """Add the ``approvals`` group to ``app``."""
+    out = console or Console()
+    group = typer.Typer(no_args_is_help=True, help="Calls waiting for a human.")
+    app.add_typer(group, name="approvals")
+
+    def audit() -> object:
+        from worker import runtime
+
+        return runtime.audit_log()
+
+    @group.command("list")
+    def list_command(
+        department: str | None = typer.Option(None, help="Only this department's."),
+        as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+    ) -> None:
+        """Calls waiting for approval, oldest first (arguments as the model saw them)."""
+        from worker.approvals import pending
+
+        items = pending(audit(), department=department)
+        if as_json:
+            for item in items:
+                typer.echo(json.dumps(item.as_dict(), sort_keys=True))
+            return
+        table = Table("task", "department", "call", "why it waits", "since", title="pending")
+        for item in items:
+            call = f"{item.tool} {json.dumps(item.arguments, sort_keys=True)}"
+            table.add_row(
+                item.task_id,
+                item.department,
+                call,
+                "; ".join(item.reasons),
+                item.requested_at.isoformat(timespec="seconds"),
+            )
+        out.print(table if items else "no calls are waiting for approval")
+
+    def _decide(task_id: str, verdict: str, by: str, reason: str) -> None:
+        from worker.approvals import decide
+
+        try:
+            decision = decide(audit(), task_id, verdict=verdict, by=by, reason=reason)  # type: ignore[arg-type]
+        except UmiqError as exc:
+            out.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        follow = "the task resumes on the worker" if verdict == "approved" else "the task ends"
+        out.print(f"{decision.key} {verdict} by {decision.by} (audit seq {decision.seq}); {follow}")
+
+    @group.command("approve")
+    def approve(
+        task_id: str,
+        by: str = typer.Option(..., help="Who approves (recorded in the audit log)."),
+        reason: str = typer.Option(..., help="Why (recorded in the audit log)."),
+    ) -> None:
+        """Approve the waiting call of TASK_ID; the task resumes."""
+        _decide(task_id, "approved", by, reason)
+
+    @group.command("reject")
+    def reject(
+        task_id: str,
+        by: str = typer.Option(..., help="Who rejects (recorded in the audit log)."),
+        reason: str = typer.Option(..., help="Why (recorded in the audit log)."),
+    ) -> None:
+        """Reject the waiting call of TASK_ID; the task ends as rejected."""
+        _decide(task_id, "rejected", by, reason)
+
+    return group
