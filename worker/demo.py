@@ -84,8 +84,13 @@ def run_demo(
     with start_erp(settings.data_dir / "acme") as erp:
         erp.reset()
         console.print(f"ERP service: {erp.url}  (OpenAPI tools from {erp.url}/openapi.json)")
+        from examples.acme.serve import write_known_names
+
+        # People's names in the records are personal data: the worker pseudonymizes them.
+        names = write_known_names(settings.data_dir / "acme", settings.data_dir / "known-names.txt")
         env = dict(os.environ)
         env.update({
+            "UMIQ_PII_KNOWN_NAMES_FILE": str(names),
             "UMIQ_DATA_DIR": str(settings.data_dir),
             "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
             "UMIQ_MAX_STEPS": str(steps),
@@ -93,7 +98,8 @@ def run_demo(
             "UMIQ_LOG_FORMAT": "json",
         })
         os.environ.update({k: env[k] for k in ("UMIQ_CONNECTORS", "UMIQ_MAX_STEPS",
-                                              "UMIQ_MAX_NEW_TOKENS")})
+                                              "UMIQ_MAX_NEW_TOKENS",
+                                              "UMIQ_PII_KNOWN_NAMES_FILE")})
         runtime.reset()
         settings = get_settings()
         log_path = settings.data_dir / "demo-worker.log"

@@ -7,6 +7,7 @@ reachable from another machine.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import threading
@@ -202,6 +203,14 @@ class AcmeBackOffice:
         """The mail delivered since the last reset (see ``Mailbox.messages``)."""
         return self.mail.messages()
 
+    def known_names(self) -> list[str]:
+        """Every person's full name in the systems' records (see ``known_names``)."""
+        return known_names(self.data_dir)
+
+    def write_known_names(self, path: str | Path) -> Path:
+        """``known_names()`` one per line at ``path`` (``UMIQ_PII_KNOWN_NAMES_FILE``)."""
+        return write_known_names(self.data_dir, path)
+
     def connectors_config(self) -> dict[str, dict[str, Any]]:
         """The ``UMIQ_CONNECTORS`` setting that reaches these systems."""
         return {
@@ -241,3 +250,28 @@ def start_acme(
     ``reset()`` for the seed. Use as a context manager, or call ``stop()``.
     """
     return AcmeBackOffice(data_dir, seed=seed, erp_port=erp_port, smtp_port=smtp_port).start()
+
+
+def known_names(data_dir: str | Path) -> list[str]:
+    """Full names of the people in the Acme records under ``data_dir`` (HR employees,
+    ERP vendor contacts; systems not created there are skipped): what the worker's
+    detector needs to pseudonymize names (``UMIQ_PII_KNOWN_NAMES_FILE``)."""
+    import sqlite3
+
+    data_dir = Path(data_dir)
+    names: set[str] = set()
+    for file, sql in (
+        ("hr.sqlite3", "SELECT name FROM employee"),
+        ("erp.sqlite3", "SELECT contact_name FROM vendor"),
+    ):
+        if (data_dir / file).is_file():
+            with contextlib.closing(sqlite3.connect(data_dir / file)) as conn:
+                names |= {str(row[0]) for row in conn.execute(sql)}
+    return sorted(names)
+
+
+def write_known_names(data_dir: str | Path, path: str | Path) -> Path:
+    """``known_names(data_dir)`` one per line at ``path``."""
+    path = Path(path)
+    path.write_text("\n".join(known_names(data_dir)) + "\n", encoding="utf-8")
+    return path
