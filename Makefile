@@ -4,13 +4,21 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean chromium
 
 demo: $(STAMP)
 	$(VENV)/bin/umiq demo
 
-test: $(STAMP)
+test: $(STAMP) chromium
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The review page is tested in real headless Chromium (Debian's package; Playwright
+# drives it, no browser download). Installed when missing and apt-get can run.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	    apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium; \
+	  else echo "chromium is missing: install Debian's chromium package for the review-page test"; fi; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -67,7 +67,9 @@ IBAN_LENGTHS: dict[str, int] = {
 }  # fmt: skip
 
 _EMAIL = re.compile(
-    r"(?<![\w.%+'-])[\w%+'-]+(?:\.[\w%+'-]+)*"
+    # no apostrophe in the local part: error messages quote values ('a.b@c.nl'), and a
+    # quote taken into the address would give the same address a second token
+    r"(?<![\w.%+-])[\w%+-]+(?:\.[\w%+-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}(?![\w-])"
 )
 _IBAN_START = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z]{2}\d{2})")

@@ -29,6 +29,7 @@ def _register_plugins() -> None:
     from worker.audit.keys_cli import register as register_keys
     from worker.data.cli import register as register_data
     from worker.evaluation.cli import register as register_eval
+    from worker.review.cli import register as register_review
     from worker.training.cli import register as register_training
 
     register_training(app)
@@ -38,6 +39,7 @@ def _register_plugins() -> None:
     register_audit(app)
     register_keys(app)
     register_approvals(app)
+    register_review(app)
 
 
 _register_plugins()

@@ -56,6 +56,11 @@ def configure(fmt: str = "auto", level: str = "INFO", stream: Any = None) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
+    # httpx logs every request URL at INFO; a query string can carry a resolved personal
+    # value (GET /vendors?name=…), URL-encoded past the redactor. Connectors log their
+    # calls themselves, without arguments.
+    for noisy in ("httpx", "httpcore"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
 def get_logger(name: str | None = None) -> Any:

@@ -117,6 +117,10 @@ class Settings(BaseSettings):
     ``single/`` or ``global/`` under ``adapters_dir``)."""
     role_checkpoints: dict[str, Path] | None = None
     """Three full checkpoints, one per role (the α-UMi published form)."""
+    role_model: str | None = None
+    """A role-model plug-in, ``"package.module:factory"``: ``factory(settings)`` returns the
+    RoleModel (a remote backend, a deterministic model for tests). Imported on first use;
+    when set, the base, adapter and checkpoint settings are the factory's to read."""
     device: str = "cpu"
     max_steps: int = 12
     max_new_tokens: int = 160
@@ -140,6 +144,16 @@ class Settings(BaseSettings):
     log_format: str = "auto"
     """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""
     log_level: str = "INFO"
+
+    review_users: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Who may log in to the review page (``umiq review serve``, HTTP basic auth): user
+    name → password hash from ``umiq review hash-password`` (``scrypt$…``), or a plain
+    password for a trial. The user name is what the audit log records as the approver."""
+    review_token: str | None = Field(default=None, repr=False)
+    """A bearer token for read-only access to the review page (scripts, monitoring); it
+    names no person, so it cannot approve or reject. Key material: keep it out of repr."""
+    review_auditors: list[str] = Field(default_factory=list)
+    """Review users who may open sealed fields on a task's trace (with the key ring)."""
 
     @field_validator("data_dir", mode="after")
     @classmethod

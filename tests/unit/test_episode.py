@@ -83,7 +83,9 @@ def test_answered_episode_calls_the_tool_and_concludes(audit: AuditLog) -> None:
     assert result.answer == "INV-1 is open."
     assert connector.calls == [(ToolCall("get_invoice", {"invoice_id": "INV-1"}), "t-1:2")]
     kinds = [s.kind for s in audit.steps("t-1")]
-    assert kinds == ["planner", "caller", "policy", "policy", "tool", "planner", "summarizer", "outcome"]
+    assert kinds == [
+        "planner", "caller", "policy", "policy", "tool", "planner", "summarizer", "outcome",
+    ]
     assert audit.verify().ok
 
 

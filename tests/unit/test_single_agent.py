@@ -13,7 +13,7 @@ from worker.agent.episode import Episode
 from worker.audit import AuditLog, ensure_schema
 from worker.errors import ConfigError
 from worker.evaluation.metrics import score
-from worker.evaluation.static import evaluation_steps, evaluate_static, single_prediction
+from worker.evaluation.static import evaluate_static, evaluation_steps, single_prediction
 from worker.models.adapters import find_adapters
 from worker.toolbox import Toolbox
 

@@ -1,0 +1,1 @@
+"""Test support: deterministic role models and leak-search helpers (no torch on import)."""

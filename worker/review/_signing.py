@@ -1,0 +1,79 @@
+"""Signed values for the browser: the CSRF token and the flash message.
+
+CSRF uses a signed double-submit cookie: ``GET /approvals`` sets the cookie
+``umiq_csrf`` = ``<nonce>.<HMAC(secret, "csrf" | user | nonce)>`` and puts the same value
+in each form's hidden field; a POST passes only if the field equals the cookie and the
+signature holds for the user who is logged in. Another site can make a browser send the
+basic-auth credentials and the cookie, but it can read neither, so it cannot fill in the
+field. The secret lives in this process: a restart turns open forms stale (the POST is
+refused, a reload gives a fresh form).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import json
+import secrets
+from typing import Any
+
+CSRF_COOKIE = "umiq_csrf"
+CSRF_FIELD = "csrf"
+FLASH_COOKIE = "umiq_flash"
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+class Signer:
+    """HMAC-SHA256 signatures under a secret, each bound to a purpose."""
+
+    def __init__(self, secret: bytes | None = None) -> None:
+        self._secret = secret or secrets.token_bytes(32)
+
+    def _mac(self, purpose: str, *parts: str) -> str:
+        message = "\0".join((purpose, *parts)).encode("utf-8")
+        return _b64(hmac.new(self._secret, message, hashlib.sha256).digest())
+
+    # -- CSRF ----------------------------------------------------------------------------
+
+    def csrf_token(self, user: str) -> str:
+        """A fresh token for ``user``: ``<nonce>.<signature>``."""
+        nonce = secrets.token_urlsafe(18)
+        return f"{nonce}.{self._mac('csrf', user, nonce)}"
+
+    def csrf_valid(self, user: str, token: str | None) -> bool:
+        """Whether ``token`` was made by this process for ``user``."""
+        if not token:
+            return False
+        nonce, _, mac = token.partition(".")
+        return bool(nonce) and hmac.compare_digest(mac, self._mac("csrf", user, nonce))
+
+    # -- flash messages --------------------------------------------------------------------
+
+    def flash(self, kind: str, text: str) -> str:
+        """A cookie value carrying one message to the next page."""
+        payload = _b64(json.dumps({"kind": kind, "text": text}).encode("utf-8"))
+        return f"{payload}.{self._mac('flash', payload)}"
+
+    def read_flash(self, value: str | None) -> dict[str, Any] | None:
+        """The message in a flash cookie, or None if absent or not signed here."""
+        if not value:
+            return None
+        payload, _, mac = value.partition(".")
+        if not hmac.compare_digest(mac, self._mac("flash", payload)):
+            return None
+        try:
+            data = json.loads(_unb64(payload))
+        except (binascii.Error, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("kind") not in ("ok", "error"):
+            return None
+        return {"kind": data["kind"], "text": str(data.get("text", ""))}
