@@ -14,6 +14,17 @@ from typing import Any
 
 from policies._access import _match
 from policies._decision import Decision
+from policies._pii import Detector
+
+_DETECTOR = Detector()
+
+
+def _carries(value: Any, kinds: Any) -> bool:
+    # Personal data of the given kinds anywhere in the value (text, lists, dicts).
+    wanted = {str(k).upper() for k in kinds}
+    text = value if isinstance(value, str) else repr(value)
+    return any(span.kind.value in wanted for span in _DETECTOR.find(text))
+
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     ">": operator.gt,
@@ -24,6 +35,8 @@ _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "!=": operator.ne,
     "in": lambda value, options: value in options,
     "not in": lambda value, options: value not in options,
+    # "carries": the value holds personal data of these kinds (IBAN, CARD, NATIONAL_ID…)
+    "carries": _carries,
 }
 
 

@@ -36,6 +36,18 @@ class DepartmentSettings(BaseModel):
     "reason": "…"}``: matching calls wait for a human (``review`` mode holds every write)."""
 
 
+#: Mail that would carry bank accounts, card numbers or national ids out of the company
+#: waits for a human (an injected instruction could ask the agent to send them).
+_OUTBOUND_MAIL_RULES: list[dict[str, Any]] = [
+    {
+        "tool": "mail:send_email",
+        "when": [[field, "carries", ["IBAN", "CARD", "NATIONAL_ID"]]],
+        "reason": "mail carrying bank, card or national-id numbers needs approval",
+    }
+    for field in ("body", "subject")
+]
+
+
 def _default_departments() -> dict[str, DepartmentSettings]:
     # The sample back office: finance works in the ERP, HR in the HR database; both mail.
     return {
@@ -48,10 +60,13 @@ def _default_departments() -> dict[str, DepartmentSettings]:
                     "tool": "schedule_payment",
                     "when": [["amount", ">", 50000]],
                     "reason": "payments above 50,000 need a second person",
-                }
+                },
+                *_OUTBOUND_MAIL_RULES,
             ],
         ),
-        "hr": DepartmentSettings(mode="auto", tools=["hr:*", "mail:*"], may_write=True),
+        "hr": DepartmentSettings(
+            mode="auto", tools=["hr:*", "mail:*"], may_write=True, approvals=[*_OUTBOUND_MAIL_RULES]
+        ),
     }
 
 

@@ -87,3 +87,15 @@ def test_unknown_operator_is_refused() -> None:
     """A rule with an operator umiq does not know fails when it is built."""
     with pytest.raises(ValueError, match="unknown operator"):
         Condition("amount", "~", 1)
+
+
+def test_mail_carrying_an_iban_needs_approval() -> None:
+    """``carries`` holds when the argument contains personal data of the named kinds."""
+    rule = ApprovalRule(
+        tool="send_email", when=(Condition("body", "carries", ["IBAN", "NATIONAL_ID"]),)
+    )
+    policy = ApprovalPolicy((rule,))
+    held = check_approval(policy, "send_email", "write", {"body": "pay NL91ABNA0417164300"})
+    assert not held.allowed
+    assert "NL91" not in " ".join(held.reasons)
+    assert check_approval(policy, "send_email", "write", {"body": "see you at 10"}).allowed
