@@ -91,6 +91,23 @@ def _pending_in(steps: Sequence[Any]) -> Any | None:
     )
 
 
+def _item(task: Any, request: Any) -> PendingApproval:
+    d = request.details
+    return PendingApproval(
+        task_id=task.task_id,
+        department=task.department,
+        query=task.query,
+        key=d["key"],
+        tool=d.get("tool") or "",
+        effect=d.get("effect", ""),
+        arguments=dict(d.get("arguments") or {}),
+        # the approval decision's own reasons (the step holds every check's)
+        reasons=list((d.get("decisions") or [d])[-1].get("reasons") or []),
+        requested_at=request.created_at,
+        request_seq=request.seq,
+    )
+
+
 def pending(
     audit: Any, *, department: str | None = None, limit: int = 500
 ) -> list[PendingApproval]:
@@ -100,24 +117,8 @@ def pending(
         if department is not None and task.department != department:
             continue
         request = _pending_in(audit.steps(task.task_id))
-        if request is None:
-            continue
-        d = request.details
-        out.append(
-            PendingApproval(
-                task_id=task.task_id,
-                department=task.department,
-                query=task.query,
-                key=d["key"],
-                tool=d.get("tool") or "",
-                effect=d.get("effect", ""),
-                arguments=dict(d.get("arguments") or {}),
-                # the approval decision's own reasons (the step holds every check's)
-                reasons=list((d.get("decisions") or [d])[-1].get("reasons") or []),
-                requested_at=request.created_at,
-                request_seq=request.seq,
-            )
-        )
+        if request is not None:
+            out.append(_item(task, request))
     return sorted(out, key=lambda p: p.request_seq)
 
 
@@ -126,13 +127,13 @@ def pending_for(audit: Any, task_id: str) -> PendingApproval:
     task = audit.task(task_id)
     if task is None:
         raise ApprovalError(f"no task {task_id!r} in the audit log")
-    for item in pending(audit, department=task.department, limit=10_000):
-        if item.task_id == task_id:
-            return item
-    raise ApprovalError(
-        f"task {task_id!r} has no call waiting for approval (it never asked, or it was "
-        "already approved or rejected: `umiq audit show` tells which)"
-    )
+    request = _pending_in(audit.steps(task_id))
+    if request is None:
+        raise ApprovalError(
+            f"task {task_id!r} has no call waiting for approval (it never asked, or it was "
+            "already approved or rejected: `umiq audit show` tells which)"
+        )
+    return _item(task, request)
 
 
 def decide(

@@ -30,6 +30,21 @@ def _unbind_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
 
 
+def _episode(env: Envelope, guard: Guard, audit: Any) -> Episode:
+    """An episode of ``env`` with this process's model, toolbox and settings."""
+    settings = runtime.settings()
+    return Episode(
+        env,
+        model=runtime.role_model(),
+        toolbox=runtime.toolbox(),
+        guard=guard,
+        audit=audit,
+        max_steps=settings.max_steps,
+        max_new_tokens=settings.max_new_tokens,
+        agent=settings.agent,
+    )
+
+
 def restore_tokens(audit: Any, task_id: str) -> dict[str, str] | None:
     """The task's token map as last sealed in the audit log (a redelivery or a resume
     keeps its tokens), or None for a new task."""
@@ -64,17 +79,7 @@ def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
         )
     dept = settings.departments.get(env.department)
     log.info("task.started", mode=dept.mode if dept else None)
-    episode = Episode(
-        env,
-        model=runtime.role_model(),
-        toolbox=runtime.toolbox(),
-        guard=guard,
-        audit=audit,
-        max_steps=settings.max_steps,
-        max_new_tokens=settings.max_new_tokens,
-        agent=settings.agent,
-    )
-    return episode.run()
+    return _episode(env, guard, audit).run()
 
 
 @app.task(name=TASK_NAME, bind=True, max_retries=3)
@@ -158,17 +163,7 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
         guard = Guard.for_department(
             settings, task.department, mapping=restore_tokens(audit, task_id)
         )
-        episode = Episode(
-            env,
-            model=runtime.role_model(),
-            toolbox=runtime.toolbox(),
-            guard=guard,
-            audit=audit,
-            max_steps=settings.max_steps,
-            max_new_tokens=settings.max_new_tokens,
-            agent=settings.agent,
-        )
-        result = episode.resume(steps, key)
+        result = _episode(env, guard, audit).resume(steps, key)
     except (AuditError, ModelError, ConfigError, ConnectorError, OSError) as exc:
         if self.request.retries < self.max_retries:
             log.warning("task.resume_retry", error=str(exc), retries=self.request.retries)

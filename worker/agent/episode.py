@@ -41,6 +41,9 @@ Outcome = Literal[
 ]
 log = structlog.get_logger("umiq.agent")
 
+#: The history turn each recorded step kind becomes when an episode is replayed.
+_TURN_OF_STEP = {"planner": "assistant", "tool": "observation", "summarizer": "conclusion"}
+
 #: ``details.status`` of the policy step that asks a human to approve a call.
 APPROVAL_REQUESTED = "requested"
 
@@ -317,8 +320,8 @@ class Episode:
         request = None
         for step in recorded:
             if step.kind in ("planner", "caller", "tool", "summarizer"):
-                role = {"planner": "assistant", "tool": "observation", "summarizer": "conclusion"}
-                self.turns.append({"from": role.get(step.kind, step.kind), "value": step.output})
+                turn_from = _TURN_OF_STEP.get(step.kind, step.kind)
+                self.turns.append({"from": turn_from, "value": step.output})
             details = step.details
             if details.get("key") == key and details.get("status") == APPROVAL_REQUESTED:
                 request = step

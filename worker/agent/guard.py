@@ -104,8 +104,7 @@ class Guard:
 
     def resolve(self, arguments: Mapping[str, Any]) -> tuple[dict[str, Any] | None, Decision]:
         """The raw arguments for the connector, or None and a refusal naming unknown tokens."""
-        raw, decision = resolve_arguments(dict(arguments), self.pseudonymizer)
-        return raw, decision
+        return resolve_arguments(dict(arguments), self.pseudonymizer)
 
     def check_approval(
         self, spec: ToolSpec, raw_arguments: Mapping[str, Any], key: str

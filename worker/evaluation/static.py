@@ -334,16 +334,10 @@ def evaluate_static(
         )
 
     metrics = score(step.record() for step in steps)
-    run = {
-        "steps": len(steps),
-        "trajectories": len({step.trajectory for step in steps}),
-        "max_new_tokens": max_new_tokens,
-        "batch_size": batch_size,
-        "constrained": constrained,
-        "unconstrained_steps": unconstrained if constrained else None,
-        "agent": "multi",
-        "model": model.describe(),
-    }
+    run = _run_record(
+        model, steps, max_new_tokens, batch_size, "multi", unconstrained if constrained else None
+    )
+    run["constrained"] = constrained
     return StaticResult(steps=steps, metrics=metrics, run=run)
 
 
@@ -397,14 +391,26 @@ def evaluate_single(
         step.predictions, step.route = single_prediction(text)
         step.planner_prediction = step.predictions
     metrics = score(step.record() for step in steps)
-    run = {
+    run = _run_record(model, steps, max_new_tokens, batch_size, "single", None)
+    return StaticResult(steps=steps, metrics=metrics, run=run)
+
+
+def _run_record(
+    model: RoleModel,
+    steps: Sequence[Step],
+    max_new_tokens: int,
+    batch_size: int,
+    agent: str,
+    unconstrained: int | None,
+) -> dict[str, Any]:
+    """How a static run was set up (``metrics.json``'s ``run``)."""
+    return {
         "steps": len(steps),
         "trajectories": len({step.trajectory for step in steps}),
         "max_new_tokens": max_new_tokens,
         "batch_size": batch_size,
         "constrained": False,
-        "unconstrained_steps": None,
-        "agent": "single",
+        "unconstrained_steps": unconstrained,
+        "agent": agent,
         "model": model.describe(),
     }
-    return StaticResult(steps=steps, metrics=metrics, run=run)
