@@ -17,6 +17,7 @@ from examples.acme.tasks import (
     solve,
 )
 from worker.agent import protocol
+from worker.agent.samples import ROLES
 from worker.data.build import build_dataset, split_roles
 
 SEED = random.randrange(1_000_000)
@@ -85,3 +86,32 @@ def test_build_writes_checked_splits(tmp_path):
     train = json.loads((tmp_path / "train.json").read_text())
     assert len(train) == 8 and set(train[0]) == {"tools", "instruction", "conversations"}
     assert set(result.stats["families"]) == set(families)
+
+
+def test_build_shows_the_model_tokens_not_personal_data(tmp_path):
+    """The default build writes what the worker shows the model: HR tasks name people by
+    token in every turn, no known person's name or e-mail appears in any split or role
+    file, and HR trajectories offer the HR department's tools; ``view=False`` keeps the
+    raw records."""
+    from examples.acme.serve import known_names
+
+    families = ["leave_balance", "manager_of", "vendor_country"]
+    viewed = build_dataset(tmp_path / "view", seed=SEED, per_family=2, families=families)
+    raw = build_dataset(tmp_path / "raw", seed=SEED, per_family=2, families=families, view=False)
+    assert viewed.stats["model_view"] is True and raw.stats["model_view"] is False
+
+    with running_world(tmp_path / "acme", seed=SEED):
+        names = known_names(tmp_path / "acme")
+    # What the models train and are scored on; tasks_<split>.json keep the raw facts the
+    # checkers compare with, as the systems do.
+    shown = ["train", "dev", "test", *(f"train_{role}" for role in ROLES)]
+    raw_text = "".join((tmp_path / "raw" / f"{n}.json").read_text() for n in shown)
+    seen_text = "".join((tmp_path / "view" / f"{n}.json").read_text() for n in shown)
+    assert [n for n in names if n in raw_text], "the raw build names the people it works on"
+    assert not [n for n in names if n in seen_text]
+    assert "<NAME_1>" in seen_text
+    pairs = zip(viewed.instances["train"], viewed.trajectories["train"], strict=True)
+    hr = [t for inst, t in pairs if "hr" in FAMILIES[inst.family].systems]
+    assert hr
+    for trajectory in hr:
+        assert {d["Name"] for d in trajectory["tools"]} >= {"find_employee", "send_email"}

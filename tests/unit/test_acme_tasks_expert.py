@@ -87,3 +87,49 @@ def test_tools_offered_are_those_of_the_family_systems(world, drawn):
     world.reset()
     tools = {t["Name"] for t in solve(world, first(drawn, "leave_balance")).trajectory["tools"]}
     assert "get_leave_balance" in tools and "get_invoice" not in tools
+
+
+def test_model_view_trains_on_what_the_worker_shows(world, drawn):
+    """With the department's view, a trajectory holds tokens and minimized records where
+    the raw one holds personal data; its calls resolve back to the raw calls; the
+    answer the checker sees stays raw."""
+    import json
+
+    from worker.data.build import model_view
+    from worker.settings import ACME_MINIMIZATION
+
+    inst = first(drawn, "vendor_country")
+    world.reset()
+    raw = solve(world, inst)
+    vendor = world.read("get_vendor", vendor_id=inst.slots["vendor_id"])
+    secrets = [vendor["contact_name"], vendor["email"], vendor["iban"]]
+    assert all(s in json.dumps(raw.trajectory) for s in secrets)
+
+    world.reset()
+    view = model_view(inst.family, [vendor["contact_name"]])
+    seen = solve(world, inst, view=view)
+    text = json.dumps(seen.trajectory, ensure_ascii=False)
+    assert not [s for s in secrets if s in text]
+    assert "<NAME_1>" in text and "<EMAIL_1>" in text
+    observed = [
+        json.loads(t["value"])["response"]
+        for t in seen.trajectory["conversations"]
+        if t["from"] == "observation"
+    ]
+    assert set(observed[0]) == set(ACME_MINIMIZATION["erp:get_vendor"])
+    assert [d["Name"] for d in seen.trajectory["tools"]] == [
+        s.name for s in view.allowed_tools(world.specs())
+    ]
+    assert seen.answer == raw.answer and check(inst, world, seen.answer).passed
+    raw_calls = [
+        protocol.parse_caller(t["value"])
+        for t in raw.trajectory["conversations"]
+        if t["from"] == "caller"
+    ]
+    for t, want in zip(
+        (t for t in seen.trajectory["conversations"] if t["from"] == "caller"),
+        raw_calls,
+        strict=True,
+    ):
+        resolved, decision = view.resolve(protocol.parse_caller(t["value"]).arguments)
+        assert decision.allowed and resolved == want.arguments

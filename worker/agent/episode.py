@@ -297,12 +297,10 @@ class Episode:
 
     def _minimized(self, spec: ToolSpec, result: ToolResult) -> ToolResult:
         """What the model may see of a connector's result; the decision is recorded."""
-        error = None if result.error is None else str(self.guard.tokenize(result.error))
-        if result.data is None:
-            return ToolResult(ok=result.ok, data=None, error=error)
-        minimized = self.guard.minimize(spec, result.data)
-        self._record_decisions([minimized.decision], spec.name)
-        return ToolResult(ok=result.ok, data=minimized.visible, error=error)
+        visible, decision = self.guard.visible(spec, result)
+        if decision is not None:
+            self._record_decisions([decision], spec.name)
+        return visible
 
     def _open(self, value: Any) -> Any:
         unseal = getattr(self.audit, "unseal", None)

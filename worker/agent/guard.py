@@ -21,7 +21,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from connectors import ToolSpec
+from connectors import ToolResult, ToolSpec
 from policies import (
     AccessRule,
     ApprovalPolicy,
@@ -128,6 +128,18 @@ class Guard:
     def minimize(self, spec: ToolSpec, response: Any) -> Minimized:
         """What the model may see of ``response``."""
         return minimize(self.minimization, spec.name, spec.connector, response, self.pseudonymizer)
+
+    def visible(self, spec: ToolSpec, result: ToolResult) -> tuple[ToolResult, Decision | None]:
+        """What the model may see of a connector's ``result``: the error text tokenized,
+        the data minimized; with the minimization decision (None when there is no data).
+
+        The episode and the scripted expert that writes training data both show the model
+        exactly this, so the role models learn on what they see at inference."""
+        error = None if result.error is None else str(self.tokenize(result.error))
+        if result.data is None:
+            return ToolResult(ok=result.ok, data=None, error=error), None
+        minimized = self.minimize(spec, result.data)
+        return ToolResult(ok=result.ok, data=minimized.visible, error=error), minimized.decision
 
     # -- tokens ---------------------------------------------------------------------
 

@@ -13,6 +13,13 @@ between tasks), checks every result with the family's checker, and writes:
   ``role_samples(..., reference_quirks=False)`` of the train trajectories;
 - ``stats.json``: tasks per family, samples per role, token lengths.
 
+Trajectories show what the role models see at inference (``model_view``, the default):
+the policies of the department that owns each task (``UMIQ_*`` settings, defaults
+otherwise) tokenize personal data in the instruction, thoughts, arguments and answers,
+minimize every observation, and limit ``tools`` to what the department may use. So
+the models learn on ``<NAME_1>`` and projected records, not on raw values they never
+see. ``model_view=False`` writes the raw records.
+
 Any checker failure stops the build (``BuildError``): gold data is right or absent.
 """
 
@@ -51,6 +58,20 @@ class BuildResult:
 Progress = Callable[[str, int, int], None]
 
 
+def model_view(family: str, known_names: Sequence[str], settings: Any = None) -> Any:
+    """A fresh :class:`~worker.agent.guard.Guard` of the department that owns ``family``:
+    what the worker shows the model of one such task (``known_names``: the people in the
+    systems' records, for the name detector)."""
+    from examples.acme.tasks import department_for
+    from worker.agent.guard import Guard
+    from worker.settings import Settings
+
+    base = settings if settings is not None else Settings()
+    names = [*base.pii_known_names, *known_names]
+    view_settings = base.model_copy(update={"pii_known_names": names})
+    return Guard.for_department(view_settings, department_for(family))
+
+
 def build_dataset(
     out: str | Path,
     *,
@@ -59,8 +80,10 @@ def build_dataset(
     families: Iterable[str] | None = None,
     splits: Mapping[str, int] | None = None,
     progress: Progress | None = None,
+    view: bool = True,
 ) -> BuildResult:
     """Generate, solve, check and write the Acme dataset under ``out`` (see the module)."""
+    from examples.acme.serve import known_names
     from examples.acme.tasks import (
         Facts,
         available_families,
@@ -78,6 +101,7 @@ def build_dataset(
     ):
         chosen = list(families) if families is not None else available_families(world)
         facts = Facts.gather(world)
+        names = known_names(tmp)
         instances = generate(
             facts, seed=seed, per_family=per_family, families=chosen, splits=splits
         )
@@ -90,7 +114,8 @@ def build_dataset(
         for split, items in instances.items():
             for instance in items:
                 world.reset()
-                solution = solve(world, instance, seed=seed)
+                shown = model_view(instance.family, names) if view else None
+                solution = solve(world, instance, seed=seed, view=shown)
                 result = check(instance, world, solution.answer)
                 if not result.passed:
                     failures.append(f"{instance.uid} ({instance.instruction!r}): {result.reasons}")
@@ -117,6 +142,7 @@ def build_dataset(
     for role, rows in samples.items():
         _dump(out / f"train_{role}.json", rows)
     stats = statistics_of(instances, trajectories, samples, seed=seed, per_family=per_family)
+    stats["model_view"] = view
     stats["seconds"] = round(time.perf_counter() - started, 1)
     _dump(out / "stats.json", stats)
     return BuildResult(out, trajectories, instances, stats)

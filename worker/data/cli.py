@@ -30,6 +30,11 @@ def build(
     per_family: int = typer.Option(
         20, "--per-family", help="Train tasks per family (dev/test: a fifth, at least 2)."
     ),
+    raw: bool = typer.Option(
+        False,
+        "--raw",
+        help="Write the raw records instead of what the model sees (tokens, minimized).",
+    ),
 ) -> None:
     """Solve catalogue tasks on fresh Acme systems, check every one, write the splits."""
     from rich.progress import Progress
@@ -43,7 +48,9 @@ def build(
             bar.update(task, completed=done, total=total, description=f"solving {family}")
 
         try:
-            result = build_dataset(out, seed=seed, per_family=per_family, progress=advance)
+            result = build_dataset(
+                out, seed=seed, per_family=per_family, progress=advance, view=not raw
+            )
         except BuildError as exc:
             console.print(f"[red]build failed:[/red] {exc}")
             raise typer.Exit(1) from exc

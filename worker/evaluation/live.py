@@ -52,6 +52,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from examples.acme.tasks import department_for
+from worker.data.build import model_view
 from worker.errors import ConfigError
 from worker.evaluation.causes import CAUSES, agent_calls, classify, expert_calls
 from worker.evaluation.modelsets import ModelSet
@@ -63,13 +65,6 @@ LIVE_FILE = "live.json"
 FORMAT_VERSION = 1
 WARMUP_DEPARTMENT = "eval-warmup"
 PASSING_OUTCOMES = ("answered", "gave_up")
-
-
-def department_for(family: str) -> str:
-    """The department that owns a family's tasks: ``hr`` on the HR system, else ``finance``."""
-    from examples.acme.tasks import FAMILIES
-
-    return "hr" if "hr" in FAMILIES[family].systems else "finance"
 
 
 def select_tasks(
@@ -493,6 +488,7 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
     hooks.status("starting the Acme systems (ERP, HR, mail)…")
     with acme_running(work / "acme", config.seed) as (office, world):
         seed_state = world.baseline
+        names = office.known_names()
         families = _choose_families(world, config.families)
         instances = select_tasks(
             Facts.gather(world),
@@ -563,7 +559,10 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
             for index, instance in enumerate(instances, 1):
                 world.reset()
                 try:
-                    expert = solve(world, instance, seed=config.seed)
+                    # The expert's calls as the model would write them (tokens), to
+                    # compare with the agent's recorded calls.
+                    view = model_view(instance.family, names)
+                    expert = solve(world, instance, seed=config.seed, view=view)
                 except ExpertError:
                     expert = None
                 world.reset()
@@ -686,7 +685,7 @@ def write_split_trajectories(
 
     with (
         tempfile.TemporaryDirectory(prefix="umiq-eval-", dir=work_dir) as tmp,
-        acme_running(Path(tmp), seed) as (_office, world),
+        acme_running(Path(tmp), seed) as (office, world),
     ):
         chosen = _choose_families(world, families)
         instances = select_tasks(
@@ -700,7 +699,8 @@ def write_split_trajectories(
         trajectories = []
         for instance in instances:
             world.reset()
-            trajectories.append(solve(world, instance, seed=seed).trajectory)
+            view = model_view(instance.family, office.known_names())
+            trajectories.append(solve(world, instance, seed=seed, view=view).trajectory)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(trajectories, indent=2, ensure_ascii=False), encoding="utf-8")
     return len(trajectories)

@@ -7,7 +7,7 @@ a re-run resumes only with the same config.
 
 Presets:
 
-- ``demo``: sized for a 2-core CPU, ~15–25 minutes in all (the arithmetic is at
+- ``demo``: sized for a 2-core CPU, about an hour in all (the arithmetic is at
   :data:`PRESETS`);
 - ``full``: the α-UMi GLPFT schedule (``GLPFT/scripts/train_toolbench.sh``) with LoRA
   in place of full fine-tuning, for a GPU.
@@ -216,16 +216,17 @@ class TrainConfig:
 
 # demo: sized for the Acme training split on a 2-core CPU. SmolLM2-135M with LoRA runs
 # ~140–185 tokens/s forward+backward (fp32) here on an idle machine. Acme prompts carry
-# the department's tool docs first (mean ~1,240 tokens for the planner, p95 ~1,720), so
+# the department's tool docs first (mean ~1,285 tokens for the planner, p95 ~1,740), so
 # ``max_length`` is 1024: left truncation then cuts only the oldest docs of the longest
 # prompts, not all of them as 512 would. One epoch per stage over
-#   global 96 + planner 192 + caller 96 (≈1,024 tokens each) + summarizer 96 (≈460)
-#   ≈ 390k + 44k tokens ≈ 435k / 175 tok/s ≈ 41 min,
+#   global 96 + planner 384 + caller 96 (≈1,024 tokens each) + summarizer 96 (≈450)
+#   ≈ 590k + 43k tokens ≈ 630k / 175 tok/s ≈ 60 min,
 # 24 optimizer steps per 96 samples (batch 2 × accumulation 2). One epoch of more
 # samples beat two epochs of 40: with 40 samples the caller never chose the right tool
 # on the dev split (Act. EM 0), with 96 it did (Act. EM 1.0 on the first dev steps).
-# With 96 planner samples the planner still never said "Next: conclusion." after the
-# answer had arrived (it learned the first step's thought), hence 192 for the planner.
+# The planner's hard decision is when to stop: with 96 samples it never said
+# "Next: conclusion." after the answer had arrived, with 192 it did on 1 of 4 dev
+# conclusion steps; hence 384 for the planner.
 # LoRA rank 4 on all linear layers keeps one adapter at ~4.9 MB (1.22M fp32
 # parameters), so the three shipped role adapters stay under the 20 MB budget for
 # committed weights; lr 5e-4 compensates for the small rank. Warmup is a flat 0.1.
@@ -235,7 +236,7 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "max_length": 1024,
-        "max_samples": {"global": 96, "planner": 192, "caller": 96, "summarizer": 96},
+        "max_samples": {"global": 96, "planner": 384, "caller": 96, "summarizer": 96},
         "epochs": {"global": 1, "planner": 1, "caller": 1, "summarizer": 1},
         "lora_r": 4,
         "lora_alpha": 8,

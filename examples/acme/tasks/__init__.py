@@ -6,6 +6,7 @@ from examples.acme.tasks.catalogue import (
     Family,
     TaskInstance,
     available_families,
+    department_for,
     generate,
     split_sizes,
 )
@@ -25,6 +26,7 @@ __all__ = [
     "WorldError",
     "available_families",
     "check",
+    "department_for",
     "generate",
     "running_world",
     "solve",

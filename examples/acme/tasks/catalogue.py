@@ -369,3 +369,8 @@ def available_families(world: World) -> list[str]:
 # The families themselves live in ``families_erp`` and ``families_hr``; importing them
 # registers them here.
 from examples.acme.tasks import families_erp, families_hr  # noqa: E402,F401
+
+
+def department_for(family: str) -> str:
+    """The department that owns a family's tasks: ``hr`` on the HR system, else ``finance``."""
+    return "hr" if "hr" in FAMILIES[family].systems else "finance"

@@ -10,6 +10,14 @@ ending in ``"\\n Next: conclusion."`` followed by the answer, or one ending in
 
 Thoughts and answers are drawn from several phrasings per step with a random generator
 seeded by the instance, so the same instance always yields the same trajectory.
+
+Given a ``view`` (the :class:`~worker.agent.guard.Guard` of the department that owns the
+task, fresh per task), the trajectory shows what the role models see at inference
+instead of the raw records: the instruction, thoughts, call arguments and answer with
+personal data replaced by the task's tokens (``<NAME_1>``), every observation minimized
+as the worker minimizes it, and only the tools the department may use in ``tools``. The
+calls themselves still run on the raw values, and ``Solution.answer`` stays raw for the
+checker.
 """
 
 from __future__ import annotations
@@ -17,12 +25,22 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
-from connectors import ToolResult
+from connectors import ToolResult, ToolSpec
 from examples.acme.tasks.catalogue import FAMILIES, TaskInstance, money
 from examples.acme.tasks.world import World, docs
 from worker.agent import protocol
+
+
+class View(Protocol):
+    """What the model is shown of a task: :class:`worker.agent.guard.Guard` is one."""
+
+    def tokenize(self, value: Any) -> Any: ...
+
+    def visible(self, spec: ToolSpec, result: ToolResult) -> tuple[ToolResult, Any]: ...
+
+    def allowed_tools(self, specs: list[ToolSpec]) -> list[ToolSpec]: ...
 
 
 class ExpertError(RuntimeError):
@@ -39,6 +57,11 @@ class Recorder:
     turns: list[dict[str, str]] = field(default_factory=list)
     answer: str = ""
     outcome: str = ""
+    view: View | None = None
+
+    def shown(self, value: Any) -> Any:
+        """``value`` as the model sees it (personal data tokenized under a view)."""
+        return value if self.view is None else self.view.tokenize(value)
 
     def say(self, options: tuple[str, ...], **values: Any) -> str:
         """One of ``options``, chosen by the instance's generator, filled with ``values``."""
@@ -46,11 +69,18 @@ class Recorder:
 
     def call(self, thought: str, tool: str, **arguments: Any) -> ToolResult:
         """Think, call ``tool`` and observe; returns the connector's result."""
-        self.turns.append({"from": "assistant", "value": thought + "\n " + protocol.CALLER})
-        self.turns.append({"from": "caller", "value": protocol.format_caller(tool, arguments)})
+        self.turns.append(
+            {"from": "assistant", "value": self.shown(thought) + "\n " + protocol.CALLER}
+        )
+        self.turns.append(
+            {"from": "caller", "value": protocol.format_caller(tool, self.shown(arguments))}
+        )
         key = f"{self.instance.uid}:{len(self.turns) - 1}"
         result = self.world.invoke(tool, arguments, key)
-        self.turns.append({"from": "observation", "value": result.observation()})
+        seen = result
+        if self.view is not None:
+            seen, _ = self.view.visible(self.world.spec(tool), result)
+        self.turns.append({"from": "observation", "value": seen.observation()})
         return result
 
     def read(self, thought: str, tool: str, **arguments: Any) -> Any:
@@ -62,13 +92,17 @@ class Recorder:
 
     def conclude(self, thought: str, answer: str) -> None:
         """End with an answer."""
-        self.turns.append({"from": "assistant", "value": thought + "\n " + protocol.CONCLUSION})
-        self.turns.append({"from": "conclusion", "value": answer})
+        self.turns.append(
+            {"from": "assistant", "value": self.shown(thought) + "\n " + protocol.CONCLUSION}
+        )
+        self.turns.append({"from": "conclusion", "value": self.shown(answer)})
         self.answer, self.outcome = answer, "answered"
 
     def give_up(self, thought: str) -> None:
         """End without an answer."""
-        self.turns.append({"from": "assistant", "value": thought + "\n " + protocol.GIVE_UP})
+        self.turns.append(
+            {"from": "assistant", "value": self.shown(thought) + "\n " + protocol.GIVE_UP}
+        )
         self.outcome = "gave_up"
 
 
@@ -96,21 +130,26 @@ def solver(family_id: str) -> Callable[[Solver], Solver]:
     return register
 
 
-def solve(world: World, instance: TaskInstance, *, seed: int = 0) -> Solution:
+def solve(
+    world: World, instance: TaskInstance, *, seed: int = 0, view: View | None = None
+) -> Solution:
     """Solve ``instance`` on the live ``world`` and return its gold trajectory.
 
     The world should be at its baseline (``world.reset()``); writes carry the
-    idempotency key ``<uid>:<turn index>``.
+    idempotency key ``<uid>:<turn index>``. With ``view`` (a fresh one per task), the
+    trajectory is what the model sees (see the module).
     """
     fam = FAMILIES[instance.family]
-    rec = Recorder(world, instance, random.Random(f"{seed}:{instance.uid}:{instance.instruction}"))
-    rec.turns.append({"from": "user", "value": instance.instruction})
+    rng = random.Random(f"{seed}:{instance.uid}:{instance.instruction}")
+    rec = Recorder(world, instance, rng, view=view)
+    rec.turns.append({"from": "user", "value": rec.shown(instance.instruction)})
     SOLVERS[instance.family](rec, instance)
     if not rec.outcome:
         raise ExpertError(f"{instance.uid}: the script ended without an answer or a give-up")
+    specs = world.specs(fam.systems) if view is None else view.allowed_tools(world.specs())
     trajectory = {
-        "tools": docs(world.specs(fam.systems)),
-        "instruction": instance.instruction,
+        "tools": docs(specs),
+        "instruction": rec.turns[0]["value"],
         "conversations": rec.turns,
     }
     return Solution(instance, trajectory, rec.answer, rec.outcome)

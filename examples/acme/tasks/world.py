@@ -56,6 +56,12 @@ class World:
         """Whether some system offers the tool ``name``."""
         return name in self._specs
 
+    def spec(self, tool: str) -> ToolSpec:
+        """The spec of ``tool`` (WorldError when no running system offers it)."""
+        if tool not in self._specs:
+            raise WorldError(f"no running system offers the tool {tool!r}")
+        return self._specs[tool]
+
     def specs(self, systems: Iterable[str] | None = None) -> list[ToolSpec]:
         """The tools of ``systems`` (all systems when None), system by system."""
         wanted = self.systems if systems is None else tuple(systems)
