@@ -1,8 +1,9 @@
 """``umiq demo``: the whole path on one machine with no server.
 
 Starts the Acme ERP on loopback, an embedded SQLite broker and a worker process, sends
-the demo tasks through planner, caller and summarizer, prints how each ended and its
-steps, and verifies the audit chain.
+the demo tasks one by one through planner, caller and summarizer, checks each against the
+ERP with its catalogue family's checker (the facts in the answer, the records written),
+prints how each ended and its steps, and verifies the audit chain.
 """
 
 from __future__ import annotations
@@ -13,19 +14,40 @@ import subprocess
 import sys
 import time
 import uuid
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
+
+@dataclass(frozen=True)
+class DemoTask:
+    """A demo query and the catalogue family and slots that say what a right result is."""
+
+    query: str
+    family: str
+    slots: dict[str, Any] = field(default_factory=dict)
+
+
 # Phrasings from the Acme catalogue's held-out test split: the shipped adapters never
 # saw them in training.
-DEMO_TASKS: list[str] = [
-    "Could you look up invoice INV-1004 and tell me its status?",
-    "Which country does vendor V-0042 come from?",
-    "Schedule INV-1012 for payment on 2025-03-17.",
-    "Check the amount of INV-2003 for me.",
+DEMO_TASKS: list[DemoTask] = [
+    DemoTask(
+        "Could you look up invoice INV-1004 and tell me its status?",
+        "invoice_status",
+        {"invoice_id": "INV-1004"},
+    ),
+    DemoTask(
+        "Which country does vendor V-0042 come from?", "vendor_country", {"vendor_id": "V-0042"}
+    ),
+    DemoTask(
+        "Schedule INV-1012 for payment on 2025-03-17.",
+        "schedule_payment",
+        {"invoice_id": "INV-1012", "date": "2025-03-17"},
+    ),
+    DemoTask("Check the amount of INV-2003 for me.", "unknown_invoice", {"invoice_id": "INV-2003"}),
 ]
 
 OUTCOME_WORDS = {
@@ -63,6 +85,8 @@ def run_demo(
     from examples.acme.serve import start_erp
     from worker import runtime
     from worker.audit import AuditLog, ensure_schema
+    from worker.audit.keyring import load_keyring
+    from worker.audit.sealing import Sealer
     from worker.celery_app import TASK_NAME, create_app
     from worker.models import resolve_base
     from worker.settings import get_settings
@@ -112,7 +136,11 @@ def run_demo(
                 with console.status("starting the worker (loads the base model once)…"):
                     _wait_ready(worker, log_path, timeout=300)
                 console.print(f"worker: pid {worker.pid}, log {log_path}")
-                results = _run_tasks(console, create_app(settings), TASK_NAME,
+                ensure_schema(settings.resolved_database_url)
+                audit = AuditLog.from_url(
+                    settings.resolved_database_url, sealer=Sealer(load_keyring(settings))
+                )
+                results = _run_tasks(console, create_app(settings), TASK_NAME, audit, erp,
                                      DEMO_TASKS[:tasks], run_id, timeout)
             finally:
                 worker.terminate()
@@ -121,10 +149,9 @@ def run_demo(
                 except subprocess.TimeoutExpired:
                     worker.kill()
 
-    ensure_schema(settings.resolved_database_url)
-    audit = AuditLog.from_url(settings.resolved_database_url)
     for result in results:
         _print_result(console, audit, result)
+    _print_summary(console, results)
     report = audit.verify()
     console.rule("audit")
     if report.ok:
@@ -135,24 +162,48 @@ def run_demo(
     return 1
 
 
-def _run_tasks(console: Console, app: Any, task_name: str, queries: list[str], run_id: str,
-               timeout: float) -> list[dict[str, Any]]:
-    pending = []
-    for number, query in enumerate(queries, 1):
-        envelope = {"task_id": f"demo-{run_id}-{number}", "department": "finance",
-                    "query": query, "requested_by": "demo"}
-        pending.append((envelope, app.send_task(task_name, args=[envelope])))
-        console.print(f"queued {envelope['task_id']}: {query}")
-    results = []
-    deadline = time.monotonic() + timeout
-    for envelope, async_result in pending:
-        with console.status(f"running {envelope['task_id']} (planner → caller → summarizer)…"):
-            started = time.monotonic()
-            outcome = async_result.get(timeout=max(1.0, deadline - time.monotonic()))
-        outcome["query"] = envelope["query"]
-        outcome["wall_s"] = round(time.monotonic() - started, 1)
-        results.append(outcome)
-    return results
+def _run_tasks(console: Console, app: Any, task_name: str, audit: Any, erp: Any,
+               tasks: list[DemoTask], run_id: str, timeout: float) -> list[dict[str, Any]]:
+    """Send the tasks one at a time; check each against the ERP as it left it."""
+    from connectors import HttpConnector
+    from examples.acme.tasks import FAMILIES, Facts, TaskInstance, World, check
+    from worker.agent.guard import reveal
+
+    world = World({"erp": HttpConnector.from_url("erp", erp.url)}, erp.reset)
+    try:
+        facts = Facts.gather(world)
+        results = []
+        deadline = time.monotonic() + timeout
+        for number, task in enumerate(tasks, 1):
+            instance = TaskInstance(task.family, task.query, dict(task.slots),
+                                    FAMILIES[task.family].expect(facts, task.slots))
+            world.baseline = world.snapshot()  # each task is checked on its own writes
+            envelope = {"task_id": f"demo-{run_id}-{number}", "department": "finance",
+                        "query": task.query, "requested_by": "demo"}
+            async_result = app.send_task(task_name, args=[envelope])
+            console.print(f"queued {envelope['task_id']}: {task.query}")
+            with console.status(
+                f"running {envelope['task_id']} (planner → caller → summarizer)…"
+            ):
+                started = time.monotonic()
+                outcome = async_result.get(timeout=max(1.0, deadline - time.monotonic()))
+            outcome["query"] = task.query
+            outcome["wall_s"] = round(time.monotonic() - started, 1)
+            answered = outcome.get("outcome") == "answered"
+            raw = reveal(audit, envelope["task_id"], outcome.get("answer") or "")
+            verdict = check(instance, world, raw if answered else "")
+            ended_right = outcome.get("outcome") in ("answered", "gave_up")
+            outcome["passed"] = verdict.passed and ended_right
+            outcome["check"] = list(verdict.reasons) or (
+                [] if ended_right else [f"the episode ended {outcome.get('outcome')}"]
+            )
+            outcome["revealed_answer"] = raw
+            mark = "[green]correct[/green]" if outcome["passed"] else "[red]not correct[/red]"
+            console.print(f"  {mark} ({outcome['wall_s']} s)")
+            results.append(outcome)
+        return results
+    finally:
+        world.close()
 
 
 def _print_result(console: Console, audit: Any, result: dict[str, Any]) -> None:
@@ -167,4 +218,23 @@ def _print_result(console: Console, audit: Any, result: dict[str, Any]) -> None:
     word = OUTCOME_WORDS.get(result["outcome"], result["outcome"])
     console.print(f"[bold]ended[/bold]: {word} — {result['reason']}")
     if result["answer"]:
-        console.print(f"[bold]answer[/bold]: {result['answer']}")
+        console.print(f"[bold]answer[/bold] (as the model wrote it): {result['answer']}")
+        if result.get("revealed_answer", result["answer"]) != result["answer"]:
+            console.print("  (personal data in it is this task's tokens; the requester reads "
+                          "the raw values: umiq keys decrypt TASK)")
+    if "passed" in result:
+        verdict = "[green]correct[/green]" if result["passed"] else "[red]not correct[/red]"
+        why = f": {'; '.join(result['check'])}" if result["check"] else ""
+        console.print(f"[bold]checked[/bold]: {verdict}{why}")
+
+
+def _print_summary(console: Console, results: list[dict[str, Any]]) -> None:
+    console.rule("summary")
+    table = Table("task", "ended", "steps", "wall s", "checked")
+    for r in results:
+        table.add_row(r["task_id"], OUTCOME_WORDS.get(r["outcome"], str(r["outcome"])),
+                      str(len(r.get("steps") or [])), str(r.get("wall_s", "")),
+                      "correct" if r.get("passed") else "not correct")
+    console.print(table)
+    passed = sum(1 for r in results if r.get("passed"))
+    console.print(f"{passed} of {len(results)} tasks correct (checked against the ERP)")

@@ -10,7 +10,7 @@ from celery.signals import task_postrun, task_prerun
 from connectors import ConnectorError
 from worker import runtime
 from worker.agent.episode import Episode, EpisodeResult
-from worker.agent.guard import Guard
+from worker.agent.guard import Guard, restore_tokens
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
@@ -43,19 +43,6 @@ def _episode(env: Envelope, guard: Guard, audit: Any) -> Episode:
         max_new_tokens=settings.max_new_tokens,
         agent=settings.agent,
     )
-
-
-def restore_tokens(audit: Any, task_id: str) -> dict[str, str] | None:
-    """The task's token map as last sealed in the audit log (a redelivery or a resume
-    keeps its tokens), or None for a new task."""
-    latest = None
-    for step in audit.steps(task_id):
-        if step.kind == "policy" and "tokens" in step.details:
-            latest = step
-    if latest is None:
-        return None
-    opened = audit.unseal(latest)
-    return dict(opened.details["tokens"])
 
 
 def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:

@@ -28,6 +28,7 @@ def test_demo_runs_tasks_and_verifies_the_chain(tmp_path: Path, model_dir: Path)
     assert out.count("── task demo-") == 2
     assert out.count("ended:") == 2
     assert "planner" in out and "caller" in out
+    assert out.count("checked:") == 2 and "tasks correct (checked against the ERP)" in out
     assert "audit chain verified" in out
     assert (tmp_path / "data" / "audit.sqlite").is_file()
     assert (tmp_path / "data" / "broker.sqlite").is_file()

@@ -156,6 +156,28 @@ class Guard:
         return self.pseudonymizer.mapping()
 
 
+def restore_tokens(audit: Any, task_id: str) -> dict[str, str] | None:
+    """The task's token map as last sealed in the audit log (a redelivery or a resume
+    keeps its tokens), or None when none was sealed. ``audit`` needs the key ring."""
+    latest = None
+    for step in audit.steps(task_id):
+        if step.kind == "policy" and "tokens" in step.details:
+            latest = step
+    if latest is None:
+        return None
+    opened = audit.unseal(latest)
+    return dict(opened.details["tokens"])
+
+
+def reveal(audit: Any, task_id: str, text: str) -> str:
+    """``text`` of task ``task_id`` (its answer) with the task's tokens replaced by the raw
+    values: what the requester or a checker reads. Needs the audit's key ring."""
+    mapping = restore_tokens(audit, task_id)
+    if not mapping or not text:
+        return text
+    return str(Pseudonymizer.from_mapping(Detector(), mapping).detokenize(text))
+
+
 def minimization_policy(
     fields: Mapping[str, list[str] | None], allow_raw: Mapping[str, list[str]]
 ) -> MinimizationPolicy:

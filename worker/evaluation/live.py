@@ -158,6 +158,12 @@ def score_task(
         tool_calls = audit.tool_calls(task_id)
     outcome = result.get("outcome")
     answer = (result.get("answer") or "") if outcome == "answered" else ""
+    if answer and audit is not None and task_id and getattr(audit, "sealer", None) is not None:
+        # The model answers in the task's tokens; the requester and the checker read the
+        # raw values (the token map is sealed in the audit log).
+        from worker.agent.guard import reveal
+
+        answer = reveal(audit, task_id, answer)
     verdict = check(instance, world, answer)
     passed = verdict.passed and outcome in PASSING_OUTCOMES
     reasons = list(verdict.reasons)
@@ -470,6 +476,8 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
 
     from examples.acme.tasks import ExpertError, Facts, solve
     from worker.audit import AuditLog, ensure_schema
+    from worker.audit.keyring import load_keyring
+    from worker.audit.sealing import Sealer
     from worker.celery_app import TASK_NAME, create_app
     from worker.settings import Settings, get_settings
 
@@ -512,7 +520,9 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
 
         settings = settings_for(next(generation))
         ensure_schema(settings.resolved_database_url)
-        audit = AuditLog.from_url(settings.resolved_database_url)
+        audit = AuditLog.from_url(
+            settings.resolved_database_url, sealer=Sealer(load_keyring(settings))
+        )
         connectors = office.connectors_config()
         log_path = work / f"worker-{run_id}.log"
 
