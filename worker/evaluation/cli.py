@@ -175,6 +175,11 @@ def register(
         max_new_tokens: int | None = typer.Option(
             None, min=1, help="Token limit per role output (default: the settings')."
         ),
+        card: Path | None = typer.Option(
+            None,
+            help="A `umiq train` output folder (or the shipped one): add the figures to its "
+            "model card, named after the data file and limit.",
+        ),
     ) -> None:
         """Teacher-forced α-UMi static metrics; writes predictions.json and metrics.json."""
         from worker.agent.samples import load_trajectories
@@ -195,6 +200,7 @@ def register(
                 ("--constrained", constrained),
                 ("--batch-size", batch_size if batch_size != 8 else None),
                 ("--max-new-tokens", max_new_tokens),
+                ("--card", card),
             ],
         )
         try:
@@ -246,6 +252,18 @@ def register(
         predictions, metrics = result.write(out)
         out_console.print(metrics_table(result.metrics))
         out_console.print(f"wrote {predictions} and {metrics}")
+        if card is not None:
+            from dataclasses import asdict
+
+            from worker.training.card import record_evaluation
+
+            name = f"static {data.name}" + (f" (first {limit})" if limit else "")
+            figures = {**asdict(result.metrics), "command": command}
+            try:
+                path = record_evaluation(card, name, figures)
+            except UmiqError as exc:
+                raise fail(exc) from exc
+            out_console.print(f"added to the model card {path}")
 
     @eval_app.command("score")
     def score_file(

@@ -13,6 +13,8 @@ import platform
 from pathlib import Path
 from typing import Any
 
+from worker.errors import ConfigError
+
 CARD_JSON = "umiq-train.json"
 CARD_MD = "README.md"
 CURVE = "training_curve.png"
@@ -106,6 +108,54 @@ def write_card(out: Path, record: dict[str, Any]) -> Path:
     return json_path
 
 
+def read_card_record(out: Path) -> dict[str, Any]:
+    """The training record (``umiq-train.json``) of the run in ``out``."""
+    return json.loads((Path(out) / CARD_JSON).read_text(encoding="utf-8"))
+
+
+def record_evaluation(out: Path, name: str, figures: dict[str, Any]) -> Path:
+    """Add evaluation ``figures`` under ``name`` to the model card of the run in ``out``
+    (``umiq-train.json`` and its ``README.md``); an entry of the same name is replaced."""
+    json_path = Path(out) / CARD_JSON
+    if not json_path.is_file():
+        raise ConfigError(
+            f"{out} has no model card ({CARD_JSON}): pass the output folder of `umiq train`"
+        )
+    record = read_card_record(out)
+    record["evaluation"] = {**(record.get("evaluation") or {}), name: figures}
+    json_path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    (Path(out) / CARD_MD).write_text(render(record), encoding="utf-8")
+    return json_path
+
+
+_STATIC = (
+    ("Plan ACC", "plan_acc"),
+    ("Act. EM", "act_em"),
+    ("Hallu. rate", "hallu_rate"),
+    ("Arg. F1", "arg_f1"),
+    ("R-L", "rouge_l"),
+)
+
+
+def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
+    """Static metrics as one table (rows: where they were measured); anything else as JSON."""
+    static = {k: v for k, v in evaluation.items() if isinstance(v, dict) and "plan_acc" in v}
+    lines: list[str] = []
+    if static:
+        lines += [
+            "| evaluated on | " + " | ".join(label for label, _ in _STATIC) + " | steps |",
+            "|---|" + "---|" * (len(_STATIC) + 1),
+        ]
+        for name, m in static.items():
+            cells = " | ".join(f"{m[key]:.3f}" for _, key in _STATIC)
+            lines.append(f"| {name} | {cells} | {m.get('steps', '–')} |")
+        lines.append("")
+    rest = {k: v for k, v in evaluation.items() if k not in static}
+    if rest:
+        lines += ["```json", json.dumps(rest, indent=2, ensure_ascii=False), "```"]
+    return lines
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "–"
@@ -177,7 +227,7 @@ def render(record: dict[str, Any]) -> str:
     ]
     evaluation = record.get("evaluation")
     if evaluation:
-        lines += ["```json", json.dumps(evaluation, indent=2, ensure_ascii=False), "```"]
+        lines += _evaluation_lines(evaluation)
     else:
         lines.append("Not evaluated yet.")
     lines += [
