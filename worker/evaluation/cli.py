@@ -30,6 +30,7 @@ from rich.table import Table
 
 from worker.errors import UmiqError
 from worker.evaluation.live import Hooks
+from worker.evaluation.metrics import STATIC_METRICS
 
 
 class Split(enum.StrEnum):
@@ -47,14 +48,6 @@ if TYPE_CHECKING:
 
 ModelLoader = Callable[["Settings"], "RoleModel"]
 
-_ROWS = (
-    ("Plan ACC", "plan_acc", "steps"),
-    ("Act. EM", "act_em", "call_steps"),
-    ("Hallu. rate", "hallu_rate", "steps"),
-    ("Arg. F1", "arg_f1", "arg_f1_steps"),
-    ("R-L", "rouge_l", "finish_steps"),
-)
-
 
 def metrics_table(metrics: StaticMetrics, title: str = "static metrics") -> Table:
     """The five metrics, each with its denominator."""
@@ -62,7 +55,7 @@ def metrics_table(metrics: StaticMetrics, title: str = "static metrics") -> Tabl
     table.add_column("metric")
     table.add_column("value", justify="right")
     table.add_column("over", justify="right")
-    for label, name, count in _ROWS:
+    for label, name, count in STATIC_METRICS:
         table.add_row(label, f"{getattr(metrics, name):.4f}", str(getattr(metrics, count)))
     return table
 

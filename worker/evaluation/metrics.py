@@ -244,6 +244,17 @@ def mean_rouge_l(hypotheses: Sequence[str], references: Sequence[str]) -> float:
     return total / len(references)
 
 
+#: The five static metrics: (label, metrics.json key, denominator key). Hallu. rate: lower
+#: is better. The CLI table, the results page and the model card all show these.
+STATIC_METRICS: tuple[tuple[str, str, str], ...] = (
+    ("Plan ACC", "plan_acc", "steps"),
+    ("Act. EM", "act_em", "call_steps"),
+    ("Hallu. rate", "hallu_rate", "steps"),
+    ("Arg. F1", "arg_f1", "arg_f1_steps"),
+    ("R-L", "rouge_l", "finish_steps"),
+)
+
+
 @dataclass(frozen=True)
 class StaticMetrics:
     """The five static metrics with their denominators and sub-scores."""

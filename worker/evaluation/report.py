@@ -28,19 +28,12 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.evaluation.causes import CAUSES
+from worker.evaluation.metrics import STATIC_METRICS
 
 MARKDOWN = "acme.md"
 STATIC_PLOT = "static_metrics.png"
 LIVE_PLOT = "live_pass_rate.png"
 
-#: (label, metrics.json key, denominator key); Hallu. rate: lower is better.
-STATIC_METRICS: tuple[tuple[str, str, str], ...] = (
-    ("Plan ACC", "plan_acc", "steps"),
-    ("Act. EM", "act_em", "call_steps"),
-    ("Hallu. rate", "hallu_rate", "steps"),
-    ("Arg. F1", "arg_f1", "arg_f1_steps"),
-    ("R-L", "rouge_l", "finish_steps"),
-)
 
 
 @dataclass(frozen=True)

@@ -128,26 +128,21 @@ def record_evaluation(out: Path, name: str, figures: dict[str, Any]) -> Path:
     return json_path
 
 
-_STATIC = (
-    ("Plan ACC", "plan_acc"),
-    ("Act. EM", "act_em"),
-    ("Hallu. rate", "hallu_rate"),
-    ("Arg. F1", "arg_f1"),
-    ("R-L", "rouge_l"),
-)
-
-
 def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
     """Static metrics as one table (rows: where they were measured); anything else as JSON."""
+    from worker.evaluation.metrics import STATIC_METRICS
+
     static = {k: v for k, v in evaluation.items() if isinstance(v, dict) and "plan_acc" in v}
     lines: list[str] = []
     if static:
         lines += [
-            "| evaluated on | " + " | ".join(label for label, _ in _STATIC) + " | steps |",
-            "|---|" + "---|" * (len(_STATIC) + 1),
+            "| evaluated on | "
+            + " | ".join(label for label, _, _ in STATIC_METRICS)
+            + " | steps |",
+            "|---|" + "---|" * (len(STATIC_METRICS) + 1),
         ]
         for name, m in static.items():
-            cells = " | ".join(f"{m[key]:.3f}" for _, key in _STATIC)
+            cells = " | ".join(f"{m[key]:.3f}" for _, key, _ in STATIC_METRICS)
             lines.append(f"| {name} | {cells} | {m.get('steps', '–')} |")
         lines.append("")
     rest = {k: v for k, v in evaluation.items() if k not in static}
