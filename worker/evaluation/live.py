@@ -706,10 +706,11 @@ def write_split_trajectories(
             families=chosen,
             limit=limit,
         )
+        names = office.known_names()
         trajectories = []
         for instance in instances:
             world.reset()
-            view = model_view(instance.family, office.known_names())
+            view = model_view(instance.family, names)
             trajectories.append(solve(world, instance, seed=seed, view=view).trajectory)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(trajectories, indent=2, ensure_ascii=False), encoding="utf-8")
