@@ -170,6 +170,83 @@ def test_resume_refuses_a_changed_config(tiny: dict[str, Any], glpft: TrainResul
         train(make_config(tiny, "glpft", lr=1e-3), progress=False)
 
 
+SUMMARIZER_CAP_1 = {"global": 4, "planner": 4, "caller": 4, "summarizer": 1}
+
+
+def test_reuse_copies_stages_with_the_same_fingerprint_and_equals_a_fresh_run(
+    tiny: dict[str, Any], glpft: TrainResult
+) -> None:
+    """A run that changes only the summarizer's cap copies global, planner and caller from
+    an earlier run, trains the summarizer, and ends byte-identical to a fresh run of it."""
+    reused = train(
+        make_config(tiny, "reuse", max_samples=SUMMARIZER_CAP_1),
+        progress=False,
+        reuse_from=[glpft.out],
+    )
+    for stage in ("global", "planner", "caller"):
+        assert reused.stages[stage]["reused_from"] == str(glpft.out / stage), stage
+        assert weights(reused.out, stage) == weights(glpft.out, stage), stage
+    assert "reused_from" not in reused.stages["summarizer"]
+    assert reused.stages["summarizer"]["examples"] == 1 < glpft.stages["summarizer"]["examples"]
+    assert weights(reused.out, "summarizer") != weights(glpft.out, "summarizer")
+    stages_in_metrics = {
+        json.loads(line)["stage"]
+        for line in (reused.out / "metrics.jsonl").read_text().splitlines()
+    }
+    assert stages_in_metrics == {"global", *ROLE_DIRS}
+    assert "Reused, not retrained" in (reused.out / "README.md").read_text()
+
+    fresh = train(make_config(tiny, "fresh", max_samples=SUMMARIZER_CAP_1), progress=False)
+    for stage in ("global", *ROLE_DIRS):
+        assert weights(fresh.out, stage) == weights(reused.out, stage), stage
+
+
+def test_reuse_from_an_older_run_reads_fingerprints_from_its_card(
+    tiny: dict[str, Any], glpft: TrainResult
+) -> None:
+    """Runs whose done files carry no fingerprint (older umiq) are matched by their card;
+    the single baseline reuses GLPFT's global stage; a changed learning rate matches
+    nothing, so the stage is trained."""
+    import shutil
+
+    older = tiny["root"] / "older"
+    shutil.copytree(glpft.out, older)
+    for done in older.glob("*/done"):
+        summary = json.loads(done.read_text())
+        summary.pop("fingerprint")
+        done.write_text(json.dumps(summary))
+    reused = train(
+        make_config(tiny, "reuse-older", max_samples=SUMMARIZER_CAP_1),
+        progress=False,
+        reuse_from=[older],
+    )
+    assert [s for s in reused.stages if reused.stages[s].get("reused_from")] == [
+        "global",
+        "planner",
+        "caller",
+    ]
+    # The single-LLM baseline is GLPFT's global stage: same samples, seed and start.
+    single = train(
+        make_config(tiny, "reuse-single", method="single"), progress=False, reuse_from=[older]
+    )
+    assert single.stages["single"]["reused_from"] == str(older / "global")
+    other_lr = train(
+        make_config(tiny, "reuse-other-lr", method="single", lr=1e-3),
+        progress=False,
+        reuse_from=[older],
+    )
+    assert "reused_from" not in other_lr.stages["single"]
+
+
+def test_reuse_from_a_missing_directory_is_refused(tiny: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="no such run directory"):
+        train(
+            make_config(tiny, "reuse-missing", method="single", max_samples=2),
+            progress=False,
+            reuse_from=[tiny["root"] / "nowhere"],
+        )
+
+
 def test_single_writes_one_adapter(tiny: dict[str, Any]) -> None:
     """The single-LLM baseline writes only single/."""
     result = train(make_config(tiny, "single", method="single", max_samples=2), progress=False)

@@ -208,6 +208,14 @@ def render(record: dict[str, Any]) -> str:
             f"{_fmt(s['seconds'])} | {_fmt(s['tokens_per_s'])} | {_fmt(s['first_loss'])} | "
             f"{_fmt(s['final_loss'])} |"
         )
+    reused = {n: s["reused_from"] for n, s in record["stages"].items() if s.get("reused_from")}
+    if reused:
+        lines += [
+            "",
+            "Reused, not retrained in this run (same stage fingerprint: data, base, LoRA, "
+            "optimizer, the stage's schedule, seed, start and device; times are the "
+            "original run's): " + "; ".join(f"{n} from `{p}`" for n, p in reused.items()) + ".",
+        ]
     gpu = f", {hw['gpu']}" if "gpu" in hw else ""
     lines += [
         "",

@@ -52,6 +52,12 @@ def train_command(
     dtype: str | None = typer.Option(None, help="auto, float32 or bfloat16."),
     save_every: int | None = typer.Option(None, help="Steps between checkpoints (0: none)."),
     resume: bool = typer.Option(True, help="Continue an earlier run of the same config."),
+    reuse_from: list[Path] = typer.Option(
+        [],
+        "--reuse-from",
+        help="Another run's directory: stages with the same fingerprint (everything that "
+        "decides their weights) are copied from it instead of trained. Repeatable.",
+    ),
     stop_after: int | None = typer.Option(
         None, help="Checkpoint and stop after this many steps (re-run to continue)."
     ),
@@ -104,7 +110,13 @@ def train_command(
         }
     try:
         config = TrainConfig.preset(preset, data=str(data), out=str(out), **overrides)
-        result = train(config, progress=progress, resume=resume, stop_after_steps=stop_after)
+        result = train(
+            config,
+            progress=progress,
+            resume=resume,
+            stop_after_steps=stop_after,
+            reuse_from=reuse_from,
+        )
     except UmiqError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

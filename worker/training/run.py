@@ -21,7 +21,7 @@ import contextlib
 import json
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -29,6 +29,7 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.training import card as _card
+from worker.training import reuse as _reuse
 from worker.training.config import TrainConfig
 from worker.training.data import (
     Stage,
@@ -78,12 +79,15 @@ def train(
     resume: bool = True,
     stop_after_steps: int | None = None,
     on_step: Callable[[str, int], None] | None = None,
+    reuse_from: Sequence[str | Path] = (),
 ) -> TrainResult:
     """Run every stage of ``config.method``; see the module docstring for the layout.
 
     ``resume=False`` removes this run's earlier artefacts from ``out`` first.
     ``stop_after_steps`` checkpoints and returns after that many optimizer steps in this
     call (a re-run continues). ``on_step(stage, step)`` is called after every step.
+    ``reuse_from`` names other runs' directories: a stage whose fingerprint matches one
+    of their finished stages is copied from there instead of trained (:mod:`reuse`).
     """
     import torch
 
@@ -96,6 +100,12 @@ def train(
 
     device = config.resolved_device()
     dtype = getattr(torch, config.resolved_dtype(device))
+    stage_fingerprints = _reuse.fingerprints(config, digest, device)
+    reusable: dict[str, Path] = {}
+    for run_dir in reuse_from:
+        if not Path(run_dir).expanduser().is_dir():
+            raise ConfigError(f"--reuse-from {run_dir}: no such run directory")
+        reusable |= _reuse.finished_stages(Path(run_dir))
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(base_dir))
@@ -123,6 +133,16 @@ def train(
                 if (final / DONE).is_file():
                     summaries[stage.name] = json.loads((final / DONE).read_text())
                     reporter.note(f"{stage.name}: done earlier, skipped")
+                    continue
+                source = reusable.get(stage_fingerprints[stage.name])
+                if source is not None:
+                    summaries[stage.name] = _reuse.copy_stage(
+                        source,
+                        final,
+                        {"fingerprint": stage_fingerprints[stage.name], "reused_from": str(source)},
+                    )
+                    _reuse.copy_metrics(source.parent, source.name, out, stage.name)
+                    reporter.note(f"{stage.name}: same fingerprint as {source}, reused")
                     continue
                 if stop_after_steps is not None and steps_run >= stop_after_steps:
                     complete = False
@@ -160,6 +180,7 @@ def train(
                     "total_steps": outcome.total_steps,
                     "prompts_truncated": sum(1 for e in examples if e.prompt_truncated),
                     **outcome.summary(),
+                    "fingerprint": stage_fingerprints[stage.name],
                 }
                 summaries[stage.name] = summary
                 if not outcome.finished:

@@ -1,0 +1,147 @@
+"""Stage fingerprints: reuse a finished stage of another run instead of training it again.
+
+A stage's weights are decided by the data, the base, the LoRA shape, the optimizer
+settings, the stage's own schedule (epochs, warmup, sample cap), its seed, the device
+type and dtype, and the adapter it starts from. :func:`fingerprints` hashes exactly
+those, so two runs that differ only in, say, the summarizer's sample cap share the
+fingerprints of their global, planner and caller stages, and ``umiq train --reuse-from
+OTHER_RUN`` copies those stages instead of retraining them (GLPFT's local stages each
+start from the global adapter and draw their own samples with their own seed, so they
+do not depend on one another). Training is deterministic here, so a reused stage is
+byte-identical to the one a fresh run would train (the test suite checks that).
+
+New runs write the fingerprint into every ``done`` file; for older runs it is computed
+from their model card (``umiq-train.json``: config, data hash, device).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from worker.errors import ConfigError
+from worker.training import card as _card
+from worker.training.config import METHODS, TrainConfig
+from worker.training.data import Stage, stages_for
+
+DONE = "done"
+
+#: Config fields that do not decide a stage's weights, or that the stage-level entries
+#: below replace (the whole run's epochs/warmup/caps become the stage's own; the data
+#: path becomes the data hash; method becomes the stage's role and start).
+_NOT_WEIGHTS = frozenset(
+    {
+        "out",
+        "save_every",
+        "data",
+        "method",
+        "epochs",
+        "warmup_ratio",
+        "max_samples",
+        "seed",
+        "device",
+        "dtype",
+    }
+)
+
+
+def fingerprints(config: TrainConfig, digest: str, device: str) -> dict[str, str]:
+    """Every stage of ``config.method``: name -> sha256 of what decides its weights."""
+    common = {k: v for k, v in config.to_dict().items() if k not in _NOT_WEIGHTS}
+    out: dict[str, str] = {}
+    for index, stage in enumerate(stages_for(config.method)):
+        parts = {
+            **common,
+            "data_hash": digest,
+            "role": stage.role,
+            "stage_seed": config.seed + index,
+            "epochs": config.epochs_for(stage.name),
+            "warmup_ratio": config.warmup_for(stage.name),
+            "max_samples": config.max_samples_for(stage.name),
+            "device": device.split(":")[0],
+            "dtype": config.resolved_dtype(device),
+            "init": out[stage.init_from] if stage.init_from else None,
+        }
+        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        out[stage.name] = hashlib.sha256(canonical.encode()).hexdigest()
+    return out
+
+
+def finished_stages(run: Path) -> dict[str, Path]:
+    """A run directory's finished stages by fingerprint (from ``done`` or its card)."""
+    run = Path(run).expanduser()
+    found: dict[str, Path] = {}
+    record: dict[str, Any] | None = None
+    card = run / _card.CARD_JSON
+    if card.is_file():
+        record = json.loads(card.read_text())
+    for done in sorted(run.glob(f"*/{DONE}")):
+        summary = json.loads(done.read_text())
+        if summary.get("fingerprint"):
+            found[summary["fingerprint"]] = done.parent
+            continue
+        if record is None:
+            continue
+        fingerprint = _fingerprint_from_card(record, done.parent.name, summary)
+        if fingerprint:
+            found[fingerprint] = done.parent
+    return found
+
+
+def _fingerprint_from_card(
+    record: dict[str, Any], name: str, summary: dict[str, Any]
+) -> str | None:
+    """The fingerprint of stage dir ``name`` of an older run, from the run's card.
+
+    The stage is matched by its name and by what its ``done`` file says (role, start,
+    seed) against each method's stages; ``single`` in a GLPFT run is its global stage
+    copied (same samples, seed and start), so it matches the ``single`` method.
+    """
+    try:
+        config = TrainConfig.from_dict(record["config"])
+        digest = record["data"]["hash"]
+        device = record["hardware"]["device"]
+    except (KeyError, TypeError, ConfigError):
+        return None
+    for method in (config.method, *METHODS):
+        variant = replace(config, method=method)
+        stages = stages_for(method)
+        for index, stage in enumerate(stages):
+            if stage.name == name and _matches(stage, index, variant, summary):
+                return fingerprints(variant, digest, device)[name]
+    return None
+
+
+def _matches(stage: Stage, index: int, config: TrainConfig, summary: dict[str, Any]) -> bool:
+    return (
+        summary.get("role") == stage.role
+        and summary.get("init_from") == stage.init_from
+        and summary.get("seed") == config.seed + index
+    )
+
+
+def copy_stage(source: Path, target: Path, summary_extra: dict[str, Any]) -> dict[str, Any]:
+    """Copy a finished stage dir to ``target`` (``done`` written last); its new summary."""
+    summary = {**json.loads((source / DONE).read_text()), **summary_extra}
+    tmp = target.parent / f".{target.name}.copying"
+    shutil.rmtree(tmp, ignore_errors=True)
+    shutil.copytree(source, tmp, ignore=shutil.ignore_patterns(DONE))
+    (tmp / DONE).write_text(json.dumps(summary, indent=2) + "\n")
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    return summary
+
+
+def copy_metrics(source_run: Path, source_stage: str, out: Path, stage: str) -> None:
+    """Append ``source_stage``'s loss records of ``source_run`` to ``out``'s as ``stage``."""
+    records = [r for r in _card.read_metrics(source_run) if r.get("stage") == source_stage]
+    if not records:
+        return
+    _card.prune_metrics(out, stage, 0)
+    with (out / _card.METRICS).open("a") as fh:
+        for record in records:
+            fh.write(json.dumps({**record, "stage": stage}) + "\n")
