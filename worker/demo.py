@@ -175,8 +175,10 @@ def _run_tasks(console: Console, app: Any, task_name: str, audit: Any, erp: Any,
         results = []
         deadline = time.monotonic() + timeout
         for number, task in enumerate(tasks, 1):
+            family = FAMILIES[task.family]
+            template = family.template_of(task.query, task.slots)
             instance = TaskInstance(task.family, task.query, dict(task.slots),
-                                    FAMILIES[task.family].expect(facts, task.slots))
+                                    family.expected(facts, task.slots, template))
             world.baseline = world.snapshot()  # each task is checked on its own writes
             envelope = {"task_id": f"demo-{run_id}-{number}", "department": "finance",
                         "query": task.query, "requested_by": "demo"}

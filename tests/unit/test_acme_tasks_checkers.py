@@ -125,3 +125,39 @@ def test_mail_to_the_wrong_address_fails(fresh):
         fresh.inspect = None
         fresh.baseline.pop("mail")
     assert not result.passed and any("mail" in r for r in result.reasons)
+
+
+def test_a_fact_is_required_only_where_the_phrasing_asks_for_it(fresh):
+    """ "What is the status of X?" is answered by the status; "the status and amount of X"
+    also needs the amount. "Which country is vendor V based in?" needs the country, not
+    the vendor's name; "Tell me the name and country of V" needs both."""
+    from examples.acme.tasks import FAMILIES
+    from examples.acme.tasks.catalogue import money
+
+    facts = Facts.gather(fresh)
+    status = FAMILIES["invoice_status"]
+    invoice = next(iter(facts.invoices.values()))
+    slots = {"invoice_id": invoice["id"]}
+    amount = money(invoice["amount"], invoice["currency"])
+    answer = f"{invoice['id']} has the status {invoice['status']}."
+
+    def passes(family, template: int | None, text: str) -> bool:
+        expected = family.expected(facts, slots, template)
+        return check(TaskInstance(family.id, "q", slots, expected), fresh, text).passed
+
+    asks_amount = status.template_of(
+        f"I need the status and amount of invoice {slots['invoice_id']}.", slots
+    )
+    plain = status.template_of(f"What is the status of invoice {slots['invoice_id']}?", slots)
+    assert (plain, asks_amount) == (0, 4)
+    assert passes(status, plain, answer)
+    assert not passes(status, asks_amount, answer)
+    assert passes(status, asks_amount, f"{answer[:-1]}, {amount}.")
+
+    country = FAMILIES["vendor_country"]
+    vendor = next(iter(facts.vendors.values()))
+    slots = {"vendor_id": vendor["id"]}
+    short = f"{vendor['id']} is based in {vendor['country']}."
+    assert passes(country, 0, short)
+    assert not passes(country, 3, short)
+    assert passes(country, 3, f"{vendor['name']} ({vendor['id']}) is based in {vendor['country']}.")

@@ -234,6 +234,25 @@ class Family:
     #: Slots that identify a combination for the split (the rest only decorate it).
     key: tuple[str, ...] = ()
     needs_tools: tuple[str, ...] = field(default=())
+    #: Facts only some phrasings ask for, by template index: "status and amount" needs
+    #: the amount, "what is the status" does not (``expect`` lists what every one asks).
+    asks: Mapping[int, Callable[[Facts, dict[str, Any]], list[str]]] = field(default_factory=dict)
+
+    def expected(
+        self, facts: Facts, slots: dict[str, Any], template: int | None = None
+    ) -> dict[str, Any]:
+        """What a correct solution yields for ``slots`` asked with phrasing ``template``."""
+        record = self.expect(facts, slots)
+        extra = self.asks.get(template) if template is not None else None
+        if extra is not None:
+            record = {**record, "facts": [*record["facts"], *extra(facts, slots)]}
+        return record
+
+    def template_of(self, instruction: str, slots: Mapping[str, Any]) -> int | None:
+        """The index of the phrasing that gives ``instruction`` for ``slots``, if any."""
+        return next(
+            (i for i, t in enumerate(self.templates) if t.format(**slots) == instruction), None
+        )
 
     def available(self, world_tools: Callable[[str], bool]) -> bool:
         """Whether the running systems offer every tool this family needs."""
@@ -352,7 +371,7 @@ def _draw(
                 family=fam.id,
                 instruction=instruction,
                 slots=dict(combo),
-                expected=fam.expect(facts, combo),
+                expected=fam.expected(facts, combo, index),
                 template=index,
                 split=split,
                 uid=f"{fam.id}.{split}.{len(drawn):03d}",

@@ -47,9 +47,8 @@ family(
         "Could you look up invoice {invoice_id} and tell me its status?",
     ),
     slots=lambda f: [{"invoice_id": i} for i in sorted(f.invoices)],
-    expect=lambda f, s: expect(
-        [s["invoice_id"], _inv(f, s)["status"], money(_inv(f, s)["amount"], _inv(f, s)["currency"])]
-    ),
+    expect=lambda f, s: expect([s["invoice_id"], _inv(f, s)["status"]]),
+    asks={4: lambda f, s: [money(_inv(f, s)["amount"], _inv(f, s)["currency"])]},
     needs_tools=("get_invoice",),
 )
 
@@ -88,9 +87,9 @@ family(
     ),
     slots=lambda f: [{"vendor_id": v} for v in sorted(f.vendors)],
     expect=lambda f, s: expect(
-        [f.vendors[s["vendor_id"]]["country"], f.vendors[s["vendor_id"]]["name"]],
-        forbid=[f.vendors[s["vendor_id"]]["iban"]],
+        [f.vendors[s["vendor_id"]]["country"]], forbid=[f.vendors[s["vendor_id"]]["iban"]]
     ),
+    asks={3: lambda f, s: [f.vendors[s["vendor_id"]]["name"]]},
     needs_tools=("get_vendor",),
 )
 
