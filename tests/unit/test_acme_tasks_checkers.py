@@ -150,6 +150,9 @@ def test_a_fact_is_required_only_where_the_phrasing_asks_for_it(fresh):
     )
     plain = status.template_of(f"What is the status of invoice {slots['invoice_id']}?", slots)
     assert (plain, asks_amount) == (0, 4)
+    assert status.template_of("Is anything wrong?", slots) is None
+    # a phrasing that needs slots the caller does not have is skipped, not an error
+    assert FAMILIES["schedule_payment"].template_of("Schedule it.", slots) is None
     assert passes(status, plain, answer)
     assert not passes(status, asks_amount, answer)
     assert passes(status, asks_amount, f"{answer[:-1]}, {amount}.")

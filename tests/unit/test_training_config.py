@@ -99,3 +99,29 @@ def test_cli_max_samples_overrides_one_stage_of_the_preset() -> None:
     assert parse_max_samples("planner=10", preset) == {**preset, "planner": 10}
     assert parse_max_samples("0", preset) is None
     assert parse_max_samples("7", preset) == 7
+
+
+def test_the_shipped_adapters_are_what_the_demo_preset_trains() -> None:
+    """`umiq train --preset demo` reproduces the shipped adapters: the shipped card's config
+    is the preset's (a preset change without retraining and shipping fails here), and every
+    shipped stage's fingerprint is the one a fresh run of the preset gives."""
+    import json
+
+    from worker.settings import SHIPPED_ADAPTERS
+    from worker.training.reuse import fingerprints, finished_stages
+
+    record = json.loads((SHIPPED_ADAPTERS / "umiq-train.json").read_text())
+    shipped = TrainConfig.from_dict(record["config"])
+    preset = TrainConfig.preset("demo", data=shipped.data, out=shipped.out)
+    assert shipped.weights_fields() == preset.weights_fields()
+    expected = fingerprints(
+        preset, record["data"]["hash"], record["hardware"]["device"], record["base"]["revision"]
+    )
+    found = {fp: path.name for fp, path in finished_stages(SHIPPED_ADAPTERS).items()}
+    # The shipped single-LLM baseline is the run's global stage (same samples and seed).
+    assert [found.get(fp) for fp in expected.values()] == [
+        "single",
+        "planner",
+        "caller",
+        "summarizer",
+    ]

@@ -1,14 +1,15 @@
 """Stage fingerprints: reuse a finished stage of another run instead of training it again.
 
-A stage's weights are decided by the data, the base, the LoRA shape, the optimizer
-settings, the stage's own schedule (epochs, warmup, sample cap), its seed, the device
-type and dtype, and the adapter it starts from. :func:`fingerprints` hashes exactly
-those, so two runs that differ only in, say, the summarizer's sample cap share the
-fingerprints of their global, planner and caller stages, and ``umiq train --reuse-from
-OTHER_RUN`` copies those stages instead of retraining them (GLPFT's local stages each
-start from the global adapter and draw their own samples with their own seed, so they
-do not depend on one another). Training is deterministic here, so a reused stage is
-byte-identical to the one a fresh run would train (the test suite checks that).
+A stage's weights are decided by the data, the base checkpoint, the LoRA shape, the
+optimizer settings, the stage's own schedule (epochs, warmup, sample cap), its seed, the
+device type and dtype, and the adapter it starts from. :func:`fingerprints` hashes
+exactly those, so two runs that differ only in, say, the summarizer's sample cap share
+the fingerprints of their global, planner and caller stages, and ``umiq train
+--reuse-from OTHER_RUN`` copies those stages instead of retraining them (GLPFT's local
+stages each start from the global adapter and draw their own samples with their own
+seed, so they do not depend on one another). Training is deterministic here, so a
+reused stage is byte-identical to the one a fresh run would train (the test suite
+checks that).
 
 New runs write the fingerprint into every ``done`` file; for older runs it is computed
 from their model card (``umiq-train.json``: config, data hash, device).
@@ -49,14 +50,21 @@ _NOT_WEIGHTS = frozenset(
 )
 
 
-def fingerprints(config: TrainConfig, digest: str, device: str) -> dict[str, str]:
-    """Every stage of ``config.method``: name -> sha256 of what decides its weights."""
+def fingerprints(
+    config: TrainConfig, digest: str, device: str, base_revision: str
+) -> dict[str, str]:
+    """Every stage of ``config.method``: name -> sha256 of what decides its weights.
+
+    ``base_revision`` is the base checkpoint's digest (a base of the same name with other
+    weights gives other adapters).
+    """
     common = {k: v for k, v in config.to_dict().items() if k not in _NOT_WEIGHTS}
     out: dict[str, str] = {}
     for index, stage in enumerate(stages_for(config.method)):
         parts = {
             **common,
             "data_hash": digest,
+            "base_revision": base_revision,
             "role": stage.role,
             "stage_seed": config.seed + index,
             "epochs": config.epochs_for(stage.name),
@@ -105,6 +113,7 @@ def _fingerprint_from_card(
         config = TrainConfig.from_dict(record["config"])
         digest = record["data"]["hash"]
         device = record["hardware"]["device"]
+        base_revision = record["base"]["revision"]
     except (KeyError, TypeError, ConfigError):
         return None
     for method in (config.method, *METHODS):
@@ -112,7 +121,7 @@ def _fingerprint_from_card(
         stages = stages_for(method)
         for index, stage in enumerate(stages):
             if stage.name == name and _matches(stage, index, variant, summary):
-                return fingerprints(variant, digest, device)[name]
+                return fingerprints(variant, digest, device, base_revision)[name]
     return None
 
 
@@ -137,8 +146,15 @@ def copy_stage(source: Path, target: Path, summary_extra: dict[str, Any]) -> dic
 
 
 def copy_metrics(source_run: Path, source_stage: str, out: Path, stage: str) -> None:
-    """Append ``source_stage``'s loss records of ``source_run`` to ``out``'s as ``stage``."""
-    records = [r for r in _card.read_metrics(source_run) if r.get("stage") == source_stage]
+    """Append ``source_stage``'s loss records of ``source_run`` to ``out``'s as ``stage``.
+
+    A stage dir copied under another name (the shipped ``single/`` is the run's global
+    stage) has its records under the name it was trained as, ``stage``.
+    """
+    metrics = _card.read_metrics(source_run)
+    records = [r for r in metrics if r.get("stage") == source_stage] or [
+        r for r in metrics if r.get("stage") == stage
+    ]
     if not records:
         return
     _card.prune_metrics(out, stage, 0)

@@ -100,7 +100,9 @@ def train(
 
     device = config.resolved_device()
     dtype = getattr(torch, config.resolved_dtype(device))
-    stage_fingerprints = _reuse.fingerprints(config, digest, device)
+    from worker.models.adapters import checkpoint_digest
+
+    stage_fingerprints = _reuse.fingerprints(config, digest, device, checkpoint_digest(base_dir))
     reusable: dict[str, Path] = {}
     for run_dir in reuse_from:
         if not Path(run_dir).expanduser().is_dir():

@@ -249,10 +249,15 @@ class Family:
         return record
 
     def template_of(self, instruction: str, slots: Mapping[str, Any]) -> int | None:
-        """The index of the phrasing that gives ``instruction`` for ``slots``, if any."""
-        return next(
-            (i for i, t in enumerate(self.templates) if t.format(**slots) == instruction), None
-        )
+        """The index of the phrasing that gives ``instruction`` for ``slots``, if any
+        (a phrasing that needs a slot ``slots`` lacks is not it)."""
+        for index, template in enumerate(self.templates):
+            try:
+                if template.format(**slots) == instruction:
+                    return index
+            except (KeyError, IndexError):
+                continue
+        return None
 
     def available(self, world_tools: Callable[[str], bool]) -> bool:
         """Whether the running systems offer every tool this family needs."""
