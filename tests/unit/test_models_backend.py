@@ -282,6 +282,29 @@ def test_describe_records_base_and_adapter_versions(tiny: dict[str, Any]) -> Non
     assert info["adapters"]["planner"] is None
 
 
+def test_adapter_version_is_what_the_adapter_is_not_where_it_was_made(
+    tiny: dict[str, Any], tmp_path: Path
+) -> None:
+    """The same weights and LoRA config keep their version whatever order peft wrote the
+    target modules in and wherever the base lay; other weights or rank change it."""
+    from worker.models.adapters import read_adapter
+
+    original = read_adapter("caller", tiny["adapters"]["caller"])
+    copy = shutil.copytree(tiny["adapters"]["caller"], tmp_path / "caller")
+    config = json.loads((copy / "adapter_config.json").read_text())
+    config["target_modules"] = list(reversed(sorted(config["target_modules"])))
+    config["base_model_name_or_path"] = "/elsewhere/tiny-llama"
+    (copy / "adapter_config.json").write_text(json.dumps(config))
+    assert read_adapter("caller", copy).version == original.version
+
+    config["r"] = config["r"] * 2
+    (copy / "adapter_config.json").write_text(json.dumps(config))
+    assert read_adapter("caller", copy).version != original.version
+
+    other = read_adapter("planner", tiny["adapters"]["planner"])
+    assert other.version != original.version
+
+
 def test_corrupt_adapter_file_is_refused(tiny: dict[str, Any], tmp_path: Path) -> None:
     """An adapter whose weights file is not valid safetensors raises AdapterError."""
     bad = shutil.copytree(tiny["adapters"]["caller"], tmp_path / "caller")

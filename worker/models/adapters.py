@@ -36,6 +36,28 @@ def file_digest(paths: Iterable[Path], length: int = 12) -> str:
     return digest.hexdigest()[:length]
 
 
+#: adapter_config.json fields that say where or with what it was made, not what it is.
+_NOT_IDENTITY = ("base_model_name_or_path", "peft_version", "revision")
+
+
+def adapter_version(config: Mapping[str, Any], weights: Path, length: int = 12) -> str:
+    """A short sha256 of what an adapter is: its LoRA config and its weights.
+
+    The config is canonical JSON without the fields that only say where it was made (the
+    base's local path, the peft version), with ``target_modules`` sorted (peft writes that
+    set in whatever order the process's hash seed gives): the same weights trained twice,
+    or copied to another machine, keep their version, which a department may pin.
+    """
+    identity = {k: v for k, v in config.items() if k not in _NOT_IDENTITY}
+    if isinstance(identity.get("target_modules"), list):
+        identity["target_modules"] = sorted(identity["target_modules"])
+    digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
+    with weights.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()[:length]
+
+
 def checkpoint_digest(path: Path) -> str:
     """A short hash of a checkpoint's config and weight files, its revision."""
     files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]
@@ -109,7 +131,7 @@ def read_adapter(role: str, path: Path) -> AdapterInfo:
     weights = next((path / n for n in WEIGHT_FILES if (path / n).is_file()), None)
     if weights is None:
         raise AdapterError(f"adapter {role!r} at {path}: no {' or '.join(WEIGHT_FILES)}")
-    return AdapterInfo(role, path, weights, config, file_digest([config_file, weights]))
+    return AdapterInfo(role, path, weights, config, adapter_version(config, weights))
 
 
 def adapter_shapes(info: AdapterInfo) -> dict[str, tuple[int, ...]]:
