@@ -153,6 +153,48 @@ def models_fetch() -> None:
     console.print(f"base model ready at {path}")
 
 
+@models_app.command("show")
+def models_show() -> None:
+    """The base, the role adapters and the model version a worker with these settings
+    serves: the version a department pins (``adapter_version``), read without loading
+    the weights."""
+    from rich.table import Table
+
+    from worker.agent.roles import ROLES
+    from worker.errors import UmiqError
+    from worker.models import resolve_base
+    from worker.models.adapters import (
+        adapter_labels,
+        checkpoint_digest,
+        find_adapters,
+        model_version,
+        read_adapter,
+    )
+    from worker.models.store import read_stamp
+
+    settings = _settings()
+    try:
+        if settings.role_checkpoints:
+            raise typer.BadParameter("role checkpoints are set: a worker reports their version")
+        base = resolve_base(settings)
+        stamp = read_stamp(base)
+        base_id = f"{stamp['name'] if stamp else base.name}@{checkpoint_digest(base)}"
+        found = find_adapters(settings.resolved_adapters_dir, agent=settings.agent)
+        labels = adapter_labels({r: read_adapter(r, p) for r, p in found.items()}, ROLES)
+    except UmiqError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    table = Table(title="served by a worker with these settings")
+    table.add_column("part")
+    table.add_column("version")
+    table.add_column("from")
+    table.add_row("base", base_id, str(base))
+    for role, label in labels.items():
+        table.add_row(role, label or "(base)", str(found.get(role, "")))
+    console.print(table)
+    console.print(f"model version: [bold]{model_version(base_id, labels)}[/bold]")
+
+
 def main() -> None:
     """Console-script entry point."""
     try:

@@ -65,8 +65,28 @@ def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
             context=guard.tokenize(env.context),
         )
     dept = settings.departments.get(env.department)
+    if dept is not None and dept.adapter_version:
+        _check_pin(env.department, dept.adapter_version, runtime.role_model().describe())
     log.info("task.started", mode=dept.mode if dept else None)
     return _episode(env, guard, audit).run()
+
+
+def _check_pin(department: str, pin: str, described: dict[str, Any]) -> None:
+    """Refuse to run a pinned department's task on a model of another version.
+
+    A ConfigError: the task is retried (another worker, one with that version, may take
+    it) and then dead-lettered with this reason, never run on the wrong model.
+    """
+    served = described.get("version")
+    if served == pin:
+        return
+    adapters = ", ".join(label for label in (described.get("adapters") or {}).values() if label)
+    raise ConfigError(
+        f"department {department!r} is pinned to model version {pin}; this worker serves "
+        f"{served or 'a model that reports no version'} (base {described.get('base')}"
+        f"{'; ' + adapters if adapters else '; no adapters'}): run it on a worker with "
+        "that version (`umiq models show` prints a worker's), or change the pin"
+    )
 
 
 @app.task(name=TASK_NAME, bind=True, max_retries=3)

@@ -404,3 +404,29 @@ def test_load_role_model_reads_base_and_adapters_from_settings(tiny: dict[str, A
     model = load_role_model(settings)
     assert set(model.describe()["adapters"].values()) != {None}
     assert model.describe()["base"].startswith("tiny-llama@")
+
+
+def test_models_show_prints_the_version_a_loaded_worker_reports(
+    tiny: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`umiq models show` reads the model version from the files (no weights loaded) and
+    it is the version the loaded role model reports, the one a department pins."""
+    from typer.testing import CliRunner
+
+    from worker import runtime
+    from worker.cli import app
+    from worker.models import load_role_model
+    from worker.settings import get_settings
+
+    monkeypatch.setenv("UMIQ_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("UMIQ_BASE_MODEL", str(tiny["base"]))
+    monkeypatch.setenv("UMIQ_ADAPTERS_DIR", str(tiny["root"] / "adapters"))
+    runtime.reset()
+    try:
+        shown = CliRunner().invoke(app, ["models", "show"])
+        described = load_role_model(get_settings()).describe()
+    finally:
+        runtime.reset()
+    assert shown.exit_code == 0, shown.output
+    assert f"model version: {described['version']}" in shown.output
+    assert described["adapters"]["planner"] in shown.output

@@ -86,3 +86,58 @@ def test_finished_task_is_not_run_again(embedded: Any, monkeypatch) -> None:
     result = embedded.run_task.apply(args=[{**ENVELOPE, "task_id": "t-done"}]).get()
     assert result["outcome"] == "answered"
     assert result["answer"] == "paid"
+
+
+class _Described:
+    """A role model that only describes itself: the pin is checked before any generation."""
+
+    def __init__(self, version: str | None) -> None:
+        self.version = version
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "base": "smollm2-135m-instruct@b8011a129b49",
+            "adapters": {"planner": "planner@6ffc1a22d846", "caller": None, "summarizer": None},
+            "version": self.version,
+        }
+
+
+def _pin_finance(monkeypatch: pytest.MonkeyPatch, pin: str) -> None:
+    import json
+
+    monkeypatch.setenv("UMIQ_MAX_REDELIVERIES", "0")
+    monkeypatch.setenv(
+        "UMIQ_DEPARTMENTS",
+        json.dumps({"finance": {"tools": ["erp:*"], "adapter_version": pin}}),
+    )
+    runtime.reset()
+
+
+def test_a_pinned_department_never_runs_on_another_model_version(
+    embedded: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A department pinned to model version X sent to a worker serving Y: refused with both
+    versions named, audited, kept in the dead-letter queue; nothing was generated."""
+    _pin_finance(monkeypatch, "0123456789ab")
+    monkeypatch.setattr(runtime, "role_model", lambda: _Described("ba9876543210"))
+    result = embedded.run_task.apply(args=[{**ENVELOPE, "task_id": "t-pinned"}]).get()
+    assert result["outcome"] == "rejected"
+    reason = result["reason"]
+    assert "pinned to model version 0123456789ab" in reason
+    assert "this worker serves ba9876543210" in reason and "planner@6ffc1a22d846" in reason
+    settings = get_settings()
+    steps = AuditLog.from_url(settings.resolved_database_url).steps("t-pinned")
+    assert [s.kind for s in steps] == ["rejected"]
+    letters = _dead_letters(settings)
+    assert len(letters) == 1 and "0123456789ab" in letters[0].headers["x-umiq-reason"]
+
+
+def test_a_model_without_a_version_does_not_satisfy_a_pin() -> None:
+    """A plug-in role model that reports no version cannot serve a pinned department; the
+    served version passes."""
+    from worker.errors import ConfigError
+    from worker.tasks import _check_pin
+
+    with pytest.raises(ConfigError, match="reports no version"):
+        _check_pin("finance", "0123456789ab", _Described(None).describe())
+    _check_pin("finance", "0123456789ab", _Described("0123456789ab").describe())

@@ -58,6 +58,26 @@ def adapter_version(config: Mapping[str, Any], weights: Path, length: int = 12) 
     return digest.hexdigest()[:length]
 
 
+def model_version(base: str, adapters: Mapping[str, str | None]) -> str:
+    """One short digest of what serves the roles: the base (``name@revision``) and each
+    role's adapter label (``planner@3f2a…``, None on the base). A department pins it
+    (``DepartmentSettings.adapter_version``); ``umiq models show`` prints it."""
+    canonical = json.dumps({"base": base, "adapters": dict(adapters)}, sort_keys=True)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:12]
+
+
+def adapter_labels(
+    loaded: Mapping[str, AdapterInfo], roles: Iterable[str]
+) -> dict[str, str | None]:
+    """``role -> label`` for ``roles`` (None where no adapter is loaded) and any other
+    loaded adapter (``backbone``), as ``describe()`` reports and the version hashes."""
+    roles = tuple(roles)
+    return {
+        role: loaded[role].label if role in loaded else None
+        for role in (*roles, *(r for r in loaded if r not in roles))
+    }
+
+
 def checkpoint_digest(path: Path) -> str:
     """A short hash of a checkpoint's config and weight files, its revision."""
     files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]

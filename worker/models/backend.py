@@ -18,6 +18,7 @@ caller request with a :class:`CallerConstraint` is decoded under the grammar of
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -324,6 +325,7 @@ class HFRoleModel:
 
     def describe(self) -> dict[str, Any]:
         """Base id and revision, adapter versions: stored with every decision."""
+        labels = _adapters.adapter_labels(self.adapters, ROLES)
         return {
             "backend": "hf",
             "base": self.engine.model_id,
@@ -331,10 +333,8 @@ class HFRoleModel:
             "base_source": self.engine.source,
             "device": self.engine.device,
             "dtype": str(self.engine.model.dtype).removeprefix("torch."),
-            "adapters": {
-                role: self.adapters[role].label if role in self.adapters else None
-                for role in (*ROLES, *(r for r in self.adapters if r not in ROLES))
-            },
+            "adapters": labels,
+            "version": _adapters.model_version(self.engine.model_id, labels),
             "constrained_json_whitespace": self.engine.whitespace,
         }
 
@@ -397,11 +397,13 @@ class CheckpointRoleModel:
 
     def describe(self) -> dict[str, Any]:
         """Each role's checkpoint id and revision."""
+        roles = {role: e.model_id for role, e in self.engines.items()}
         return {
             "backend": "hf-checkpoints",
-            "roles": {role: e.model_id for role, e in self.engines.items()},
+            "roles": roles,
             "device": next(iter(self.engines.values())).device,
             "adapters": dict.fromkeys(ROLES),
+            "version": _adapters.model_version(json.dumps(roles, sort_keys=True), {}),
         }
 
 

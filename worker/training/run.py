@@ -144,6 +144,7 @@ def train(
                         {"fingerprint": stage_fingerprints[stage.name], "reused_from": str(source)},
                     )
                     _reuse.copy_metrics(source.parent, source.name, out, stage.name)
+                    shutil.rmtree(out / "checkpoints" / stage.name, ignore_errors=True)
                     reporter.note(f"{stage.name}: same fingerprint as {source}, reused")
                     continue
                 if stop_after_steps is not None and steps_run >= stop_after_steps:
