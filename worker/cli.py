@@ -170,15 +170,14 @@ def models_show() -> None:
         model_version,
         read_adapter,
     )
-    from worker.models.store import read_stamp
+    from worker.models.store import checkpoint_name
 
     settings = _settings()
     try:
         if settings.role_checkpoints:
             raise typer.BadParameter("role checkpoints are set: a worker reports their version")
         base = resolve_base(settings)
-        stamp = read_stamp(base)
-        base_id = f"{stamp['name'] if stamp else base.name}@{checkpoint_digest(base)}"
+        base_id = f"{checkpoint_name(base)}@{checkpoint_digest(base)}"
         found = find_adapters(settings.resolved_adapters_dir, agent=settings.agent)
         labels = adapter_labels({r: read_adapter(r, p) for r, p in found.items()}, ROLES)
     except UmiqError as exc:

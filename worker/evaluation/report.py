@@ -35,7 +35,6 @@ STATIC_PLOT = "static_metrics.png"
 LIVE_PLOT = "live_pass_rate.png"
 
 
-
 @dataclass(frozen=True)
 class Result:
     """One result folder: the model set's name, the folder and its parsed file."""

@@ -30,10 +30,15 @@ def file_digest(paths: Iterable[Path], length: int = 12) -> str:
     """A short sha256 over the contents of ``paths`` (in the order given)."""
     digest = hashlib.sha256()
     for path in paths:
-        with path.open("rb") as fh:
-            for block in iter(lambda: fh.read(1 << 22), b""):
-                digest.update(block)
+        _update(digest, path)
     return digest.hexdigest()[:length]
+
+
+def _update(digest: Any, path: Path) -> None:
+    """Feed ``path``'s bytes to ``digest`` in 4 MiB blocks."""
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            digest.update(block)
 
 
 #: adapter_config.json fields that say where or with what it was made, not what it is.
@@ -52,9 +57,7 @@ def adapter_version(config: Mapping[str, Any], weights: Path, length: int = 12) 
     if isinstance(identity.get("target_modules"), list):
         identity["target_modules"] = sorted(identity["target_modules"])
     digest = hashlib.sha256(json.dumps(identity, sort_keys=True, default=str).encode())
-    with weights.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 22), b""):
-            digest.update(block)
+    _update(digest, weights)
     return digest.hexdigest()[:length]
 
 

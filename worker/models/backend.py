@@ -41,7 +41,7 @@ from worker.agent.roles import ALL_ROLES, ROLES, Generation, GenerationRequest
 from worker.errors import AdapterError, ConfigError, ModelError
 from worker.models import adapters as _adapters
 from worker.models.constrain import GrammarCache, GrammarLogitsProcessor, Whitespace
-from worker.models.store import read_stamp
+from worker.models.store import checkpoint_name, read_stamp
 
 log = logging.getLogger(__name__)
 
@@ -133,7 +133,7 @@ class _Engine:
         self.vocab_size: int = self.model.get_output_embeddings().weight.shape[0]
         self._grammars: GrammarCache | None = None
         stamp = read_stamp(self.path)
-        self.name = str(stamp["name"]) if stamp else self.path.name
+        self.name = checkpoint_name(self.path)
         self.revision = _adapters.checkpoint_digest(self.path)
         self.source = stamp.get("source") if stamp else None
 

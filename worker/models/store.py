@@ -228,3 +228,9 @@ def read_stamp(path: Path) -> dict[str, object] | None:
     if not stamp.is_file():
         return None
     return json.loads(stamp.read_text())
+
+
+def checkpoint_name(path: Path) -> str:
+    """A checkpoint's name: the store entry's for a store checkpoint, else its folder's."""
+    stamp = read_stamp(path)
+    return str(stamp["name"]) if stamp else path.name

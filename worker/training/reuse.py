@@ -116,7 +116,7 @@ def _fingerprint_from_card(
         base_revision = record["base"]["revision"]
     except (KeyError, TypeError, ConfigError):
         return None
-    for method in (config.method, *METHODS):
+    for method in METHODS:
         variant = replace(config, method=method)
         stages = stages_for(method)
         for index, stage in enumerate(stages):

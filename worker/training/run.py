@@ -39,8 +39,8 @@ from worker.training.data import (
     stages_for,
     tokenize,
 )
+from worker.training.reuse import DONE
 
-DONE = "done"
 CONFIG_FILE = "train-config.json"
 #: What ``--no-resume`` removes before starting over (nothing else in ``out`` is touched).
 ARTEFACTS = (
@@ -102,7 +102,8 @@ def train(
     dtype = getattr(torch, config.resolved_dtype(device))
     from worker.models.adapters import checkpoint_digest
 
-    stage_fingerprints = _reuse.fingerprints(config, digest, device, checkpoint_digest(base_dir))
+    base_revision = checkpoint_digest(base_dir)
+    stage_fingerprints = _reuse.fingerprints(config, digest, device, base_revision)
     reusable: dict[str, Path] = {}
     for run_dir in reuse_from:
         if not Path(run_dir).expanduser().is_dir():
@@ -200,7 +201,17 @@ def train(
             (out / "checkpoints").rmdir()
     adapters = {s.name: out / s.name for s in stages if (out / s.name / DONE).is_file()}
     record = _record(
-        config, out, base_dir, samples, digest, device, stages, summaries, adapters, complete
+        config,
+        out,
+        base_dir,
+        base_revision,
+        samples,
+        digest,
+        device,
+        stages,
+        summaries,
+        adapters,
+        complete,
     )
     card = _card.write_card(out, record)
     curve = _card.plot_curve(out, [s.name for s in stages])
@@ -317,6 +328,7 @@ def _record(
     config: TrainConfig,
     out: Path,
     base_dir: Path,
+    base_revision: str,
     samples: dict[str, list[Any]],
     digest: str,
     device: str,
@@ -326,8 +338,8 @@ def _record(
     complete: bool,
 ) -> dict[str, Any]:
     from worker import __version__
-    from worker.models.adapters import checkpoint_digest, read_adapter
-    from worker.models.store import read_stamp
+    from worker.models.adapters import read_adapter
+    from worker.models.store import checkpoint_name, read_stamp
 
     stamp = read_stamp(base_dir) or {}
     versions = {
@@ -341,9 +353,9 @@ def _record(
         "method": config.method,
         "complete": complete,
         "base": {
-            "name": str(stamp.get("name", base_dir.name)),
+            "name": checkpoint_name(base_dir),
             "path": str(base_dir),
-            "revision": checkpoint_digest(base_dir),
+            "revision": base_revision,
             "source": stamp.get("source"),
         },
         "data": {
