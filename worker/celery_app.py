@@ -64,6 +64,7 @@ def create_app(settings: Settings | None = None) -> Celery:
         # envelope, personal data included) in plain text. Results hold tokens only.
         result_extended=False,
         broker_connection_retry_on_startup=True,
+        broker_heartbeat=settings.broker_heartbeat,
         # Publisher confirms on AMQP; the SQLAlchemy transport passes its options to
         # create_engine and takes none of these.
         broker_transport_options=(

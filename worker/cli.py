@@ -87,7 +87,9 @@ def demo(
 
 @app.command()
 def worker(
-    concurrency: int = typer.Option(1, help="Episodes run at once (threads sharing one model)."),
+    concurrency: int = typer.Option(
+        1, min=1, help="Episodes run at once (threads sharing one model)."
+    ),
     loglevel: str = typer.Option("INFO", help="Log level."),
     queues: str = typer.Option("", help="Comma-separated queues (default: the umiq queue)."),
 ) -> None:
@@ -95,8 +97,14 @@ def worker(
     _configure_logs(loglevel)
     from worker.celery_app import app as celery_app
 
+    # Always the threads pool, even for one episode at a time: the solo pool runs the
+    # episode on the consumer's own thread, which then answers no AMQP heartbeats, and a
+    # CPU episode that outlasts two heartbeat intervals loses its connection, its ack and
+    # then the worker (celery/celery#3430). With threads the consumer keeps the
+    # connection alive while the episode runs beside it, and the model is still loaded
+    # once per process.
     argv = ["worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
-            f"--concurrency={concurrency}", "--pool=" + ("solo" if concurrency == 1 else "threads")]
+            f"--concurrency={concurrency}", "--pool=threads"]
     if queues:
         argv.append(f"--queues={queues}")
     celery_app.worker_main(argv)

@@ -116,6 +116,10 @@ class Settings(BaseSettings):
     queue: str = "umiq.tasks"
     dead_letter_queue: str = "umiq.dead"
     max_redeliveries: int = 3
+    broker_heartbeat: float = 60.0
+    """AMQP heartbeat interval in seconds (0 turns heartbeats off). The worker's consumer
+    thread answers them while episodes run in the pool's threads, so a long episode on a
+    CPU keeps its connection; RabbitMQ drops a peer after two missed intervals."""
 
     model_dir: Path | None = None
     """Where fetched and converted base checkpoints live (default: ``<data_dir>/models``)."""

@@ -483,9 +483,7 @@ def test_real_role_models_see_and_leave_no_raw_personal_data(
             extra_env={"UMIQ_MODEL_DIR": str(model_dir), "UMIQ_MAX_STEPS": "3",
                        "UMIQ_MAX_NEW_TOKENS": "32"},
             timeout=900,
-            # Threads, not the solo pool: a solo worker sends no AMQP heartbeats while an
-            # episode runs, and a CPU episode can outlast RabbitMQ's heartbeat timeout
-            # (celery/celery#3430).
+            # Two episodes at once, as a busy worker runs them.
             worker_args=("--concurrency", "2"),
         )  # fmt: skip
         verify = umiq(run.env, "audit", "verify")

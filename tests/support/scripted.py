@@ -15,7 +15,8 @@ next call as ``Action: <tool>\\nAction Input: {json}``, with every ``$EMAIL``, `
 that kind from its prompt (``$EMAIL`` the first seen, ``$EMAIL[1]`` the second,
 ``$EMAIL[-1]`` the last), so it acts on the tokens it can see as a real model would; the
 summarizer repeats the last observation. Every prompt and answer is appended to the
-JSONL file that ``UMIQ_TEST_PROMPT_LOG`` names, when set.
+JSONL file that ``UMIQ_TEST_PROMPT_LOG`` names, when set; ``UMIQ_TEST_GENERATION_DELAY``
+seconds (default 0) make each generation as slow as a real model's on a CPU.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,6 +37,7 @@ from worker.agent.roles import Generation, GenerationRequest, RoleModel
 
 PROMPT_LOG_ENV = "UMIQ_TEST_PROMPT_LOG"
 SCRIPTS_ENV = "UMIQ_TEST_SCRIPTS"
+DELAY_ENV = "UMIQ_TEST_GENERATION_DELAY"
 
 Script = Sequence[Mapping[str, Any]]
 
@@ -145,12 +148,19 @@ class ScriptedRoleModel:
     """A RoleModel that plays every role from the current task's script and logs prompts."""
 
     def __init__(
-        self, script_for: Callable[[], Script], prompt_log: str | Path | None = None
+        self,
+        script_for: Callable[[], Script],
+        prompt_log: str | Path | None = None,
+        delay: float = 0.0,
     ) -> None:
         self.script_for = script_for
         self.log = PromptLog(prompt_log)
+        self.delay = delay
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        if self.delay:
+            # Blocks the calling thread as a CPU-bound generation does.
+            time.sleep(self.delay)
         out = []
         for request in requests:
             text = answer(request, self.script_for())
@@ -229,7 +239,9 @@ def _task_script() -> Script:
 
 def factory(settings: Any) -> ScriptedRoleModel:
     """``UMIQ_ROLE_MODEL=tests.support.scripted:factory``: the scripted model of each task."""
-    return ScriptedRoleModel(_task_script, os.environ.get(PROMPT_LOG_ENV))
+    return ScriptedRoleModel(
+        _task_script, os.environ.get(PROMPT_LOG_ENV), float(os.environ.get(DELAY_ENV) or 0)
+    )
 
 
 def recording_factory(settings: Any) -> RecordingRoleModel:

@@ -1,0 +1,114 @@
+"""A long episode keeps the worker's AMQP connection: heartbeats flow while it runs.
+
+RabbitMQ drops a peer that misses two heartbeat intervals. A worker whose consumer
+thread is busy with the episode (Celery's solo pool) answers none, so an episode longer
+than that loses the connection, its late ack, and the message comes back to run again
+(celery/celery#3430). ``umiq worker`` runs episodes in the threads pool; this test runs
+the real worker on the real RabbitMQ and Postgres with a one-second heartbeat and a
+scripted role model as slow as a CPU model (3 s a generation, ~12 s an episode).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from kombu import Connection
+
+from worker.celery_app import TASK_NAME, create_app
+from worker.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+HEARTBEAT_S = 1
+DELAY_S = 3
+SCRIPT = [{"tool": "get_invoice", "arguments": {"invoice_id": "INV-1001"}}]
+
+
+def _umiq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env,
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+
+
+def _rows(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]
+    finally:
+        engine.dispose()
+
+
+def test_an_episode_longer_than_the_heartbeat_timeout_keeps_its_connection(
+    tmp_path: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str], erp: Any
+) -> None:
+    queue, dead = queue_names
+    env = dict(os.environ)
+    env.update({
+        "UMIQ_DATA_DIR": str(tmp_path / "data"),
+        "UMIQ_BROKER_URL": amqp_url,
+        "UMIQ_DATABASE_URL": postgres_url,
+        "UMIQ_QUEUE": queue,
+        "UMIQ_DEAD_LETTER_QUEUE": dead,
+        "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
+        "UMIQ_ROLE_MODEL": "tests.support.scripted:factory",
+        "UMIQ_TEST_GENERATION_DELAY": str(DELAY_S),
+        "UMIQ_BROKER_HEARTBEAT": str(HEARTBEAT_S),
+        "UMIQ_LOG_FORMAT": "json",
+    })  # fmt: skip
+    done = _umiq(env, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+
+    log_path = tmp_path / "worker.log"
+    with open(log_path, "wb") as log:
+        worker = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
+                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
+    app = create_app(Settings(data_dir=tmp_path / "client", broker_url=amqp_url,
+                              database_url=postgres_url, queue=queue,
+                              dead_letter_queue=dead))  # fmt: skip
+    try:
+        deadline = time.monotonic() + 180
+        while "ready" not in log_path.read_text(errors="replace"):
+            assert worker.poll() is None, log_path.read_text(errors="replace")
+            assert time.monotonic() < deadline, "worker not ready: " + log_path.read_text()
+            time.sleep(0.5)
+        envelope = {"task_id": "heartbeat-1", "department": "finance",
+                    "query": "What is the status of invoice INV-1001?",
+                    "requested_by": "heartbeat-test", "context": {"script": SCRIPT}}  # fmt: skip
+        started = time.monotonic()
+        result = app.send_task(TASK_NAME, args=[envelope]).get(timeout=240)
+        took = time.monotonic() - started
+        # Let a lost connection show itself: a redelivery would start the episode again.
+        time.sleep(3 * HEARTBEAT_S + DELAY_S)
+        alive = worker.poll() is None
+    finally:
+        worker.terminate()
+        try:
+            worker.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        app.close()
+    log_text = log_path.read_text(errors="replace")
+
+    assert result["outcome"] == "answered", result
+    # The episode outlasted RabbitMQ's limit for a silent peer many times over.
+    assert took > 4 * 2 * HEARTBEAT_S
+    assert alive, log_text
+    assert "Connection to broker lost" not in log_text
+    assert "ConnectionResetError" not in log_text and "missed heartbeats" not in log_text
+    # The episode ran once: one planner start, one outcome, one call reached the ERP.
+    kinds = [r["kind"] for r in _rows(postgres_url, "SELECT kind FROM step WHERE task_id = "
+                                      ":t ORDER BY seq", t="heartbeat-1")]  # fmt: skip
+    assert kinds.count("outcome") == 1, kinds
+    assert kinds[0] == "planner" and kinds.count("caller") == 1, kinds
+    # Its late ack reached the broker: nothing is left on the queue.
+    with Connection(amqp_url) as conn:
+        _, messages, _ = conn.channel().queue_declare(queue, passive=True)
+    assert messages == 0, f"{queue} still holds {messages} message(s)"
