@@ -173,6 +173,11 @@ class Settings(BaseSettings):
     names no person, so it cannot approve or reject. Key material: keep it out of repr."""
     review_auditors: list[str] = Field(default_factory=list)
     """Review users who may open sealed fields on a task's trace (with the key ring)."""
+    review_secret: str | None = Field(default=None, repr=False)
+    """The secret that signs the review page's CSRF and flash cookies (32 characters or
+    more, e.g. ``python -c 'import secrets; print(secrets.token_urlsafe(32))'``). Set it
+    when several review processes serve one page (behind a load balancer) or open forms
+    should survive a restart; unset, each process draws its own. Key material."""
 
     @field_validator("data_dir", mode="after")
     @classmethod

@@ -435,3 +435,36 @@ def test_hash_password_command_prints_a_usable_hash(cli_env: None) -> None:
     assert result.exit_code == 0, result.output
     stored = result.output.strip().splitlines()[-1]
     assert verify_password("s3cret-pw", stored) and not verify_password("other", stored)
+
+
+# -- a shared signing secret --------------------------------------------------------------
+
+
+def test_processes_sharing_the_review_secret_accept_each_others_forms(
+    settings: Settings, audit: AuditLog, sent: Sent
+) -> None:
+    """With UMIQ_REVIEW_SECRET, a form from one review process is accepted by another
+    (two instances behind one address, or one restarted); without it, it is not."""
+    shared = settings.model_copy(update={"review_secret": "s" * 40})
+
+    def app_of(s: Settings) -> TestClient:
+        return TestClient(create_app(s, audit=audit, enqueue=lambda t, k: sent.append((t, k))),
+                          follow_redirects=False)  # fmt: skip
+
+    with app_of(shared) as first, app_of(settings) as unshared:
+        token = csrf_of(first)
+        unshared.cookies.set("umiq_csrf", token)
+        assert post_decision(unshared, "approved", "ok", csrf=token).status_code == 403
+        assert sent == [] and len(pending(audit)) == 1
+    with app_of(shared) as second:
+        second.cookies.set("umiq_csrf", token)
+        response = post_decision(second, "approved", "PO checked", csrf=token)
+        assert response.status_code == 303, response.text
+    assert sent and pending(audit) == []
+
+
+def test_a_short_review_secret_refuses_to_start(settings: Settings, audit: AuditLog) -> None:
+    """A guessable signing secret is a configuration error, not a weak page."""
+    short = settings.model_copy(update={"review_secret": "hunter2"})
+    with pytest.raises(ConfigError, match="UMIQ_REVIEW_SECRET has 7 characters"):
+        create_app(short, audit=audit)

@@ -5,8 +5,9 @@ CSRF uses a signed double-submit cookie: ``GET /approvals`` sets the cookie
 in each form's hidden field; a POST passes only if the field equals the cookie and the
 signature holds for the user who is logged in. Another site can make a browser send the
 basic-auth credentials and the cookie, but it can read neither, so it cannot fill in the
-field. The secret lives in this process: a restart turns open forms stale (the POST is
-refused, a reload gives a fresh form).
+field. The secret is ``UMIQ_REVIEW_SECRET`` when set, so every review process behind one
+address accepts the others' forms; otherwise it lives in this process, and a restart
+turns open forms stale (the POST is refused, a reload gives a fresh form).
 """
 
 from __future__ import annotations
@@ -22,6 +23,30 @@ from typing import Any
 CSRF_COOKIE = "umiq_csrf"
 CSRF_FIELD = "csrf"
 FLASH_COOKIE = "umiq_flash"
+
+
+#: The shortest ``UMIQ_REVIEW_SECRET`` accepted (characters).
+MIN_SECRET_CHARS = 32
+
+
+def review_secret(settings: Any) -> bytes | None:
+    """The signing key derived from ``settings.review_secret``, or None to draw one.
+
+    Raises ConfigError for a secret shorter than :data:`MIN_SECRET_CHARS`: a guessable
+    secret would let another site forge the CSRF token.
+    """
+    from worker.errors import ConfigError
+
+    secret = settings.review_secret
+    if secret is None:
+        return None
+    if len(secret) < MIN_SECRET_CHARS:
+        raise ConfigError(
+            f"UMIQ_REVIEW_SECRET has {len(secret)} characters; it needs at least "
+            f"{MIN_SECRET_CHARS} (e.g. python -c 'import secrets; "
+            "print(secrets.token_urlsafe(32))')"
+        )
+    return hashlib.sha256(b"umiq-review-signing\0" + secret.encode()).digest()
 
 
 def _b64(data: bytes) -> str:
