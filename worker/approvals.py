@@ -193,6 +193,32 @@ def decide(
     return ApprovalDecision(task_id, item.key, verdict, by, reason, record.seq)
 
 
+def resend(audit: Any, task_id: str, *, enqueue: Any | None = None) -> str:
+    """Send the resume of ``task_id``'s approved call again; returns the call's key.
+
+    For a task that was approved but never resumed: the broker lost the resume message,
+    or the resume task failed its retries and was dead-lettered before it made the call.
+    Safe to repeat: the resume task runs only while :func:`approved_key` allows it, and
+    the held call carries its idempotency key. ApprovalError when nothing waits to resume
+    (the task is unknown, still waiting for a decision, rejected, or already resumed).
+    """
+    steps = audit.steps(task_id)
+    if not steps:
+        raise ApprovalError(f"no task {task_id!r} in the audit log")
+    last_outcome = next((s for s in reversed(steps) if s.kind == "outcome"), None)
+    if last_outcome is None or last_outcome.details.get("outcome") != "awaiting_approval":
+        raise ApprovalError(
+            f"task {task_id!r} is not waiting for approval (it never asked, or it was "
+            "rejected or already resumed: `umiq audit show` tells which)"
+        )
+    key = last_outcome.details.get("key")
+    may, why = approved_key(steps, key)
+    if not may:
+        raise ApprovalError(f"task {task_id!r} cannot resume: {why}")
+    (enqueue or send_resume)(task_id, key)
+    return key
+
+
 def send_resume(task_id: str, key: str) -> None:
     """Enqueue the resume task on the broker of the current settings."""
     from worker.celery_app import RESUME_TASK_NAME, create_app

@@ -76,4 +76,16 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
         """Reject the waiting call of TASK_ID; the task ends as rejected."""
         _decide(task_id, "rejected", by, reason)
 
+    @group.command("resume")
+    def resume(task_id: str) -> None:
+        """Send the resume of TASK_ID's approved call again (a lost or dead-lettered resume)."""
+        from worker.approvals import resend
+
+        try:
+            key = resend(audit(), task_id)
+        except UmiqError as exc:
+            out.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        out.print(f"{key}: resume sent; the task resumes on the worker")
+
     return group

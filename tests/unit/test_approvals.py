@@ -10,7 +10,7 @@ from connectors import ToolCall
 from policies import AccessRule, ApprovalPolicy, approval_rules
 from worker.agent.episode import Episode
 from worker.agent.guard import Guard
-from worker.approvals import ApprovalError, approved_key, decide, pending
+from worker.approvals import ApprovalError, approved_key, decide, pending, resend
 from worker.audit import AuditLog, ensure_schema
 from worker.toolbox import Toolbox
 
@@ -151,3 +151,54 @@ def test_review_mode_holds_reads_free_and_writes_for_approval(audit: AuditLog) -
     assert result.outcome == "awaiting_approval"
     assert "review mode" in result.reason
     assert connector.calls == []
+
+
+def test_an_approved_call_that_never_resumed_can_be_resent(audit: AuditLog) -> None:
+    """A lost or dead-lettered resume is sent again; once resumed, it is not."""
+    connector = erp()
+    waiting(audit, connector)
+    with pytest.raises(ApprovalError, match="has not been approved"):
+        resend(audit, "t-1", enqueue=lambda t, k: pytest.fail("not approved yet"))
+    decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=lambda t, k: None)
+    sent: list[tuple[str, str]] = []
+    assert resend(audit, "t-1", enqueue=lambda t, k: sent.append((t, k))) == "t-1:2"
+    assert sent == [("t-1", "t-1:2")]
+    model = Scripted(planner=["Paid.\n Next: conclusion."], summarizer=["INV-1 is scheduled."])
+    episode(model, connector, audit).resume(audit.steps("t-1"), "t-1:2")
+    with pytest.raises(ApprovalError, match="not waiting for approval"):
+        resend(audit, "t-1", enqueue=lambda t, k: pytest.fail("already resumed"))
+    with pytest.raises(ApprovalError, match="no task 'nope'"):
+        resend(audit, "nope", enqueue=lambda t, k: None)
+    assert len(connector.calls) == 1
+
+
+def test_a_rejected_call_is_not_resent(audit: AuditLog) -> None:
+    waiting(audit, erp())
+    decide(audit, "t-1", verdict="rejected", by="dave", reason="no", enqueue=lambda t, k: None)
+    with pytest.raises(ApprovalError, match="not waiting for approval"):
+        resend(audit, "t-1", enqueue=lambda t, k: pytest.fail("rejected"))
+
+
+def test_resume_command_resends_or_says_why_not(
+    audit: AuditLog, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`umiq approvals resume TASK` exits 1 with the reason, or sends the resume once."""
+    import typer
+    from typer.testing import CliRunner
+
+    from worker import approvals, runtime
+    from worker.approvals_cli import register
+
+    waiting(audit, erp())
+    monkeypatch.setattr(runtime, "audit_log", lambda: audit)
+    sent: list[tuple[str, str]] = []
+    monkeypatch.setattr(approvals, "send_resume", lambda t, k: sent.append((t, k)))
+    app = typer.Typer()
+    register(app)
+    runner = CliRunner()
+    refused = runner.invoke(app, ["approvals", "resume", "t-1"])
+    assert refused.exit_code == 1 and "has not been approved" in refused.output
+    decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=lambda t, k: None)
+    done = runner.invoke(app, ["approvals", "resume", "t-1"])
+    assert done.exit_code == 0, done.output
+    assert "t-1:2: resume sent" in done.output and sent == [("t-1", "t-1:2")]
