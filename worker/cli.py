@@ -79,9 +79,15 @@ def demo(
 ) -> None:
     """Run the demo embedded: ERP service, SQLite broker, a worker, four tasks, audit verify."""
     from worker.demo import run_demo
+    from worker.errors import UmiqError
 
-    code = run_demo(console, steps=steps, max_new_tokens=max_new_tokens, tasks=tasks,
-                    timeout=timeout)
+    try:
+        code = run_demo(
+            console, steps=steps, max_new_tokens=max_new_tokens, tasks=tasks, timeout=timeout
+        )
+    except UmiqError as exc:  # e.g. the worker did not start: the message names its log
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
     raise typer.Exit(code)
 
 

@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -60,19 +57,6 @@ OUTCOME_WORDS = {
 }
 
 
-def _wait_ready(worker: subprocess.Popen[bytes], log_path: Path, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if worker.poll() is not None:
-            raise RuntimeError(
-                f"the worker exited with {worker.returncode}; see {log_path}"
-            )
-        if log_path.exists() and "ready" in log_path.read_text(errors="replace"):
-            return
-        time.sleep(0.5)
-    raise RuntimeError(f"the worker did not get ready in {timeout:.0f}s; see {log_path}")
-
-
 def run_demo(
     console: Console,
     *,
@@ -89,6 +73,7 @@ def run_demo(
     from worker.audit.sealing import Sealer
     from worker.celery_app import TASK_NAME, create_app
     from worker.models import resolve_base
+    from worker.process import WorkerProcess
     from worker.settings import get_settings
 
     runtime.reset()
@@ -100,8 +85,9 @@ def run_demo(
     console.print(f"base model: {base}")
     adapters = settings.resolved_adapters_dir
     console.print(
-        f"role adapters: {adapters}" if adapters else
-        "role adapters: none installed, the untuned base plays all three roles"
+        f"role adapters: {adapters}"
+        if adapters
+        else "role adapters: none installed, the untuned base plays all three roles"
     )
 
     run_id = uuid.uuid4().hex[:8]
@@ -113,41 +99,52 @@ def run_demo(
         # People's names in the records are personal data: the worker pseudonymizes them.
         names = write_known_names(settings.data_dir / "acme", settings.data_dir / "known-names.txt")
         env = dict(os.environ)
-        env.update({
-            "UMIQ_PII_KNOWN_NAMES_FILE": str(names),
-            "UMIQ_DATA_DIR": str(settings.data_dir),
-            "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
-            "UMIQ_MAX_STEPS": str(steps),
-            "UMIQ_MAX_NEW_TOKENS": str(max_new_tokens),
-            "UMIQ_LOG_FORMAT": "json",
-        })
-        os.environ.update({k: env[k] for k in ("UMIQ_CONNECTORS", "UMIQ_MAX_STEPS",
-                                              "UMIQ_MAX_NEW_TOKENS",
-                                              "UMIQ_PII_KNOWN_NAMES_FILE")})
+        env.update(
+            {
+                "UMIQ_PII_KNOWN_NAMES_FILE": str(names),
+                "UMIQ_DATA_DIR": str(settings.data_dir),
+                "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
+                "UMIQ_MAX_STEPS": str(steps),
+                "UMIQ_MAX_NEW_TOKENS": str(max_new_tokens),
+                "UMIQ_LOG_FORMAT": "json",
+            }
+        )
+        os.environ.update(
+            {
+                k: env[k]
+                for k in (
+                    "UMIQ_CONNECTORS",
+                    "UMIQ_MAX_STEPS",
+                    "UMIQ_MAX_NEW_TOKENS",
+                    "UMIQ_PII_KNOWN_NAMES_FILE",
+                )
+            }
+        )
         runtime.reset()
         settings = get_settings()
         log_path = settings.data_dir / "demo-worker.log"
-        with open(log_path, "wb") as log_file:
-            worker = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker", "--loglevel", "INFO"],
-                env=env, stdout=log_file, stderr=subprocess.STDOUT,
+        log_path.unlink(missing_ok=True)
+        worker = WorkerProcess(env, log_path)
+        try:
+            with console.status("starting the worker (loads the base model once)…"):
+                worker.start(ready_timeout=300)
+            console.print(f"worker: pid {worker.process.pid}, log {log_path}")
+            ensure_schema(settings.resolved_database_url)
+            audit = AuditLog.from_url(
+                settings.resolved_database_url, sealer=Sealer(load_keyring(settings))
             )
-            try:
-                with console.status("starting the worker (loads the base model once)…"):
-                    _wait_ready(worker, log_path, timeout=300)
-                console.print(f"worker: pid {worker.pid}, log {log_path}")
-                ensure_schema(settings.resolved_database_url)
-                audit = AuditLog.from_url(
-                    settings.resolved_database_url, sealer=Sealer(load_keyring(settings))
-                )
-                results = _run_tasks(console, create_app(settings), TASK_NAME, audit, erp,
-                                     DEMO_TASKS[:tasks], run_id, timeout)
-            finally:
-                worker.terminate()
-                try:
-                    worker.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    worker.kill()
+            results = _run_tasks(
+                console,
+                create_app(settings),
+                TASK_NAME,
+                audit,
+                erp,
+                DEMO_TASKS[:tasks],
+                run_id,
+                timeout,
+            )
+        finally:
+            worker.stop()
 
     for result in results:
         _print_result(console, audit, result)
@@ -155,15 +152,25 @@ def run_demo(
     report = audit.verify()
     console.rule("audit")
     if report.ok:
-        console.print(f"[green]audit chain verified[/green]: {report.rows} rows, "
-                      f"database {settings.resolved_database_url}")
+        console.print(
+            f"[green]audit chain verified[/green]: {report.rows} rows, "
+            f"database {settings.resolved_database_url}"
+        )
         return 0
     console.print(f"[red]audit chain broken[/red]: {report.first_broken}")
     return 1
 
 
-def _run_tasks(console: Console, app: Any, task_name: str, audit: Any, erp: Any,
-               tasks: list[DemoTask], run_id: str, timeout: float) -> list[dict[str, Any]]:
+def _run_tasks(
+    console: Console,
+    app: Any,
+    task_name: str,
+    audit: Any,
+    erp: Any,
+    tasks: list[DemoTask],
+    run_id: str,
+    timeout: float,
+) -> list[dict[str, Any]]:
     """Send the tasks one at a time; check each against the ERP as it left it."""
     from connectors import HttpConnector
     from examples.acme.tasks import FAMILIES, Facts, TaskInstance, World, check
@@ -177,16 +184,22 @@ def _run_tasks(console: Console, app: Any, task_name: str, audit: Any, erp: Any,
         for number, task in enumerate(tasks, 1):
             family = FAMILIES[task.family]
             template = family.template_of(task.query, task.slots)
-            instance = TaskInstance(task.family, task.query, dict(task.slots),
-                                    family.expected(facts, task.slots, template))
+            instance = TaskInstance(
+                task.family,
+                task.query,
+                dict(task.slots),
+                family.expected(facts, task.slots, template),
+            )
             world.baseline = world.snapshot()  # each task is checked on its own writes
-            envelope = {"task_id": f"demo-{run_id}-{number}", "department": "finance",
-                        "query": task.query, "requested_by": "demo"}
+            envelope = {
+                "task_id": f"demo-{run_id}-{number}",
+                "department": "finance",
+                "query": task.query,
+                "requested_by": "demo",
+            }
             async_result = app.send_task(task_name, args=[envelope])
             console.print(f"queued {envelope['task_id']}: {task.query}")
-            with console.status(
-                f"running {envelope['task_id']} (planner → caller → summarizer)…"
-            ):
+            with console.status(f"running {envelope['task_id']} (planner → caller → summarizer)…"):
                 started = time.monotonic()
                 outcome = async_result.get(timeout=max(1.0, deadline - time.monotonic()))
             outcome["query"] = task.query
@@ -222,8 +235,10 @@ def _print_result(console: Console, audit: Any, result: dict[str, Any]) -> None:
     if result["answer"]:
         console.print(f"[bold]answer[/bold] (as the model wrote it): {result['answer']}")
         if result.get("revealed_answer", result["answer"]) != result["answer"]:
-            console.print("  (personal data in it is this task's tokens; the requester reads "
-                          "the raw values: umiq keys decrypt TASK)")
+            console.print(
+                "  (personal data in it is this task's tokens; the requester reads "
+                "the raw values: umiq keys decrypt TASK)"
+            )
     if "passed" in result:
         verdict = "[green]correct[/green]" if result["passed"] else "[red]not correct[/red]"
         why = f": {'; '.join(result['check'])}" if result["check"] else ""
@@ -234,9 +249,13 @@ def _print_summary(console: Console, results: list[dict[str, Any]]) -> None:
     console.rule("summary")
     table = Table("task", "ended", "steps", "wall s", "checked")
     for r in results:
-        table.add_row(r["task_id"], OUTCOME_WORDS.get(r["outcome"], str(r["outcome"])),
-                      str(len(r.get("steps") or [])), str(r.get("wall_s", "")),
-                      "correct" if r.get("passed") else "not correct")
+        table.add_row(
+            r["task_id"],
+            OUTCOME_WORDS.get(r["outcome"], str(r["outcome"])),
+            str(len(r.get("steps") or [])),
+            str(r.get("wall_s", "")),
+            "correct" if r.get("passed") else "not correct",
+        )
     console.print(table)
     passed = sum(1 for r in results if r.get("passed"))
     console.print(f"{passed} of {len(results)} tasks correct (checked against the ERP)")

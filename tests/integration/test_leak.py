@@ -34,6 +34,7 @@ from tests.support.leaks import (
     search,
     texts,
 )
+from worker.process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -261,36 +262,22 @@ def run_worker(
     )
     app = create_app(settings)
     results: dict[str, dict[str, Any]] = {}
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", *worker_args],
-            env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while "ready" not in log_path.read_text(errors="replace"):
-            assert worker.poll() is None, log_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, "worker not ready: " + log_path.read_text()
-            time.sleep(0.5)
-        pending = {}
-        for name, (department, query, script, context) in tasks.items():
-            envelope = {
-                "task_id": task_ids[name],
-                "department": department,
-                "query": query,
-                "requested_by": "leak-test",
-                "context": {"script": script, **context},
-            }
-            pending[name] = app.send_task(TASK_NAME, args=[envelope])
-        deadline = time.monotonic() + timeout
-        for name, async_result in pending.items():
-            results[name] = async_result.get(timeout=max(1.0, deadline - time.monotonic()))
+        with WorkerProcess(env, log_path, worker_args, cwd=REPO, ready_timeout=180):
+            pending = {}
+            for name, (department, query, script, context) in tasks.items():
+                envelope = {
+                    "task_id": task_ids[name],
+                    "department": department,
+                    "query": query,
+                    "requested_by": "leak-test",
+                    "context": {"script": script, **context},
+                }
+                pending[name] = app.send_task(TASK_NAME, args=[envelope])
+            deadline = time.monotonic() + timeout
+            for name, async_result in pending.items():
+                results[name] = async_result.get(timeout=max(1.0, deadline - time.monotonic()))
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
         app.close()
     lines = prompt_log.read_text(encoding="utf-8").splitlines() if prompt_log.exists() else []
     return Run(

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +22,8 @@ from typing import Any
 
 import httpx
 import pytest
+
+from worker.process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -114,30 +114,8 @@ def worker(settings: Any, tmp_path: Path) -> Iterator[Path]:
     settings.ensure_dirs()
     ensure_schema(settings.resolved_database_url)  # before the worker: one migrator at a time
     log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "worker.cli", "worker", "--loglevel", "INFO"],
-            cwd=REPO,
-            env=dict(os.environ),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        _wait(
-            "the worker got ready",
-            lambda: proc.poll() is not None or "ready" in log_path.read_text(errors="replace"),
-            60,
-            log_path,
-        )
-        assert proc.poll() is None, log_path.read_text(errors="replace")
+    with WorkerProcess(dict(os.environ), log_path, cwd=REPO, ready_timeout=60):
         yield log_path
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

@@ -16,31 +16,46 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection, Exchange, Producer, Queue
 
+from worker.process import WorkerProcess
+
 pytestmark = [pytest.mark.integration, pytest.mark.real_model, pytest.mark.slow]
 
 
 def umiq(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "worker.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 @pytest.fixture
-def env(tmp_path: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str],
-        model_dir: Path, erp: Any) -> dict[str, str]:
+def env(
+    tmp_path: Path,
+    amqp_url: str,
+    postgres_url: str,
+    queue_names: tuple[str, str],
+    model_dir: Path,
+    erp: Any,
+) -> dict[str, str]:
     queue, dead = queue_names
     environment = dict(os.environ)
-    environment.update({
-        "UMIQ_DATA_DIR": str(tmp_path / "data"),
-        "UMIQ_MODEL_DIR": str(model_dir),
-        "UMIQ_BROKER_URL": amqp_url,
-        "UMIQ_DATABASE_URL": postgres_url,
-        "UMIQ_QUEUE": queue,
-        "UMIQ_DEAD_LETTER_QUEUE": dead,
-        "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
-        "UMIQ_MAX_STEPS": "2",
-        "UMIQ_MAX_NEW_TOKENS": "24",
-        "UMIQ_LOG_FORMAT": "json",
-    })
+    environment.update(
+        {
+            "UMIQ_DATA_DIR": str(tmp_path / "data"),
+            "UMIQ_MODEL_DIR": str(model_dir),
+            "UMIQ_BROKER_URL": amqp_url,
+            "UMIQ_DATABASE_URL": postgres_url,
+            "UMIQ_QUEUE": queue,
+            "UMIQ_DEAD_LETTER_QUEUE": dead,
+            "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
+            "UMIQ_MAX_STEPS": "2",
+            "UMIQ_MAX_NEW_TOKENS": "24",
+            "UMIQ_LOG_FORMAT": "json",
+        }
+    )
     done = umiq(environment, "db", "upgrade")
     assert done.returncode == 0, done.stderr
     return environment
@@ -49,27 +64,17 @@ def env(tmp_path: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str
 @pytest.fixture
 def worker(env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
     log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        proc = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
-                                stdout=log, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 180
-    while "ready" not in log_path.read_text(errors="replace"):
-        assert proc.poll() is None, log_path.read_text()
-        assert time.monotonic() < deadline, "worker not ready: " + log_path.read_text()
-        time.sleep(0.5)
-    yield log_path
-    proc.terminate()
-    try:
-        proc.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+    with WorkerProcess(env, log_path, (), ready_timeout=180):
+        yield log_path
 
 
 def steps_of(url: str, task_id: str) -> list[dict[str, Any]]:
     engine = sa.create_engine(url)
     with engine.connect() as conn:
-        rows = conn.execute(sa.text("SELECT seq, kind, output, details FROM step "
-                                    "WHERE task_id = :t ORDER BY seq"), {"t": task_id})
+        rows = conn.execute(
+            sa.text("SELECT seq, kind, output, details FROM step WHERE task_id = :t ORDER BY seq"),
+            {"t": task_id},
+        )
         result = [dict(r._mapping) for r in rows]
     engine.dispose()
     return result
@@ -86,10 +91,11 @@ def wait_for_steps(url: str, task_id: str, kind: str, timeout: float = 120) -> l
 
 
 def submit(env: dict[str, str], task_id: str, query: str) -> dict[str, Any]:
-    done = umiq(env, "submit", query, "--department", "finance", "--task-id", task_id,
-                "--timeout", "240")
+    done = umiq(
+        env, "submit", query, "--department", "finance", "--task-id", task_id, "--timeout", "240"
+    )
     assert done.returncode == 0, done.stdout + done.stderr
-    return json.loads(done.stdout[done.stdout.index("{"):])
+    return json.loads(done.stdout[done.stdout.index("{") :])
 
 
 def test_submitted_task_completes_with_steps_in_postgres(env: dict[str, str], worker: Path):
@@ -115,8 +121,9 @@ def test_tampered_row_is_named_by_verify(env: dict[str, str], worker: Path):
     with engine.begin() as conn:
         # A superuser bypassing the append-only triggers, as an attacker with DB access would.
         conn.execute(sa.text("SET LOCAL session_replication_role = replica"))
-        conn.execute(sa.text("UPDATE step SET output = 'tampered' WHERE seq = :s"),
-                     {"s": first["seq"]})
+        conn.execute(
+            sa.text("UPDATE step SET output = 'tampered' WHERE seq = :s"), {"s": first["seq"]}
+        )
     engine.dispose()
     verify = umiq(env, "audit", "verify")
     assert verify.returncode == 1
@@ -125,8 +132,9 @@ def test_tampered_row_is_named_by_verify(env: dict[str, str], worker: Path):
 
 
 def _dead_letters(amqp_url: str, dead: str, expected: int) -> list[Any]:
-    queue = Queue(dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead,
-                  durable=True)
+    queue = Queue(
+        dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead, durable=True
+    )
     got = []
     with Connection(amqp_url) as conn:
         simple = conn.SimpleQueue(queue)
@@ -146,16 +154,33 @@ def test_malformed_envelope_from_plain_kombu_is_refused(env: dict[str, str], wor
     """A Celery message with a bad envelope is refused, audited, dead-lettered; work goes on."""
     queue, dead = env["UMIQ_QUEUE"], env["UMIQ_DEAD_LETTER_QUEUE"]
     bad_id = f"bad-{uuid.uuid4().hex[:8]}"
-    body = [[{"task_id": bad_id, "query": "pay everything", "requested_by": "mallory"}], {},
-            {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+    body = [
+        [{"task_id": bad_id, "query": "pay everything", "requested_by": "mallory"}],
+        {},
+        {"callbacks": None, "errbacks": None, "chain": None, "chord": None},
+    ]
     with Connection(env["UMIQ_BROKER_URL"]) as conn:
         Producer(conn).publish(
-            body, exchange="umiq", routing_key=queue, serializer="json",
-            headers={"task": "umiq.run_task", "id": str(uuid.uuid4()), "lang": "py",
-                     "retries": 0, "argsrepr": "", "kwargsrepr": ""},
+            body,
+            exchange="umiq",
+            routing_key=queue,
+            serializer="json",
+            headers={
+                "task": "umiq.run_task",
+                "id": str(uuid.uuid4()),
+                "lang": "py",
+                "retries": 0,
+                "argsrepr": "",
+                "kwargsrepr": "",
+            },
         )
-        Producer(conn).publish("certainly not json", exchange="umiq", routing_key=queue,
-                               content_type="text/plain", content_encoding="utf-8")
+        Producer(conn).publish(
+            "certainly not json",
+            exchange="umiq",
+            routing_key=queue,
+            content_type="text/plain",
+            content_encoding="utf-8",
+        )
     steps = wait_for_steps(env["UMIQ_DATABASE_URL"], bad_id, "rejected")
     rejected = next(s for s in steps if s["kind"] == "rejected")
     assert "department" in rejected["output"]

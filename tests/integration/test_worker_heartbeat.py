@@ -23,6 +23,7 @@ import sqlalchemy as sa
 from kombu import Connection
 
 from worker.celery_app import TASK_NAME, create_app
+from worker.process import WorkerProcess
 from worker.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -66,36 +67,27 @@ def test_an_episode_longer_than_the_heartbeat_timeout_keeps_its_connection(
     done = _umiq(env, "db", "upgrade")
     assert done.returncode == 0, done.stderr
 
-    log_path = tmp_path / "worker.log"
-    with open(log_path, "wb") as log:
-        worker = subprocess.Popen([sys.executable, "-m", "worker.cli", "worker"], env=env,
-                                  stdout=log, stderr=subprocess.STDOUT)  # fmt: skip
     app = create_app(Settings(data_dir=tmp_path / "client", broker_url=amqp_url,
                               database_url=postgres_url, queue=queue,
                               dead_letter_queue=dead))  # fmt: skip
     try:
-        deadline = time.monotonic() + 180
-        while "ready" not in log_path.read_text(errors="replace"):
-            assert worker.poll() is None, log_path.read_text(errors="replace")
-            assert time.monotonic() < deadline, "worker not ready: " + log_path.read_text()
-            time.sleep(0.5)
-        envelope = {"task_id": "heartbeat-1", "department": "finance",
-                    "query": "What is the status of invoice INV-1001?",
-                    "requested_by": "heartbeat-test", "context": {"script": SCRIPT}}  # fmt: skip
-        started = time.monotonic()
-        result = app.send_task(TASK_NAME, args=[envelope]).get(timeout=240)
-        took = time.monotonic() - started
-        # Let a lost connection show itself: a redelivery would start the episode again.
-        time.sleep(3 * HEARTBEAT_S + DELAY_S)
-        alive = worker.poll() is None
+        with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180) as worker:
+            envelope = {
+                "task_id": "heartbeat-1",
+                "department": "finance",
+                "query": "What is the status of invoice INV-1001?",
+                "requested_by": "heartbeat-test",
+                "context": {"script": SCRIPT},
+            }
+            started = time.monotonic()
+            result = app.send_task(TASK_NAME, args=[envelope]).get(timeout=240)
+            took = time.monotonic() - started
+            # Let a lost connection show itself: a redelivery would start the episode again.
+            time.sleep(3 * HEARTBEAT_S + DELAY_S)
+            alive = worker.alive
+            log_text = worker.log_text()
     finally:
-        worker.terminate()
-        try:
-            worker.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            worker.kill()
         app.close()
-    log_text = log_path.read_text(errors="replace")
 
     assert result["outcome"] == "answered", result
     # The episode outlasted RabbitMQ's limit for a silent peer many times over.

@@ -40,8 +40,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -57,6 +55,7 @@ from worker.data.build import model_view
 from worker.errors import ConfigError
 from worker.evaluation.causes import CAUSES, agent_calls, classify, expert_calls
 from worker.evaluation.modelsets import ModelSet
+from worker.process import WorkerProcess
 
 if TYPE_CHECKING:
     from examples.acme.tasks import Facts, Solution, TaskInstance, World
@@ -356,54 +355,6 @@ def _redact(url: str) -> str:
     from kombu.utils.url import maybe_sanitize_url
 
     return str(maybe_sanitize_url(url))
-
-
-class WorkerProcess:
-    """A ``umiq worker`` subprocess with its own log file."""
-
-    def __init__(self, env: Mapping[str, str], log_path: Path) -> None:
-        self.env = dict(env)
-        self.log_path = log_path
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, ready_timeout: float) -> None:
-        """Start the worker and wait until Celery says it is ready."""
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        offset = self.log_path.stat().st_size if self.log_path.exists() else 0
-        with open(self.log_path, "ab") as log_file:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "worker.cli", "worker", "--loglevel", "INFO"],
-                env=self.env,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + ready_timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ConfigError(
-                    f"the worker exited with {self.process.returncode}; see {self.log_path}"
-                )
-            with open(self.log_path, "rb") as fh:
-                fh.seek(offset)
-                if b"ready" in fh.read():
-                    return
-            time.sleep(0.5)
-        self.stop()
-        raise ConfigError(f"the worker was not ready in {ready_timeout:.0f}s; see {self.log_path}")
-
-    def stop(self, *, kill: bool = False) -> None:
-        """Stop the worker (SIGTERM, then SIGKILL after 30 s; at once with ``kill``)."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        if kill:
-            self.process.kill()
-        else:
-            self.process.terminate()
-        try:
-            self.process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=30)
 
 
 def acme_world(office: Any) -> World:
