@@ -62,12 +62,19 @@ class ApprovalDecision:
     seq: int
 
 
-def _pending_in(steps: Sequence[Any]) -> Any | None:
-    """The open approval request of a task's steps, or None."""
-    if not steps:
-        return None
+def _awaiting(steps: Sequence[Any]) -> Any | None:
+    """The task's last ``outcome`` step when it is ``awaiting_approval`` (the task still
+    waits: not decided into a resume or a rejection), else None."""
     last_outcome = next((s for s in reversed(steps) if s.kind == "outcome"), None)
     if last_outcome is None or last_outcome.details.get("outcome") != "awaiting_approval":
+        return None
+    return last_outcome
+
+
+def _pending_in(steps: Sequence[Any]) -> Any | None:
+    """The open approval request of a task's steps, or None."""
+    last_outcome = _awaiting(steps)
+    if last_outcome is None:
         return None
     key = last_outcome.details.get("key")
     decided = any(
@@ -205,8 +212,8 @@ def resend(audit: Any, task_id: str, *, enqueue: Any | None = None) -> str:
     steps = audit.steps(task_id)
     if not steps:
         raise ApprovalError(f"no task {task_id!r} in the audit log")
-    last_outcome = next((s for s in reversed(steps) if s.kind == "outcome"), None)
-    if last_outcome is None or last_outcome.details.get("outcome") != "awaiting_approval":
+    last_outcome = _awaiting(steps)
+    if last_outcome is None:
         raise ApprovalError(
             f"task {task_id!r} is not waiting for approval (it never asked, or it was "
             "rejected or already resumed: `umiq audit show` tells which)"
@@ -228,8 +235,8 @@ def send_resume(task_id: str, key: str) -> None:
 
 def approved_key(steps: Sequence[Any], key: str) -> tuple[bool, str]:
     """May a resume for ``key`` run now? (True, "") or (False, why not)."""
-    last_outcome = next((s for s in reversed(steps) if s.kind == "outcome"), None)
-    if last_outcome is None or last_outcome.details.get("outcome") != "awaiting_approval":
+    last_outcome = _awaiting(steps)
+    if last_outcome is None:
         return False, "the task is not waiting for approval (already resumed or ended)"
     if last_outcome.details.get("key") != key:
         return False, f"the task waits for call {last_outcome.details.get('key')!r}, not {key!r}"

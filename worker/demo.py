@@ -127,7 +127,7 @@ def run_demo(
         worker = WorkerProcess(env, log_path)
         try:
             with console.status("starting the worker (loads the base model once)…"):
-                worker.start(ready_timeout=300)
+                worker.start()
             console.print(f"worker: pid {worker.process.pid}, log {log_path}")
             ensure_schema(settings.resolved_database_url)
             audit = AuditLog.from_url(

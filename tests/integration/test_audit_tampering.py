@@ -11,8 +11,6 @@ walk, so the signed checkpoint taken before has to catch it.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +19,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Connection, Engine, create_engine, insert, select, text, update
 
+from tests.support.cli import umiq
 from worker.audit import GENESIS, AuditLog, digest, row_hash, upgrade
 from worker.audit.checkpoint import PRIVATE_KEY_FILE, PUBLIC_KEY_FILE, write_keypair
 from worker.audit.tables import CHAIN_TABLES, ChainHead, content_columns
@@ -227,16 +226,6 @@ def env(postgres_url: str, tmp_path: Path) -> dict[str, str]:
     environment.pop("UMIQ_DATABASE_ROLE", None)
     environment.update(UMIQ_DATABASE_URL=postgres_url, UMIQ_DATA_DIR=str(tmp_path / "data"))
     return environment
-
-
-def umiq(env: dict[str, str], *args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *map(str, args)],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
 
 
 @pytest.fixture

@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -26,6 +24,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import POSTGRES_SERVER
+from tests.support.cli import umiq
 from tests.support.leaks import (
     Leak,
     acme_people,
@@ -172,13 +171,6 @@ def fresh_database() -> Iterator[str]:
         with admin.connect() as conn:
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
         admin.dispose()
-
-
-def umiq(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env, cwd=REPO, capture_output=True, text=True, timeout=timeout,
-    )  # fmt: skip
 
 
 @dataclass

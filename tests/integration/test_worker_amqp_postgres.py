@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -16,19 +14,10 @@ import pytest
 import sqlalchemy as sa
 from kombu import Connection, Exchange, Producer, Queue
 
+from tests.support.cli import steps_of, umiq
 from worker.process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_model, pytest.mark.slow]
-
-
-def umiq(env: dict[str, str], *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "worker.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-    )
 
 
 @pytest.fixture
@@ -66,18 +55,6 @@ def worker(env: dict[str, str], tmp_path: Path) -> Iterator[Path]:
     log_path = tmp_path / "worker.log"
     with WorkerProcess(env, log_path, (), ready_timeout=180):
         yield log_path
-
-
-def steps_of(url: str, task_id: str) -> list[dict[str, Any]]:
-    engine = sa.create_engine(url)
-    with engine.connect() as conn:
-        rows = conn.execute(
-            sa.text("SELECT seq, kind, output, details FROM step WHERE task_id = :t ORDER BY seq"),
-            {"t": task_id},
-        )
-        result = [dict(r._mapping) for r in rows]
-    engine.dispose()
-    return result
 
 
 def wait_for_steps(url: str, task_id: str, kind: str, timeout: float = 120) -> list[dict]:

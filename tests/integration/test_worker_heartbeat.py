@@ -12,16 +12,14 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 from kombu import Connection
 
+from tests.support.cli import steps_of, umiq
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
 from worker.settings import Settings
@@ -31,20 +29,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 HEARTBEAT_S = 1
 DELAY_S = 3
 SCRIPT = [{"tool": "get_invoice", "arguments": {"invoice_id": "INV-1001"}}]
-
-
-def _umiq(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "worker.cli", *args], env=env,
-                          capture_output=True, text=True, timeout=300)  # fmt: skip
-
-
-def _rows(url: str, sql: str, **params: Any) -> list[dict[str, Any]]:
-    engine = sa.create_engine(url)
-    try:
-        with engine.connect() as conn:
-            return [dict(r._mapping) for r in conn.execute(sa.text(sql), params)]
-    finally:
-        engine.dispose()
 
 
 def test_an_episode_longer_than_the_heartbeat_timeout_keeps_its_connection(
@@ -64,7 +48,7 @@ def test_an_episode_longer_than_the_heartbeat_timeout_keeps_its_connection(
         "UMIQ_BROKER_HEARTBEAT": str(HEARTBEAT_S),
         "UMIQ_LOG_FORMAT": "json",
     })  # fmt: skip
-    done = _umiq(env, "db", "upgrade")
+    done = umiq(env, "db", "upgrade")
     assert done.returncode == 0, done.stderr
 
     app = create_app(Settings(data_dir=tmp_path / "client", broker_url=amqp_url,
@@ -96,8 +80,7 @@ def test_an_episode_longer_than_the_heartbeat_timeout_keeps_its_connection(
     assert "Connection to broker lost" not in log_text
     assert "ConnectionResetError" not in log_text and "missed heartbeats" not in log_text
     # The episode ran once: one planner start, one outcome, one call reached the ERP.
-    kinds = [r["kind"] for r in _rows(postgres_url, "SELECT kind FROM step WHERE task_id = "
-                                      ":t ORDER BY seq", t="heartbeat-1")]  # fmt: skip
+    kinds = [s["kind"] for s in steps_of(postgres_url, "heartbeat-1")]
     assert kinds.count("outcome") == 1, kinds
     assert kinds[0] == "planner" and kinds.count("caller") == 1, kinds
     # Its late ack reached the broker: nothing is left on the queue.

@@ -20,6 +20,8 @@ import json
 import secrets
 from typing import Any
 
+from worker.errors import ConfigError
+
 CSRF_COOKIE = "umiq_csrf"
 CSRF_FIELD = "csrf"
 FLASH_COOKIE = "umiq_flash"
@@ -29,15 +31,12 @@ FLASH_COOKIE = "umiq_flash"
 MIN_SECRET_CHARS = 32
 
 
-def review_secret(settings: Any) -> bytes | None:
-    """The signing key derived from ``settings.review_secret``, or None to draw one.
+def signing_key(secret: str | None) -> bytes | None:
+    """The signing key derived from ``UMIQ_REVIEW_SECRET``, or None to draw one.
 
     Raises ConfigError for a secret shorter than :data:`MIN_SECRET_CHARS`: a guessable
     secret would let another site forge the CSRF token.
     """
-    from worker.errors import ConfigError
-
-    secret = settings.review_secret
     if secret is None:
         return None
     if len(secret) < MIN_SECRET_CHARS:

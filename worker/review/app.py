@@ -26,7 +26,7 @@ from worker.audit import AuditLog, ensure_schema
 from worker.audit.review import SEALED, conceal, list_tasks, load_trace, open_trace, trace_as_dict
 from worker.errors import AuditError, UmiqError
 from worker.review._auth import Authenticator, Principal
-from worker.review._signing import CSRF_COOKIE, CSRF_FIELD, FLASH_COOKIE, Signer, review_secret
+from worker.review._signing import CSRF_COOKIE, CSRF_FIELD, FLASH_COOKIE, Signer, signing_key
 from worker.review._views import OUTCOMES, TaskFilter, pretty, trace_view, when
 from worker.settings import Settings
 
@@ -118,7 +118,7 @@ def create_app(
         )
     audit_log = audit if audit is not None else open_audit_log(settings)
     send = enqueue or send_resume
-    signer = Signer(review_secret(settings))
+    signer = Signer(signing_key(settings.review_secret))
     env = _templates()
     stylesheet = STYLESHEET.read_text(encoding="utf-8")
 
