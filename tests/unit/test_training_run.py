@@ -20,7 +20,13 @@ from worker.errors import ConfigError  # noqa: E402
 from worker.models.adapters import find_adapters  # noqa: E402
 from worker.models.backend import HFRoleModel  # noqa: E402
 from worker.training import TrainConfig, TrainResult, train  # noqa: E402
-from worker.training.data import IGNORE, load_samples, tokenize  # noqa: E402
+from worker.training.data import (  # noqa: E402
+    IGNORE,
+    Example,
+    load_samples,
+    tokenize,
+    truncation_warning,
+)
 
 ROLE_DIRS = ("planner", "caller", "summarizer")
 WEIGHTS = "adapter_model.safetensors"
@@ -88,6 +94,19 @@ def test_labels_mask_the_prompt_and_keep_the_whole_target(tiny: dict[str, Any]) 
     assert example.input_ids[prompt_len:] == target
     assert target[-1] == tokenizer.eos_token_id
     assert tokenizer.decode(target[:-1]) == sample["target"]
+
+
+def test_a_truncation_warning_names_the_cut_and_the_length_that_avoids_it() -> None:
+    """Cut prompts are reported with the count and the max length that keeps them whole;
+    a stage whose prompts all fit gets no warning."""
+    fits = Example([1] * 10, [IGNORE] * 8 + [5, 2], 0)
+    cut = Example([1] * 16, [IGNORE] * 14 + [5, 2], 30)
+    assert truncation_warning("caller", [fits, fits], 16) is None
+    warning = truncation_warning("planner", [fits, cut], 16)
+    assert warning is not None
+    assert "1 of 2 prompts" in warning
+    assert "up to 30 tokens" in warning
+    assert "--max-length 46" in warning
 
 
 def test_glpft_writes_global_and_three_role_adapters(glpft: TrainResult) -> None:
@@ -276,6 +295,13 @@ def test_model_card_metrics_and_curve_are_written(glpft: TrainResult) -> None:
     readme = (out / "README.md").read_text()
     assert "## Evaluation" in readme
     assert record["data"]["hash"] in readme
+    # max_length 64 cuts these prompts: the card says how many and what length keeps them.
+    planner = record["stages"]["planner"]
+    assert 0 < planner["prompts_truncated"] <= planner["examples"]
+    assert planner["longest_example"] > 64
+    assert f"| {planner['prompts_truncated']} of {planner['examples']} |" in readme
+    longest = max(s["longest_example"] for s in record["stages"].values())
+    assert f"--max-length {longest}" in readme
     lines = (out / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == sum(s["steps"] for s in record["stages"].values())
     assert {"stage", "step", "loss", "lr", "tokens", "elapsed"} <= set(json.loads(lines[0]))

@@ -151,6 +151,13 @@ def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _cut(stage: dict[str, Any]) -> str:
+    """How many of a stage's prompts were cut to the max length; "–" in older records."""
+    if "prompts_truncated" not in stage:
+        return "–"
+    return f"{stage['prompts_truncated']} of {stage['examples']}"
+
+
 def _fmt(value: Any) -> str:
     if value is None:
         return "–"
@@ -195,19 +202,32 @@ def render(record: dict[str, Any]) -> str:
         f"LoRA r={cfg['lora_r']} alpha={cfg['lora_alpha']} dropout={cfg['lora_dropout']} on "
         f"{', '.join(cfg['target_modules'])}; AdamW lr {cfg['lr']}, weight decay "
         f"{cfg['weight_decay']}, cosine schedule with warmup; batch {cfg['batch_size']} × "
-        f"accumulation {cfg['grad_accum']}; max length {cfg['max_length']} (prompts "
-        f"truncated from the left); seed {cfg['seed']}.",
+        f"accumulation {cfg['grad_accum']}; max length {cfg['max_length']} (longer prompts "
+        f"lose their start: *prompts cut*); seed {cfg['seed']}.",
         "",
-        "| stage | epochs | examples | steps | tokens | wall s | tokens/s | first loss | "
-        "final loss |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| stage | epochs | examples | prompts cut | steps | tokens | wall s | tokens/s | "
+        "first loss | final loss |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, s in record["stages"].items():
         lines.append(
-            f"| {name} | {s['epochs']} | {s['examples']} | {s['steps']} | {s['tokens']} | "
-            f"{_fmt(s['seconds'])} | {_fmt(s['tokens_per_s'])} | {_fmt(s['first_loss'])} | "
-            f"{_fmt(s['final_loss'])} |"
+            f"| {name} | {s['epochs']} | {s['examples']} | {_cut(s)} | {s['steps']} | "
+            f"{s['tokens']} | {_fmt(s['seconds'])} | {_fmt(s['tokens_per_s'])} | "
+            f"{_fmt(s['first_loss'])} | {_fmt(s['final_loss'])} |"
         )
+    cut = {n: s for n, s in record["stages"].items() if s.get("prompts_truncated")}
+    if cut:
+        lines += [
+            "",
+            "Inference sends prompts whole, so a cut prompt is one the adapter trained on "
+            "but will not see. "
+            + (
+                f"`--max-length {max(s['longest_example'] for s in cut.values())}` "
+                "trains on whole prompts."
+                if all("longest_example" in s for s in cut.values())
+                else "A larger `--max-length` trains on whole prompts."
+            ),
+        ]
     reused = {n: s["reused_from"] for n, s in record["stages"].items() if s.get("reused_from")}
     if reused:
         lines += [

@@ -97,6 +97,29 @@ class Example:
     def target_tokens(self) -> int:
         return sum(1 for x in self.labels if x != IGNORE)
 
+    @property
+    def full_length(self) -> int:
+        """Tokens the example would take uncut (its prompt as inference sends it)."""
+        return len(self.input_ids) + self.prompt_truncated
+
+
+def truncation_warning(stage: str, examples: Sequence[Example], max_length: int) -> str | None:
+    """What cutting prompts to ``max_length`` costs a stage, or None when nothing was cut.
+
+    The agent sends prompts whole at inference, so a cut prompt (its start, where the
+    tool list begins, is gone) is one the adapter trains on but never sees.
+    """
+    cut = [e for e in examples if e.prompt_truncated]
+    if not cut:
+        return None
+    longest = max(e.full_length for e in examples)
+    return (
+        f"{stage}: {len(cut)} of {len(examples)} prompts are longer than max_length "
+        f"{max_length} and lose up to {max(e.prompt_truncated for e in cut)} tokens from "
+        f"their start; inference sends them whole. --max-length {longest} trains on whole "
+        "prompts."
+    )
+
 
 def tokenize(sample: dict[str, Any], tokenizer: Any, max_length: int, eos_id: int) -> Example:
     """Prompt tokens (tokenizer defaults) + target tokens + EOS, left-truncated to fit."""

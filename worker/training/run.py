@@ -38,6 +38,7 @@ from worker.training.data import (
     select,
     stages_for,
     tokenize,
+    truncation_warning,
 )
 from worker.training.reuse import DONE
 
@@ -158,6 +159,9 @@ def train(
                         f"{config.data} yields no {stage.role} samples for stage {stage.name}"
                     )
                 examples = [tokenize(s, tokenizer, config.max_length, eos_id) for s in chosen]
+                warning = truncation_warning(stage.name, examples, config.max_length)
+                if warning:
+                    reporter.note(f"[yellow]{warning}")
                 ckpt_state = out / "checkpoints" / stage.name / "state.json"
                 done_steps = (
                     json.loads(ckpt_state.read_text())["step"] if ckpt_state.is_file() else 0
@@ -183,6 +187,7 @@ def train(
                     "epochs": config.epochs_for(stage.name),
                     "total_steps": outcome.total_steps,
                     "prompts_truncated": sum(1 for e in examples if e.prompt_truncated),
+                    "longest_example": max(e.full_length for e in examples),
                     **outcome.summary(),
                     "fingerprint": stage_fingerprints[stage.name],
                 }
