@@ -243,6 +243,7 @@ def test_plan_label_mismatch() -> None:
     )
     assert (metrics.plan_acc, metrics.act_em, metrics.arg_f1) == (0.5, 0.5, 0.5)
     assert (metrics.easy_f1, metrics.hard_f1) == (0.0, 0.5)
+    assert metrics.plan_confusion == {"call→call": 1, "call→finish": 1}
 
 
 def test_empty_denominators_give_zero() -> None:
@@ -263,6 +264,7 @@ def test_empty_denominators_give_zero() -> None:
             ),
             0,
         ),
+        "plan_confusion": {},
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -15,8 +16,8 @@ from typer.testing import CliRunner
 from worker.agent import protocol
 from worker.agent.roles import Generation, GenerationRequest
 from worker.agent.samples import load_trajectories
-from worker.evaluation.cli import register
-from worker.evaluation.metrics import parse_step
+from worker.evaluation.cli import plan_misses, register
+from worker.evaluation.metrics import parse_step, score
 from worker.evaluation.static import (
     caller_constraint,
     clean_output,
@@ -195,6 +196,19 @@ def test_cli_static_writes_results(
     )
     assert run.exit_code == 0, run.output
     assert "Plan ACC" in run.output and "R-L" in run.output
-    assert json.loads((out / "metrics.json").read_text())["plan_acc"] == 1.0
+    assert "plan misses: none" in run.output
+    written = json.loads((out / "metrics.json").read_text())
+    assert written["plan_acc"] == 1.0
+    assert all(pair.split("→")[0] == pair.split("→")[1] for pair in written["plan_confusion"])
+    assert sum(written["plan_confusion"].values()) == written["steps"]
     score = CliRunner().invoke(app, ["eval", "score", str(out / "predictions.json")])
     assert score.exit_code == 0 and "Act. EM" in score.output
+
+
+def test_plan_misses_rank_the_wrong_plans() -> None:
+    """The misses line leaves out right plans and lists the most frequent miss first."""
+    metrics = dataclasses.replace(
+        score([]),
+        plan_confusion={"call→call": 9, "call→finish": 1, "give up→call": 5, "finish→finish": 3},
+    )
+    assert plan_misses(metrics) == "plan misses (gold → predicted): give up→call 5, call→finish 1"

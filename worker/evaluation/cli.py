@@ -60,6 +60,19 @@ def metrics_table(metrics: StaticMetrics, title: str = "static metrics") -> Tabl
     return table
 
 
+def plan_misses(metrics: StaticMetrics) -> str:
+    """Plan ACC's misses by kind, most frequent first: where the planner goes wrong."""
+    misses = {
+        pair: n
+        for pair, n in metrics.plan_confusion.items()
+        if pair.split("→")[0] != pair.split("→")[1]
+    }
+    if not misses:
+        return "plan misses: none"
+    ranked = sorted(misses.items(), key=lambda kv: (-kv[1], kv[0]))
+    return "plan misses (gold → predicted): " + ", ".join(f"{pair} {n}" for pair, n in ranked)
+
+
 def command_line(words: Sequence[str], options: Sequence[tuple[str, Any]]) -> str:
     """``umiq <words> --opt value …`` for the options that are set (lists repeat the option)."""
     parts = ["umiq", *words]
@@ -244,6 +257,7 @@ def register(
         result.run["model_set"] = chosen.record() if chosen is not None else None
         predictions, metrics = result.write(out)
         out_console.print(metrics_table(result.metrics))
+        out_console.print(plan_misses(result.metrics))
         out_console.print(f"wrote {predictions} and {metrics}")
         if card is not None:
             from dataclasses import asdict

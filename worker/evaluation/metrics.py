@@ -70,8 +70,9 @@ Where the reference stops with an exception, this module decides instead:
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from worker.errors import ProtocolError
@@ -276,8 +277,11 @@ class StaticMetrics:
     arg_f1_steps: int
     """Gold call steps scored for Arg. F1 (those with unparseable gold arguments are not)."""
     hallucinations: int
+    plan_confusion: dict[str, int] = field(default_factory=dict)
+    """Steps per ``"gold→predicted"`` plan pair (``call``, ``finish``, ``give up``): where
+    Plan ACC's misses go, e.g. ``"give up→finish"`` for an answer where it should give up."""
 
-    def as_dict(self) -> dict[str, float | int]:
+    def as_dict(self) -> dict[str, float | int | dict[str, int]]:
         """All fields, for ``metrics.json``."""
         return asdict(self)
 
@@ -301,6 +305,7 @@ def _mean(values: Sequence[float]) -> float:
 def score(entries: Iterable[Mapping[str, Any]]) -> StaticMetrics:
     """Score ``predictions.json`` entries (``tools``, ``reference``, ``predictions``)."""
     steps = hallucinations = give_ups = 0
+    plans: Counter[str] = Counter()
     plan_hits: list[float] = []
     action_hits: list[float] = []
     f1: list[float] = []
@@ -315,6 +320,7 @@ def score(entries: Iterable[Mapping[str, Any]]) -> StaticMetrics:
         if is_hallucination(pred, (tool["Name"] for tool in entry["tools"])):
             hallucinations += 1
         plan_hits.append(1.0 if gold.plan == pred.plan else 0.0)
+        plans[f"{gold.plan}→{pred.plan}"] += 1
         if gold.plan == "give up":
             give_ups += 1
         elif gold.plan == "finish":
@@ -348,4 +354,5 @@ def score(entries: Iterable[Mapping[str, Any]]) -> StaticMetrics:
         give_up_steps=give_ups,
         arg_f1_steps=len(f1),
         hallucinations=hallucinations,
+        plan_confusion=dict(sorted(plans.items())),
     )
