@@ -109,6 +109,24 @@ def test_a_truncation_warning_names_the_cut_and_the_length_that_avoids_it() -> N
     assert "--max-length 46" in warning
 
 
+def test_a_warning_is_logged_when_there_is_no_progress_bar() -> None:
+    """Without a bar (``--no-progress``) a warning still reaches the user, as a log line."""
+    from structlog.testing import capture_logs
+
+    from worker.training.loop import Reporter
+
+    with capture_logs() as logs, Reporter(False) as reporter:
+        reporter.note("planner: reused")
+        reporter.warn("planner: 3 of 4 prompts are longer than max_length 64")
+    assert logs == [
+        {
+            "event": "training_warning",
+            "log_level": "warning",
+            "message": "planner: 3 of 4 prompts are longer than max_length 64",
+        }
+    ]
+
+
 def test_glpft_writes_global_and_three_role_adapters(glpft: TrainResult) -> None:
     """GLPFT finishes with global/, planner/, caller/, summarizer/, each marked done."""
     assert glpft.complete

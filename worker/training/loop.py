@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from transformers import get_cosine_schedule_with_warmup
 
+from worker.logs import get_logger
 from worker.training.config import TrainConfig
 from worker.training.data import Example, collate, schedule
 
@@ -116,8 +117,17 @@ class Reporter:
             )
 
     def note(self, message: str) -> None:
+        """Something worth a line beside the bar; nothing without a bar."""
         if self._progress is not None:
             self._progress.console.print(message)
+
+    def warn(self, message: str) -> None:
+        """A problem with the run the user should act on: beside the bar, or logged as a
+        warning when there is no bar (``--no-progress``)."""
+        if self._progress is not None:
+            self._progress.console.print(f"[yellow]{message}")
+        else:
+            get_logger(__name__).warning("training_warning", message=message)
 
 
 def train_stage(

@@ -161,7 +161,7 @@ def train(
                 examples = [tokenize(s, tokenizer, config.max_length, eos_id) for s in chosen]
                 warning = truncation_warning(stage.name, examples, config.max_length)
                 if warning:
-                    reporter.note(f"[yellow]{warning}")
+                    reporter.warn(warning)
                 ckpt_state = out / "checkpoints" / stage.name / "state.json"
                 done_steps = (
                     json.loads(ckpt_state.read_text())["step"] if ckpt_state.is_file() else 0
