@@ -62,14 +62,12 @@ def metrics_table(metrics: StaticMetrics, title: str = "static metrics") -> Tabl
 
 def plan_misses(metrics: StaticMetrics) -> str:
     """Plan ACC's misses by kind, most frequent first: where the planner goes wrong."""
-    misses = {
-        pair: n
-        for pair, n in metrics.plan_confusion.items()
-        if pair.split("→")[0] != pair.split("→")[1]
-    }
+    misses = [
+        (pair, n) for pair, n in metrics.plan_confusion.items() if len(set(pair.split("→"))) == 2
+    ]
     if not misses:
         return "plan misses: none"
-    ranked = sorted(misses.items(), key=lambda kv: (-kv[1], kv[0]))
+    ranked = sorted(misses, key=lambda kv: (-kv[1], kv[0]))
     return "plan misses (gold → predicted): " + ", ".join(f"{pair} {n}" for pair, n in ranked)
 
 
