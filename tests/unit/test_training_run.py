@@ -385,6 +385,8 @@ def test_cli_train_command_trains_with_the_options_given(tiny: dict[str, Any]) -
         "2",
         "--seed",
         "3",
+        "--balance",
+        "planner",
         "--no-progress",
     ]
     result = CliRunner().invoke(app, args)
@@ -392,3 +394,4 @@ def test_cli_train_command_trains_with_the_options_given(tiny: dict[str, Any]) -
     assert (out / "single" / "done").is_file()
     config = json.loads((out / "train-config.json").read_text())
     assert (config["lora_r"], config["seed"], config["epochs"]["global"]) == (2, 3, 1)
+    assert config["balance"] == ["planner"]

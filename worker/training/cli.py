@@ -48,6 +48,12 @@ def train_command(
         help="Samples per stage after a seeded shuffle: N for every stage (0: all), or "
         "STAGE=N,… (e.g. planner=192) to change only those stages.",
     ),
+    balance: list[str] = typer.Option(
+        [],
+        "--balance",
+        help="A stage (planner) whose samples are drawn with an equal share per decision "
+        "(first call, later call, conclusion, give up) instead of at random. Repeatable.",
+    ),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     dtype: str | None = typer.Option(None, help="auto, float32 or bfloat16."),
     save_every: int | None = typer.Option(None, help="Steps between checkpoints (0: none)."),
@@ -90,6 +96,8 @@ def train_command(
         "save_every": save_every,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
+    if balance:
+        overrides["balance"] = tuple(balance)
     if target_modules is not None:
         overrides["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m)
     if max_samples is not None:

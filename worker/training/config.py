@@ -38,6 +38,9 @@ ALPHA_UMI_EPOCHS = {"global": 2, "planner": 1, "caller": 1, "summarizer": 2}
 #: α-UMi's warmup ratios per stage (train_toolbench.sh).
 ALPHA_UMI_WARMUP = {"global": 0.4, "planner": 0.2, "caller": 0.2, "summarizer": 0.4}
 
+#: Stages whose samples can be balanced by decision (see ``data.select_balanced``).
+BALANCED_STAGES: tuple[str, ...] = ("planner",)
+
 #: Fields that do not change the weights: a run may be resumed with them changed.
 RUNTIME_FIELDS = frozenset({"out", "save_every"})
 
@@ -70,6 +73,9 @@ class TrainConfig:
     max_samples: int | dict[str, int | None] | None = None
     """Samples per stage after the seeded shuffle; None keeps all. One number caps every
     stage; a dict caps stages by name (``{"planner": 192}``; stages left out keep all)."""
+    balance: tuple[str, ...] = ()
+    """Stages (only ``planner`` for now) whose samples are drawn with an equal share per
+    decision (first call, later call, conclusion, give up) instead of at random."""
     seed: int = 0
     device: str = "auto"
     """``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -83,6 +89,7 @@ class TrainConfig:
         self.out = str(self.out)
         self.base = str(self.base)
         self.target_modules = tuple(self.target_modules)
+        self.balance = tuple(self.balance)
         if isinstance(self.epochs, int):
             self.epochs = dict.fromkeys(STAGE_KEYS, self.epochs)
         if isinstance(self.warmup_ratio, int | float):
@@ -118,6 +125,10 @@ class TrainConfig:
             need(isinstance(n, int) and n >= 1, f"epochs[{stage!r}] must be an int >= 1, got {n}")
         for stage, w in self.warmup_ratio.items():
             need(0 <= w < 1, f"warmup_ratio[{stage!r}] must be in [0, 1), got {w}")
+        need(
+            set(self.balance) <= set(BALANCED_STAGES),
+            f"balance may name only {BALANCED_STAGES}, got {list(self.balance)}",
+        )
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")
         need(self.max_length >= 16, f"max_length must be >= 16, got {self.max_length}")
@@ -152,6 +163,7 @@ class TrainConfig:
         """Plain JSON-able fields plus a version stamp."""
         data = asdict(self)
         data["target_modules"] = list(self.target_modules)
+        data["balance"] = list(self.balance)
         return {"config_version": CONFIG_VERSION, **data}
 
     @classmethod

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.agent import protocol
 from worker.agent.samples import load_trajectories, role_samples
 from worker.errors import ConfigError
 
@@ -82,6 +83,51 @@ def select(samples: Sequence[Any], seed: int, max_samples: int | None) -> list[A
     if max_samples is not None:
         order = order[:max_samples]
     return [samples[i] for i in order]
+
+
+def decision(sample: dict[str, Any]) -> str:
+    """The decision a planner sample teaches: ``give up``, ``conclusion``, ``caller first``
+    (the first call, nothing observed yet) or ``caller next`` (a call after an observation).
+    """
+    target = sample["target"]
+    if protocol.GIVE_UP in target:
+        return "give up"
+    if protocol.CONCLUSION in target:
+        return "conclusion"
+    called = any(turn.get("from") == "caller" for turn in sample.get("history", ()))
+    return "caller next" if called else "caller first"
+
+
+def select_balanced(samples: Sequence[Any], seed: int, max_samples: int | None) -> list[Any]:
+    """A seeded selection with an equal share of each :func:`decision`, shuffled.
+
+    Random selection mirrors the data: in Acme's planner samples a third are first calls
+    (the easiest step) and 36 of 1,031 give-ups. Here each decision gets
+    ``max_samples // kinds`` places (the remainder to the largest kinds); a decision with
+    fewer samples than its share repeats them, each before any twice.
+    """
+    groups: dict[str, list[int]] = {}
+    for i, sample in enumerate(samples):
+        groups.setdefault(decision(sample), []).append(i)
+    if not groups:
+        return []
+    total = len(samples) if max_samples is None else max_samples
+    kinds = sorted(groups, key=lambda k: (-len(groups[k]), k))
+    shares = {
+        k: total // len(kinds) + (1 if n < total % len(kinds) else 0) for n, k in enumerate(kinds)
+    }
+    rng = random.Random(f"balance:{seed}")
+    chosen: list[int] = []
+    for kind in sorted(groups):
+        members = groups[kind]
+        picked: list[int] = []
+        while len(picked) < shares[kind]:
+            order = list(members)
+            rng.shuffle(order)
+            picked += order[: shares[kind] - len(picked)]
+        chosen += picked
+    rng.shuffle(chosen)
+    return [samples[i] for i in chosen]
 
 
 @dataclass(frozen=True)

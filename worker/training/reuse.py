@@ -46,6 +46,7 @@ _NOT_WEIGHTS = frozenset(
         "seed",
         "device",
         "dtype",
+        "balance",
     }
 )
 
@@ -74,6 +75,9 @@ def fingerprints(
             "dtype": config.resolved_dtype(device),
             "init": out[stage.init_from] if stage.init_from else None,
         }
+        if stage.name in config.balance:
+            # Only when set, so the fingerprints of runs from before the field stay valid.
+            parts["balance"] = True
         canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
         out[stage.name] = hashlib.sha256(canonical.encode()).hexdigest()
     return out

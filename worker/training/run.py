@@ -36,6 +36,7 @@ from worker.training.data import (
     data_hash,
     load_samples,
     select,
+    select_balanced,
     stages_for,
     tokenize,
     truncation_warning,
@@ -153,7 +154,8 @@ def train(
                     complete = False
                     break
                 seed = config.seed + index
-                chosen = select(samples[stage.role], seed, config.max_samples_for(stage.name))
+                pick = select_balanced if stage.name in config.balance else select
+                chosen = pick(samples[stage.role], seed, config.max_samples_for(stage.name))
                 if not chosen:
                     raise ConfigError(
                         f"{config.data} yields no {stage.role} samples for stage {stage.name}"
@@ -271,6 +273,7 @@ def _prepare_out(out: Path, config: TrainConfig, digest: str, resume: bool) -> N
         previous = json.loads(config_file.read_text())
         mine = {**config.weights_fields(), "data_hash": digest}
         theirs = {k: v for k, v in previous.items() if k not in ("out", "save_every")}
+        theirs.setdefault("balance", [])  # runs from before the field balanced nothing
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if changed:
             raise ConfigError(

@@ -1,0 +1,89 @@
+"""Decision-balanced sample selection for the planner stage (``--balance planner``)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import pytest
+
+from worker.agent import protocol
+from worker.errors import ConfigError
+from worker.training.config import TrainConfig
+from worker.training.data import decision, select, select_balanced
+from worker.training.reuse import fingerprints
+
+CALL = {"from": "caller", "value": 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'}
+USER = {"from": "user", "value": "Pay INV-1."}
+
+
+def planner_sample(kind: str, n: int) -> dict[str, Any]:
+    marker, history = {
+        "caller first": (protocol.CALLER, [USER]),
+        "caller next": (protocol.CALLER, [USER, CALL]),
+        "conclusion": (protocol.CONCLUSION, [USER, CALL]),
+        "give up": (protocol.GIVE_UP, [USER, CALL]),
+    }[kind]
+    return {"history": history, "input": f"prompt {kind} {n}", "target": f"thought {n}\n {marker}"}
+
+
+def skewed() -> list[dict[str, Any]]:
+    """The shape of Acme's planner samples: many first calls, few give-ups."""
+    counts = {"caller first": 40, "caller next": 30, "conclusion": 25, "give up": 3}
+    return [planner_sample(k, i) for k, n in counts.items() for i in range(n)]
+
+
+@pytest.mark.parametrize("kind", ["caller first", "caller next", "conclusion", "give up"])
+def test_decision_names_what_a_planner_sample_teaches(kind: str) -> None:
+    assert decision(planner_sample(kind, 0)) == kind
+
+
+def test_each_decision_gets_an_equal_share() -> None:
+    chosen = select_balanced(skewed(), seed=1, max_samples=40)
+    assert Counter(decision(s) for s in chosen) == dict.fromkeys(
+        ("caller first", "caller next", "conclusion", "give up"), 10
+    )
+    # A random draw of the same size keeps the skew: the give-ups all but vanish.
+    assert Counter(decision(s) for s in select(skewed(), 1, 40))["give up"] < 10
+
+
+def test_a_small_decision_repeats_every_sample_before_any_twice() -> None:
+    chosen = select_balanced(skewed(), seed=2, max_samples=40)
+    give_ups = Counter(s["input"] for s in chosen if decision(s) == "give up")
+    assert sorted(give_ups.values()) == [3, 3, 4]
+    # The large decisions are drawn without repeats.
+    others = [s["input"] for s in chosen if decision(s) != "give up"]
+    assert len(others) == len(set(others))
+
+
+def test_the_remainder_goes_to_the_largest_decisions_and_no_cap_keeps_the_total() -> None:
+    shares = Counter(decision(s) for s in select_balanced(skewed(), seed=0, max_samples=42))
+    assert shares == {"caller first": 11, "caller next": 11, "conclusion": 10, "give up": 10}
+    assert len(select_balanced(skewed(), seed=0, max_samples=None)) == len(skewed())
+
+
+def test_the_selection_is_seeded() -> None:
+    first = [s["input"] for s in select_balanced(skewed(), seed=5, max_samples=40)]
+    assert first == [s["input"] for s in select_balanced(skewed(), seed=5, max_samples=40)]
+    assert first != [s["input"] for s in select_balanced(skewed(), seed=6, max_samples=40)]
+
+
+def test_only_the_planner_can_be_balanced() -> None:
+    assert TrainConfig(data="d", out="o", balance=["planner"]).balance == ("planner",)
+    with pytest.raises(ConfigError, match="balance may name only"):
+        TrainConfig(data="d", out="o", balance=("caller",))
+
+
+def test_balancing_the_planner_changes_only_the_planners_fingerprint() -> None:
+    """Runs without ``balance`` keep their fingerprints, so their stages stay reusable."""
+    plain = fingerprints(TrainConfig(data="d", out="o"), "hash", "cpu", "rev")
+    balanced = fingerprints(
+        TrainConfig(data="d", out="o", balance=("planner",)), "hash", "cpu", "rev"
+    )
+    assert [s for s in plain if plain[s] != balanced[s]] == ["planner"]
+
+
+def test_a_config_from_before_the_field_reads_as_unbalanced() -> None:
+    record = TrainConfig(data="d", out="o").to_dict()
+    del record["balance"]
+    assert TrainConfig.from_dict(record).balance == ()
