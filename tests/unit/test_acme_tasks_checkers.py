@@ -42,6 +42,16 @@ def test_a_fact_must_be_a_whole_word():
     assert not states("It is not paid.", "no")
 
 
+def test_a_negated_fact_is_not_stated():
+    """'It is not open' does not state the status open; another, plain mention does."""
+    assert not states("No, I cannot give up INV-1004. It is not open.", "open")
+    assert not states("The invoice isn't paid.", "paid")
+    assert states("It is open, not paid.", "open")
+    assert states("It was not disputed; it is open.", "open")
+    # A fact that is itself a negation counts where it stands.
+    assert states("I did not pay INV-1005: it exceeds your limit.", "not")
+
+
 def test_expert_answer_passes(fresh):
     """The expert's own answer to a lookup passes its checker."""
     inst = instance(fresh, "invoice_status")

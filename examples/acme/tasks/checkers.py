@@ -40,10 +40,24 @@ def normalise(text: str) -> str:
     return " ".join(_NUMBER_COMMA.sub("", text).lower().split())
 
 
+#: A word that negates the fact right after it ("not open", "isn't paid", "no dispute").
+_NEGATION = re.compile(r"(?:\b(?:not|no|never)|n't)\s+$")
+
+
 def states(answer: str, fact: str) -> bool:
-    """Whether ``answer`` states ``fact`` as a whole word or phrase (case and 1,000s aside)."""
-    pattern = r"(?<![\w.-])" + re.escape(normalise(fact)) + r"(?![\w-]|\.\d)"
-    return re.search(pattern, normalise(answer)) is not None
+    """Whether ``answer`` states ``fact`` as a whole word or phrase (case and 1,000s aside).
+
+    An occurrence right after a negation ("It is not open") does not state the fact; the
+    answer needs one that is not negated. A fact that is itself a negation ("not") counts
+    wherever it stands.
+    """
+    wanted = normalise(fact)
+    text = normalise(answer)
+    pattern = r"(?<![\w.-])" + re.escape(wanted) + r"(?![\w-]|\.\d)"
+    for match in re.finditer(pattern, text):
+        if wanted in ("not", "no", "never") or not _NEGATION.search(text[: match.start()]):
+            return True
+    return False
 
 
 def answer_reasons(expected: Mapping[str, Any], answer: str) -> list[str]:
