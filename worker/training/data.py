@@ -89,11 +89,9 @@ def decision(sample: dict[str, Any]) -> str:
     """The decision a planner sample teaches: ``give up``, ``conclusion``, ``caller first``
     (the first call, nothing observed yet) or ``caller next`` (a call after an observation).
     """
-    target = sample["target"]
-    if protocol.GIVE_UP in target:
-        return "give up"
-    if protocol.CONCLUSION in target:
-        return "conclusion"
+    route = protocol.parse_planner(sample["target"]).next
+    if route != "caller":
+        return route
     called = any(turn.get("from") == "caller" for turn in sample.get("history", ()))
     return "caller next" if called else "caller first"
 

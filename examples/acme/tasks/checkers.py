@@ -40,8 +40,10 @@ def normalise(text: str) -> str:
     return " ".join(_NUMBER_COMMA.sub("", text).lower().split())
 
 
-#: A word that negates the fact right after it ("not open", "isn't paid", "no dispute").
-_NEGATION = re.compile(r"(?:\b(?:not|no|never)|n't)\s+$")
+#: Words that negate the fact right after them ("not open", "no dispute"); "isn't paid"
+#: too.
+_NEGATIONS = ("not", "no", "never")
+_NEGATION = re.compile(r"(?:\b(?:" + "|".join(_NEGATIONS) + r")|n't)\s+$")
 
 
 def states(answer: str, fact: str) -> bool:
@@ -55,7 +57,7 @@ def states(answer: str, fact: str) -> bool:
     text = normalise(answer)
     pattern = r"(?<![\w.-])" + re.escape(wanted) + r"(?![\w-]|\.\d)"
     for match in re.finditer(pattern, text):
-        if wanted in ("not", "no", "never") or not _NEGATION.search(text[: match.start()]):
+        if wanted in _NEGATIONS or not _NEGATION.search(text[: match.start()]):
             return True
     return False
 
