@@ -174,6 +174,7 @@ def _run_tasks(
     """Send the tasks one at a time; check each against the ERP as it left it."""
     from connectors import HttpConnector
     from examples.acme.tasks import FAMILIES, Facts, TaskInstance, World, check
+    from examples.acme.tasks.checkers import observed_calls
     from worker.agent.guard import reveal
 
     world = World({"erp": HttpConnector.from_url("erp", erp.url)}, erp.reset)
@@ -206,7 +207,8 @@ def _run_tasks(
             outcome["wall_s"] = round(time.monotonic() - started, 1)
             answered = outcome.get("outcome") == "answered"
             raw = reveal(audit, envelope["task_id"], outcome.get("answer") or "")
-            verdict = check(instance, world, raw if answered else "")
+            observed = observed_calls(audit.tool_calls(envelope["task_id"]))
+            verdict = check(instance, world, raw if answered else "", observed)
             ended_right = outcome.get("outcome") in ("answered", "gave_up")
             outcome["passed"] = verdict.passed and ended_right
             outcome["check"] = list(verdict.reasons) or (

@@ -16,6 +16,7 @@ from examples.acme.tasks import (
     running_world,
     solve,
 )
+from examples.acme.tasks.checkers import observed_in_trajectory
 from worker.agent import protocol
 from worker.agent.samples import ROLES
 from worker.data.build import build_dataset, split_roles
@@ -39,7 +40,9 @@ def solved(tmp_path_factory):
         for instance in [i for items in drawn.values() for i in items]:
             world.reset()
             solution = solve(world, instance, seed=SEED)
-            results.append((instance, solution, check(instance, world, solution.answer)))
+            observed = observed_in_trajectory(solution.trajectory)
+            verdict = check(instance, world, solution.answer, observed)
+            results.append((instance, solution, verdict))
         yield families, results
 
 

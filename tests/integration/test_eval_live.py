@@ -175,6 +175,7 @@ def record_episode(
         steps.append({"index": index, "kind": kind, "text": output, "details": details})
 
     answer = ""
+    call = None
     for turn in turns[1:]:
         who, text = turn["from"], turn["value"]
         if who == "assistant":
@@ -188,7 +189,20 @@ def record_episode(
                 {"policy": "access", "allowed": True, "reasons": [], "tool": call.tool},
             )
         elif who == "observation":
-            add("tool", text, {"ok": '"error": ""' in text})
+            seen = json.loads(text)
+            assert call is not None
+            audit.append_tool_call(  # as the episode records the connector's result
+                task_id=task_id,
+                step=len(steps),
+                idempotency_key=f"{task_id}:{len(steps)}",
+                tool=call.tool,
+                effect="read",
+                request=dict(call.arguments),
+                response=seen.get("response"),
+                ok=not seen.get("error"),
+                error=seen.get("error") or None,
+            )
+            add("tool", text, {"ok": not seen.get("error")})
         elif who == "conclusion":
             answer = text
             add("summarizer", text, {})
@@ -259,3 +273,34 @@ def test_a_give_up_on_an_answerable_task_fails(acme, audit: AuditLog) -> None:
     assert not scored.passed
     assert "expected an answer, got none (gave up)" in scored.reasons
     assert scored.cause == "wrong plan"
+
+
+def test_a_give_up_after_finding_the_record_fails(acme, audit: AuditLog) -> None:
+    """A give-up task passes only when a lookup came back empty: the expert's does; a
+    give-up after a lookup of something that exists (the demo's accident: the caller
+    fetched a vendor, then the planner gave up) is the right end for the wrong reason."""
+    world, instances = acme
+    instance = next(i for i in instances if i.family == "unknown_invoice")
+    world.reset()
+    solution = solve(world, instance)
+    expert = score_task(
+        instance,
+        world,
+        record_episode(audit, "nf", solution.trajectory["conversations"], "gave_up"),
+        audit,
+        expert=solution,
+    )
+    assert expert.passed, expert.reasons
+    vendor = world.read("list_vendors")[0]["id"]
+    found = json.dumps({"error": "", "response": world.read("get_vendor", vendor_id=vendor)})
+    turns = [
+        {"from": "user", "value": instance.instruction},
+        {"from": "assistant", "value": "Let me look it up.\n Next: caller."},
+        {"from": "caller", "value": protocol.format_caller("get_vendor", {"vendor_id": vendor})},
+        {"from": "observation", "value": found},
+        {"from": "assistant", "value": f"{vendor} is gone.\n Next: give up."},
+    ]
+    scored = score_task(instance, world, record_episode(audit, "found", turns, "gave_up"), audit)
+    assert not scored.passed and not scored.checker_passed
+    assert any("gave up without a get_invoice that found nothing" in r for r in scored.reasons)
+    assert scored.cause == "wrong plan", scored.cause_detail

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 
 from examples.acme.tasks import Facts, TaskInstance, check, generate, solve
-from examples.acme.tasks.checkers import states
+from examples.acme.tasks.checkers import (
+    Observed,
+    observed_calls,
+    observed_in_trajectory,
+    states,
+)
 from examples.acme.tasks.world import in_process_world
 
 
@@ -96,6 +101,52 @@ def test_payment_with_a_wrong_date_fails(fresh):
 def test_give_up_with_empty_answer_passes(fresh):
     """Giving up on an unknown invoice with nothing written passes."""
     assert check(instance(fresh, "unknown_invoice"), fresh, "").passed
+
+
+def test_a_give_up_must_follow_a_lookup_that_found_nothing(fresh):
+    """With the agent's calls at hand, a give-up passes only after an empty lookup."""
+    inst = instance(fresh, "unknown_invoice")
+    iid = inst.slots["invoice_id"]
+    missing = Observed("get_invoice", False, None, f"invoice {iid} not found")
+    assert check(inst, fresh, "", [missing]).passed
+    found = Observed("get_vendor", True, {"id": "V-0042", "country": "DE"})
+    result = check(inst, fresh, "", [found])
+    assert not result.passed
+    assert result.reasons == (
+        "gave up without a get_invoice that found nothing (calls: get_vendor (found))",
+    )
+    # no lookup at all, or the right tool refused for another reason
+    assert not check(inst, fresh, "", []).passed
+    assert not check(inst, fresh, "", [Observed("get_invoice", False, None, "timeout")]).passed
+
+
+def test_an_empty_search_grounds_a_give_up(fresh):
+    """An unknown vendor: the name search coming back empty is the reason to give up."""
+    inst = instance(fresh, "unknown_vendor")
+    assert check(inst, fresh, "", [Observed("list_vendors", True, [])]).passed
+    assert not check(inst, fresh, "", [Observed("list_vendors", True, [{"id": "V-1"}])]).passed
+
+
+def test_the_expert_gives_up_for_the_right_reason(fresh):
+    """The expert's trajectory, read back as observed calls, grounds its give-up."""
+    inst = instance(fresh, "unknown_invoice")
+    solution = solve(fresh, inst)
+    observed = observed_in_trajectory(solution.trajectory)
+    assert [c.tool for c in observed] == ["get_invoice"] and observed[0].found_nothing
+    assert check(inst, fresh, solution.answer, observed).passed
+
+
+def test_observed_calls_read_audit_rows():
+    """Rows as the audit log returns them (records or dicts) become ``Observed``."""
+    rows = [
+        {"tool": "get_invoice", "ok": False, "error": "invoice INV-2003 not found"},
+        {"tool": "list_vendors", "ok": True, "response": [], "error": None},
+    ]
+    assert observed_calls(rows) == [
+        Observed("get_invoice", False, None, "invoice INV-2003 not found"),
+        Observed("list_vendors", True, [], None),
+    ]
+    assert all(c.found_nothing for c in observed_calls(rows))
 
 
 def test_answering_a_give_up_task_fails(fresh):

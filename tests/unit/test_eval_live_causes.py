@@ -330,3 +330,18 @@ def test_expert_calls_come_from_the_caller_turns() -> None:
         ]
     }
     assert expert_calls(trajectory) == [INVOICE]
+
+
+def test_a_give_up_without_an_empty_lookup_is_a_wrong_plan() -> None:
+    """The expert gives up too, but the agent's lookup found its record: wrong plan."""
+    steps = [*call_steps("get_invoice", invoice_id="INV-1004"), *ending("gave_up")]
+    why = "gave up without a get_invoice that found nothing (calls: get_invoice (found))"
+    diagnosis = classify(
+        outcome="gave_up",
+        steps=steps,
+        expected_outcome="give_up",
+        gold=[INVOICE],
+        give_up_reasons=[why],
+        write_tools=WRITES,
+    )
+    assert (diagnosis.cause, diagnosis.detail) == ("wrong plan", why)

@@ -24,7 +24,9 @@ first that applies wins):
 5. ``wrong plan`` on the ending: the agent concluded or gave up while an expert call
    was still unmade ("too early"), or answered a task the expert gives up.
 6. ``gave up``: it gave up on a task the expert answers, after making every call the
-   expert makes.
+   expert makes. A give-up on a task the expert gives up on, made without a lookup
+   that came back empty (the record was found, or never looked up), is ``wrong plan``:
+   the right end for the wrong reason.
 7. ``wrong argument`` when every expert call was made and none diverged but the
    systems still differ from the expected state (a write's free text or a field the
    comparison let pass); without an expert to compare with, ``wrong plan``.
@@ -270,6 +272,7 @@ def classify(
     gold: Sequence[Call] | None,
     state_reasons: Sequence[str] = (),
     answer_reasons: Sequence[str] = (),
+    give_up_reasons: Sequence[str] = (),
     write_tools: Collection[str] = (),
     reason: str = "",
 ) -> Diagnosis:
@@ -311,6 +314,9 @@ def classify(
         return Diagnosis("wrong plan", "answered a task the expert gives up")
     if outcome == "gave_up" and expected_outcome != "give_up":
         return Diagnosis("gave up", "gave up on a task the expert answers")
+    if give_up_reasons:
+        # the right end for the wrong reason: no lookup had come back empty
+        return Diagnosis("wrong plan", "; ".join(give_up_reasons))
     if state_reasons:
         # every expert call was made and none diverged, yet the records differ: the
         # writes carried other contents (free text, a field the comparison let pass)

@@ -145,8 +145,8 @@ def score_task(
     compared with the agent's calls to name the failure cause. The world must still be
     in the state the task left.
     """
-    from examples.acme.tasks import check
-    from examples.acme.tasks.checkers import answer_reasons
+    from examples.acme.tasks import FAMILIES, check
+    from examples.acme.tasks.checkers import answer_reasons, give_up_reasons, observed_calls
 
     result = dict(result or {})
     task_id = result.get("task_id") or task_id
@@ -163,13 +163,21 @@ def score_task(
         from worker.agent.guard import reveal
 
         answer = reveal(audit, task_id, answer)
-    verdict = check(instance, world, answer)
+    observed = observed_calls(tool_calls) if audit is not None and task_id else None
+    verdict = check(instance, world, answer, observed)
     passed = verdict.passed and outcome in PASSING_OUTCOMES
     reasons = list(verdict.reasons)
     if verdict.passed and not passed:
         reasons.append(f"the episode ended {outcome or 'without a result'}")
     answer_problems = answer_reasons(instance.expected, answer)
-    state_problems = [r for r in verdict.reasons if r not in answer_problems]
+    give_up_problems = (
+        give_up_reasons(instance.expected, FAMILIES[instance.family].needs_tools, observed)
+        if observed is not None and not answer and instance.family in FAMILIES
+        else []
+    )
+    state_problems = [
+        r for r in verdict.reasons if r not in answer_problems and r not in give_up_problems
+    ]
 
     diagnosis = None
     if not passed:
@@ -184,6 +192,7 @@ def score_task(
             gold=expert_calls(expert.trajectory) if expert is not None else None,
             state_reasons=state_problems,
             answer_reasons=answer_problems,
+            give_up_reasons=give_up_problems,
             write_tools=write_tools,
             reason=str(result.get("reason", "")),
         )

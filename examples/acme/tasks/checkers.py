@@ -5,20 +5,25 @@
 nothing else changed (nothing at all for lookups, refusals and give-ups), the answer
 states the expected facts (ids, amounts, dates, yes/no) and none of the forbidden ones
 (a vendor's IBAN in a country lookup). A give-up task passes when the agent gave up (an
-empty answer) and wrote nothing.
+empty answer), wrote nothing and, where the caller passes what the agent observed, gave
+up for the right reason: a lookup of the family's (``needs_tools``) found nothing. A
+give-up after a lookup that found the record is a wrong decision that happens to look
+right from the outside.
 
 Families share these rules; ``CHECKS`` adds a family's own where it needs more.
 """
 
 from __future__ import annotations
 
+import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from examples.acme.tasks.catalogue import FAMILIES, TaskInstance
 from examples.acme.tasks.world import World
+from worker.agent import protocol
 
 
 @dataclass(frozen=True)
@@ -76,6 +81,70 @@ def answer_reasons(expected: Mapping[str, Any], answer: str) -> list[str]:
         f"the answer discloses {bad!r}" for bad in expected["forbid"] if bad and bad in answer
     ]
     return reasons
+
+
+@dataclass(frozen=True)
+class Observed:
+    """One tool call the agent made and what came back (as the audit log records it)."""
+
+    tool: str
+    ok: bool
+    response: Any = None
+    error: str | None = None
+
+    @property
+    def found_nothing(self) -> bool:
+        """The lookup came back empty: a "not found" refusal or an empty result."""
+        if not self.ok:
+            return "not found" in (self.error or "").lower()
+        return self.response in (None, [], {}, "")
+
+
+def observed_calls(rows: Iterable[Any]) -> list[Observed]:
+    """``Observed`` from audit ``tool_call`` rows (records or dicts with the same fields)."""
+
+    def get(row: Any, name: str) -> Any:
+        return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
+
+    return [
+        Observed(
+            str(get(row, "tool")), bool(get(row, "ok")), get(row, "response"), get(row, "error")
+        )
+        for row in rows
+    ]
+
+
+def observed_in_trajectory(trajectory: Mapping[str, Any]) -> list[Observed]:
+    """``Observed`` from a trajectory's caller turns and the observations after them."""
+    calls: list[Observed] = []
+    tool: str | None = None
+    for turn in trajectory.get("conversations", []):
+        if turn.get("from") == "caller":
+            tool = protocol.parse_caller(turn["value"]).tool
+        elif turn.get("from") == "observation" and tool is not None:
+            try:
+                seen = json.loads(turn["value"])
+            except (TypeError, ValueError):
+                seen = {"error": str(turn["value"]), "response": None}
+            error = seen.get("error") or None
+            calls.append(Observed(tool, error is None, seen.get("response"), error))
+            tool = None
+    return calls
+
+
+def give_up_reasons(
+    expected: Mapping[str, Any], needs_tools: Sequence[str], observed: Sequence[Observed]
+) -> list[str]:
+    """Why a give-up was not earned: no lookup of ``needs_tools`` found nothing."""
+    if expected["outcome"] != "give_up":
+        return []
+    if any(call.tool in needs_tools and call.found_nothing for call in observed):
+        return []
+    looked = ", ".join(f"{c.tool} ({'nothing' if c.found_nothing else 'found'})" for c in observed)
+    return [
+        f"gave up without a {'/'.join(needs_tools) or 'lookup'} that found nothing "
+        f"(calls: {looked or 'none'})"
+    ]
 
 
 def state_reasons(
@@ -167,8 +236,21 @@ CHECKS |= {
 }
 
 
-def check(instance: TaskInstance, world: World, answer: str) -> CheckResult:
-    """Check one finished task; ``answer`` is ``""`` when the agent gave up."""
+def check(
+    instance: TaskInstance,
+    world: World,
+    answer: str,
+    observed: Sequence[Observed] | None = None,
+) -> CheckResult:
+    """Check one finished task; ``answer`` is ``""`` when the agent gave up.
+
+    ``observed`` is what the agent's tool calls returned (``observed_calls`` of the audit
+    log's rows); with it, a give-up must follow a lookup that found nothing. Pass it
+    wherever the trace is at hand: without it a give-up is judged by its outside alone.
+    """
     rule = CHECKS.get(instance.family, check_state_and_answer)
     reasons = rule(instance, world, answer)
+    if observed is not None and not answer.strip():
+        needs = FAMILIES[instance.family].needs_tools if instance.family in FAMILIES else ()
+        reasons += give_up_reasons(instance.expected, needs, observed)
     return CheckResult(not reasons, tuple(reasons))
