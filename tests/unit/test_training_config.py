@@ -125,3 +125,35 @@ def test_the_shipped_adapters_are_what_the_demo_preset_trains() -> None:
         "caller",
         "summarizer",
     ]
+
+
+def test_a_stage_may_have_its_own_learning_rate() -> None:
+    """``stage_lr`` sets one stage's peak lr; the others (and ``single`` as ``global``)
+    keep ``lr``; an unknown stage or a rate <= 0 is refused."""
+    config = TrainConfig.preset("demo", data="d.json", out="o", stage_lr={"planner": 2e-3})
+    assert [config.lr_for(s) for s in ("global", "single", "planner", "caller")] == [
+        5e-4,
+        5e-4,
+        2e-3,
+        5e-4,
+    ]
+    assert TrainConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ConfigError, match="stage_lr has unknown stages"):
+        TrainConfig(data="d.json", out="o", stage_lr={"critic": 1e-3})
+    with pytest.raises(ConfigError, match=r"stage_lr\['planner'\] must be > 0"):
+        TrainConfig(data="d.json", out="o", stage_lr={"planner": 0})
+
+
+def test_a_stage_learning_rate_changes_only_that_stages_fingerprint() -> None:
+    """The planner's own lr gives the planner another fingerprint and leaves the global,
+    caller and summarizer stages reusable; setting it to ``lr`` changes nothing."""
+    from worker.training.reuse import fingerprints
+
+    def prints(**kw: object) -> dict[str, str]:
+        config = TrainConfig.preset("demo", data="d.json", out="o", **kw)
+        return fingerprints(config, "data", "cpu", "base")
+
+    plain = prints()
+    faster = prints(stage_lr={"planner": 2e-3})
+    assert [k for k in plain if plain[k] != faster[k]] == ["planner"]
+    assert prints(stage_lr={"planner": 5e-4}) == plain

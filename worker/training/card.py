@@ -200,7 +200,7 @@ def render(record: dict[str, Any]) -> str:
         "## Training",
         "",
         f"LoRA r={cfg['lora_r']} alpha={cfg['lora_alpha']} dropout={cfg['lora_dropout']} on "
-        f"{', '.join(cfg['target_modules'])}; AdamW lr {cfg['lr']}, weight decay "
+        f"{', '.join(cfg['target_modules'])}; AdamW lr {cfg['lr']}{_stage_lr(cfg)}, weight decay "
         f"{cfg['weight_decay']}, cosine schedule with warmup; batch {cfg['batch_size']} × "
         f"accumulation {cfg['grad_accum']}; max length {cfg['max_length']} (longer prompts "
         f"lose their start: *prompts cut*); seed {cfg['seed']}.",
@@ -263,3 +263,9 @@ def render(record: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _stage_lr(cfg: dict[str, Any]) -> str:
+    """`` (planner 0.002)`` for the stages with their own learning rate, else nothing."""
+    rates = cfg.get("stage_lr") or {}
+    return f" ({', '.join(f'{k} {v}' for k, v in rates.items())})" if rates else ""

@@ -31,6 +31,10 @@ def train_command(
     epochs_caller: int | None = typer.Option(None, help="Epochs of the caller stage."),
     epochs_summarizer: int | None = typer.Option(None, help="Epochs of the summarizer stage."),
     lr: float | None = typer.Option(None, help="Peak learning rate."),
+    lr_global: float | None = typer.Option(None, help="Peak lr of the global/single stage."),
+    lr_planner: float | None = typer.Option(None, help="Peak lr of the planner stage."),
+    lr_caller: float | None = typer.Option(None, help="Peak lr of the caller stage."),
+    lr_summarizer: float | None = typer.Option(None, help="Peak lr of the summarizer stage."),
     weight_decay: float | None = typer.Option(None, help="AdamW weight decay."),
     max_grad_norm: float | None = typer.Option(None, help="Gradient clipping norm (0: off)."),
     warmup_ratio: float | None = typer.Option(None, help="Warmup share of every stage."),
@@ -115,6 +119,17 @@ def train_command(
         overrides["epochs"] = {
             **preset_epochs,
             **{k: v for k, v in epochs.items() if v is not None},
+        }
+    stage_lr = {
+        "global": lr_global,
+        "planner": lr_planner,
+        "caller": lr_caller,
+        "summarizer": lr_summarizer,
+    }
+    if any(v is not None for v in stage_lr.values()):
+        overrides["stage_lr"] = {
+            **PRESETS.get(preset, {}).get("stage_lr", {}),
+            **{k: v for k, v in stage_lr.items() if v is not None},
         }
     try:
         config = TrainConfig.preset(preset, data=str(data), out=str(out), **overrides)

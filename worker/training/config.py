@@ -61,6 +61,8 @@ class TrainConfig:
     lora_dropout: float = 0.05
     target_modules: tuple[str, ...] = LLAMA_LINEAR
     lr: float = 2e-4
+    stage_lr: dict[str, float] = field(default_factory=dict)
+    """Peak learning rates of single stages (``{"planner": 2e-3}``); the rest use ``lr``."""
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0
     """Gradient clipping norm (the HF Trainer default α-UMi ran with); 0 turns it off."""
@@ -96,6 +98,7 @@ class TrainConfig:
             self.warmup_ratio = dict.fromkeys(STAGE_KEYS, float(self.warmup_ratio))
         if isinstance(self.max_samples, dict):
             self.max_samples = dict(self.max_samples)
+        self.stage_lr = dict(self.stage_lr)
         self.epochs = {**ALPHA_UMI_EPOCHS, **self.epochs}
         self.warmup_ratio = {**ALPHA_UMI_WARMUP, **self.warmup_ratio}
         self._validate()
@@ -116,6 +119,13 @@ class TrainConfig:
         need(0 <= self.lora_dropout < 1, f"lora_dropout must be in [0, 1), got {self.lora_dropout}")
         need(bool(self.target_modules), "target_modules must name at least one layer")
         need(self.lr > 0, f"lr must be > 0, got {self.lr}")
+        unknown_lr = sorted(set(self.stage_lr) - set(STAGE_KEYS))
+        need(not unknown_lr, f"stage_lr has unknown stages {unknown_lr}; stages are {STAGE_KEYS}")
+        for stage, rate in self.stage_lr.items():
+            need(
+                isinstance(rate, int | float) and rate > 0,
+                f"stage_lr[{stage!r}] must be > 0, got {rate}",
+            )
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
         for name, table in (("epochs", self.epochs), ("warmup_ratio", self.warmup_ratio)):
@@ -211,6 +221,10 @@ class TrainConfig:
         if not isinstance(self.max_samples, dict):
             return self.max_samples
         return self.max_samples.get("global" if stage == "single" else stage)
+
+    def lr_for(self, stage: str) -> float:
+        """Peak learning rate of a stage (``single`` as ``global``)."""
+        return float(self.stage_lr.get("global" if stage == "single" else stage, self.lr))
 
     def warmup_for(self, stage: str) -> float:
         """Warmup ratio of a stage (``single`` as ``global``)."""

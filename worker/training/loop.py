@@ -157,7 +157,7 @@ def train_stage(
     )
     params = [p for p in model.parameters() if p.requires_grad]
     named = {n: p for n, p in model.named_parameters() if p.requires_grad}
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.lr_for(stage), weight_decay=config.weight_decay)
     warmup = math.ceil(config.warmup_for(stage) * len(steps))
     scheduler = get_cosine_schedule_with_warmup(optimizer, warmup, len(steps))
     outcome = StageOutcome(0, len(steps), len(examples))

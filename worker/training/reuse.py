@@ -47,6 +47,8 @@ _NOT_WEIGHTS = frozenset(
         "device",
         "dtype",
         "balance",
+        "lr",
+        "stage_lr",
     }
 )
 
@@ -70,6 +72,7 @@ def fingerprints(
             "stage_seed": config.seed + index,
             "epochs": config.epochs_for(stage.name),
             "warmup_ratio": config.warmup_for(stage.name),
+            "lr": config.lr_for(stage.name),
             "max_samples": config.max_samples_for(stage.name),
             "device": device.split(":")[0],
             "dtype": config.resolved_dtype(device),

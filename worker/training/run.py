@@ -187,6 +187,7 @@ def train(
                     "init_from": stage.init_from,
                     "seed": seed,
                     "epochs": config.epochs_for(stage.name),
+                    "lr": config.lr_for(stage.name),
                     "total_steps": outcome.total_steps,
                     "prompts_truncated": sum(1 for e in examples if e.prompt_truncated),
                     "longest_example": max(e.full_length for e in examples),
@@ -274,6 +275,7 @@ def _prepare_out(out: Path, config: TrainConfig, digest: str, resume: bool) -> N
         mine = {**config.weights_fields(), "data_hash": digest}
         theirs = {k: v for k, v in previous.items() if k not in ("out", "save_every")}
         theirs.setdefault("balance", [])  # runs from before the field balanced nothing
+        theirs.setdefault("stage_lr", {})  # … and used one learning rate for every stage
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if changed:
             raise ConfigError(
