@@ -9,6 +9,7 @@ is masked too.
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Iterable, MutableMapping
@@ -36,13 +37,22 @@ class RedactingProcessor:
     in their ``repr`` when it holds personal data. Keys are left alone, and so are the
     values of ``skip_keys``: structlog's own bookkeeping for stdlib records (the
     ``LogRecord`` itself; its message is already rendered into ``event``).
+
+    ``keep`` are literal strings that look like personal data but name the system itself
+    (a Celery node ``celery@host.example.com`` reads as an e-mail address): a finding
+    inside one of them is left as it is, so operators can still tell workers apart.
     """
 
     def __init__(
-        self, detector: Detector, *, skip_keys: Iterable[str] = ("_record", "_from_structlog")
+        self,
+        detector: Detector,
+        *,
+        skip_keys: Iterable[str] = ("_record", "_from_structlog"),
+        keep: Iterable[str] = (),
     ) -> None:
         self.detector = detector
         self.skip_keys = frozenset(skip_keys)
+        self.keep = tuple(sorted({k for k in keep if k}, key=len, reverse=True))
 
     def __call__(
         self, logger: Any, method_name: str, event_dict: MutableMapping[str, Any]
@@ -78,6 +88,13 @@ class RedactingProcessor:
     def redact_text(self, text: str) -> str:
         """``text`` with every detected span replaced by ``<KIND>``."""
         spans = self.detector.find(text)
+        if spans and self.keep:
+            kept = [
+                (m.start(), m.end())
+                for literal in self.keep
+                for m in re.finditer(re.escape(literal), text)
+            ]
+            spans = [s for s in spans if not any(a <= s.start and s.end <= b for a, b in kept)]
         if not spans:
             return text
         parts, position = [], 0

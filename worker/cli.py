@@ -12,8 +12,11 @@ from rich.console import Console
 
 from worker import __version__
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="umiq: back-office tasks through small role models, with an audit log.")
+app = typer.Typer(
+    no_args_is_help=True,
+    add_completion=False,
+    help="umiq: back-office tasks through small role models, with an audit log.",
+)
 db_app = typer.Typer(no_args_is_help=True, help="The audit database.")
 models_app = typer.Typer(no_args_is_help=True, help="Base checkpoints and adapters.")
 app.add_typer(db_app, name="db")
@@ -51,6 +54,14 @@ def _settings() -> Any:
     return get_settings()
 
 
+def _node_names() -> tuple[str, ...]:
+    """``celery@<host>`` for this machine's short and fully qualified names."""
+    import socket
+
+    hosts = {socket.gethostname(), socket.getfqdn()}
+    return tuple(f"celery@{host}" for host in sorted(hosts) if host)
+
+
 def _configure_logs(level: str | None = None) -> None:
     from policies import RedactingProcessor
     from worker.agent.guard import detector_from
@@ -59,7 +70,9 @@ def _configure_logs(level: str | None = None) -> None:
     settings = _settings()
     # Logs never carry raw personal data: the same detector as the pseudonymizer masks
     # every value by its kind (<EMAIL>, <IBAN>…) before rendering.
-    add_redactor(RedactingProcessor(detector_from(settings)))
+    # The worker's own Celery node names (celery@<host>, Celery's default) read as e-mail
+    # addresses; they are kept.
+    add_redactor(RedactingProcessor(detector_from(settings), keep=_node_names()))
     configure(settings.log_format, level or settings.log_level)
 
 
@@ -109,8 +122,14 @@ def worker(
     # then the worker (celery/celery#3430). With threads the consumer keeps the
     # connection alive while the episode runs beside it, and the model is still loaded
     # once per process.
-    argv = ["worker", f"--loglevel={loglevel}", "--without-gossip", "--without-mingle",
-            f"--concurrency={concurrency}", "--pool=threads"]
+    argv = [
+        "worker",
+        f"--loglevel={loglevel}",
+        "--without-gossip",
+        "--without-mingle",
+        f"--concurrency={concurrency}",
+        "--pool=threads",
+    ]
     if queues:
         argv.append(f"--queues={queues}")
     celery_app.worker_main(argv)
@@ -129,8 +148,12 @@ def submit(
     from worker.celery_app import TASK_NAME
     from worker.celery_app import app as celery_app
 
-    envelope = {"task_id": task_id or str(uuid.uuid4()), "department": department,
-                "query": query, "requested_by": requested_by}
+    envelope = {
+        "task_id": task_id or str(uuid.uuid4()),
+        "department": department,
+        "query": query,
+        "requested_by": requested_by,
+    }
     result = celery_app.send_task(TASK_NAME, args=[envelope])
     console.print(f"submitted {envelope['task_id']} (celery id {result.id})")
     if not wait:

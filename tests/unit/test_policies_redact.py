@@ -137,3 +137,29 @@ def test_processor_wires_into_worker_logs() -> None:
     assert lines[0]["to"] == "<EMAIL>"
     assert lines[0]["name"] == "<NAME>"
     assert lines[1]["event"] == "retry for <IBAN>"
+
+
+def test_the_workers_own_node_name_is_kept() -> None:
+    """``celery@host.example.com`` reads as an e-mail address; a kept node name stays
+    readable while a real address beside it, or another node's name, is still masked."""
+    keep = RedactingProcessor(Detector(), keep=("celery@worker-1.acme.example",))
+    out = keep(
+        None,
+        "info",
+        {
+            "event": "celery@worker-1.acme.example ready; mail anna@acme.example",
+            "other": "celery@worker-2.acme.example",
+        },
+    )
+    assert out["event"] == "celery@worker-1.acme.example ready; mail <EMAIL>"
+    assert out["other"] == "<EMAIL>"
+    assert run(event="celery@worker-1.acme.example")["event"] == "<EMAIL>"
+
+
+def test_the_cli_keeps_this_machines_node_names() -> None:
+    """The CLI's redactor keeps ``celery@<hostname>`` (Celery's default node name)."""
+    import socket
+
+    from worker.cli import _node_names
+
+    assert f"celery@{socket.gethostname()}" in _node_names()
