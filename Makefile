@@ -27,11 +27,12 @@ lint: $(STAMP)
 install: $(STAMP)
 
 # torch first, pinned to the CPU build: an unpinned torch pulls a multi-GB CUDA build.
-$(STAMP): pyproject.toml
+# The rest at the versions in constraints.txt (what the suite and the figures ran on).
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[dev]'
 	touch $(STAMP)
 
 clean:

@@ -307,6 +307,13 @@ def test_model_card_metrics_and_curve_are_written(glpft: TrainResult) -> None:
     record = json.loads((out / "umiq-train.json").read_text())
     assert len(record["data"]["hash"]) == 64
     assert record["base"]["revision"]
+    import peft
+    import transformers
+
+    # what it was trained with, so a later run can tell a library change from its own
+    assert record["hardware"]["transformers"] == transformers.__version__
+    assert record["hardware"]["peft"] == peft.__version__
+    assert f"transformers {transformers.__version__}" in (out / "README.md").read_text()
     assert record["evaluation"] is None
     assert set(record["stages"]) == {"global", *ROLE_DIRS}
     assert all(s["tokens_per_s"] > 0 for s in record["stages"].values())

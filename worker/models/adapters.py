@@ -81,10 +81,28 @@ def adapter_labels(
     }
 
 
+#: config.json fields that say which library wrote the file, not what the model is.
+_CONFIG_PROVENANCE = ("transformers_version",)
+
+
 def checkpoint_digest(path: Path) -> str:
-    """A short hash of a checkpoint's config and weight files, its revision."""
-    files = [path / "config.json", *sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]
-    return file_digest([f for f in files if f.is_file()])
+    """A short hash of a checkpoint's config and weight files, its revision.
+
+    The config counts without the fields that only say which transformers release wrote
+    it: converting the same GGUF under transformers 5.24 and 5.25 gives byte-identical
+    weights and configs that differ only in ``transformers_version``, and that must not
+    make the same base a new revision (it would stop every ``--reuse-from``).
+    """
+    digest = hashlib.sha256()
+    config = path / "config.json"
+    if config.is_file():
+        fields = json.loads(config.read_text(encoding="utf-8"))
+        for name in _CONFIG_PROVENANCE:
+            fields.pop(name, None)
+        digest.update(json.dumps(fields, sort_keys=True, separators=(",", ":")).encode())
+    for weights in [*sorted(path.glob("*.safetensors")), *sorted(path.glob("*.bin"))]:
+        _update(digest, weights)
+    return digest.hexdigest()[:12]
 
 
 @dataclass(frozen=True)

@@ -39,11 +39,23 @@ def hardware(device: str) -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "torch": torch.__version__,
+        "transformers": _version("transformers"),
+        "peft": _version("peft"),
         "python": platform.python_version(),
     }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
+
+
+def _version(package: str) -> str | None:
+    """The installed version of ``package`` (None when it is not installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return None
 
 
 def read_metrics(out: Path) -> list[dict[str, Any]]:
@@ -240,7 +252,9 @@ def render(record: dict[str, Any]) -> str:
     lines += [
         "",
         f"Hardware: {hw['device']}{gpu}; {hw['cpu']} ({hw['cpu_count']} cores, "
-        f"{hw['torch_threads']} torch threads); torch {hw['torch']}.",
+        f"{hw['torch_threads']} torch threads); torch {hw['torch']}"
+        + "".join(f", {lib} {hw[lib]}" for lib in ("transformers", "peft") if hw.get(lib))
+        + ".",
         f"Wall time: {_fmt(record['wall_seconds'])} s.",
         "",
         f"![training curve]({CURVE})",
