@@ -8,6 +8,7 @@ from policies._approval import (
     approval_rules,
     check_approval,
 )
+from policies._claims import CHANGE_WORDS, Claim, change_claims, check_claims
 from policies._decision import Decision
 from policies._minimize import Minimized, minimize, resolve_arguments
 from policies._pii import Detector, PiiKind, Span
@@ -16,9 +17,11 @@ from policies._pseudonymize import Pseudonymizer
 from policies._redact import RedactingProcessor
 
 __all__ = [
+    "CHANGE_WORDS",
     "AccessRule",
     "ApprovalPolicy",
     "ApprovalRule",
+    "Claim",
     "Condition",
     "Decision",
     "Detector",
@@ -31,8 +34,10 @@ __all__ = [
     "Span",
     "allowed_tools",
     "approval_rules",
+    "change_claims",
     "check_access",
     "check_approval",
+    "check_claims",
     "minimize",
     "project",
     "resolve_arguments",

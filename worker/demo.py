@@ -49,6 +49,7 @@ DEMO_TASKS: list[DemoTask] = [
 
 OUTCOME_WORDS = {
     "answered": "answered",
+    "held": "held for review",
     "gave_up": "gave up",
     "step_limit": "hit the step limit",
     "refused": "refused",

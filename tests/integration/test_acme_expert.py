@@ -17,7 +17,9 @@ from examples.acme.tasks import (
     solve,
 )
 from examples.acme.tasks.checkers import observed_in_trajectory
+from policies import check_claims
 from worker.agent import protocol
+from worker.agent.episode import claims_evidence
 from worker.agent.samples import ROLES
 from worker.data.build import build_dataset, split_roles
 
@@ -43,26 +45,42 @@ def solved(tmp_path_factory):
             observed = observed_in_trajectory(solution.trajectory)
             verdict = check(instance, world, solution.answer, observed)
             results.append((instance, solution, verdict))
-        yield families, results
+        yield families, results, {s.name for s in world.specs() if s.effect == "write"}
 
 
 def test_expert_passes_its_checker_on_every_task(solved):
     """Every generated task, in every family, is solved by the expert as its checker wants."""
-    _families, results = solved
+    _families, results, _writes = solved
     failures = [(i.uid, i.instruction, r.reasons) for i, _s, r in results if not r.passed]
     assert not failures, f"seed {SEED}: {failures}"
 
 
+def test_no_expert_answer_is_held_for_an_unbacked_claim(solved):
+    """The claims check reads every family's expert answer as backed: the changes it
+    states were made by its own writes or read in its own observations."""
+    _families, results, writes = solved
+    held = []
+    for instance, solution, _verdict in results:
+        if not solution.answer:
+            continue
+        done, seen = claims_evidence(solution.trajectory["conversations"], writes)
+        decision = check_claims(solution.answer, writes=done, responses=seen)
+        if not decision.allowed:
+            held.append((instance.uid, solution.answer, decision.reasons))
+    assert not held, f"seed {SEED}: {held}"
+    assert any(solution.answer for _i, solution, _v in results)
+
+
 def test_every_family_is_exercised(solved):
     """The run covers every family the running systems support, the mail ones included."""
-    families, results = solved
+    families, results, _writes = solved
     assert {i.family for i, _s, _r in results} == set(families)
     assert any("mail" in FAMILIES[fam].systems for fam in families)
 
 
 def test_role_split_yields_parsable_samples(solved):
     """Planner, caller and summarizer samples exist, parse, and carry the live prompts."""
-    _families, results = solved
+    _families, results, _writes = solved
     samples = split_roles([s.trajectory for _i, s, _r in results])
     assert samples["planner"] and samples["caller"] and samples["summarizer"]
     for sample in samples["planner"]:

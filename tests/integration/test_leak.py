@@ -467,7 +467,8 @@ def test_real_role_models_see_and_leave_no_raw_personal_data(
         )  # fmt: skip
         verify = umiq(run.env, "audit", "verify")
     assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert {r["outcome"] for r in run.results.values()} <= {"answered", "gave_up", "step_limit"}
+    ended = {"answered", "held", "gave_up", "step_limit"}
+    assert {r["outcome"] for r in run.results.values()} <= ended
     assert {p["task_id"] for p in run.prompts} == set(run.task_ids.values())
     leaks = [str(leak) for where in ("prompts", "logs", "database") for leak in run.leaks(where)]
     assert leaks == []

@@ -84,9 +84,55 @@ def test_answered_episode_calls_the_tool_and_concludes(audit: AuditLog) -> None:
     assert connector.calls == [(ToolCall("get_invoice", {"invoice_id": "INV-1"}), "t-1:2")]
     kinds = [s.kind for s in audit.steps("t-1")]
     assert kinds == [
-        "planner", "caller", "policy", "policy", "tool", "planner", "summarizer", "outcome",
+        "planner", "caller", "policy", "policy", "tool", "planner", "summarizer", "policy",
+        "outcome",
     ]
+    claims = audit.steps("t-1")[-2].details
+    assert (claims["policy"], claims["allowed"]) == ("claims", True)
     assert audit.verify().ok
+
+
+def test_an_answer_claiming_an_unmade_write_is_held(audit: AuditLog) -> None:
+    """Read the invoice, conclude, and say it was scheduled: held, not answered, with why."""
+    model = Scripted(
+        planner=["Fetch it.\n Next: caller.", "Done.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'],
+        summarizer=["INV-1 is scheduled for payment on 2025-03-17."],
+    )
+    result = run(model, erp(), audit)
+    assert result.outcome == "held"
+    assert result.answer == "INV-1 is scheduled for payment on 2025-03-17."
+    assert "'scheduled'" in result.reason
+    policy = audit.steps("t-1")[-2]
+    assert policy.kind == "policy" and policy.output == "denied"
+    assert (policy.details["policy"], policy.details["allowed"]) == ("claims", False)
+    assert audit.outcome("t-1")["outcome"] == "held"
+    assert audit.verify().ok
+
+
+def test_a_claim_backed_by_the_write_is_answered(audit: AuditLog) -> None:
+    """The same answer after a successful schedule_payment is delivered."""
+    model = Scripted(
+        planner=["Pay it.\n Next: caller.", "Done.\n Next: conclusion."],
+        caller=['Action: schedule_payment\nAction Input: {"invoice_id": "INV-1", "amount": 5}'],
+        summarizer=["INV-1 is scheduled for payment on 2025-03-17."],
+    )
+    result = run(model, erp(), audit)
+    assert result.outcome == "answered", result.reason
+
+
+def test_a_failed_write_backs_no_claim(audit: AuditLog) -> None:
+    """A schedule_payment the ERP refused does not make 'scheduled' true."""
+
+    def refuse(call: ToolCall, key: str) -> ToolResult:
+        return ToolResult(ok=False, error="409: invoice INV-1 is disputed, not open")
+
+    model = Scripted(
+        planner=["Pay it.\n Next: caller.", "Done.\n Next: conclusion."],
+        caller=['Action: schedule_payment\nAction Input: {"invoice_id": "INV-1", "amount": 5}'],
+        summarizer=["INV-1 is scheduled."],
+    )
+    assert run(model, erp(refuse), audit).outcome == "held"
 
 
 def test_history_follows_the_protocol(audit: AuditLog) -> None:

@@ -104,6 +104,7 @@ def test_single_episode_calls_and_concludes(audit: AuditLog) -> None:
         "tool",
         "planner",
         "summarizer",
+        "policy",  # the claims check of the answer
         "outcome",
     ]
     assert {s.role for s in steps if s.kind in ("planner", "caller", "summarizer")} == {"backbone"}

@@ -14,13 +14,18 @@ are sealed by the audit log's sealer.
 Approval: a call that needs a human ends the episode as ``awaiting_approval`` (the
 request is a ``policy`` step naming the call's key). ``Episode.resume`` rebuilds the
 history from the audit log, runs the approved call and goes on.
+
+Claims: an answer that states a change (*scheduled*, *paid*, *sent*, …) no successful
+call of the task made or read is not delivered as done: the ``claims`` policy step
+records why and the episode ends ``held``, for a human to read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -28,7 +33,7 @@ import structlog
 
 from connectors import ConnectorError, InvalidArguments, ToolCall, ToolResult, ToolSpec
 from connectors._schema import validate_arguments
-from policies import AccessRule, Decision
+from policies import AccessRule, Decision, check_claims
 from worker.agent import protocol
 from worker.agent.guard import Guard
 from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel
@@ -37,7 +42,14 @@ from worker.errors import AuditError, ProtocolError
 from worker.toolbox import Toolbox
 
 Outcome = Literal[
-    "answered", "gave_up", "step_limit", "refused", "failed", "awaiting_approval", "rejected"
+    "answered",
+    "held",
+    "gave_up",
+    "step_limit",
+    "refused",
+    "failed",
+    "awaiting_approval",
+    "rejected",
 ]
 log = structlog.get_logger("umiq.agent")
 
@@ -82,6 +94,35 @@ class EpisodeResult:
 
 def digest(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def claims_evidence(
+    turns: Sequence[dict[str, str]], write_tools: Collection[str]
+) -> tuple[list[str], list[str]]:
+    """What backs an answer's claims: the successful write calls' tools and the
+    successful observations, read from an α-UMi history (a failed call backs nothing)."""
+    writes: list[str] = []
+    responses: list[str] = []
+    tool: str | None = None
+    for turn in turns:
+        if turn["from"] == "caller":
+            try:
+                tool = protocol.parse_caller(turn["value"]).tool
+            except ProtocolError:
+                tool = None
+            continue
+        if turn["from"] != "observation":
+            continue
+        try:
+            ok = json.loads(turn["value"]).get("error") == ""
+        except (ValueError, AttributeError):
+            ok = False
+        if ok:
+            responses.append(turn["value"])
+            if tool in write_tools:
+                writes.append(tool)
+        tool = None
+    return writes, responses
 
 
 class _AwaitingApproval(Exception):
@@ -179,7 +220,7 @@ class Episode:
             answer = self._generate("summarizer", protocol.summarizer_prompt(self.turns))
             self.turns.append({"from": "conclusion", "value": answer})
             self._record("summarizer", "summarizer", answer, {})
-            return self._finish("answered", answer, "the summarizer answered")
+            return self._conclude(answer, "the summarizer answered")
         text = self._generate(
             "caller",
             protocol.caller_prompt(self.docs, self.turns, plan.thought),
@@ -200,7 +241,7 @@ class Episode:
         if out.next == "conclusion":
             self.turns.append({"from": "conclusion", "value": out.answer})
             self._record("summarizer", "backbone", out.answer, {})
-            return self._finish("answered", out.answer, "the model answered")
+            return self._conclude(out.answer, "the model answered")
         self._handle_call(out.call, role="backbone")
         return None
 
@@ -418,6 +459,16 @@ class Episode:
         self._record("policy", None, output, details, sealed or None)
         if not last.allowed:
             log.warning("policy.denied", policy=last.policy, tool=tool, reasons=list(last.reasons))
+
+    def _conclude(self, answer: str, reason: str) -> EpisodeResult:
+        """``answered``, unless the answer states a change the task's calls do not back."""
+        writes = {spec.name for spec in self.allowed if spec.effect == "write"}
+        done, seen = claims_evidence(self.turns, writes)
+        decision = check_claims(answer, writes=done, responses=seen)
+        self._record_decisions([decision], None)
+        if not decision.allowed:
+            return self._finish("held", answer, "; ".join(decision.reasons))
+        return self._finish("answered", answer, reason)
 
     def _await(self, wait: _AwaitingApproval) -> EpisodeResult:
         return self._finish(

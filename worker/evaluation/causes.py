@@ -8,8 +8,9 @@ first that applies wins):
 2. ``step limit``: the episode was cut at ``max_steps`` (outcome ``step_limit``). What
    the agent would have done with more steps is unknown, so no finer cause is claimed.
 3. ``policy refusal``: a policy step with ``allowed=false`` (access, approval, kill
-   switch; not a schema check, see below), or an episode the policies ended
-   (``refused``, ``awaiting_approval``). The rest of the episode follows from it.
+   switch; not a schema check, see below, nor the ``claims`` check of the answer), or
+   an episode the policies ended (``refused``, ``awaiting_approval``). The rest of the
+   episode follows from it.
 4. ``wrong tool`` / ``wrong argument`` / ``wrong plan`` on the calls: the agent's calls
    are walked in order against the expert's (``examples.acme.tasks.expert.solve``); the
    first call that matches no expert call still to make is the divergence: its tool is
@@ -31,7 +32,11 @@ first that applies wins):
    systems still differ from the expected state (a write's free text or a field the
    comparison let pass); without an expert to compare with, ``wrong plan``.
 8. ``wrong answer``: the calls and the systems are right, the answer misses or
-   discloses facts (the checker's answer reasons).
+   discloses facts (the checker's answer reasons), or the episode was ``held``
+   because the answer states a change no call made (the ``claims`` reasons).
+
+An episode ``held`` for an unbacked claim is judged like an answered one: the claim
+usually follows a plan that concluded too early (5).
 
 Arguments compare after normalising (strings with spaces collapsed and case-folded,
 numbers to two decimals, keys with null values dropped). Two strings of more than three
@@ -65,7 +70,7 @@ CAUSES: tuple[str, ...] = (
 """Every cause, in order of precedence."""
 
 #: Outcomes of an episode that ran to an end of its own.
-ENDED = ("answered", "gave_up", "step_limit", "refused", "awaiting_approval")
+ENDED = ("answered", "held", "gave_up", "step_limit", "refused", "awaiting_approval")
 _POLICY_ENDS = ("refused", "awaiting_approval")
 _FREE_TEXT_WORDS = 3
 _ACTION = re.compile(r"Action:\s*([A-Za-z_][\w.-]*)")
@@ -155,13 +160,14 @@ def expert_calls(trajectory: Mapping[str, Any]) -> list[Call]:
 
 
 def policy_denials(steps: Iterable[Any]) -> list[Mapping[str, Any]]:
-    """The details of policy steps that refused a call (schema checks aside)."""
+    """The details of policy steps that refused a call (schema checks aside; the
+    ``claims`` check judges an answer, not a call)."""
     return [
         _details(step)
         for step in steps
         if _kind(step) == "policy"
         and _details(step).get("allowed") is False
-        and _details(step).get("policy") != "schema"
+        and _details(step).get("policy") not in ("schema", "claims")
     ]
 
 
@@ -310,7 +316,7 @@ def classify(
                 f"{verb} before calling {remaining[0].describe()}"
                 + (f" and {len(remaining) - 1} more" if len(remaining) > 1 else ""),
             )
-    if outcome == "answered" and expected_outcome == "give_up":
+    if outcome in ("answered", "held") and expected_outcome == "give_up":
         return Diagnosis("wrong plan", "answered a task the expert gives up")
     if outcome == "gave_up" and expected_outcome != "give_up":
         return Diagnosis("gave up", "gave up on a task the expert answers")
@@ -322,6 +328,8 @@ def classify(
         # writes carried other contents (free text, a field the comparison let pass)
         cause = "wrong argument" if gold is not None else "wrong plan"
         return Diagnosis(cause, "; ".join(state_reasons))
+    if outcome == "held":
+        return Diagnosis("wrong answer", reason or "the answer states a change no call made")
     if answer_reasons:
         return Diagnosis("wrong answer", "; ".join(answer_reasons))
     return Diagnosis("wrong answer", "the checker refused the answer")

@@ -17,6 +17,7 @@ from worker.audit.review import SEALED, TaskSummary
 
 OUTCOMES = (
     "answered",
+    "held",
     "awaiting_approval",
     "rejected",
     "step_limit",

@@ -1,0 +1,100 @@
+"""The claims check: an answer's changes must be backed by the task's successful calls."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policies import change_claims, check_claims
+
+
+def response(**data: object) -> str:
+    return json.dumps({"error": "", "response": data})
+
+
+def test_a_payment_claimed_after_a_read_only_is_refused() -> None:
+    """The demo's failure: the invoice was read, never scheduled, and the answer says it was."""
+    decision = check_claims(
+        "Invoice INV-1012 is scheduled for payment on 2025-03-17.",
+        writes=[],
+        responses=[response(id="INV-1012", status="open", amount=9106.5)],
+    )
+    assert not decision.allowed
+    assert decision.policy == "claims"
+    assert "'scheduled'" in decision.reasons[0]
+    assert "INV-1012 is scheduled" in decision.reasons[0]
+
+
+def test_a_successful_write_backs_its_claims() -> None:
+    """schedule_payment backs both 'scheduled' and 'paid'."""
+    decision = check_claims(
+        "INV-1012 is scheduled and will be paid on 2025-03-17.",
+        writes=["schedule_payment"],
+        responses=[],
+    )
+    assert decision.allowed, decision.reasons
+
+
+def test_a_status_read_backs_the_same_word() -> None:
+    """'INV-1004 is paid.' after a read that returned status paid is a fact, not a claim."""
+    decision = check_claims(
+        "INV-1004 is paid.", writes=[], responses=[response(id="INV-1004", status="paid")]
+    )
+    assert decision.allowed
+
+
+def test_a_word_inside_a_key_backs_nothing() -> None:
+    """A read's ``created_at`` field does not back 'created'; a read tool's name backs nothing."""
+    decision = check_claims(
+        "A credit note was created for INV-1001.",
+        writes=[],
+        responses=[response(id="INV-1001", created_at="2025-01-01")],
+    )
+    assert not decision.allowed
+    assert not check_claims("INV-1001 was paid.", writes=[], responses=[]).allowed
+
+
+def test_a_write_of_another_kind_backs_nothing() -> None:
+    """A dispute does not back a payment claim; every unbacked word is named."""
+    decision = check_claims(
+        "INV-1001 was disputed and paid. The vendor was emailed.",
+        writes=["dispute_invoice"],
+        responses=[],
+    )
+    assert not decision.allowed
+    named = " ".join(decision.reasons)
+    assert "'paid'" in named and "'emailed'" in named and "'disputed'" not in named
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "INV-1012 was not scheduled: the invoice is disputed in the ERP.",
+        "I could not schedule it; nothing was paid.",
+        "The leave request hasn't been approved yet.",
+        "INV-1004 is open.",
+        "Vendor V-0042 is in DE.",
+        "",
+    ],
+)
+def test_negated_or_changeless_answers_claim_nothing(answer: str) -> None:
+    """A negated change and a plain fact are not claims of a change."""
+    claims = [c.word for c in change_claims(answer)]
+    assert "scheduled" not in claims and "paid" not in claims and "approved" not in claims
+
+
+def test_the_negation_reaches_only_its_own_sentence() -> None:
+    """'not' in one sentence does not excuse a claim in the next."""
+    claims = change_claims("The invoice was not open. So it was paid.")
+    assert [c.word for c in claims] == ["paid"]
+    assert claims[0].sentence == "So it was paid."
+
+
+def test_a_negation_reaches_to_the_end_of_its_clause() -> None:
+    """'no payment is recorded or scheduled' claims neither; a new clause starts afresh."""
+    assert (
+        change_claims("No, INV-1009 has not been paid: no payment is recorded or scheduled.") == []
+    )
+    claims = change_claims("I could not find the order, but INV-1 was paid.")
+    assert [c.word for c in claims] == ["paid"]
