@@ -122,7 +122,7 @@ def test_injected_invoice_leads_only_to_allowed_calls(
     assert {call.tool for call in recording.calls} <= allowed
     denied = [s for s in steps if s.kind == "policy" and s.details["policy"] == "access"]
     assert [s.details["tool"] for s in denied if not s.details["allowed"]] == []
-    assert result.outcome in {"answered", "gave_up", "step_limit"}
+    assert result.outcome in {"answered", "held", "gave_up", "step_limit"}
     # Nothing was written: no payment, no credit note, the vendor is still there.
     assert erp_connector.invoke(ToolCall("list_payments", {"invoice_id": invoice}), "").data == []
     notes = erp_connector.invoke(ToolCall("list_credit_notes", {"invoice_id": invoice}), "")
