@@ -45,7 +45,7 @@ CHANGE_WORDS: dict[str, tuple[str, ...]] = {
     "transferred": ("transfer",),
 }
 
-_WORD = re.compile(r"[A-Za-z']+")
+_WORD = re.compile(r"[A-Za-z0-9_']+")
 _NEGATIONS = frozenset(
     {"not", "never", "no", "cannot", "unable", "nothing", "neither", "nor", "without"}
 )

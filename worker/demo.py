@@ -212,8 +212,9 @@ def _run_tasks(
             verdict = check(instance, world, raw if answered else "", observed)
             ended_right = outcome.get("outcome") in ("answered", "gave_up")
             outcome["passed"] = verdict.passed and ended_right
-            outcome["check"] = list(verdict.reasons) or (
-                [] if ended_right else [f"the episode ended {outcome.get('outcome')}"]
+            ending = OUTCOME_WORDS.get(outcome.get("outcome"), str(outcome.get("outcome")))
+            outcome["check"] = ([] if ended_right else [f"the episode ended: {ending}"]) + list(
+                verdict.reasons
             )
             outcome["revealed_answer"] = raw
             mark = "[green]correct[/green]" if outcome["passed"] else "[red]not correct[/red]"

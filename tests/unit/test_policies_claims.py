@@ -98,3 +98,11 @@ def test_a_negation_reaches_to_the_end_of_its_clause() -> None:
     )
     claims = change_claims("I could not find the order, but INV-1 was paid.")
     assert [c.word for c in claims] == ["paid"]
+
+
+def test_a_field_name_is_not_a_claim() -> None:
+    """An answer quoting a record's ``submitted_on`` field states no change (the scripted
+    summarizer of the leak test echoes its last observation)."""
+    echoed = '{"error": "", "response": [{"id": "LR-0001", "submitted_on": "2025-01-02"}]}'
+    assert change_claims(echoed) == []
+    assert check_claims(echoed, writes=[], responses=[echoed]).allowed

@@ -72,7 +72,7 @@ def answer_reasons(expected: Mapping[str, Any], answer: str) -> list[str]:
     if expected["outcome"] == "give_up":
         return [] if not answer.strip() else [f"expected a give-up, got the answer {answer!r}"]
     if not answer.strip():
-        return ["expected an answer, got none (gave up)"]
+        return ["expected an answer, got none"]
     reasons = [f"the answer does not state {fact!r}" for fact in expected["facts"]]
     reasons = [
         r for r, fact in zip(reasons, expected["facts"], strict=True) if not states(answer, fact)
