@@ -315,3 +315,20 @@ def test_import_does_not_load_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_calls_seen_pairs_each_observation_with_its_call() -> None:
+    """Each observation carries the tool of the caller turn before it; an unparseable
+    call leaves the tool unknown and a non-JSON observation reads as an error."""
+    from worker.agent.protocol import calls_seen
+
+    turns = [
+        {"from": "user", "value": "Is INV-1 open?"},
+        {"from": "caller", "value": 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'},
+        {"from": "observation", "value": '{"error": "", "response": {"status": "open"}}'},
+        {"from": "caller", "value": "no call here"},
+        {"from": "observation", "value": "connection refused"},
+    ]
+    first, second = calls_seen(turns)
+    assert (first.tool, first.ok, first.response) == ("get_invoice", True, {"status": "open"})
+    assert (second.tool, second.ok, second.error) == (None, False, "connection refused")

@@ -23,7 +23,6 @@ records why and the episode ends ``held``, for a human to read.
 from __future__ import annotations
 
 import hashlib
-import json
 import time
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
@@ -101,28 +100,8 @@ def claims_evidence(
 ) -> tuple[list[str], list[str]]:
     """What backs an answer's claims: the successful write calls' tools and the
     successful observations, read from an α-UMi history (a failed call backs nothing)."""
-    writes: list[str] = []
-    responses: list[str] = []
-    tool: str | None = None
-    for turn in turns:
-        if turn["from"] == "caller":
-            try:
-                tool = protocol.parse_caller(turn["value"]).tool
-            except ProtocolError:
-                tool = None
-            continue
-        if turn["from"] != "observation":
-            continue
-        try:
-            ok = json.loads(turn["value"]).get("error") == ""
-        except (ValueError, AttributeError):
-            ok = False
-        if ok:
-            responses.append(turn["value"])
-            if tool in write_tools:
-                writes.append(tool)
-        tool = None
-    return writes, responses
+    done = [call for call in protocol.calls_seen(turns) if call.ok]
+    return [c.tool for c in done if c.tool in write_tools], [c.text for c in done]
 
 
 class _AwaitingApproval(Exception):

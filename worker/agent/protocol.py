@@ -292,6 +292,44 @@ def parse_caller(text: str) -> CallerOutput:
 
 
 @dataclass(frozen=True)
+class CallSeen:
+    """An observation of a history and the call it answered, as the model saw them."""
+
+    tool: str | None
+    """The preceding caller turn's tool; None when there was none or it did not parse."""
+    ok: bool
+    response: Any
+    error: str | None
+    text: str
+    """The observation turn as written (JSON: ``{"error": …, "response": …}``)."""
+
+
+def calls_seen(turns: Iterable[Turn]) -> list[CallSeen]:
+    """Every observation turn of ``turns`` with the caller turn before it; an
+    observation that is not JSON counts as an error whose text is the observation."""
+    seen: list[CallSeen] = []
+    tool: str | None = None
+    for turn in turns:
+        if turn.get("from") == "caller":
+            try:
+                tool = parse_caller(turn["value"]).tool
+            except ProtocolError:
+                tool = None
+        elif turn.get("from") == "observation":
+            text = turn["value"]
+            try:
+                body = json.loads(text)
+                if not isinstance(body, dict):
+                    raise TypeError(type(body).__name__)
+            except (TypeError, ValueError):
+                body = {"error": str(text), "response": None}
+            error = body.get("error") or None
+            seen.append(CallSeen(tool, error is None, body.get("response"), error, text))
+            tool = None
+    return seen
+
+
+@dataclass(frozen=True)
 class BackboneOutput:
     """The single-LLM (backbone) output split into the three roles' parts.
 

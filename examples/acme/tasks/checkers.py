@@ -15,7 +15,6 @@ Families share these rules; ``CHECKS`` adds a family's own where it needs more.
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -116,20 +115,11 @@ def observed_calls(rows: Iterable[Any]) -> list[Observed]:
 
 def observed_in_trajectory(trajectory: Mapping[str, Any]) -> list[Observed]:
     """``Observed`` from a trajectory's caller turns and the observations after them."""
-    calls: list[Observed] = []
-    tool: str | None = None
-    for turn in trajectory.get("conversations", []):
-        if turn.get("from") == "caller":
-            tool = protocol.parse_caller(turn["value"]).tool
-        elif turn.get("from") == "observation" and tool is not None:
-            try:
-                seen = json.loads(turn["value"])
-            except (TypeError, ValueError):
-                seen = {"error": str(turn["value"]), "response": None}
-            error = seen.get("error") or None
-            calls.append(Observed(tool, error is None, seen.get("response"), error))
-            tool = None
-    return calls
+    return [
+        Observed(call.tool, call.ok, call.response, call.error)
+        for call in protocol.calls_seen(trajectory.get("conversations", []))
+        if call.tool is not None
+    ]
 
 
 def give_up_reasons(
