@@ -6,7 +6,8 @@ the worst kind of error: the record says the work is done. This check reads the 
 for words that state a change (*scheduled*, *paid*, *approved*, *sent*, …) and asks
 for evidence of each in the task's own history: a successful write call whose tool
 names it (``schedule_payment`` backs *scheduled* and *paid*), or a successful response
-the model saw that states it as a word (a read that returned ``"status": "paid"``). A
+the model saw that states it as a word (a read that returned ``"status": "paid"``, or a
+payment whose status is ``executed``). A
 failed or refused call backs nothing, a read tool's name backs nothing
 (``list_payments`` made no payment), and a negated claim ("was not scheduled") claims
 nothing.
@@ -43,6 +44,12 @@ CHANGE_WORDS: dict[str, tuple[str, ...]] = {
     "issued": ("issu",),
     "refunded": ("refund",),
     "transferred": ("transfer",),
+}
+
+#: Words of a response that state a change under another name: a payment whose status
+#: is ``executed`` says the invoice was paid. Every change word is also stated by itself.
+STATED_AS: dict[str, tuple[str, ...]] = {
+    "paid": ("executed",),
 }
 
 _WORD = re.compile(r"[A-Za-z0-9_']+")
@@ -93,7 +100,8 @@ def check_claims(answer: str, *, writes: Iterable[str], responses: Iterable[str]
     def backed(claim: Claim) -> bool:
         if any(stem in tool for tool in tools for stem in CHANGE_WORDS[claim.word]):
             return True
-        return re.search(rf"(?<![a-z_]){claim.word}(?![a-z_])", seen) is not None
+        words = (claim.word, *STATED_AS.get(claim.word, ()))
+        return any(re.search(rf"(?<![a-z_]){w}(?![a-z_])", seen) for w in words)
 
     unbacked = [c for c in change_claims(answer) if not backed(c)]
     if not unbacked:

@@ -44,6 +44,16 @@ def test_a_status_read_backs_the_same_word() -> None:
     assert decision.allowed
 
 
+def test_an_executed_payment_backs_paid_but_not_scheduled() -> None:
+    """The payment_status expert's answer: list_payments returned an executed payment."""
+    executed = [response(id="PAY-0001", invoice_id="INV-1006", status="executed")]
+    answer = "Yes, INV-1006 was paid by PAY-0001 on 2025-03-09; the payment is executed."
+    assert check_claims(answer, writes=[], responses=executed).allowed
+    decision = check_claims("INV-1006 was scheduled.", writes=[], responses=executed)
+    assert not decision.allowed
+    assert "'scheduled'" in decision.reasons[0]
+
+
 def test_a_word_inside_a_key_backs_nothing() -> None:
     """A read's ``created_at`` field does not back 'created'; a read tool's name backs nothing."""
     decision = check_claims(
