@@ -6,11 +6,13 @@ from collections import Counter
 from typing import Any
 
 import pytest
+import typer
 
 from worker.agent import protocol
 from worker.errors import ConfigError
+from worker.training.cli import parse_decision_shares
 from worker.training.config import TrainConfig
-from worker.training.data import decision, select, select_balanced
+from worker.training.data import decision, decision_quotas, select, select_balanced
 from worker.training.reuse import fingerprints
 
 CALL = {"from": "caller", "value": 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'}
@@ -87,3 +89,62 @@ def test_a_config_from_before_the_field_reads_as_unbalanced() -> None:
     record = TrainConfig(data="d", out="o").to_dict()
     del record["balance"]
     assert TrainConfig.from_dict(record).balance == ()
+
+
+def test_a_fixed_share_takes_its_fraction_and_the_rest_split_equally() -> None:
+    """``{"conclusion": 0.4}`` of 40 places: 16 conclusions, 8 of each other decision."""
+    chosen = select_balanced(skewed(), seed=3, max_samples=40, shares={"conclusion": 0.4})
+    assert Counter(decision(s) for s in chosen) == {
+        "conclusion": 16,
+        "caller first": 8,
+        "caller next": 8,
+        "give up": 8,
+    }
+
+
+def test_quotas_fill_the_total_and_drop_decisions_the_data_lacks() -> None:
+    counts = {"caller first": 10, "conclusion": 5}
+    # give up is absent: its 0.5 is dropped and the rest scaled to fill all 7 places.
+    quotas = decision_quotas(counts, 7, {"give up": 0.5, "conclusion": 0.25})
+    assert sum(quotas.values()) == 7
+    assert quotas == {"caller first": 5, "conclusion": 2}
+    assert decision_quotas(counts, 7) == {"caller first": 4, "conclusion": 3}
+    with pytest.raises(ConfigError, match="leave no place"):
+        decision_quotas(counts, 7, {"caller first": 0, "conclusion": 0})
+
+
+def test_decision_shares_are_checked_and_need_a_balanced_draw() -> None:
+    ok = TrainConfig(data="d", out="o", balance=("planner",), decision_shares={"conclusion": 0.4})
+    assert TrainConfig.from_dict(ok.to_dict()).decision_shares == {"conclusion": 0.4}
+    for shares, message in [
+        ({"stop": 0.2}, "unknown decisions"),
+        ({"conclusion": 1.5}, r"must be in \[0, 1\]"),
+        ({"conclusion": 0.7, "give up": 0.6}, "more than 1"),
+    ]:
+        with pytest.raises(ConfigError, match=message):
+            TrainConfig(data="d", out="o", balance=("planner",), decision_shares=shares)
+    with pytest.raises(ConfigError, match="add balance"):
+        TrainConfig(data="d", out="o", decision_shares={"conclusion": 0.4})
+
+
+def test_decision_shares_change_only_the_planners_fingerprint() -> None:
+    balanced = fingerprints(
+        TrainConfig(data="d", out="o", balance=("planner",)), "hash", "cpu", "rev"
+    )
+    shaped = fingerprints(
+        TrainConfig(data="d", out="o", balance=("planner",), decision_shares={"conclusion": 0.4}),
+        "hash",
+        "cpu",
+        "rev",
+    )
+    assert [s for s in balanced if balanced[s] != shaped[s]] == ["planner"]
+
+
+def test_the_cli_names_decisions_with_underscores() -> None:
+    assert parse_decision_shares(["conclusion=0.4", "give_up=0.1", "caller-next=0.3"]) == {
+        "conclusion": 0.4,
+        "give up": 0.1,
+        "caller next": 0.3,
+    }
+    with pytest.raises(typer.BadParameter, match="DECISION=FRACTION"):
+        parse_decision_shares(["conclusion"])

@@ -58,6 +58,13 @@ def train_command(
         help="A stage (planner) whose samples are drawn with an equal share per decision "
         "(first call, later call, conclusion, give up) instead of at random. Repeatable.",
     ),
+    decision_share: list[str] = typer.Option(
+        [],
+        "--decision-share",
+        help="DECISION=FRACTION fixes one decision's share of a balanced draw "
+        "(caller_first, caller_next, conclusion, give_up; e.g. conclusion=0.4); the others "
+        "split the rest equally. Repeatable; needs --balance.",
+    ),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     dtype: str | None = typer.Option(None, help="auto, float32 or bfloat16."),
     save_every: int | None = typer.Option(None, help="Steps between checkpoints (0: none)."),
@@ -102,6 +109,8 @@ def train_command(
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if balance:
         overrides["balance"] = tuple(balance)
+    if decision_share:
+        overrides["decision_shares"] = parse_decision_shares(decision_share)
     if target_modules is not None:
         overrides["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m)
     if max_samples is not None:
@@ -171,3 +180,19 @@ def parse_max_samples(text: str, preset: Any) -> int | dict[str, int | None] | N
             f"--max-samples takes N or STAGE=N,… (stages: {', '.join(STAGE_KEYS)}), got {text!r}"
         ) from None
     return caps
+
+
+def parse_decision_shares(items: list[str]) -> dict[str, float]:
+    """``conclusion=0.4`` → ``{"conclusion": 0.4}``; ``give_up``/``give-up`` name ``give up``."""
+    shares: dict[str, float] = {}
+    for item in items:
+        kind, sep, value = item.partition("=")
+        try:
+            if not sep:
+                raise ValueError(item)
+            shares[kind.strip().replace("_", " ").replace("-", " ")] = float(value)
+        except ValueError:
+            raise typer.BadParameter(
+                f"--decision-share takes DECISION=FRACTION (e.g. conclusion=0.4), got {item!r}"
+            ) from None
+    return shares

@@ -38,6 +38,9 @@ ALPHA_UMI_EPOCHS = {"global": 2, "planner": 1, "caller": 1, "summarizer": 2}
 #: α-UMi's warmup ratios per stage (train_toolbench.sh).
 ALPHA_UMI_WARMUP = {"global": 0.4, "planner": 0.2, "caller": 0.2, "summarizer": 0.4}
 
+#: The decisions a planner sample can teach (``data.decision`` names them).
+DECISIONS: tuple[str, ...] = ("caller first", "caller next", "conclusion", "give up")
+
 #: Stages whose samples can be balanced by decision (see ``data.select_balanced``).
 BALANCED_STAGES: tuple[str, ...] = ("planner",)
 
@@ -78,6 +81,9 @@ class TrainConfig:
     balance: tuple[str, ...] = ()
     """Stages (only ``planner`` for now) whose samples are drawn with an equal share per
     decision (first call, later call, conclusion, give up) instead of at random."""
+    decision_shares: dict[str, float] = field(default_factory=dict)
+    """Fractions of a balanced draw fixed per decision (``{"conclusion": 0.4}``); the
+    decisions left out split the rest equally. Only with ``balance``."""
     seed: int = 0
     device: str = "auto"
     """``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -99,6 +105,7 @@ class TrainConfig:
         if isinstance(self.max_samples, dict):
             self.max_samples = dict(self.max_samples)
         self.stage_lr = dict(self.stage_lr)
+        self.decision_shares = dict(self.decision_shares)
         self.epochs = {**ALPHA_UMI_EPOCHS, **self.epochs}
         self.warmup_ratio = {**ALPHA_UMI_WARMUP, **self.warmup_ratio}
         self._validate()
@@ -138,6 +145,24 @@ class TrainConfig:
         need(
             set(self.balance) <= set(BALANCED_STAGES),
             f"balance may name only {BALANCED_STAGES}, got {list(self.balance)}",
+        )
+        unknown_kinds = sorted(set(self.decision_shares) - set(DECISIONS))
+        need(
+            not unknown_kinds,
+            f"decision_shares has unknown decisions {unknown_kinds}; decisions are {DECISIONS}",
+        )
+        for kind, share in self.decision_shares.items():
+            need(
+                isinstance(share, int | float) and 0 <= share <= 1,
+                f"decision_shares[{kind!r}] must be in [0, 1], got {share}",
+            )
+        need(
+            sum(self.decision_shares.values()) <= 1 + 1e-9,
+            f"decision_shares add up to {sum(self.decision_shares.values()):g}, more than 1",
+        )
+        need(
+            not self.decision_shares or bool(self.balance),
+            "decision_shares shape a balanced draw: add balance (--balance planner)",
         )
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -96,13 +96,52 @@ def decision(sample: dict[str, Any]) -> str:
     return "caller next" if called else "caller first"
 
 
-def select_balanced(samples: Sequence[Any], seed: int, max_samples: int | None) -> list[Any]:
-    """A seeded selection with an equal share of each :func:`decision`, shuffled.
+def decision_quotas(
+    counts: Mapping[str, int], total: int, shares: Mapping[str, float] | None = None
+) -> dict[str, int]:
+    """How many of ``total`` places each decision present in ``counts`` gets.
+
+    Without ``shares`` every decision gets ``total // kinds`` places, the remainder going
+    to the largest decisions. ``shares`` fixes some decisions' fractions
+    (``{"conclusion": 0.4}``); the decisions it leaves out split the rest equally. Shares
+    of decisions the data lacks are dropped and the others scaled to fill the total.
+    Places are rounded down, the remainder going to the largest fractional parts.
+    """
+    kinds = sorted(counts, key=lambda k: (-counts[k], k))
+    if not kinds:
+        return {}
+    if not shares:
+        return {
+            k: total // len(kinds) + (1 if n < total % len(kinds) else 0)
+            for n, k in enumerate(kinds)
+        }
+    fixed = {k: float(shares[k]) for k in kinds if k in shares}
+    free = [k for k in kinds if k not in fixed]
+    rest = max(0.0, 1.0 - sum(fixed.values()))
+    weights = {**fixed, **{k: rest / len(free) for k in free}} if free else dict(fixed)
+    scale = sum(weights.values())
+    if scale <= 0:
+        raise ConfigError(f"decision shares {dict(shares)} leave no place for any decision")
+    exact = {k: total * weights[k] / scale for k in kinds}
+    quotas = {k: int(exact[k]) for k in kinds}
+    by_fraction = sorted(kinds, key=lambda k: (-(exact[k] - quotas[k]), kinds.index(k)))
+    for k in by_fraction[: total - sum(quotas.values())]:
+        quotas[k] += 1
+    return quotas
+
+
+def select_balanced(
+    samples: Sequence[Any],
+    seed: int,
+    max_samples: int | None,
+    shares: Mapping[str, float] | None = None,
+) -> list[Any]:
+    """A seeded selection with a set share of each :func:`decision`, shuffled.
 
     Random selection mirrors the data: in Acme's planner samples a third are first calls
-    (the easiest step) and 36 of 1,031 give-ups. Here each decision gets
-    ``max_samples // kinds`` places (the remainder to the largest kinds); a decision with
-    fewer samples than its share repeats them, each before any twice.
+    (the easiest step) and 36 of 1,031 give-ups. Here each decision gets the places
+    :func:`decision_quotas` gives it (by default an equal share); a decision with fewer
+    samples than its places repeats them, each before any twice.
     """
     groups: dict[str, list[int]] = {}
     for i, sample in enumerate(samples):
@@ -110,19 +149,16 @@ def select_balanced(samples: Sequence[Any], seed: int, max_samples: int | None) 
     if not groups:
         return []
     total = len(samples) if max_samples is None else max_samples
-    kinds = sorted(groups, key=lambda k: (-len(groups[k]), k))
-    shares = {
-        k: total // len(kinds) + (1 if n < total % len(kinds) else 0) for n, k in enumerate(kinds)
-    }
+    quotas = decision_quotas({k: len(v) for k, v in groups.items()}, total, shares)
     rng = random.Random(f"balance:{seed}")
     chosen: list[int] = []
     for kind in sorted(groups):
         members = groups[kind]
         picked: list[int] = []
-        while len(picked) < shares[kind]:
+        while len(picked) < quotas[kind]:
             order = list(members)
             rng.shuffle(order)
-            picked += order[: shares[kind] - len(picked)]
+            picked += order[: quotas[kind] - len(picked)]
         chosen += picked
     rng.shuffle(chosen)
     return [samples[i] for i in chosen]

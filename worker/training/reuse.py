@@ -47,6 +47,7 @@ _NOT_WEIGHTS = frozenset(
         "device",
         "dtype",
         "balance",
+        "decision_shares",
         "lr",
         "stage_lr",
     }
@@ -81,6 +82,8 @@ def fingerprints(
         if stage.name in config.balance:
             # Only when set, so the fingerprints of runs from before the field stay valid.
             parts["balance"] = True
+            if config.decision_shares:
+                parts["decision_shares"] = config.decision_shares
         canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
         out[stage.name] = hashlib.sha256(canonical.encode()).hexdigest()
     return out

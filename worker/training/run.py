@@ -154,8 +154,13 @@ def train(
                     complete = False
                     break
                 seed = config.seed + index
-                pick = select_balanced if stage.name in config.balance else select
-                chosen = pick(samples[stage.role], seed, config.max_samples_for(stage.name))
+                cap = config.max_samples_for(stage.name)
+                if stage.name in config.balance:
+                    chosen = select_balanced(
+                        samples[stage.role], seed, cap, config.decision_shares or None
+                    )
+                else:
+                    chosen = select(samples[stage.role], seed, cap)
                 if not chosen:
                     raise ConfigError(
                         f"{config.data} yields no {stage.role} samples for stage {stage.name}"
@@ -276,6 +281,7 @@ def _prepare_out(out: Path, config: TrainConfig, digest: str, resume: bool) -> N
         theirs = {k: v for k, v in previous.items() if k not in ("out", "save_every")}
         theirs.setdefault("balance", [])  # runs from before the field balanced nothing
         theirs.setdefault("stage_lr", {})  # … and used one learning rate for every stage
+        theirs.setdefault("decision_shares", {})  # … and drew balanced decisions equally
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if changed:
             raise ConfigError(
