@@ -41,8 +41,9 @@ def create_app(settings: Settings | None = None) -> Celery:
     settings = settings or get_settings()
     if settings.broker_url is None or settings.database_url is None:
         settings.ensure_dirs()
-    app = Celery("umiq", broker=settings.resolved_broker_url,
-                 backend=settings.resolved_result_backend)
+    app = Celery(
+        "umiq", broker=settings.resolved_broker_url, backend=settings.resolved_result_backend
+    )
     app.conf.update(
         task_serializer="json",
         result_serializer="json",

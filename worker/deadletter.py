@@ -47,8 +47,9 @@ def refuse(
     settings = get_settings()
     raw = _as_bytes(body)
     sha = hashlib.sha256(raw).hexdigest()
-    task_id = safe_task_id(body if isinstance(body, dict) else None,
-                           f"rejected-{delivery_id or uuid.uuid4()}")
+    task_id = safe_task_id(
+        body if isinstance(body, dict) else None, f"rejected-{delivery_id or uuid.uuid4()}"
+    )
     queue = dead_letter_queue(settings)
     with app.producer_or_acquire() as producer:
         producer.publish(
@@ -57,10 +58,10 @@ def refuse(
             routing_key=queue.routing_key,
             declare=[queue],
             content_type=content_type,
-            content_encoding="utf-8" if content_type.startswith(("application/json", "text"))
+            content_encoding="utf-8"
+            if content_type.startswith(("application/json", "text"))
             else "binary",
-            headers={"x-umiq-reason": reason, "x-umiq-field": field or "",
-                     "x-umiq-sha256": sha},
+            headers={"x-umiq-reason": reason, "x-umiq-field": field or "", "x-umiq-sha256": sha},
             delivery_mode=2,
             retry=True,
         )
@@ -76,7 +77,19 @@ def refuse(
         model=None,
         adapter=None,
     )
-    log.warning("message.refused", task_id=task_id, reason=reason, field=field,
-                message_sha256=sha, dead_letter_queue=queue.name)
-    return {"task_id": task_id, "outcome": "rejected", "answer": "", "reason": reason,
-            "steps": [], "tokens": 0}
+    log.warning(
+        "message.refused",
+        task_id=task_id,
+        reason=reason,
+        field=field,
+        message_sha256=sha,
+        dead_letter_queue=queue.name,
+    )
+    return {
+        "task_id": task_id,
+        "outcome": "rejected",
+        "answer": "",
+        "reason": reason,
+        "steps": [],
+        "tokens": 0,
+    }

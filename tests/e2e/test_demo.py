@@ -18,11 +18,19 @@ def test_demo_runs_tasks_and_verifies_the_chain(tmp_path: Path, model_dir: Path)
     (the untuned base and the first shipped planner ran to the step limit), and the
     caller fetched the vendor the second task names."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
-    env.update({"UMIQ_DATA_DIR": str(tmp_path / "data"), "UMIQ_MODEL_DIR": str(model_dir),
-                "COLUMNS": "200"})
+    env.update(
+        {
+            "UMIQ_DATA_DIR": str(tmp_path / "data"),
+            "UMIQ_MODEL_DIR": str(model_dir),
+            "COLUMNS": "200",
+        }
+    )
     done = subprocess.run(
         [sys.executable, "-m", "worker.cli", "demo", "--tasks", "2"],
-        env=env, capture_output=True, text=True, timeout=900,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
     )
     out = done.stdout
     assert done.returncode == 0, out + done.stderr

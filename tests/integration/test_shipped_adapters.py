@@ -14,6 +14,7 @@ from worker.settings import SHIPPED_ADAPTERS, Settings
 
 pytestmark = [pytest.mark.real_model, pytest.mark.slow]
 
+
 def test_settings_default_to_the_shipped_adapters() -> None:
     """With nothing set and the default base, the shipped adapters are the ones in use."""
     assert SHIPPED_ADAPTERS.is_dir()

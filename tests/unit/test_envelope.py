@@ -7,8 +7,7 @@ import pytest
 from worker.envelope import Envelope, parse_envelope
 from worker.errors import EnvelopeError
 
-GOOD = {"task_id": "t-1", "department": "finance", "query": "Pay INV-1001",
-        "requested_by": "alice"}
+GOOD = {"task_id": "t-1", "department": "finance", "query": "Pay INV-1001", "requested_by": "alice"}
 
 
 def test_valid_envelope_parses() -> None:

@@ -18,19 +18,25 @@ from worker.envelope import Envelope
 from worker.toolbox import Toolbox
 
 GET_INVOICE = ToolSpec(
-    "get_invoice", "Get one invoice by id.",
-    {"type": "object", "properties": {"invoice_id": {"type": "string"}},
-     "required": ["invoice_id"]},
+    "get_invoice",
+    "Get one invoice by id.",
+    {
+        "type": "object",
+        "properties": {"invoice_id": {"type": "string"}},
+        "required": ["invoice_id"],
+    },
 )
 PAY = ToolSpec(
-    "schedule_payment", "Schedule the payment of an invoice.",
-    {"type": "object", "properties": {"invoice_id": {"type": "string"},
-                                      "amount": {"type": "number"}},
-     "required": ["invoice_id", "amount"]},
+    "schedule_payment",
+    "Schedule the payment of an invoice.",
+    {
+        "type": "object",
+        "properties": {"invoice_id": {"type": "string"}, "amount": {"type": "number"}},
+        "required": ["invoice_id", "amount"],
+    },
     effect="write",
 )
-ENV = Envelope(task_id="t-1", department="finance", query="Is INV-1 open?",
-               requested_by="alice")
+ENV = Envelope(task_id="t-1", department="finance", query="Is INV-1 open?", requested_by="alice")
 
 
 class Scripted:
@@ -57,17 +63,27 @@ def audit(tmp_path: Path) -> AuditLog:
 
 def erp(handler=None) -> FunctionConnector:
     def default(call: ToolCall, key: str) -> ToolResult:
-        return ToolResult(ok=True, data={"id": call.arguments.get("invoice_id"),
-                                         "status": "open"})
+        return ToolResult(ok=True, data={"id": call.arguments.get("invoice_id"), "status": "open"})
 
     return FunctionConnector("erp", [GET_INVOICE, PAY], handler or default)
 
 
-def run(model: Scripted, connector: FunctionConnector, audit: AuditLog,
-        rule: AccessRule | None = None, max_steps: int = 5) -> Any:
+def run(
+    model: Scripted,
+    connector: FunctionConnector,
+    audit: AuditLog,
+    rule: AccessRule | None = None,
+    max_steps: int = 5,
+) -> Any:
     rule = rule or AccessRule("finance", tools=("*",), may_write=True)
-    return Episode(ENV, model=model, toolbox=Toolbox([connector]), access=rule, audit=audit,
-                   max_steps=max_steps).run()
+    return Episode(
+        ENV,
+        model=model,
+        toolbox=Toolbox([connector]),
+        access=rule,
+        audit=audit,
+        max_steps=max_steps,
+    ).run()
 
 
 def test_answered_episode_calls_the_tool_and_concludes(audit: AuditLog) -> None:
@@ -84,7 +100,14 @@ def test_answered_episode_calls_the_tool_and_concludes(audit: AuditLog) -> None:
     assert connector.calls == [(ToolCall("get_invoice", {"invoice_id": "INV-1"}), "t-1:2")]
     kinds = [s.kind for s in audit.steps("t-1")]
     assert kinds == [
-        "planner", "caller", "policy", "policy", "tool", "planner", "summarizer", "policy",
+        "planner",
+        "caller",
+        "policy",
+        "policy",
+        "tool",
+        "planner",
+        "summarizer",
+        "policy",
         "outcome",
     ]
     claims = audit.steps("t-1")[-2].details
@@ -144,8 +167,9 @@ def test_history_follows_the_protocol(audit: AuditLog) -> None:
     )
     run(model, erp(), audit)
     second = [r for r in model.requests if r.role == "planner"][1].prompt
-    assert ("caller: Action: get_invoice\nAction Input: {\"invoice_id\": \"INV-1\"}</s>"
-            "observation: ") in second
+    assert (
+        'caller: Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}</s>observation: '
+    ) in second
     assert second.endswith(" assistant: ")
     caller = next(r for r in model.requests if r.role == "caller")
     assert caller.constraint is not None
@@ -199,8 +223,10 @@ def test_invalid_arguments_are_refused_before_the_connector(audit: AuditLog) -> 
 
 def test_unparseable_call_becomes_an_observation(audit: AuditLog) -> None:
     """A caller output without an Action is reported back to the planner, not raised."""
-    model = Scripted(planner=["Fetch.\n Next: caller.", "Hm.\n Next: give up."],
-                     caller=["I would like to call something"])
+    model = Scripted(
+        planner=["Fetch.\n Next: caller.", "Hm.\n Next: give up."],
+        caller=["I would like to call something"],
+    )
     result = run(model, erp(), audit)
     assert result.outcome == "gave_up"
     tool = next(s for s in audit.steps("t-1") if s.kind == "tool")
@@ -209,9 +235,17 @@ def test_unparseable_call_becomes_an_observation(audit: AuditLog) -> None:
 
 def test_committed_call_is_not_repeated(audit: AuditLog) -> None:
     """A tool call whose idempotency key is already committed is replayed, not re-executed."""
-    audit.append_tool_call(task_id="t-1", step=2, idempotency_key="t-1:2", tool="get_invoice",
-                           effect="read", request={"invoice_id": "INV-1"},
-                           response={"status": "paid"}, ok=True, error=None)
+    audit.append_tool_call(
+        task_id="t-1",
+        step=2,
+        idempotency_key="t-1:2",
+        tool="get_invoice",
+        effect="read",
+        request={"invoice_id": "INV-1"},
+        response={"status": "paid"},
+        ok=True,
+        error=None,
+    )
     model = Scripted(
         planner=["Fetch.\n Next: caller.", "Done.\n Next: conclusion."],
         caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'],

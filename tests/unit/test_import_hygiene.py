@@ -39,8 +39,7 @@ def test_light_modules_do_not_import_torch() -> None:
         "if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "", f"heavy modules loaded: {out.stdout.strip()}"
 
 
@@ -51,6 +50,5 @@ def test_policies_import_nothing_of_umiq() -> None:
         "print(','.join(sorted(m for m in sys.modules "
         "if m.split('.')[0] in ('worker', 'connectors', 'examples'))))\n"
     )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -16,8 +16,9 @@ def test_json_lines_carry_bound_context() -> None:
     stream = io.StringIO()
     configure("auto", "INFO", stream=stream)  # StringIO is not a terminal: JSON
     structlog.contextvars.clear_contextvars()
-    with structlog.contextvars.bound_contextvars(task_id="t-9", department="finance",
-                                                 role="caller"):
+    with structlog.contextvars.bound_contextvars(
+        task_id="t-9", department="finance", role="caller"
+    ):
         get_logger("test").info("role.generated", tokens=3)
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert line["task_id"] == "t-9"

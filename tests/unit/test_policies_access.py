@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from policies import AccessRule, allowed_tools, check_access
 
-RULE = AccessRule("finance", tools=("get_*", "schedule_payment"), may_write=True,
-                  write_tools=("schedule_payment",))
+RULE = AccessRule(
+    "finance",
+    tools=("get_*", "schedule_payment"),
+    may_write=True,
+    write_tools=("schedule_payment",),
+)
 
 
 def test_no_rule_denies() -> None:

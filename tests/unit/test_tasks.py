@@ -14,8 +14,12 @@ from worker.audit import AuditLog
 from worker.celery_app import create_app, dead_letter_queue
 from worker.settings import get_settings
 
-ENVELOPE = {"task_id": "t-crash", "department": "finance", "query": "Is INV-1001 open?",
-            "requested_by": "alice"}
+ENVELOPE = {
+    "task_id": "t-crash",
+    "department": "finance",
+    "query": "Is INV-1001 open?",
+    "requested_by": "alice",
+}
 
 
 @pytest.fixture
@@ -76,8 +80,13 @@ def test_finished_task_is_not_run_again(embedded: Any, monkeypatch) -> None:
     """A redelivered task that already ended returns its recorded outcome."""
     audit = runtime.audit_log()
     audit.append_task(task_id="t-done", department="finance", query="q", requested_by="a")
-    audit.append_step(task_id="t-done", index=1, kind="outcome", output="paid",
-                      details={"outcome": "answered", "reason": "the summarizer answered"})
+    audit.append_step(
+        task_id="t-done",
+        index=1,
+        kind="outcome",
+        output="paid",
+        details={"outcome": "answered", "reason": "the summarizer answered"},
+    )
 
     def never() -> None:
         raise AssertionError("the episode must not run again")
