@@ -143,6 +143,9 @@ class Settings(BaseSettings):
     device: str = "cpu"
     max_steps: int = 12
     max_new_tokens: int = 160
+    prompt_window: int | None = None
+    """Prompt tokens the role models see: the last ones, after a leading BOS, as training
+    cuts a prompt longer than its ``max_length``; unset sends prompts whole."""
 
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Connectors by name, e.g. ``{"erp": {"kind": "http", "base_url": "http://127.0.0.1:8701"}}``."""

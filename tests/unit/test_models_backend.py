@@ -20,7 +20,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast 
 
 from connectors import ToolSpec  # noqa: E402
 from worker.agent.roles import ROLES, CallerConstraint, GenerationRequest  # noqa: E402
-from worker.errors import AdapterError  # noqa: E402
+from worker.errors import AdapterError, ConfigError  # noqa: E402
 from worker.models.backend import HFRoleModel  # noqa: E402
 
 CORPUS = [
@@ -430,3 +430,41 @@ def test_models_show_prints_the_version_a_loaded_worker_reports(
     assert shown.exit_code == 0, shown.output
     assert f"model version: {described['version']}" in shown.output
     assert described["adapters"]["planner"] in shown.output
+
+
+def test_a_prompt_window_keeps_the_tail_as_training_cuts_it(tiny: dict[str, Any]) -> None:
+    """Served with ``prompt_window``, a long prompt keeps its last tokens (what a training
+    example of that length keeps), a short one stays whole, and the window is recorded."""
+    from worker.training.data import IGNORE, tokenize
+
+    window = 24
+    model = HFRoleModel(tiny["base"], {}, prompt_window=window)
+    engine = model.engine
+    long_prompt = PROMPTS["planner"] * 6
+    whole = engine.tokenizer(long_prompt)["input_ids"]
+    assert len(whole) > window
+    enc = engine.encode([long_prompt, PROMPTS["summarizer"]])
+    mask = enc["attention_mask"]
+    assert enc["input_ids"][0].tolist() == whole[-window:]
+    assert int(mask[1].sum()) == len(engine.tokenizer(PROMPTS["summarizer"])["input_ids"])
+    # the training example's prompt, for a target that leaves the same room, is the same
+    target = "thought\n Next: caller."
+    n_target = len(engine.tokenizer(target, add_special_tokens=False)["input_ids"]) + 1
+    example = tokenize(
+        {"input": long_prompt, "target": target},
+        engine.tokenizer,
+        window + n_target,
+        engine.eos_ids[0],
+    )
+    assert [
+        t for t, lab in zip(example.input_ids, example.labels, strict=True) if lab == IGNORE
+    ] == whole[-window:]
+    gen = model.generate([GenerationRequest("planner", long_prompt, max_new_tokens=4)])[0]
+    assert gen.prompt_tokens == window
+    assert model.describe()["prompt_window"] == window
+    assert HFRoleModel(tiny["base"], {}).describe()["prompt_window"] is None
+
+
+def test_a_prompt_window_below_16_tokens_is_refused(tiny: dict[str, Any]) -> None:
+    with pytest.raises(ConfigError, match="prompt_window must be at least 16"):
+        HFRoleModel(tiny["base"], {}, prompt_window=8)

@@ -107,6 +107,8 @@ class _Engine:
         self.path = Path(path)
         self.device = device
         self.whitespace: Whitespace = whitespace
+        self.prompt_window: int | None = None
+        """Prompt tokens kept (the last ones, after a leading BOS); None keeps them all."""
         if (self.path / "adapter_config.json").is_file():
             raise ModelError(
                 f"{self.path} holds a LoRA adapter, not a full checkpoint; put it under "
@@ -147,10 +149,24 @@ class _Engine:
             self._grammars = GrammarCache(self.tokenizer, self.vocab_size, self.eos_ids)
         return self._grammars
 
+    def encode(self, prompts: Sequence[str]) -> Any:
+        """Tokenize and left-pad ``prompts``; with a ``prompt_window`` each keeps its
+        leading BOS and its last tokens, as training cuts a prompt that does not fit."""
+        if self.prompt_window is None:
+            return self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        bos = self.tokenizer.bos_token_id
+        cut = []
+        for prompt in prompts:
+            ids = list(self.tokenizer(prompt)["input_ids"])
+            if len(ids) > self.prompt_window:
+                head = ids[:1] if bos is not None and ids[0] == bos else []
+                ids = head + ids[len(ids) - (self.prompt_window - len(head)) :]
+            cut.append(ids)
+        return self.tokenizer.pad({"input_ids": cut}, return_tensors="pt", padding=True)
+
     def run(self, rows: Sequence[_Row], *, mixed_adapters: bool) -> list[tuple[str, int, int, str]]:
         """Generate every row in one batch: (text, prompt tokens, completion tokens, finish)."""
-        enc = self.tokenizer([r.prompt for r in rows], return_tensors="pt", padding=True)
-        enc = {k: v.to(self.device) for k, v in enc.items()}
+        enc = {k: v.to(self.device) for k, v in self.encode([r.prompt for r in rows]).items()}
         prompt_len = enc["input_ids"].shape[1]
         budget = max(r.max_new_tokens for r in rows)
         config = GenerationConfig(
@@ -194,6 +210,12 @@ class _Engine:
         return results
 
 
+def _window(tokens: int | None) -> int | None:
+    if tokens is not None and tokens < 16:
+        raise ConfigError(f"prompt_window must be at least 16 tokens or unset, got {tokens}")
+    return tokens
+
+
 def _rows_for(
     requests: Sequence[GenerationRequest],
     engine: _Engine,
@@ -228,9 +250,11 @@ class HFRoleModel:
         max_new_tokens: int | None = None,
         max_batch_size: int = 16,
         whitespace: Whitespace = "bounded",
+        prompt_window: int | None = None,
     ) -> None:
         started = time.monotonic()
         self.engine = _Engine(Path(base), device=device, dtype=dtype, whitespace=whitespace)
+        self.engine.prompt_window = _window(prompt_window)
         self.max_new_tokens = max_new_tokens
         self.max_batch_size = max_batch_size
         self.adapters: dict[str, _adapters.AdapterInfo] = {}
@@ -336,6 +360,7 @@ class HFRoleModel:
             "adapters": labels,
             "version": _adapters.model_version(self.engine.model_id, labels),
             "constrained_json_whitespace": self.engine.whitespace,
+            "prompt_window": self.engine.prompt_window,
         }
 
 
@@ -351,6 +376,7 @@ class CheckpointRoleModel:
         max_new_tokens: int | None = None,
         max_batch_size: int = 16,
         whitespace: Whitespace = "bounded",
+        prompt_window: int | None = None,
     ) -> None:
         missing = [r for r in ROLES if r not in checkpoints]
         unknown = sorted(set(checkpoints) - set(ROLES))
@@ -365,6 +391,8 @@ class CheckpointRoleModel:
             )
             for role in ROLES
         }
+        for engine in self.engines.values():
+            engine.prompt_window = _window(prompt_window)
         self.max_new_tokens = max_new_tokens
         self.max_batch_size = max_batch_size
         self._lock = threading.Lock()
@@ -404,6 +432,7 @@ class CheckpointRoleModel:
             "device": next(iter(self.engines.values())).device,
             "adapters": dict.fromkeys(ROLES),
             "version": _adapters.model_version(json.dumps(roles, sort_keys=True), {}),
+            "prompt_window": next(iter(self.engines.values())).prompt_window,
         }
 
 
@@ -418,6 +447,7 @@ def from_settings(settings: Any) -> HFRoleModel | CheckpointRoleModel:
             settings.role_checkpoints,
             device=settings.device,
             max_new_tokens=settings.max_new_tokens,
+            prompt_window=settings.prompt_window,
         )
     base = resolve_base(settings, progress=log.info)
     return HFRoleModel(
@@ -427,4 +457,5 @@ def from_settings(settings: Any) -> HFRoleModel | CheckpointRoleModel:
         ),
         device=settings.device,
         max_new_tokens=settings.max_new_tokens,
+        prompt_window=settings.prompt_window,
     )
