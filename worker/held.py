@@ -1,0 +1,150 @@
+"""Answers held for review: the claims policy stopped them; a human releases or rejects.
+
+An episode whose answer states a change its calls do not back ends ``held`` (see
+``policies._claims``): the answer is in the audit log, nobody has been told it. A
+reviewer reads it beside its trace and decides. The decision is a ``policy`` step
+(``policy: claims``, ``status`` ``released`` or ``rejected``, who, why) followed by an
+``outcome`` step: ``answered`` with the held answer when released (the reviewer vouches
+for it), ``rejected`` when not. Both land on the task's chain, so the audit trail shows
+who let which answer out.
+
+Pure reads and appends over the audit log: the CLI, the review page and the tests share
+these functions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+from worker.errors import UmiqError
+
+AnswerVerdict = Literal["released", "rejected"]
+VERDICTS: tuple[AnswerVerdict, ...] = ("released", "rejected")
+
+
+class HeldAnswerError(UmiqError):
+    """A decision on a held answer that cannot be taken (nothing held, already decided…)."""
+
+
+@dataclass(frozen=True)
+class HeldAnswer:
+    """An answer the claims policy held: what it says and why it was held."""
+
+    task_id: str
+    department: str
+    query: str
+    answer: str
+    """As the model wrote it: personal data appears as this task's tokens."""
+    reasons: list[str]
+    held_at: datetime
+    held_seq: int
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["held_at"] = self.held_at.isoformat()
+        return data
+
+
+@dataclass(frozen=True)
+class AnswerDecision:
+    """A recorded decision on a held answer."""
+
+    task_id: str
+    verdict: AnswerVerdict
+    by: str
+    reason: str
+    seq: int
+
+
+def _held_in(steps: Sequence[Any]) -> Any | None:
+    """The task's last ``outcome`` step when it is ``held`` (nobody decided since)."""
+    last = next((s for s in reversed(steps) if s.kind == "outcome"), None)
+    if last is None or last.details.get("outcome") != "held":
+        return None
+    return last
+
+
+def _item(task: Any, outcome: Any) -> HeldAnswer:
+    reason = str(outcome.details.get("reason") or "")
+    return HeldAnswer(
+        task_id=task.task_id,
+        department=task.department,
+        query=task.query,
+        answer=outcome.output,
+        reasons=[r for r in reason.split("; ") if r],
+        held_at=outcome.created_at,
+        held_seq=outcome.seq,
+    )
+
+
+def held(audit: Any, *, department: str | None = None, limit: int = 500) -> list[HeldAnswer]:
+    """Answers waiting for a human among the ``limit`` most recent tasks, oldest first."""
+    out = []
+    for task in audit.tasks(limit=limit):
+        if department is not None and task.department != department:
+            continue
+        outcome = _held_in(audit.steps(task.task_id))
+        if outcome is not None:
+            out.append(_item(task, outcome))
+    return sorted(out, key=lambda h: h.held_seq)
+
+
+def held_for(audit: Any, task_id: str) -> HeldAnswer:
+    """The held answer of ``task_id``; HeldAnswerError when there is none."""
+    task = audit.task(task_id)
+    if task is None:
+        raise HeldAnswerError(f"no task {task_id!r} in the audit log")
+    outcome = _held_in(audit.steps(task_id))
+    if outcome is None:
+        raise HeldAnswerError(
+            f"task {task_id!r} has no answer held for review (it was never held, or it was "
+            "already released or rejected: `umiq audit show` tells which)"
+        )
+    return _item(task, outcome)
+
+
+def decide_answer(
+    audit: Any, task_id: str, *, verdict: AnswerVerdict, by: str, reason: str
+) -> AnswerDecision:
+    """Record a human's decision on the held answer of ``task_id``.
+
+    ``released`` ends the task ``answered`` with the held answer; ``rejected`` ends it
+    ``rejected``. Either way the reviewer's name and reason are on the chain.
+    """
+    if verdict not in VERDICTS:
+        raise HeldAnswerError(f"verdict must be 'released' or 'rejected', not {verdict!r}")
+    by, reason = by.strip(), reason.strip()
+    if not by:
+        raise HeldAnswerError("a decision must say who takes it (--by)")
+    if not reason:
+        raise HeldAnswerError("a decision must give its reason (--reason)")
+    item = held_for(audit, task_id)
+    index = max(s.index for s in audit.steps(task_id)) + 1
+    released = verdict == "released"
+    record = audit.append_step(
+        task_id=task_id,
+        index=index,
+        kind="policy",
+        output=verdict,
+        details={
+            "policy": "claims",
+            "allowed": released,
+            "status": verdict,
+            "by": by,
+            "reasons": [f"answer {verdict} by {by}: {reason}"],
+        },
+    )
+    audit.append_step(
+        task_id=task_id,
+        index=index + 1,
+        kind="outcome",
+        output=item.answer if released else "",
+        details={
+            "outcome": "answered" if released else "rejected",
+            "reason": f"held answer {verdict} by {by}: {reason}",
+        },
+    )
+    return AnswerDecision(task_id, verdict, by, reason, record.seq)
