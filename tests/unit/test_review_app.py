@@ -6,6 +6,7 @@ import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
@@ -25,6 +26,7 @@ CAROL = ("carol", "carol-secret-pw")  # an auditor, password stored as a scrypt 
 DAVE = ("dave", "dave-plain-pw")  # a reviewer, password stored in plain text (a trial)
 TOKEN = "read-only-token-0123456789"
 RAW_EMAIL = "j.devries@example.nl"
+BEARER = {"Authorization": f"Bearer {TOKEN}"}
 
 Sent = list[tuple[str, str]]
 
@@ -468,3 +470,100 @@ def test_a_short_review_secret_refuses_to_start(settings: Settings, audit: Audit
     short = settings.model_copy(update={"review_secret": "hunter2"})
     with pytest.raises(ConfigError, match="UMIQ_REVIEW_SECRET has 7 characters"):
         create_app(short, audit=audit)
+
+
+# -- held answers -------------------------------------------------------------------------
+
+HELD = "INV-7 is scheduled for <b>2025-03-17</b>."
+
+
+def hold(audit: AuditLog) -> None:
+    """t-4: the summarizer said INV-7 is scheduled after a read; the claims policy held it."""
+    audit.append_task(
+        task_id="t-4", department="finance", query="Is INV-7 paid?", requested_by="bob"
+    )
+    audit.append_step(
+        task_id="t-4",
+        index=1,
+        kind="outcome",
+        output=HELD,
+        details={"outcome": "held", "reason": "the answer says 'scheduled' (…), unbacked"},
+    )
+
+
+def post_held(
+    client: TestClient, verdict: str, reason: str, *, csrf: str | None, auth=CAROL, **extra: str
+) -> Any:
+    form = {"verdict": verdict, "reason": reason, **extra}
+    if csrf is not None:
+        form["csrf"] = csrf
+    return client.post("/held/t-4", data=form, auth=auth)
+
+
+def test_approvals_page_shows_the_held_answer_escaped(client: TestClient, audit: AuditLog) -> None:
+    assert "No answers are held for review" in client.get("/approvals", auth=CAROL).text
+    hold(audit)
+    page = client.get("/approvals", auth=CAROL).text
+    assert "INV-7 is scheduled for &lt;b&gt;2025-03-17&lt;/b&gt;." in page
+    assert "the answer says &#39;scheduled&#39;" in page
+    assert 'action="/held/t-4"' in page and 'value="released"' in page
+    assert 'action="/held/t-4"' not in client.get("/approvals", headers=BEARER).text
+
+
+def test_release_records_the_user_and_ends_the_task_answered(
+    client: TestClient, audit: AuditLog
+) -> None:
+    hold(audit)
+    response = post_held(client, "released", "the payment run made it", csrf=csrf_of(client))
+    assert response.status_code == 303 and response.headers["location"] == "/approvals"
+    outcome = audit.outcome("t-4")
+    assert outcome is not None and (outcome["outcome"], outcome["answer"]) == ("answered", HELD)
+    decision = audit.steps("t-4")[-2]
+    assert (decision.details["status"], decision.details["by"]) == ("released", "carol")
+    after = client.get("/approvals", auth=CAROL).text
+    assert "t-4: answer released by carol" in after
+    assert "No answers are held for review" in after
+    assert audit.verify().ok
+
+
+def test_reject_of_a_held_answer_ends_the_task_rejected(
+    client: TestClient, audit: AuditLog
+) -> None:
+    hold(audit)
+    post_held(client, "rejected", "nothing was scheduled", csrf=csrf_of(client))
+    outcome = audit.outcome("t-4")
+    assert outcome is not None and (outcome["outcome"], outcome["answer"]) == ("rejected", "")
+
+
+@pytest.mark.parametrize(
+    ("verdict", "reason", "extra", "status", "says"),
+    [
+        ("released", "  ", {}, 303, "needs a reason"),
+        ("released", "ok", {"seq": "999999"}, 303, "another answer"),
+        ("approved", "ok", {}, 400, None),
+    ],
+)
+def test_a_held_answer_decision_that_cannot_stand_records_nothing(
+    client: TestClient,
+    audit: AuditLog,
+    verdict: str,
+    reason: str,
+    extra: dict[str, str],
+    status: int,
+    says: str | None,
+) -> None:
+    hold(audit)
+    response = post_held(client, verdict, reason, csrf=csrf_of(client), **extra)
+    assert response.status_code == status
+    assert audit.outcome("t-4")["outcome"] == "held"  # type: ignore[index]
+    if says:
+        assert says in client.get("/approvals", auth=CAROL).text
+
+
+def test_a_held_answer_needs_a_user_and_the_form_token(client: TestClient, audit: AuditLog) -> None:
+    hold(audit)
+    csrf_of(client)
+    assert post_held(client, "released", "ok", csrf=None).status_code == 403
+    bearer = client.post("/held/t-4", data={"verdict": "released", "reason": "ok"}, headers=BEARER)
+    assert bearer.status_code == 403
+    assert audit.outcome("t-4")["outcome"] == "held"  # type: ignore[index]

@@ -25,6 +25,7 @@ from worker.approvals import ApprovalError, decide, pending, pending_for, send_r
 from worker.audit import AuditLog, ensure_schema
 from worker.audit.review import SEALED, conceal, list_tasks, load_trace, open_trace, trace_as_dict
 from worker.errors import AuditError, UmiqError
+from worker.held import HeldAnswerError, decide_answer, held, held_for
 from worker.review._auth import Authenticator, Principal
 from worker.review._signing import CSRF_COOKIE, CSRF_FIELD, FLASH_COOKIE, Signer, signing_key
 from worker.review._views import OUTCOMES, TaskFilter, pretty, trace_view, when
@@ -271,6 +272,7 @@ def create_app(
             user,
             title="approvals",
             items=pending(audit_log),
+            held_items=held(audit_log),
             csrf=token,
             csrf_field=CSRF_FIELD,
             flash=flash,
@@ -284,8 +286,8 @@ def create_app(
             response.delete_cookie(FLASH_COOKIE, httponly=True, samesite="strict", secure=secure)
         return response
 
-    @app.post("/approvals/{task_id:path}")
-    async def decide_call(request: Request, task_id: str, user: Principal = User) -> Response:
+    async def decision_form(request: Request, user: Principal) -> dict[str, str]:
+        """The posted form of a decision, once the user may decide and the form is theirs."""
         if not user.can_decide:
             raise HTTPException(
                 403, "the review token is read-only: log in as a review user to decide"
@@ -302,13 +304,9 @@ def create_app(
         origin = request.headers.get("origin")
         if origin and urllib.parse.urlsplit(origin).netloc != request.headers.get("host"):
             raise HTTPException(403, f"refusing a decision posted from {origin}")
-        verdict = form.get("verdict", "")
-        if verdict not in ("approved", "rejected"):
-            raise HTTPException(400, "verdict must be 'approved' or 'rejected'")
-        reason = form.get("reason", "").strip()
-        message = await run_in_threadpool(
-            _decide, audit_log, task_id, verdict, user.name, reason, form.get("key", ""), send
-        )
+        return form
+
+    def back_to_approvals(request: Request, message: tuple[str, str]) -> Response:
         response = RedirectResponse("/approvals", status_code=303)
         response.set_cookie(
             FLASH_COOKIE,
@@ -318,6 +316,30 @@ def create_app(
             secure=request.url.scheme == "https",
         )
         return response
+
+    @app.post("/approvals/{task_id:path}")
+    async def decide_call(request: Request, task_id: str, user: Principal = User) -> Response:
+        form = await decision_form(request, user)
+        verdict = form.get("verdict", "")
+        if verdict not in ("approved", "rejected"):
+            raise HTTPException(400, "verdict must be 'approved' or 'rejected'")
+        reason = form.get("reason", "").strip()
+        message = await run_in_threadpool(
+            _decide, audit_log, task_id, verdict, user.name, reason, form.get("key", ""), send
+        )
+        return back_to_approvals(request, message)
+
+    @app.post("/held/{task_id:path}")
+    async def decide_held(request: Request, task_id: str, user: Principal = User) -> Response:
+        form = await decision_form(request, user)
+        verdict = form.get("verdict", "")
+        if verdict not in ("released", "rejected"):
+            raise HTTPException(400, "verdict must be 'released' or 'rejected'")
+        reason = form.get("reason", "").strip()
+        message = await run_in_threadpool(
+            _decide_held, audit_log, task_id, verdict, user.name, reason, form.get("seq", "")
+        )
+        return back_to_approvals(request, message)
 
     return app
 
@@ -340,6 +362,26 @@ def _decide(
     log.info("review.decided", task_id=task_id, key=decision.key, verdict=verdict, by=by)
     follow = "the task resumes on the worker" if verdict == "approved" else "the task ends"
     return "ok", f"{task_id}: {decision.key} {verdict} by {by}; {follow}"
+
+
+def _decide_held(
+    audit: AuditLog, task_id: str, verdict: str, by: str, reason: str, seq: str
+) -> tuple[str, str]:
+    """Record the decision on a held answer; the flash message."""
+    if not reason:
+        return "error", f"{task_id}: a decision needs a reason; nothing was recorded"
+    try:
+        if seq and str(held_for(audit, task_id).held_seq) != seq:
+            return "error", (
+                f"{task_id} now holds another answer than the one shown; nothing was "
+                "recorded: look again"
+            )
+        decision = decide_answer(audit, task_id, verdict=verdict, by=by, reason=reason)  # type: ignore[arg-type]
+    except HeldAnswerError as exc:
+        return "error", str(exc)
+    log.info("review.answer_decided", task_id=task_id, verdict=verdict, by=by)
+    ends = "answered" if verdict == "released" else "rejected"
+    return "ok", f"{task_id}: answer {decision.verdict} by {by}; the task ends {ends}"
 
 
 async def _form(request: Request) -> dict[str, str]:
