@@ -13,15 +13,16 @@ these functions.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from worker.agent.episode import APPROVAL_REQUESTED
 from worker.errors import UmiqError
 
 Verdict = Literal["approved", "rejected"]
+T = TypeVar("T")
 
 
 class ApprovalError(UmiqError):
@@ -115,18 +116,36 @@ def _item(task: Any, request: Any) -> PendingApproval:
     )
 
 
-def pending(
-    audit: Any, *, department: str | None = None, limit: int = 500
-) -> list[PendingApproval]:
-    """Calls waiting for a human among the ``limit`` most recent tasks, oldest first."""
+def scan(
+    audit: Any,
+    find: Callable[[Any, Sequence[Any]], T | None],
+    *,
+    department: str | None = None,
+    limit: int = 500,
+) -> list[T]:
+    """``find(task, steps)`` over the ``limit`` most recent tasks (of ``department``): what
+    it found, in task order. Shared by everything that waits for a human."""
     out = []
     for task in audit.tasks(limit=limit):
         if department is not None and task.department != department:
             continue
-        request = _pending_in(audit.steps(task.task_id))
-        if request is not None:
-            out.append(_item(task, request))
-    return sorted(out, key=lambda p: p.request_seq)
+        found = find(task, audit.steps(task.task_id))
+        if found is not None:
+            out.append(found)
+    return out
+
+
+def pending(
+    audit: Any, *, department: str | None = None, limit: int = 500
+) -> list[PendingApproval]:
+    """Calls waiting for a human among the ``limit`` most recent tasks, oldest first."""
+
+    def find(task: Any, steps: Sequence[Any]) -> PendingApproval | None:
+        request = _pending_in(steps)
+        return None if request is None else _item(task, request)
+
+    found = scan(audit, find, department=department, limit=limit)
+    return sorted(found, key=lambda p: p.request_seq)
 
 
 def pending_for(audit: Any, task_id: str) -> PendingApproval:

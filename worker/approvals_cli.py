@@ -1,4 +1,8 @@
-"""``umiq approvals``: list the calls waiting for a human, approve or reject them."""
+"""``umiq approvals`` and ``umiq held``: what waits for a human, and the human's decision.
+
+``approvals``: calls a policy holds before they are made; ``held``: answers the claims
+policy holds before anyone is told them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +16,7 @@ from worker.errors import UmiqError
 
 
 def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer:
-    """Add the ``approvals`` group to ``app``."""
+    """Add the ``approvals`` and ``held`` groups to ``app``."""
     out = console or Console()
     group = typer.Typer(no_args_is_help=True, help="Calls waiting for a human.")
     app.add_typer(group, name="approvals")
@@ -87,5 +91,64 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
             out.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
         out.print(f"{key}: resume sent; the task resumes on the worker")
+
+    held_group = typer.Typer(no_args_is_help=True, help="Answers held for review.")
+    app.add_typer(held_group, name="held")
+
+    @held_group.command("list")
+    def held_list(
+        department: str | None = typer.Option(None, help="Only this department's."),
+        as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+    ) -> None:
+        """Answers waiting for a human, oldest first (as the model wrote them)."""
+        from worker.held import held
+
+        items = held(audit(), department=department)
+        if as_json:
+            for item in items:
+                typer.echo(json.dumps(item.as_dict(), sort_keys=True))
+            return
+        table = Table("task", "department", "answer", "why it is held", "since", title="held")
+        for item in items:
+            table.add_row(
+                item.task_id,
+                item.department,
+                item.answer,
+                "; ".join(item.reasons),
+                item.held_at.isoformat(timespec="seconds"),
+            )
+        out.print(table if items else "no answers are held for review")
+
+    def _decide_answer(task_id: str, verdict: str, by: str, reason: str) -> None:
+        from worker.held import decide_answer
+
+        try:
+            decision = decide_answer(audit(), task_id, verdict=verdict, by=by, reason=reason)  # type: ignore[arg-type]
+        except UmiqError as exc:
+            out.print(f"[red]{exc}[/red]")
+            raise typer.Exit(1) from exc
+        ends = "answered" if verdict == "released" else "rejected"
+        out.print(
+            f"{task_id}: answer {verdict} by {decision.by} (audit seq {decision.seq}); "
+            f"the task ends {ends}"
+        )
+
+    @held_group.command("release")
+    def release_answer(
+        task_id: str,
+        by: str = typer.Option(..., help="Who releases (recorded in the audit log)."),
+        reason: str = typer.Option(..., help="Why (recorded in the audit log)."),
+    ) -> None:
+        """Release the held answer of TASK_ID: the task ends answered with it."""
+        _decide_answer(task_id, "released", by, reason)
+
+    @held_group.command("reject")
+    def reject_answer(
+        task_id: str,
+        by: str = typer.Option(..., help="Who rejects (recorded in the audit log)."),
+        reason: str = typer.Option(..., help="Why (recorded in the audit log)."),
+    ) -> None:
+        """Reject the held answer of TASK_ID: the task ends rejected."""
+        _decide_answer(task_id, "rejected", by, reason)
 
     return group

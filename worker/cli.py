@@ -32,7 +32,6 @@ def _register_plugins() -> None:
     from worker.audit.keys_cli import register as register_keys
     from worker.data.cli import register as register_data
     from worker.evaluation.cli import register as register_eval
-    from worker.held_cli import register as register_held
     from worker.review.cli import register as register_review
     from worker.training.cli import register as register_training
 
@@ -43,7 +42,6 @@ def _register_plugins() -> None:
     register_audit(app)
     register_keys(app)
     register_approvals(app)
-    register_held(app)
     register_review(app)
 
 

@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from worker.approvals import scan
 from worker.errors import UmiqError
 
 AnswerVerdict = Literal["released", "rejected"]
@@ -82,14 +83,13 @@ def _item(task: Any, outcome: Any) -> HeldAnswer:
 
 def held(audit: Any, *, department: str | None = None, limit: int = 500) -> list[HeldAnswer]:
     """Answers waiting for a human among the ``limit`` most recent tasks, oldest first."""
-    out = []
-    for task in audit.tasks(limit=limit):
-        if department is not None and task.department != department:
-            continue
-        outcome = _held_in(audit.steps(task.task_id))
-        if outcome is not None:
-            out.append(_item(task, outcome))
-    return sorted(out, key=lambda h: h.held_seq)
+
+    def find(task: Any, steps: Sequence[Any]) -> HeldAnswer | None:
+        outcome = _held_in(steps)
+        return None if outcome is None else _item(task, outcome)
+
+    found = scan(audit, find, department=department, limit=limit)
+    return sorted(found, key=lambda h: h.held_seq)
 
 
 def held_for(audit: Any, task_id: str) -> HeldAnswer:

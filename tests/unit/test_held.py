@@ -98,7 +98,7 @@ def test_held_commands_list_release_and_refuse(
     from typer.testing import CliRunner
 
     from worker import runtime
-    from worker.held_cli import register
+    from worker.approvals_cli import register
 
     holding(audit)
     monkeypatch.setattr(runtime, "audit_log", lambda: audit)
