@@ -203,3 +203,61 @@ def test_officer_approves_a_payment_in_chromium(
     audit.close()
     for name, path in shots.items():
         print(f"screenshot {name}: {path}")
+
+
+def test_officer_releases_a_held_answer_in_chromium(
+    settings: Any, worker: Path, erp: Any, invoice: dict[str, Any], browser: Any, tmp_path: Path
+) -> None:
+    """The summarizer says the invoice is scheduled after only reading it: the worker holds
+    the answer; the officer reads why on /approvals and releases it; the task is answered."""
+    from examples.acme.serve import ServiceThread
+    from worker.audit import AuditLog
+    from worker.celery_app import TASK_NAME, create_app
+    from worker.review import create_app as create_review_app
+
+    task_id = f"held-{uuid.uuid4().hex[:8]}"
+    claim = f"{invoice['id']} is scheduled for payment."
+    script = [
+        {"tool": "get_invoice", "arguments": {"invoice_id": invoice["id"]}},
+        {"answer": claim},
+    ]
+    (tmp_path / "scripts.json").write_text(json.dumps({task_id: script}))
+    create_app(settings).send_task(
+        TASK_NAME,
+        args=[
+            {
+                "task_id": task_id,
+                "department": "finance",
+                "query": f"Is {invoice['id']} scheduled?",
+                "requested_by": "ap-clerk",
+            }
+        ],
+    )
+    audit = AuditLog.from_url(settings.resolved_database_url)
+    outcome = lambda: (audit.outcome(task_id) or {}).get("outcome")  # noqa: E731
+    _wait("the answer is held", lambda: outcome() == "held", 30, worker)
+
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    shot = ARTIFACTS / "review-held.png"
+    with ServiceThread(create_review_app(settings)) as review:
+        context = browser.new_context(
+            http_credentials={"username": OFFICER[0], "password": OFFICER[1]},
+            viewport={"width": 1200, "height": 900},
+        )
+        page = context.new_page()
+        page.goto(f"{review.url}/approvals")
+        card = page.locator("section.card.held", has_text=task_id)
+        card.wait_for()
+        assert claim in card.inner_text()
+        assert "'scheduled'" in card.inner_text()
+        page.screenshot(path=shot, full_page=True)
+        card.locator("textarea[name=reason]").fill("the payment run scheduled it by hand")
+        with page.expect_navigation():
+            card.get_by_role("button", name="Release the answer").click()
+        assert f"answer released by {OFFICER[0]}" in page.locator(".flash.ok").inner_text()
+        context.close()
+    final = audit.outcome(task_id)
+    assert final is not None and (final["outcome"], final["answer"]) == ("answered", claim)
+    assert audit.verify().ok
+    audit.close()
+    print(f"screenshot held: {shot}")

@@ -14,8 +14,9 @@ next call as ``Action: <tool>\\nAction Input: {json}``, with every ``$EMAIL``, `
 ``$IBAN``, ``$PHONE``, ``$NATIONAL_ID`` or ``$CARD`` in an argument replaced by a token of
 that kind from its prompt (``$EMAIL`` the first seen, ``$EMAIL[1]`` the second,
 ``$EMAIL[-1]`` the last), so it acts on the tokens it can see as a real model would; the
-summarizer repeats the last observation. Every prompt and answer is appended to the
-JSONL file that ``UMIQ_TEST_PROMPT_LOG`` names, when set; ``UMIQ_TEST_GENERATION_DELAY``
+summarizer repeats the last observation, or says the script's ``{"answer": text}``.
+Every prompt and answer is appended to the JSONL file that ``UMIQ_TEST_PROMPT_LOG``
+names, when set; ``UMIQ_TEST_GENERATION_DELAY``
 seconds (default 0) make each generation as slow as a real model's on a CPU.
 """
 
@@ -105,6 +106,8 @@ def current_task_id() -> str | None:
 
 def answer(request: GenerationRequest, script: Script) -> str:
     """What a role following ``script`` says to ``request``."""
+    said = next((str(step["answer"]) for step in script if "answer" in step), None)
+    script = [step for step in script if "tool" in step]
     done = calls_made(request.prompt)
     if request.role == "planner":
         if done < len(script):
@@ -117,7 +120,7 @@ def answer(request: GenerationRequest, script: Script) -> str:
         arguments = fill(dict(step.get("arguments") or {}), request.prompt)
         return f"Action: {step['tool']}\nAction Input: {json.dumps(arguments, ensure_ascii=False)}"
     if request.role == "summarizer":
-        return last_observation(request.prompt) or "Nothing was looked up."
+        return said or last_observation(request.prompt) or "Nothing was looked up."
     raise ValueError(f"the scripted model plays planner, caller and summarizer, not {request.role}")
 
 
