@@ -148,3 +148,15 @@ def test_the_cli_names_decisions_with_underscores() -> None:
     }
     with pytest.raises(typer.BadParameter, match="DECISION=FRACTION"):
         parse_decision_shares(["conclusion"])
+
+
+def test_the_card_says_how_the_planner_was_drawn() -> None:
+    from worker.training.card import _draw
+
+    assert _draw(TrainConfig(data="d", out="o").to_dict()) == ""
+    balanced = TrainConfig(data="d", out="o", balance=("planner",))
+    assert "planner: drawn by decision (an equal share" in _draw(balanced.to_dict())
+    shaped = TrainConfig(
+        data="d", out="o", balance=("planner",), decision_shares={"conclusion": 0.4}
+    )
+    assert "(conclusion 0.4, the other decisions equal)" in _draw(shaped.to_dict())

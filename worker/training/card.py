@@ -215,7 +215,7 @@ def render(record: dict[str, Any]) -> str:
         f"{', '.join(cfg['target_modules'])}; AdamW lr {cfg['lr']}{_stage_lr(cfg)}, weight decay "
         f"{cfg['weight_decay']}, cosine schedule with warmup; batch {cfg['batch_size']} × "
         f"accumulation {cfg['grad_accum']}; max length {cfg['max_length']} (longer prompts "
-        f"lose their start: *prompts cut*); seed {cfg['seed']}.",
+        f"lose their start: *prompts cut*); seed {cfg['seed']}.{_draw(cfg)}",
         "",
         "| stage | epochs | examples | prompts cut | steps | tokens | wall s | tokens/s | "
         "first loss | final loss |",
@@ -231,8 +231,8 @@ def render(record: dict[str, Any]) -> str:
     if cut:
         lines += [
             "",
-            "Inference sends prompts whole, so a cut prompt is one the adapter trained on "
-            "but will not see. "
+            "Inference sends prompts whole (unless `UMIQ_PROMPT_WINDOW` cuts them the same "
+            "way), so a cut prompt is one the adapter trained on but will not see. "
             + (
                 f"`--max-length {max(s['longest_example'] for s in cut.values())}` "
                 "trains on whole prompts."
@@ -277,6 +277,21 @@ def render(record: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def _draw(cfg: dict[str, Any]) -> str:
+    """`` Samples of planner: …`` for the stages drawn balanced by decision, else nothing."""
+    stages = cfg.get("balance") or []
+    if not stages:
+        return ""
+    shares = cfg.get("decision_shares") or {}
+    how = (
+        ", ".join(f"{kind} {share:g}" for kind, share in shares.items())
+        + ", the other decisions equal"
+        if shares
+        else "an equal share per decision"
+    )
+    return f" Samples of {', '.join(stages)}: drawn by decision ({how})."
 
 
 def _stage_lr(cfg: dict[str, Any]) -> str:
