@@ -16,7 +16,7 @@ from typer.testing import CliRunner  # noqa: E402
 
 from tests.unit.test_models_backend import build_tokenizer, save_tiny_base  # noqa: E402
 from worker.agent.roles import GenerationRequest  # noqa: E402
-from worker.errors import ConfigError  # noqa: E402
+from worker.errors import ConfigError, UmiqError  # noqa: E402
 from worker.models.adapters import find_adapters  # noqa: E402
 from worker.models.backend import HFRoleModel  # noqa: E402
 from worker.training import TrainConfig, TrainResult, train  # noqa: E402
@@ -406,3 +406,28 @@ def test_cli_train_command_trains_with_the_options_given(tiny: dict[str, Any]) -
     assert config["balance"] == ["planner"]
     assert config["stage_lr"] == {"global": 0.003}
     assert json.loads((out / "single" / "done").read_text())["lr"] == 0.003
+
+
+def test_train_cli_turns_a_presets_balance_off_and_merges_decision_shares(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`--balance none` draws every stage at random; `--decision-share` adds to the preset's."""
+    from worker.cli import app
+    from worker.training import run as run_module
+    from worker.training.config import PRESETS
+
+    seen: list[Any] = []
+
+    def fake_train(config: Any, **_: Any) -> Any:
+        seen.append(config)
+        raise UmiqError("stop here")
+
+    monkeypatch.setattr(run_module, "train", fake_train)
+    common = ["train", "--preset", "demo", "--data", str(tmp_path), "--out", str(tmp_path / "o")]
+    CliRunner().invoke(app, [*common, "--balance", "none"])
+    CliRunner().invoke(app, [*common, "--balance", "planner", "--decision-share", "give_up=0.1"])
+    assert seen[0].balance == ()
+    assert seen[1].decision_shares == {
+        **PRESETS["demo"].get("decision_shares", {}),
+        "give up": 0.1,
+    }

@@ -56,7 +56,8 @@ def train_command(
         [],
         "--balance",
         help="A stage (planner) whose samples are drawn with an equal share per decision "
-        "(first call, later call, conclusion, give up) instead of at random. Repeatable.",
+        "(first call, later call, conclusion, give up) instead of at random. Repeatable; "
+        "'none' draws every stage at random (a preset's balance off).",
     ),
     decision_share: list[str] = typer.Option(
         [],
@@ -108,9 +109,12 @@ def train_command(
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if balance:
-        overrides["balance"] = tuple(balance)
+        overrides["balance"] = tuple(b for b in balance if b != "none")
     if decision_share:
-        overrides["decision_shares"] = parse_decision_shares(decision_share)
+        overrides["decision_shares"] = {
+            **PRESETS.get(preset, {}).get("decision_shares", {}),
+            **parse_decision_shares(decision_share),
+        }
     if target_modules is not None:
         overrides["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m)
     if max_samples is not None:
