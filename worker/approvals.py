@@ -63,13 +63,19 @@ class ApprovalDecision:
     seq: int
 
 
+def last_outcome_if(steps: Sequence[Any], outcome: str) -> Any | None:
+    """The task's last ``outcome`` step when it is ``outcome`` (the task still waits in
+    that state: nobody decided it since), else None."""
+    last = next((s for s in reversed(steps) if s.kind == "outcome"), None)
+    if last is None or last.details.get("outcome") != outcome:
+        return None
+    return last
+
+
 def _awaiting(steps: Sequence[Any]) -> Any | None:
     """The task's last ``outcome`` step when it is ``awaiting_approval`` (the task still
     waits: not decided into a resume or a rejection), else None."""
-    last_outcome = next((s for s in reversed(steps) if s.kind == "outcome"), None)
-    if last_outcome is None or last_outcome.details.get("outcome") != "awaiting_approval":
-        return None
-    return last_outcome
+    return last_outcome_if(steps, "awaiting_approval")
 
 
 def _pending_in(steps: Sequence[Any]) -> Any | None:
@@ -139,13 +145,14 @@ def pending(
     audit: Any, *, department: str | None = None, limit: int = 500
 ) -> list[PendingApproval]:
     """Calls waiting for a human among the ``limit`` most recent tasks, oldest first."""
-
-    def find(task: Any, steps: Sequence[Any]) -> PendingApproval | None:
-        request = _pending_in(steps)
-        return None if request is None else _item(task, request)
-
-    found = scan(audit, find, department=department, limit=limit)
+    found = scan(audit, pending_in, department=department, limit=limit)
     return sorted(found, key=lambda p: p.request_seq)
+
+
+def pending_in(task: Any, steps: Sequence[Any]) -> PendingApproval | None:
+    """The call of ``task`` (with its ``steps``) that waits for a human, or None."""
+    request = _pending_in(steps)
+    return None if request is None else _item(task, request)
 
 
 def pending_for(audit: Any, task_id: str) -> PendingApproval:

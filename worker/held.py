@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from worker.approvals import scan
+from worker.approvals import last_outcome_if, scan
 from worker.errors import UmiqError
 
 AnswerVerdict = Literal["released", "rejected"]
@@ -60,14 +60,6 @@ class AnswerDecision:
     seq: int
 
 
-def _held_in(steps: Sequence[Any]) -> Any | None:
-    """The task's last ``outcome`` step when it is ``held`` (nobody decided since)."""
-    last = next((s for s in reversed(steps) if s.kind == "outcome"), None)
-    if last is None or last.details.get("outcome") != "held":
-        return None
-    return last
-
-
 def _item(task: Any, outcome: Any) -> HeldAnswer:
     reason = str(outcome.details.get("reason") or "")
     return HeldAnswer(
@@ -83,13 +75,14 @@ def _item(task: Any, outcome: Any) -> HeldAnswer:
 
 def held(audit: Any, *, department: str | None = None, limit: int = 500) -> list[HeldAnswer]:
     """Answers waiting for a human among the ``limit`` most recent tasks, oldest first."""
-
-    def find(task: Any, steps: Sequence[Any]) -> HeldAnswer | None:
-        outcome = _held_in(steps)
-        return None if outcome is None else _item(task, outcome)
-
-    found = scan(audit, find, department=department, limit=limit)
+    found = scan(audit, held_in, department=department, limit=limit)
     return sorted(found, key=lambda h: h.held_seq)
+
+
+def held_in(task: Any, steps: Sequence[Any]) -> HeldAnswer | None:
+    """The answer of ``task`` (with its ``steps``) held for review, or None."""
+    outcome = last_outcome_if(steps, "held")
+    return None if outcome is None else _item(task, outcome)
 
 
 def held_for(audit: Any, task_id: str) -> HeldAnswer:
@@ -97,7 +90,7 @@ def held_for(audit: Any, task_id: str) -> HeldAnswer:
     task = audit.task(task_id)
     if task is None:
         raise HeldAnswerError(f"no task {task_id!r} in the audit log")
-    outcome = _held_in(audit.steps(task_id))
+    outcome = last_outcome_if(audit.steps(task_id), "held")
     if outcome is None:
         raise HeldAnswerError(
             f"task {task_id!r} has no answer held for review (it was never held, or it was "

@@ -154,14 +154,13 @@ class _Engine:
         leading BOS and its last tokens, as training cuts a prompt that does not fit."""
         if self.prompt_window is None:
             return self.tokenizer(list(prompts), return_tensors="pt", padding=True)
+        from worker.training.data import cut_prompt
+
         bos = self.tokenizer.bos_token_id
-        cut = []
-        for prompt in prompts:
-            ids = list(self.tokenizer(prompt)["input_ids"])
-            if len(ids) > self.prompt_window:
-                head = ids[:1] if bos is not None and ids[0] == bos else []
-                ids = head + ids[len(ids) - (self.prompt_window - len(head)) :]
-            cut.append(ids)
+        cut = [
+            cut_prompt(list(self.tokenizer(p)["input_ids"]), self.prompt_window, bos)
+            for p in prompts
+        ]
         return self.tokenizer.pad({"input_ids": cut}, return_tensors="pt", padding=True)
 
     def run(self, rows: Sequence[_Row], *, mixed_adapters: bool) -> list[tuple[str, int, int, str]]:

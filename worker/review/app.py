@@ -21,11 +21,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.approvals import ApprovalError, decide, pending, pending_for, send_resume
+from worker.approvals import ApprovalError, decide, pending_for, pending_in, scan, send_resume
 from worker.audit import AuditLog, ensure_schema
 from worker.audit.review import SEALED, conceal, list_tasks, load_trace, open_trace, trace_as_dict
 from worker.errors import AuditError, UmiqError
-from worker.held import HeldAnswerError, decide_answer, held, held_for
+from worker.held import HeldAnswerError, decide_answer, held_for, held_in
 from worker.review._auth import Authenticator, Principal
 from worker.review._signing import CSRF_COOKIE, CSRF_FIELD, FLASH_COOKIE, Signer, signing_key
 from worker.review._views import OUTCOMES, TaskFilter, pretty, trace_view, when
@@ -266,13 +266,17 @@ def create_app(
         if fresh:
             token = signer.csrf_token(user.name)
         flash = signer.read_flash(request.cookies.get(FLASH_COOKIE))
+        # One pass over the recent tasks' steps finds both kinds of waiting work.
+        waiting = scan(
+            audit_log, lambda task, steps: (pending_in(task, steps), held_in(task, steps))
+        )
         response = render(
             request,
             "approvals.html",
             user,
             title="approvals",
-            items=pending(audit_log),
-            held_items=held(audit_log),
+            items=sorted((p for p, _ in waiting if p), key=lambda p: p.request_seq),
+            held_items=sorted((h for _, h in waiting if h), key=lambda h: h.held_seq),
             csrf=token,
             csrf_field=CSRF_FIELD,
             flash=flash,

@@ -207,15 +207,23 @@ def tokenize(sample: dict[str, Any], tokenizer: Any, max_length: int, eos_id: in
     target = [*tokenizer(sample["target"], add_special_tokens=False)["input_ids"], eos_id]
     # A target longer than the window keeps its start and leaves a quarter for the prompt.
     target = target[: max_length - min(len(prompt), max_length // 4)]
-    room = max_length - len(target)
     original = len(prompt)
-    if original > room:
-        bos = tokenizer.bos_token_id
-        head = prompt[:1] if bos is not None and prompt and prompt[0] == bos else []
-        body = room - len(head)
-        prompt = head + prompt[original - body :] if body > 0 else head[:room]
+    prompt = cut_prompt(prompt, max_length - len(target), tokenizer.bos_token_id)
     ids = prompt + target
     return Example(ids, [IGNORE] * len(prompt) + target, original - len(prompt))
+
+
+def cut_prompt(prompt: list[int], room: int, bos: int | None) -> list[int]:
+    """``prompt`` cut to ``room`` tokens: a leading BOS and the last tokens stay.
+
+    Training cuts every prompt too long for its window so; serving with
+    ``UMIQ_PROMPT_WINDOW`` calls this too, so the served prompt is the trained one.
+    """
+    if len(prompt) <= room:
+        return prompt
+    head = prompt[:1] if bos is not None and prompt and prompt[0] == bos else []
+    body = room - len(head)
+    return head + prompt[len(prompt) - body :] if body > 0 else head[:room]
 
 
 def schedule(
