@@ -32,6 +32,7 @@ def _register_plugins() -> None:
     from worker.audit.keys_cli import register as register_keys
     from worker.data.cli import register as register_data
     from worker.evaluation.cli import register as register_eval
+    from worker.health_cli import register as register_health
     from worker.review.cli import register as register_review
     from worker.training.cli import register as register_training
 
@@ -43,6 +44,7 @@ def _register_plugins() -> None:
     register_keys(app)
     register_approvals(app)
     register_review(app)
+    register_health(app)
 
 
 _register_plugins()
