@@ -4,9 +4,11 @@ from policies._access import AccessRule, allowed_tools, check_access
 from policies._approval import (
     ApprovalPolicy,
     ApprovalRule,
+    CallContext,
     Condition,
     approval_rules,
     check_approval,
+    domain_of,
 )
 from policies._claims import CHANGE_WORDS, Claim, change_claims, check_claims
 from policies._decision import Decision
@@ -15,12 +17,14 @@ from policies._pii import Detector, PiiKind, Span
 from policies._project import MinimizationPolicy, MinimizationRule, project
 from policies._pseudonymize import Pseudonymizer
 from policies._redact import RedactingProcessor
+from policies._scope import ScopePolicy, ScopeRule, Seen, check_scope, key_arguments
 
 __all__ = [
     "CHANGE_WORDS",
     "AccessRule",
     "ApprovalPolicy",
     "ApprovalRule",
+    "CallContext",
     "Claim",
     "Condition",
     "Decision",
@@ -31,6 +35,9 @@ __all__ = [
     "PiiKind",
     "Pseudonymizer",
     "RedactingProcessor",
+    "ScopePolicy",
+    "ScopeRule",
+    "Seen",
     "Span",
     "allowed_tools",
     "approval_rules",
@@ -38,6 +45,9 @@ __all__ = [
     "check_access",
     "check_approval",
     "check_claims",
+    "check_scope",
+    "domain_of",
+    "key_arguments",
     "minimize",
     "project",
     "resolve_arguments",

@@ -7,6 +7,12 @@ An episode that meets a call needing approval records a ``policy`` step with
 let which call through. Approval enqueues ``umiq.resume_task``, which replays the
 committed steps and goes on; rejection ends the task with an ``outcome`` step.
 
+Four eyes: whoever approves a call is not the task's requester (``requested_by``), is
+among the rule's ``approvers`` when it names some, and, when the rule asks for
+``distinct_approvers``, approved no earlier call of the same task. The CLI and the review
+page both decide through :func:`decide`, so both enforce it. (The names are what the CLI's
+``--by`` or the review page's login says; docs/security.md says what that does not cover.)
+
 Pure reads and appends over the audit log: the CLI, the review page and the tests share
 these functions.
 """
@@ -44,6 +50,10 @@ class PendingApproval:
     reasons: list[str]
     requested_at: datetime
     request_seq: int
+    approvers: list[str] | None = None
+    """Who may approve it (None: anyone but the requester)."""
+    distinct_approvers: bool = False
+    """The approver must not have approved an earlier call of the task."""
 
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -107,6 +117,8 @@ def _pending_in(steps: Sequence[Any]) -> Any | None:
 
 def _item(task: Any, request: Any) -> PendingApproval:
     d = request.details
+    held = dict(((d.get("decisions") or [d])[-1].get("details")) or {})
+    approvers = held.get("approvers")
     return PendingApproval(
         task_id=task.task_id,
         department=task.department,
@@ -119,7 +131,39 @@ def _item(task: Any, request: Any) -> PendingApproval:
         reasons=list((d.get("decisions") or [d])[-1].get("reasons") or []),
         requested_at=request.created_at,
         request_seq=request.seq,
+        approvers=None if approvers is None else [str(a) for a in approvers],
+        distinct_approvers=bool(held.get("distinct_approvers", False)),
     )
+
+
+def _same(a: str, b: str) -> bool:
+    return a.strip().casefold() == b.strip().casefold()
+
+
+def four_eyes(task: Any, item: PendingApproval, steps: Sequence[Any], by: str) -> str | None:
+    """Why ``by`` may not approve ``item`` of ``task``, or None when they may."""
+    if _same(by, task.requested_by):
+        return (
+            f"{by} requested task {task.task_id!r} and cannot approve its own call: "
+            "a second person must"
+        )
+    if item.approvers is not None and not any(_same(by, a) for a in item.approvers):
+        named = ", ".join(item.approvers) or "nobody"
+        return f"{by} may not approve {item.tool}: the rule names its approvers ({named})"
+    if item.distinct_approvers:
+        earlier = {
+            str(s.details.get("by", ""))
+            for s in steps
+            if s.kind == "policy"
+            and s.details.get("status") == "approved"
+            and s.seq < item.request_seq
+        }
+        if any(_same(by, name) for name in earlier):
+            return (
+                f"{by} approved an earlier call of task {task.task_id!r}; this rule needs "
+                "another person for each approval"
+            )
+    return None
 
 
 def scan(
@@ -194,6 +238,10 @@ def decide(
     steps = audit.steps(task_id)
     index = max(s.index for s in steps) + 1
     approved = verdict == "approved"
+    if approved:
+        refused = four_eyes(audit.task(task_id), item, steps, by)
+        if refused is not None:
+            raise ApprovalError(refused)
     record = audit.append_step(
         task_id=task_id,
         index=index,

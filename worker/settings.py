@@ -33,19 +33,57 @@ class DepartmentSettings(BaseModel):
     adapter_version: str | None = None
     approvals: list[dict[str, Any]] = Field(default_factory=list)
     """Approval rules, e.g. ``{"tool": "schedule_payment", "when": [["amount", ">", 50000]],
-    "reason": "…"}``: matching calls wait for a human (``review`` mode holds every write)."""
+    "reason": "…"}``: matching calls wait for a human (``review`` mode holds every write).
+    A rule may name its ``approvers`` and ask for ``distinct_approvers`` (four eyes)."""
+    scope: bool = True
+    """Hold writes the request does not ask for (tool and key arguments traceable to the
+    request or the records it names; ``Settings.scope`` has the words per tool)."""
 
 
-#: Mail that would carry bank accounts, card numbers or national ids out of the company
-#: waits for a human (an injected instruction could ask the agent to send them).
-_OUTBOUND_MAIL_RULES: list[dict[str, Any]] = [
-    {
-        "tool": "mail:send_email",
-        "when": [[field, "carries", ["IBAN", "CARD", "NATIONAL_ID"]]],
-        "reason": "mail carrying bank, card or national-id numbers needs approval",
-    }
-    for field in ("body", "subject")
+#: The company's own mail domain (Acme's employees).
+COMPANY_DOMAINS: list[str] = ["acme-corp.nl"]
+#: The domains finance mails besides the company's: its vendors' (Acme's vendor master).
+VENDOR_DOMAINS: list[str] = [
+    "nordlicht-buero.de",
+    "atelier-mercier.fr",
+    "vandijk-logistics.nl",
+    "ferraro-componenti.it",
+    "iberia-suministros.es",
+    "brouwer-peeters.be",
+    "alpenwerk.at",
+    "lindqvist-data.se",
+    "thames-office.co.uk",
+    "kowalski-druk.pl",
 ]
+
+
+def _outbound_mail_rules(domains: list[str]) -> list[dict[str, Any]]:
+    """Mail to a recipient outside ``domains``, or carrying bank accounts, card numbers or
+    national ids (as sent: tokens resolved), waits for a human (an injected instruction
+    could ask the agent to send them)."""
+    return [
+        {
+            "tool": "mail:send_email",
+            "when": [["to", "domain not in", list(domains)]],
+            "reason": "mail to a recipient outside the company needs approval",
+        },
+        *(
+            {
+                "tool": "mail:send_email",
+                "when": [[field, "carries", ["IBAN", "CARD", "NATIONAL_ID"]]],
+                "reason": "mail carrying bank, card or national-id numbers needs approval",
+            }
+            for field in ("body", "subject")
+        ),
+    ]
+
+
+#: Payment and credit-note limits per currency (about 50,000 and 10,000 EUR); a currency
+#: not listed, or a call whose currency is unknown, waits for a human.
+PAYMENT_LIMITS: dict[str, float] = {
+    "EUR": 50000, "SEK": 550000, "GBP": 43000, "PLN": 215000, "USD": 54000, "CHF": 47000,
+}  # fmt: skip
+CREDIT_NOTE_LIMITS: dict[str, float] = {k: v / 5 for k, v in PAYMENT_LIMITS.items()}
 
 
 def _default_departments() -> dict[str, DepartmentSettings]:
@@ -58,14 +96,25 @@ def _default_departments() -> dict[str, DepartmentSettings]:
             approvals=[
                 {
                     "tool": "schedule_payment",
-                    "when": [["amount", ">", 50000]],
-                    "reason": "payments above 50,000 need a second person",
+                    "when": [["amount", ">", dict(PAYMENT_LIMITS)]],
+                    "reason": "payments above 50,000 EUR (or its equivalent) need a second person",
+                    "distinct_approvers": True,
                 },
-                *_OUTBOUND_MAIL_RULES,
+                {
+                    "tool": "create_credit_note",
+                    "when": [["amount", ">", dict(CREDIT_NOTE_LIMITS)]],
+                    "reason": "credit notes above 10,000 EUR (or its equivalent) need a second "
+                    "person",
+                    "distinct_approvers": True,
+                },
+                *_outbound_mail_rules([*COMPANY_DOMAINS, *VENDOR_DOMAINS]),
             ],
         ),
         "hr": DepartmentSettings(
-            mode="auto", tools=["hr:*", "mail:*"], may_write=True, approvals=[*_OUTBOUND_MAIL_RULES]
+            mode="auto",
+            tools=["hr:*", "mail:*"],
+            may_write=True,
+            approvals=_outbound_mail_rules(COMPANY_DOMAINS),
         ),
     }
 
@@ -86,6 +135,21 @@ ACME_MINIMIZATION: dict[str, list[str] | None] = {
     ],
     "hr:get_manager": ["id", "name", "email", "job_title", "department"],
 }
+
+
+#: The words of a request that ask for each write tool (regular expressions matched at a
+#: word start, case-insensitive): a write the request does not ask for waits for a human.
+ACME_SCOPE: dict[str, list[str]] = {
+    "schedule_payment": ["pay", "paid", "schedul"],
+    "dispute_invoice": ["disput"],
+    "create_credit_note": ["credit"],
+    "approve_leave_request": ["approv", "grant", "sign\\s+off"],
+    "reject_leave_request": ["reject", "declin", "turn\\s+down", "refus", "deny"],
+    "send_email": [
+        "e-?mail", "mail", "notif", "tell", "inform", "writ", "remind", "nudge", "message",
+        "let\\b[^.;]{0,60}\\bknow", "send",
+    ],
+}  # fmt: skip
 
 
 def _default_data_dir() -> Path:
@@ -155,6 +219,10 @@ class Settings(BaseSettings):
     )
     """Per tool (name or ``connector:glob``), the response fields the model may see; None
     keeps all. Values it sees are pseudonymized unless a path is in ``pii_allow_raw``."""
+    scope: dict[str, Any] = Field(default_factory=lambda: dict(ACME_SCOPE))
+    """Per write tool (name or ``connector:glob``), the words of a request that ask for it
+    (``{"schedule_payment": ["pay", "schedul"]}``), or ``{"asks": [...], "keys": [...]}``
+    to name its key arguments too (default: ``id``, ``*_id``, ``to``, ``cc``, ``bcc``)."""
     pii_allow_raw: dict[str, list[str]] = Field(default_factory=dict)
     """Per tool, response fields whose values the model may see raw (a policy decision
     that the audit records)."""

@@ -45,12 +45,45 @@ def solved(tmp_path_factory):
             observed = observed_in_trajectory(solution.trajectory)
             verdict = check(instance, world, solution.answer, observed)
             results.append((instance, solution, verdict))
-        yield families, results, {s.name for s in world.specs() if s.effect == "write"}
+        held = []
+        for instance in [i for items in drawn.values() for i in items]:
+            world.reset()
+            held += _held_by_the_default_policies(world, instance)
+        world.reset()
+        yield families, results, {s.name for s in world.specs() if s.effect == "write"}, held
+
+
+class _PolicedWorld:
+    """The world, with every call first put to the guard of the task's department, as
+    the worker does before a connector runs (approval rules, outbound mail, scope)."""
+
+    def __init__(self, world, guard, uid):
+        self._world, self._guard, self.held = world, guard, []
+        self._uid = uid
+
+    def __getattr__(self, name):
+        return getattr(self._world, name)
+
+    def invoke(self, tool, arguments, key=""):
+        decision = self._guard.check_approval(self._world.spec(tool), dict(arguments), key)
+        if not decision.allowed:
+            self.held.append((self._uid, tool, decision.reasons))
+        return self._world.invoke(tool, arguments, key)
+
+
+def _held_by_the_default_policies(world, instance):
+    from worker.data.build import model_view
+
+    guard = model_view(instance.family, [])
+    guard.set_request(instance.instruction)
+    policed = _PolicedWorld(world, guard, instance.uid)
+    solve(policed, instance, seed=SEED, view=guard)
+    return policed.held
 
 
 def test_expert_passes_its_checker_on_every_task(solved):
     """Every generated task, in every family, is solved by the expert as its checker wants."""
-    _families, results, _writes = solved
+    _families, results, _writes, _held = solved
     failures = [(i.uid, i.instruction, r.reasons) for i, _s, r in results if not r.passed]
     assert not failures, f"seed {SEED}: {failures}"
 
@@ -58,7 +91,7 @@ def test_expert_passes_its_checker_on_every_task(solved):
 def test_no_expert_answer_is_held_for_an_unbacked_claim(solved):
     """The claims check reads every family's expert answer as backed: the changes it
     states were made by its own writes or read in its own observations."""
-    _families, results, writes = solved
+    _families, results, writes, _held = solved
     held = []
     for instance, solution, _verdict in results:
         if not solution.answer:
@@ -71,16 +104,24 @@ def test_no_expert_answer_is_held_for_an_unbacked_claim(solved):
     assert any(solution.answer for _i, solution, _v in results)
 
 
+def test_default_policies_hold_no_expert_call(solved):
+    """Under the default department policies (approval rules, outbound mail, scope) no
+    call of any family's gold trajectory waits for a human: the catalogue's legitimate
+    tasks run, mail to the company and its vendors included."""
+    *_rest, held = solved
+    assert not held, f"seed {SEED}: {held}"
+
+
 def test_every_family_is_exercised(solved):
     """The run covers every family the running systems support, the mail ones included."""
-    families, results, _writes = solved
+    families, results, _writes, _held = solved
     assert {i.family for i, _s, _r in results} == set(families)
     assert any("mail" in FAMILIES[fam].systems for fam in families)
 
 
 def test_role_split_yields_parsable_samples(solved):
     """Planner, caller and summarizer samples exist, parse, and carry the live prompts."""
-    _families, results, _writes = solved
+    _families, results, _writes, _held = solved
     samples = split_roles([s.trajectory for _i, s, _r in results])
     assert samples["planner"] and samples["caller"] and samples["summarizer"]
     for sample in samples["planner"]:

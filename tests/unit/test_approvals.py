@@ -202,3 +202,60 @@ def test_resume_command_resends_or_says_why_not(
     done = runner.invoke(app, ["approvals", "resume", "t-1"])
     assert done.exit_code == 0, done.output
     assert "t-1:2: resume sent" in done.output and sent == [("t-1", "t-1:2")]
+
+
+def _waiting_with(audit: AuditLog, rule: dict, planner: list[str], caller: list[str]) -> Episode:
+    audit.append_task(
+        task_id=ENV.task_id, department=ENV.department, query=ENV.query, requested_by="alice"
+    )
+    g = Guard.permissive_minimization(AccessRule("finance", tools=("*",), may_write=True))
+    g.approval = ApprovalPolicy(approval_rules([rule]))
+    model = Scripted(planner=planner, caller=caller)
+    return Episode(ENV, model=model, toolbox=Toolbox([erp()]), guard=g, audit=audit)
+
+
+def test_the_requester_cannot_approve_their_own_call(audit: AuditLog) -> None:
+    """Four eyes: the requester's approval is refused (any spelling of the name); nothing
+    is recorded or resumed; a second person's approval goes through."""
+    waiting(audit, erp())
+    for name in ("alice", " Alice "):
+        with pytest.raises(ApprovalError, match="cannot approve its own call"):
+            decide(audit, "t-1", verdict="approved", by=name, reason="mine", enqueue=pytest.fail)
+    assert [s for s in audit.steps("t-1") if s.details.get("status") == "approved"] == []
+    decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=lambda t, k: None)
+
+
+def test_the_requester_may_still_reject(audit: AuditLog) -> None:
+    """Rejecting one's own call is allowed: it fails closed."""
+    waiting(audit, erp())
+    decide(audit, "t-1", verdict="rejected", by="alice", reason="typo", enqueue=pytest.fail)
+    assert audit.outcome("t-1")["outcome"] == "rejected"
+
+
+def test_a_rule_names_who_may_approve(audit: AuditLog) -> None:
+    """A rule with ``approvers`` accepts only them."""
+    rule = {"tool": "schedule_payment", "when": [["amount", ">", 10]], "approvers": ["cfo"]}
+    _waiting_with(audit, rule, ["Pay it.\n Next: caller."], [PAY]).run()
+    [item] = pending(audit)
+    assert item.approvers == ["cfo"]
+    with pytest.raises(ApprovalError, match="names its approvers"):
+        decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=pytest.fail)
+    decide(audit, "t-1", verdict="approved", by="CFO", reason="ok", enqueue=lambda t, k: None)
+
+
+def test_distinct_approvers_for_each_step_of_a_task(audit: AuditLog) -> None:
+    """Under ``distinct_approvers`` whoever approved the task's first payment cannot
+    approve its second."""
+    rule = {"tool": "schedule_payment", "when": [["amount", ">", 10]], "distinct_approvers": True}
+    pay2 = PAY.replace("INV-1", "INV-2")
+    planner = ["Pay it.\n Next: caller.", "And the other.\n Next: caller."]
+    _waiting_with(audit, rule, planner, [PAY, pay2]).run()
+    decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=lambda t, k: None)
+    g = Guard.permissive_minimization(AccessRule("finance", tools=("*",), may_write=True))
+    g.approval = ApprovalPolicy(approval_rules([rule]))
+    model = Scripted(planner=planner[1:], caller=[pay2])
+    resumed = Episode(ENV, model=model, toolbox=Toolbox([erp()]), guard=g, audit=audit)
+    assert resumed.resume(audit.steps("t-1"), "t-1:2").outcome == "awaiting_approval"
+    with pytest.raises(ApprovalError, match="approved an earlier call"):
+        decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=pytest.fail)
+    decide(audit, "t-1", verdict="approved", by="dave", reason="ok", enqueue=lambda t, k: None)

@@ -138,6 +138,7 @@ class Episode:
         self.max_new_tokens = max_new_tokens
         self.agent = agent
         self.query = self.guard.tokenize(envelope.query)
+        self.guard.set_request(envelope.query)  # writes must follow from it (scope check)
         self.turns: list[dict[str, str]] = [{"from": "user", "value": self.query}]
         self.steps: list[EpisodeStep] = []
         self.tokens = 0

@@ -5,7 +5,9 @@ pseudonymizer. The episode asks it, for every call, in this order:
 
 1. may the department use the tool (access, deny by default);
 2. which raw values the caller's tokens stand for (an unknown token is refused);
-3. whether a human must approve the call first (approval);
+3. whether a human must approve the call first (approval: the department's rules, with
+   the task's token map so that outbound checks see the text as sent, and the scope
+   check: a write the request did not ask for waits too);
 4. after the connector ran: what the model may see of the response (projection, then
    pseudonymization with this task's stable tokens).
 
@@ -16,7 +18,7 @@ audit log and the token map sealed with it.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,15 +27,20 @@ from connectors import ToolResult, ToolSpec
 from policies import (
     AccessRule,
     ApprovalPolicy,
+    CallContext,
     Decision,
     Detector,
     MinimizationPolicy,
     MinimizationRule,
     Minimized,
     Pseudonymizer,
+    ScopePolicy,
+    Seen,
     approval_rules,
     check_access,
     check_approval,
+    check_scope,
+    key_arguments,
     minimize,
     resolve_arguments,
 )
@@ -48,6 +55,12 @@ class Guard:
     approval: ApprovalPolicy
     minimization: MinimizationPolicy
     pseudonymizer: Pseudonymizer
+    scope: ScopePolicy = field(default_factory=lambda: ScopePolicy(enabled=False))
+    request: str = ""
+    """The task's request as the requester wrote it (raw): what the scope check reads."""
+    seen: list[Seen] = field(default_factory=list)
+    """This task's calls so far (key arguments and raw response), for the scope check."""
+    _pending: tuple[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     @classmethod
     def permissive_minimization(
@@ -83,13 +96,21 @@ class Guard:
                 mode=dept.mode if dept is not None else "auto",
             )
             minimization = minimization_policy(settings.minimization, settings.pii_allow_raw)
+            scope = ScopePolicy.from_settings(
+                getattr(settings, "scope", {}),
+                enabled=bool(getattr(dept, "scope", True)) if dept is not None else True,
+            )
         except (ValueError, TypeError, KeyError) as exc:
             raise ConfigError(f"invalid policy settings for {department!r}: {exc}") from exc
         detector = detector_from(settings)
         pseudonymizer = (
             Pseudonymizer.from_mapping(detector, mapping) if mapping else Pseudonymizer(detector)
         )
-        return cls(access, approval, minimization, pseudonymizer)
+        return cls(access, approval, minimization, pseudonymizer, scope)
+
+    def set_request(self, query: str) -> None:
+        """The task's request (raw or in this task's tokens) that writes must follow from."""
+        self.request = str(self.reveal(query))
 
     # -- decisions ------------------------------------------------------------------
 
@@ -109,15 +130,52 @@ class Guard:
     def check_approval(
         self, spec: ToolSpec, raw_arguments: Mapping[str, Any], key: str
     ) -> Decision:
-        """Allowed: run now. Not allowed: a human must approve first (reasons say why)."""
-        return check_approval(
+        """Allowed: run now. Not allowed: a human must approve first (reasons say why):
+        an approval rule holds it, or the scope check finds a write the request did not
+        ask for."""
+        rule = self.scope.rule_for(spec.name, spec.connector)
+        keys = key_arguments(raw_arguments, rule)
+        self._pending = (spec.name, keys)
+        approval = check_approval(
             self.approval,
             spec.name,
             spec.effect,
             raw_arguments,
             connector=spec.connector,
             key=key,
+            context=self.context(keys),
         )
+        if key in self.approval.exempt or spec.effect != "write":
+            return approval
+        scope = check_scope(
+            self.scope,
+            spec.name,
+            spec.effect,
+            raw_arguments,
+            request=self.request,
+            seen=self.seen,
+            connector=spec.connector,
+        )
+        if approval.allowed and scope.allowed:
+            return Decision(True, "approval", (*approval.reasons, *scope.reasons))
+        held = [d for d in (approval, scope) if not d.allowed]
+        details = dict(approval.details) or {"distinct_approvers": False}
+        return Decision(False, "approval", tuple(r for d in held for r in d.reasons), details)
+
+    def context(self, keys: Mapping[str, Any]) -> CallContext:
+        """What an approval condition may know of a call: the raw values of this task's
+        tokens with their kinds, and the currency of the record the call acts on."""
+        known = {raw: token[1:].rsplit("_", 1)[0] for token, raw in self.mapping().items()}
+        wanted = {str(v) for v in keys.values()}
+        currency = None
+        for call in reversed(self.seen):
+            for record in _records(call.data):
+                if str(record.get("id")) in wanted and isinstance(record.get("currency"), str):
+                    currency = record["currency"]
+                    break
+            if currency is not None:
+                break
+        return CallContext(known=known, currency=currency)
 
     def approve(self, key: str) -> None:
         """Let the call with idempotency key ``key`` run (a human approved it)."""
@@ -136,6 +194,11 @@ class Guard:
         The episode and the scripted expert that writes training data both show the model
         exactly this, so the role models learn on what they see at inference."""
         error = None if result.error is None else str(self.tokenize(result.error))
+        pending, self._pending = self._pending, None
+        if result.data is not None:
+            # the records this call returned: the scope check traces writes through them
+            arguments = pending[1] if pending is not None and pending[0] == spec.name else None
+            self.seen.append(Seen(arguments, result.data))
         if result.data is None:
             return ToolResult(ok=result.ok, data=None, error=error), None
         minimized = self.minimize(spec, result.data)
@@ -154,6 +217,14 @@ class Guard:
     def mapping(self) -> dict[str, str]:
         """Token → raw value: sealed in the audit log whenever it grows."""
         return self.pseudonymizer.mapping()
+
+
+def _records(data: Any) -> Iterable[Mapping[str, Any]]:
+    if isinstance(data, Mapping):
+        yield data
+    elif isinstance(data, list):
+        for item in data:
+            yield from _records(item)
 
 
 def restore_tokens(audit: Any, task_id: str) -> dict[str, str] | None:
