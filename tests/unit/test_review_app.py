@@ -567,3 +567,86 @@ def test_a_held_answer_needs_a_user_and_the_form_token(client: TestClient, audit
     bearer = client.post("/held/t-4", data={"verdict": "released", "reason": "ok"}, headers=BEARER)
     assert bearer.status_code == 403
     assert audit.outcome("t-4")["outcome"] == "held"  # type: ignore[index]
+
+
+# -- security hardening (issue 21) --------------------------------------------------------
+
+
+def test_the_requester_cannot_approve_on_the_review_page(
+    settings: Settings, tmp_path: Path, sent: Sent
+) -> None:
+    """Four eyes on the review page: carol's own request is refused with the reason and
+    stays pending; dave may approve it."""
+    from policies import AccessRule, ApprovalPolicy, approval_rules
+    from worker.agent.episode import Episode
+    from worker.agent.guard import Guard
+    from worker.toolbox import Toolbox
+
+    from .test_approvals import PAY
+    from .test_episode import ENV, Scripted
+
+    url = f"sqlite:///{tmp_path / 'own.sqlite'}"
+    ensure_schema(url)
+    log = AuditLog.from_url(url, sealer=Sealer(generate_keyring()))
+    env = ENV.model_copy(update={"requested_by": "carol"})
+    log.append_task(task_id="t-1", department="finance", query=env.query, requested_by="carol")
+    guard = Guard.permissive_minimization(AccessRule("finance", tools=("*",), may_write=True))
+    guard.approval = ApprovalPolicy(
+        approval_rules([{"tool": "schedule_payment", "when": [["amount", ">", 10000]]}])
+    )
+    model = Scripted(planner=["Pay it.\n Next: caller."], caller=[PAY])
+    Episode(env, model=model, toolbox=Toolbox([erp()]), guard=guard, audit=log).run()
+    app = create_app(settings, audit=log, enqueue=lambda t, k: sent.append((t, k)))
+    with TestClient(app, follow_redirects=False) as client:
+        response = post_decision(client, "approved", "mine", csrf=csrf_of(client))
+        assert response.status_code == 303
+        page = client.get("/approvals", auth=CAROL)
+        assert "cannot approve its own call" in page.text
+        assert sent == [] and len(pending(log)) == 1
+        token = csrf_of(client, auth=DAVE)
+        form = {"verdict": "approved", "reason": "ok", "csrf": token}
+        assert client.post("/approvals/t-1", data=form, auth=DAVE).status_code == 303
+        assert sent == [("t-1", "t-1:2")]
+    log.close()
+
+
+@pytest.mark.parametrize("cookie", ["é.é", "x.\u2028", "nonce.ü"])
+def test_a_non_ascii_csrf_cookie_is_refused_not_a_500(
+    client: TestClient, sent: Sent, cookie: str
+) -> None:
+    """A forged cookie with non-ASCII characters is a 403, never a server error."""
+    raw = f"umiq_csrf={cookie}".encode()
+    # the field equals the cookie as the server reads it, so the signature check runs
+    form = {"verdict": "approved", "reason": "x", "csrf": cookie.encode().decode("latin-1")}
+    response = client.post("/approvals/t-1", data=form, auth=CAROL, headers={"cookie": raw})
+    assert response.status_code == 403
+    assert sent == []
+
+
+def test_a_trailing_slash_does_not_redirect_to_the_host_header(client: TestClient) -> None:
+    """``/chain/`` with a forged Host header is no redirect to that host."""
+    response = client.get("/chain/", headers={"host": "evil.example"})
+    assert response.status_code in (401, 404)
+    assert "evil.example" not in response.headers.get("location", "")
+
+
+def test_logins_are_throttled_after_repeated_failures(client: TestClient) -> None:
+    """After five wrong passwords for a name even the right one is refused for a while;
+    other users are not affected."""
+    for _ in range(5):
+        assert client.get("/", auth=("dave", "wrong")).status_code == 401
+    assert client.get("/", auth=DAVE).status_code == 401
+    assert client.get("/", auth=CAROL).status_code == 200
+
+
+def test_the_throttle_lifts_after_its_window() -> None:
+    """Failures older than the window no longer count."""
+    from worker.review._auth import LOGIN_FAILURES, LOGIN_WINDOW, Authenticator
+
+    now = [0.0]
+    auth = Authenticator({"dave": "dave-plain-pw"}, None, [], clock=lambda: now[0])
+    for _ in range(LOGIN_FAILURES):
+        assert auth.basic("dave", "wrong") is None
+    assert auth.basic("dave", "dave-plain-pw") is None
+    now[0] += LOGIN_WINDOW + 1
+    assert auth.basic("dave", "dave-plain-pw") is not None

@@ -19,7 +19,10 @@ import hashlib
 import hmac
 import os
 import secrets
-from collections.abc import Mapping
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Literal
 
@@ -30,6 +33,10 @@ PBKDF2 = "pbkdf2_sha256"
 _SCRYPT_LOG2_N, _SCRYPT_R, _SCRYPT_P = 15, 8, 1
 _PBKDF2_MIN_ITERATIONS = 100_000
 _REMEMBERED = 256
+#: Failed logins a user name may have within ``LOGIN_WINDOW`` seconds; beyond, its logins
+#: are refused unchecked until the window has passed (password guessing is throttled).
+LOGIN_FAILURES = 5
+LOGIN_WINDOW = 60.0
 
 
 @dataclass(frozen=True)
@@ -118,7 +125,12 @@ class Authenticator:
     """
 
     def __init__(
-        self, users: Mapping[str, str], token: str | None, auditors: list[str] | tuple[str, ...]
+        self,
+        users: Mapping[str, str],
+        token: str | None,
+        auditors: list[str] | tuple[str, ...],
+        *,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if not users and not token:
             raise ConfigError(
@@ -148,6 +160,9 @@ class Authenticator:
         self._verified: set[bytes] = set()
         # an unknown name costs as much as a known one
         self._dummy = hash_password(secrets.token_urlsafe(16))
+        self._clock = clock
+        self._failures: dict[str, deque[float]] = {}
+        self._lock = threading.Lock()
 
     @property
     def plain_users(self) -> list[str]:
@@ -159,14 +174,37 @@ class Authenticator:
         mark = hmac.new(self._secret, f"{user}\0{password}".encode(), hashlib.sha256).digest()
         if mark in self._verified:
             return self._principal(user)
+        if self._throttled(user):
+            return None
         stored = self.users.get(user)
         ok = verify_password(password, stored if stored is not None else self._dummy, user=user)
+        if stored is not None and not is_hashed(stored):
+            # a plain password compares at once: pay the hash anyway, so that the time
+            # taken does not tell a configured name from an unknown one
+            verify_password(password, self._dummy)
         if not ok or stored is None:
+            self._failed(user)
             return None
         if len(self._verified) >= _REMEMBERED:
             self._verified.clear()
         self._verified.add(mark)
         return self._principal(user)
+
+    def _recent(self, user: str) -> deque[float]:
+        failures = self._failures.setdefault(user[:200], deque())
+        while failures and self._clock() - failures[0] > LOGIN_WINDOW:
+            failures.popleft()
+        return failures
+
+    def _throttled(self, user: str) -> bool:
+        with self._lock:
+            return len(self._recent(user)) >= LOGIN_FAILURES
+
+    def _failed(self, user: str) -> None:
+        with self._lock:
+            if len(self._failures) > 10_000:  # bounded: a flood of names starts over
+                self._failures.clear()
+            self._recent(user).append(self._clock())
 
     def bearer(self, token: str) -> Principal | None:
         """The token holder if ``token`` is the configured one, else None."""

@@ -78,7 +78,9 @@ class Signer:
         if not token:
             return False
         nonce, _, mac = token.partition(".")
-        return bool(nonce) and hmac.compare_digest(mac, self._mac("csrf", user, nonce))
+        # bytes: compare_digest refuses non-ASCII str (a forged cookie must not be a 500)
+        expected = self._mac("csrf", user, nonce).encode()
+        return bool(nonce) and hmac.compare_digest(mac.encode("utf-8", "replace"), expected)
 
     # -- flash messages --------------------------------------------------------------------
 
@@ -92,7 +94,9 @@ class Signer:
         if not value:
             return None
         payload, _, mac = value.partition(".")
-        if not hmac.compare_digest(mac, self._mac("flash", payload)):
+        if not hmac.compare_digest(
+            mac.encode("utf-8", "replace"), self._mac("flash", payload).encode()
+        ):
             return None
         try:
             data = json.loads(_unb64(payload))

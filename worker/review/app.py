@@ -124,6 +124,9 @@ def create_app(
     stylesheet = STYLESHEET.read_text(encoding="utf-8")
 
     app = FastAPI(title="umiq review", docs_url=None, redoc_url=None, openapi_url=None)
+    # No trailing-slash redirects: their Location is built from the Host header, which
+    # an unauthenticated caller controls (/chain/ would send a browser elsewhere).
+    app.router.redirect_slashes = False
     app.state.audit = audit_log
     app.state.settings = settings
 
