@@ -56,15 +56,17 @@ def _settings() -> Any:
     return get_settings()
 
 
-def _node_names() -> tuple[str, ...]:
-    """``celery@<host>`` for this machine's short and fully qualified names."""
+def _node_names(name: str = "celery@%h") -> tuple[str, ...]:
+    """The node name ``name`` (``%h`` the host) for this machine's short and full names."""
     import socket
 
     hosts = {socket.gethostname(), socket.getfqdn()}
-    return tuple(f"celery@{host}" for host in sorted(hosts) if host)
+    if "@" not in name:
+        name = f"{name}@%h"
+    return tuple(name.replace("%h", host) for host in sorted(hosts) if host)
 
 
-def _configure_logs(level: str | None = None) -> None:
+def _configure_logs(level: str | None = None, node: str = "celery@%h") -> None:
     from policies import RedactingProcessor
     from worker.agent.guard import detector_from
     from worker.logs import add_redactor, configure
@@ -74,7 +76,7 @@ def _configure_logs(level: str | None = None) -> None:
     # every value by its kind (<EMAIL>, <IBAN>…) before rendering.
     # The worker's own Celery node names (celery@<host>, Celery's default) read as e-mail
     # addresses; they are kept.
-    add_redactor(RedactingProcessor(detector_from(settings), keep=_node_names()))
+    add_redactor(RedactingProcessor(detector_from(settings), keep=_node_names(node)))
     configure(settings.log_format, level or settings.log_level)
 
 
@@ -113,9 +115,16 @@ def worker(
     ),
     loglevel: str = typer.Option("INFO", help="Log level."),
     queues: str = typer.Option("", help="Comma-separated queues (default: the umiq queue)."),
+    hostname: str = typer.Option(
+        "", "--hostname", "-n", help="Node name (default celery@%h); one per worker on a host."
+    ),
 ) -> None:
     """Run a Celery worker that serves umiq tasks."""
-    _configure_logs(loglevel)
+    _configure_logs(loglevel, hostname or "celery@%h")
+    if _settings().metrics_port is not None:  # before the first task builds the audit log
+        from worker.metrics import serve
+
+        serve(_settings())
     from worker.celery_app import app as celery_app
 
     # Always the threads pool, even for one episode at a time: the solo pool runs the
@@ -134,6 +143,8 @@ def worker(
     ]
     if queues:
         argv.append(f"--queues={queues}")
+    if hostname:  # two workers with one name on one host clash on their control queue
+        argv.append(f"--hostname={hostname}")
     celery_app.worker_main(argv)
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import threading
 from typing import Any
 
+from worker import metrics
 from worker.settings import Settings, get_settings
 
 _lock = threading.Lock()
@@ -35,7 +36,8 @@ def audit_log() -> Any:
         settings().ensure_dirs()
         ensure_schema(url)
         # Sensitive fields (raw tool requests and responses, token maps) are always sealed.
-        return AuditLog.from_url(url, sealer=Sealer(load_keyring(settings())))
+        audit = AuditLog.from_url(url, sealer=Sealer(load_keyring(settings())))
+        return metrics.meter_audit(audit, settings())
 
     return _once("audit", make)
 
@@ -53,7 +55,7 @@ def role_model() -> Any:
     def make() -> Any:
         from worker.models import load_role_model
 
-        return load_role_model(settings())
+        return metrics.meter_model(load_role_model(settings()))
 
     return _once("model", make)
 

@@ -235,6 +235,14 @@ class Settings(BaseSettings):
     """``json``, ``console`` or ``auto`` (console on a terminal, JSON otherwise)."""
     log_level: str = "INFO"
 
+    metrics_port: int | None = None
+    """``umiq worker`` serves Prometheus metrics on this port at ``/metrics``; unset: off."""
+    metrics_addr: str = "127.0.0.1"
+    """The address the metrics endpoint binds (``0.0.0.0`` in a container)."""
+    metrics_scan_s: float = 15.0
+    """How often a scrape reads the audit log (approvals waiting, held answers) and the
+    broker (queue depth) anew; scrapes in between answer the figures last read."""
+
     review_users: dict[str, str] = Field(default_factory=dict, repr=False)
     """Who may log in to the review page (``umiq review serve``, HTTP basic auth): user
     name → password hash from ``umiq review hash-password`` (``scrypt$…``), or a plain
