@@ -367,7 +367,14 @@ class HttpConnector:
 
 def _fill_path(op: Operation, arguments: Mapping[str, Any]) -> str:
     def value(match: re.Match[str]) -> str:
-        return quote(_query_value(arguments[match.group(1)]), safe="")
+        text = quote(_query_value(arguments[match.group(1)]), safe="")
+        if text in ("", ".", ".."):
+            # "." and ".." survive quoting and would name another endpoint once the
+            # URL is normalised (/invoices/.. is /): an id is never one of them
+            raise InvalidArguments(
+                f"{op.spec.name}: path parameter {match.group(1)!r} must not be empty, '.' or '..'"
+            )
+        return text
 
     return re.sub(r"\{([^}/]+)\}", value, op.path)
 

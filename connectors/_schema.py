@@ -15,6 +15,7 @@ import datetime as dt
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from connectors._errors import InvalidArguments
@@ -138,13 +139,44 @@ def _check_string(value: str, schema: Mapping[str, Any], path: str, out: list) -
         out.append(Violation(path, f"must be at least {schema['minLength']} characters long"))
     if "maxLength" in schema and len(value) > schema["maxLength"]:
         out.append(Violation(path, f"must be at most {schema['maxLength']} characters long"))
-    if "pattern" in schema and not re.search(schema["pattern"], value):
+    if "pattern" in schema and not _pattern(schema["pattern"]).search(value):
         out.append(Violation(path, f"{value!r} does not match the pattern {schema['pattern']}"))
     if schema.get("format") == "date":
         try:
             dt.date.fromisoformat(value)
         except ValueError:
             out.append(Violation(path, f"{value!r} is not a date in the form YYYY-MM-DD"))
+
+
+@lru_cache(maxsize=256)
+def _pattern(pattern: str) -> re.Pattern[str]:
+    """``pattern`` with JSON Schema's (ECMA-262) meaning of ``$``: the end of the input.
+
+    Python's ``$`` also matches before a final newline, so ``^[^\\r\\n]*$`` would let
+    ``"subject\\n"`` through; every unescaped ``$`` outside a character class becomes
+    ``\\Z``."""
+    out, i, in_class = [], 0, False
+    while i < len(pattern):
+        ch = pattern[i]
+        if ch == "\\":
+            out.append(pattern[i : i + 2])
+            i += 2
+            continue
+        if in_class:
+            in_class = ch != "]"
+        elif ch == "[":
+            in_class = True
+            if pattern[i + 1 : i + 2] == "]" or pattern[i + 1 : i + 3] == "^]":
+                # a "]" right after "[" or "[^" is a literal member, not the end
+                skip = 2 if pattern[i + 1] == "]" else 3
+                out.append(pattern[i : i + skip])
+                i += skip
+                continue
+        elif ch == "$":
+            ch = r"\Z"
+        out.append(ch)
+        i += 1
+    return re.compile("".join(out))
 
 
 def _check_number(value: float, schema: Mapping[str, Any], path: str, out: list) -> None:

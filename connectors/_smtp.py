@@ -111,6 +111,8 @@ class SmtpConnector:
         self._lock = threading.Lock()
         if self.sent_log is not None:
             Path(self.sent_log).parent.mkdir(parents=True, exist_ok=True)
+            Path(self.sent_log).touch(mode=0o600, exist_ok=True)
+            Path(self.sent_log).chmod(0o600)  # keys and fingerprints: the owner's only
         self._log = sqlite3.connect(
             self.sent_log or ":memory:", timeout=timeout, check_same_thread=False
         )
@@ -130,6 +132,16 @@ class SmtpConnector:
         """The one tool, ``send_email``."""
         return [replace(SEND_EMAIL, connector=self.name)]
 
+    def _header_safe(self, arguments: Mapping[str, Any]) -> None:
+        # Any line break Python's mail headers know (U+2028, \x0b, \x85…), not only
+        # CR and LF: the schema's pattern lets them through, and the message refuses them.
+        for name in ("to", "subject"):
+            value = arguments.get(name)
+            if isinstance(value, str) and len(f"{value}x".splitlines()) > 1:
+                raise InvalidArguments(
+                    f"send_email: {name} must be one line (it holds a line-break character)"
+                )
+
     def invoke(self, call: ToolCall, idempotency_key: str) -> ToolResult:
         """Send the message once per idempotency key.
 
@@ -145,6 +157,7 @@ class SmtpConnector:
             validate_arguments(SEND_EMAIL.parameters, call.arguments)
         except InvalidArguments as exc:
             raise InvalidArguments(f"{call.tool}: {exc}") from exc
+        self._header_safe(call.arguments)
         if not idempotency_key:
             raise ConnectorError(
                 "refusing write 'send_email' without an idempotency key: a retried task "
@@ -156,8 +169,16 @@ class SmtpConnector:
 
         earlier = self._claim(idempotency_key, fingerprint, message_id)
         if earlier is not None:
+            if earlier.ok and isinstance(earlier.data, dict):
+                # the log keeps no recipient or subject: the same fingerprint means the
+                # same arguments, so the replayed result takes them from this call
+                earlier = ToolResult(ok=True, data=_result(arguments, message_id))
             return earlier
-        message = self._message(arguments, message_id)
+        try:
+            message = self._message(arguments, message_id)
+        except ValueError as exc:  # a header the mail library refuses: the caller's mistake
+            self._forget(idempotency_key)
+            raise InvalidArguments(f"send_email: {exc}") from exc
         try:
             self._send(message, arguments["to"])
         except _Refused as exc:
@@ -166,18 +187,13 @@ class SmtpConnector:
         except _NotSent as exc:
             self._forget(idempotency_key)
             raise exc.error from exc.__cause__
-        data = {
-            "message_id": message_id,
-            "to": arguments["to"],
-            "subject": arguments["subject"],
-            "status": "sent",
-        }
         with self._lock:
+            # personal data stays out of the log: only the message id and the state
             self._log.execute(
                 "UPDATE sent_mail SET state = 'sent', result = ? WHERE key = ?",
-                (json.dumps(data), idempotency_key),
+                (json.dumps({"message_id": message_id, "status": "sent"}), idempotency_key),
             )
-        return ToolResult(ok=True, data=data)
+        return ToolResult(ok=True, data=_result(arguments, message_id))
 
     def close(self) -> None:
         """Close the sent-log."""
@@ -289,6 +305,15 @@ class SmtpConnector:
                 ConnectorUnavailable(f"{self.name}: the mail server deferred {what}: {code} {text}")
             )
         raise _Refused(f"the mail server refused {what}: {code} {text}", code)
+
+
+def _result(arguments: Mapping[str, Any], message_id: str) -> dict[str, Any]:
+    return {
+        "message_id": message_id,
+        "to": arguments["to"],
+        "subject": arguments["subject"],
+        "status": "sent",
+    }
 
 
 def _fingerprint(arguments: Mapping[str, Any]) -> str:

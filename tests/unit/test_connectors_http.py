@@ -342,3 +342,17 @@ def test_timeout_raises_connector_timeout():
     handler = Recorder(httpx.ReadTimeout("timed out"))
     with pytest.raises(ConnectorTimeout):
         connector(handler).invoke(ToolCall("get_invoice", {"invoice_id": "INV-1"}), "")
+
+
+@pytest.mark.parametrize("value", [".", "..", ""])
+def test_dot_path_parameters_are_refused(value: str) -> None:
+    """``.`` and ``..`` (and an empty id) never reach a URL, where they would name another
+    endpoint of a service whose ids have no pattern."""
+    from connectors import InvalidArguments, ToolSpec
+    from connectors._http import Operation, _fill_path
+
+    spec = ToolSpec(name="get_thing", description="", parameters={}, effect="read")
+    op = Operation(spec, "GET", "/things/{thing_id}", path_params=("thing_id",))
+    assert _fill_path(op, {"thing_id": "T-1"}) == "/things/T-1"
+    with pytest.raises(InvalidArguments, match="thing_id"):
+        _fill_path(op, {"thing_id": value})

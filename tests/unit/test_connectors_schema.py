@@ -179,3 +179,14 @@ def test_validate_arguments_raises_naming_the_fields():
 def test_validate_arguments_accepts_valid_arguments():
     """validate_arguments returns None for arguments that fit."""
     assert validate_arguments(PAYMENT, {"invoice_id": "INV-1001", "amount": 1}) is None
+
+
+def test_dollar_means_the_end_of_the_input() -> None:
+    """A trailing newline does not pass a ``$``-anchored pattern (ECMA-262's meaning)."""
+    from connectors._schema import is_valid
+
+    schema = {"type": "string", "pattern": r"^[^\r\n]*$"}
+    assert is_valid("one line", schema)
+    assert not is_valid("one line\n", schema)
+    assert is_valid("costs $5", {"type": "string", "pattern": r"^[$\d]+ ?\$?\d*$|costs"})
+    assert is_valid("a]$", {"type": "string", "pattern": r"^[]$a]+$"})

@@ -143,3 +143,30 @@ def test_key_being_sent_elsewhere_is_busy(mail):
     mail._claim("task-5:1", _fingerprint(MAIL), mail._message_id("task-5:1"))
     with pytest.raises(ConnectorUnavailable, match="being sent by another call"):
         send(mail, "task-5:1")
+
+
+@pytest.mark.parametrize("subject", ["Hi\u2028Bcc: all@example.com", "Hi\x85there", "Hi\x0bx"])
+def test_unicode_line_breaks_in_subject_are_refused(mail, server, subject):
+    """U+2028 and the other line breaks Python's mail headers refuse are InvalidArguments
+    (a refusal the planner reads), not a crash of the task; nothing is sent."""
+    with pytest.raises(InvalidArguments, match="subject"):
+        send(mail, "task-4:1", subject=subject)
+    assert server.messages() == []
+    assert send(mail, "task-4:1").ok  # the key stays free
+
+
+def test_trailing_newline_does_not_pass_an_anchored_pattern(mail):
+    """``$`` in a schema pattern means the end of the input: ``"a@b.nl\\n"`` is no address."""
+    with pytest.raises(InvalidArguments, match="send_email: to"):
+        send(mail, "task-5:1", to="anna.schmidt@example.com\n")
+
+
+def test_sent_log_keeps_no_recipient_or_subject(mail, tmp_path):
+    """The sent-log (0600) holds keys, fingerprints and message ids, never the recipient
+    or the subject; a replay still returns them."""
+    first = send(mail, "task-6:1")
+    log = tmp_path / "sent.sqlite3"
+    assert log.stat().st_mode & 0o777 == 0o600
+    raw = log.read_bytes()
+    assert b"anna.schmidt" not in raw and b"INV-1003" not in raw
+    assert send(mail, "task-6:1").data == first.data
