@@ -72,7 +72,9 @@ _EMAIL = re.compile(
     r"(?<![\w.%+-])[\w%+-]+(?:\.[\w%+-]+)*"
     r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}(?![\w-])"
 )
-_IBAN_START = re.compile(r"(?<![A-Za-z0-9])(?=[A-Za-z]{2}\d{2})")
+# Letters may come right before an IBAN ("ibanNL91…", "x<IBAN_1>"): mod-97 and the
+# country's length make a false start in a word vanishingly unlikely.
+_IBAN_START = re.compile(r"(?<![0-9])(?=[A-Za-z]{2}\d{2})")
 # No digit run around a number: not part of an id (INV-…), a longer number or a decimal.
 _BEFORE = r"(?<![\w+-])(?<!\d[.,])"
 _AFTER = r"(?![\w-])(?![.,]\d)"
@@ -80,10 +82,17 @@ _CARD = re.compile(
     _BEFORE
     + r"(?:\d{13,19}"
     + r"|\d{4}(?P<s1>[ -])\d{4}(?P=s1)\d{4}(?P=s1)\d{1,4}(?:(?P=s1)\d{1,3})?"
-    + r"|\d{4}(?P<s2>[ -])\d{6}(?P=s2)\d{4,5})"
+    + r"|\d{4}(?P<s2>[ -])\d{6}(?P=s2)\d{4,5}"
+    # dots, or separators mixed within one number (4111.1111-1111 1111)
+    + r"|\d{4}[ .-]\d{4}[ .-]\d{4}[ .-]\d{1,4})"
     + _AFTER
 )
-_BSN = re.compile(_BEFORE + r"\d{9}" + _AFTER)
+# Nine digits, or written in groups: 123.456.782, 123 456 782, 1234.56.782.
+_BSN = re.compile(
+    _BEFORE
+    + r"(?:\d{9}|\d{3}(?P<b1>[. ])\d{3}(?P=b1)\d{3}|\d{4}(?P<b2>[. ])\d{2}(?P=b2)\d{3})"
+    + _AFTER
+)
 _SSN = re.compile(_BEFORE + r"(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}" + _AFTER)
 _DIGIT = re.compile(r"\d")
 # A number with decimals is an amount, whatever phone number its digits spell.
@@ -188,10 +197,10 @@ class Detector:
             yield from self._ibans(text)
         if digits >= 9:
             for m in _CARD.finditer(text):
-                if luhn_is_valid(re.sub(r"[ -]", "", m.group())):
+                if luhn_is_valid(re.sub(r"[ .-]", "", m.group())):
                     yield Span(PiiKind.CARD, m.start(), m.end(), m.group())
             for m in _BSN.finditer(text):
-                if bsn_is_valid(m.group()):
+                if bsn_is_valid(re.sub(r"[. ]", "", m.group())):
                     yield Span(PiiKind.NATIONAL_ID, m.start(), m.end(), m.group())
             for m in _SSN.finditer(text):
                 yield Span(PiiKind.NATIONAL_ID, m.start(), m.end(), m.group())
@@ -217,6 +226,8 @@ class Detector:
                     end += 1
                 else:
                     break
+            # more letters or digits right after: a longer code, not an IBAN (the outbound
+            # check finds a token's IBAN glued to text by its raw value instead)
             if count != length or (end < len(text) and text[end].isalnum()):
                 continue
             if iban_is_valid(text[start:end]):

@@ -171,9 +171,10 @@ def test_luhn_invalid_card_is_not_found(card: str) -> None:
     assert ("CARD", card) not in found(f"card {card} expires")
 
 
-def test_card_with_mixed_separators_is_not_found() -> None:
-    """Digits grouped inconsistently are not read as one card number."""
-    assert found("ref 4111 1111-1111 1111") == []
+def test_card_with_mixed_separators_is_found() -> None:
+    """Digits grouped with mixed separators are still one card number (issue 21: a
+    requester's or a record's spelling must not let a card through)."""
+    assert found("ref 4111 1111-1111 1111") == [("CARD", "4111 1111-1111 1111")]
 
 
 def test_card_number_inside_an_id_is_not_found() -> None:
@@ -349,3 +350,20 @@ def test_detector_finds_all_personal_data_of_the_hr_records(tmp_path: Path, seed
         )
         expected = [(KIND_OF_COLUMN[column], row[column]) for column in KIND_OF_COLUMN]
         assert [(span.kind, span.value) for span in detector.find(text)] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "kind", "value"),
+    [
+        ("BSN 111.222.333 on file", "NATIONAL_ID", "111.222.333"),
+        ("BSN 111 222 333 on file", "NATIONAL_ID", "111 222 333"),
+        ("BSN 1112.22.333 on file", "NATIONAL_ID", "1112.22.333"),
+        ("card 4111.1111.1111.1111 ok", "CARD", "4111.1111.1111.1111"),
+        ("card 4111-1111 1111.1111 ok", "CARD", "4111-1111 1111.1111"),
+        ("ibanNL91ABNA0417164300 ok", "IBAN", "NL91ABNA0417164300"),
+    ],
+)
+def test_common_spellings_are_detected(text: str, kind: str, value: str) -> None:
+    """BSNs in groups, cards with dots or mixed separators and IBANs glued to a word are
+    found (checksums still decide)."""
+    assert [(s.kind.value, s.value) for s in Detector().find(text)] == [(kind, value)]
