@@ -13,16 +13,25 @@ DEAD_LETTER_EXCHANGE = "umiq.dlx"
 
 
 def task_queue(settings: Settings) -> Queue:
-    """The work queue; on RabbitMQ, rejected messages dead-letter to the DLQ."""
+    """The work queue; on RabbitMQ, rejected messages dead-letter to the DLQ.
+
+    A quorum queue counts each message's deliveries: the worker dead-letters one that
+    came back more than ``max_redeliveries`` times (``worker.messages``), and RabbitMQ
+    itself one more delivery later, should the worker die before it can.
+    """
+    arguments: dict[str, object] = {
+        "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
+        "x-dead-letter-routing-key": settings.dead_letter_queue,
+    }
+    if settings.queue_type == "quorum":
+        arguments["x-queue-type"] = "quorum"
+        arguments["x-delivery-limit"] = settings.max_redeliveries + 2
     return Queue(
         settings.queue,
         Exchange("umiq", type="direct", durable=True),
         routing_key=settings.queue,
         durable=True,
-        queue_arguments={
-            "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE,
-            "x-dead-letter-routing-key": settings.dead_letter_queue,
-        },
+        queue_arguments=arguments,
     )
 
 
@@ -65,6 +74,12 @@ def create_app(settings: Settings | None = None) -> Celery:
         # envelope, personal data included) in plain text. Results hold tokens only.
         result_extended=False,
         broker_connection_retry_on_startup=True,
+        # A results database that is down is retried with backoff (about 10 minutes in
+        # all), not given up on at once with the task's message left unacked.
+        result_backend_always_retry=True,
+        result_backend_max_retries=12,
+        result_backend_base_sleep_between_retries_ms=500,
+        result_backend_max_sleep_between_retries_ms=60_000,
         broker_heartbeat=settings.broker_heartbeat,
         # Publisher confirms on AMQP; the SQLAlchemy transport passes its options to
         # create_engine and takes none of these.

@@ -1,61 +1,146 @@
-"""A Celery consumer that never drops a message it cannot run.
+"""A Celery consumer that never drops, loops on or dies of a message it cannot run.
 
-Celery acks undecodable messages and rejects unknown ones (which a broker without a
-dead-letter exchange simply deletes). Here every such message is dead-lettered with its
-reason and audited. A plain JSON envelope without Celery's headers (a producer in
-another language) is accepted and run as ``umiq.run_task``.
+Celery trusts its own message format: some malformed messages stop the worker on every
+start, some leave it holding the message forever, and others are acked and lost. Here
+every message from the task queue is first checked (``worker.messages.check_message``);
+one that Celery's task protocol or umiq's tasks cannot take is dead-lettered with its
+original body, headers and the reason, audited and acked, before Celery sees it. A plain
+JSON envelope without Celery's headers (a producer in another language) is accepted and
+run as ``umiq.run_task``. Should Celery still fail on a message, the same happens.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
+import inspect
+import uuid
+from collections.abc import Callable
 from typing import Any
 
+import structlog
 from celery.worker.consumer import Consumer
+from kombu.exceptions import MessageStateError
 
 from worker.celery_app import TASK_NAME
+from worker.messages import PlainEnvelope, Refusal, check_message
+
+log = structlog.get_logger("umiq.consumer")
+
+
+def served_tasks(app: Any) -> dict[str, Callable[..., Any]]:
+    """The umiq tasks this app serves, each as a function of its arguments (no ``self``)."""
+    found: dict[str, Callable[..., Any]] = {}
+    for name, task in app.tasks.items():
+        if not name.startswith("umiq."):
+            continue
+        run = task.run
+        params = list(inspect.signature(run).parameters.values())
+        if params and params[0].name == "self":  # a bound task's function, unbound
+            run = _without_first(run)
+        found[name] = run
+    return found
+
+
+def _without_first(fn: Callable[..., Any]) -> Callable[..., Any]:
+    signature = inspect.signature(fn)
+    params = list(signature.parameters.values())[1:]
+
+    def call(*args: Any, **kwargs: Any) -> Any:  # pragma: no cover - only its signature is used
+        raise NotImplementedError
+
+    call.__signature__ = signature.replace(parameters=params)  # type: ignore[attr-defined]
+    return call
 
 
 class UmiqConsumer(Consumer):  # type: ignore[misc]
-    """Celery's consumer, with refusals that keep the message and say why."""
+    """Celery's consumer, with a check before Celery sees a message, and refusals that
+    keep the message and say why."""
 
-    def _refuse(self, message: Any, body: Any, reason: str) -> None:
+    def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
+        celery_handler = super().create_task_handler(*args, **kwargs)
+        tasks = served_tasks(self.app)
+
+        def on_task_received(message: Any) -> Any:
+            try:
+                verdict = self._check(message, tasks)
+            except Exception as exc:  # a check that fails must not take the worker down
+                log.exception("message.check_failed")
+                verdict = Refusal("<message>", f"cannot be checked: {type(exc).__name__}")
+            if isinstance(verdict, Refusal):
+                return self._refuse(message, str(verdict), verdict.field, verdict.task_id)
+            if isinstance(verdict, PlainEnvelope):
+                return self._run_plain(message, verdict.envelope)
+            try:
+                return celery_handler(message)
+            except self.connection_errors:
+                raise  # the broker is gone: Celery reconnects and the message comes back
+            except Exception as exc:
+                log.exception("message.celery_failed")
+                return self._refuse(
+                    message, f"the worker could not take this message: {exc!r}"[:500], None
+                )
+
+        return on_task_received
+
+    def _check(self, message: Any, tasks: dict[str, Callable[..., Any]]) -> Any:
+        from worker.settings import get_settings
+
+        headers = message.headers if isinstance(message.headers, dict) else {}
+        count = headers.get("x-delivery-count", 0)
+        return check_message(
+            headers,
+            message.body,
+            content_type=message.content_type,
+            content_encoding=message.content_encoding,
+            tasks=tasks,
+            delivery_count=count if type(count) is int else 0,
+            max_redeliveries=get_settings().max_redeliveries,
+        )
+
+    def _run_plain(self, message: Any, envelope: dict[str, Any]) -> None:
+        # A plain JSON envelope: run it as a task (validation happens there).
+        self.app.send_task(TASK_NAME, args=[envelope], queue=self.app.conf.task_default_queue)
+        message.ack()
+
+    def _refuse(
+        self, message: Any, reason: str, field: str | None, task_id: str | None = None
+    ) -> None:
         from worker import runtime
         from worker.deadletter import refuse
 
         refuse(
             self.app,
-            body,
-            reason=reason,
-            field="<message>",
-            audit=runtime.audit_log(),
-            delivery_id=str(message.delivery_tag),
-            content_type=message.content_type or "application/octet-stream",
-        )
-        message.ack()
-
-    def on_decode_error(self, message: Any, exc: Exception) -> None:
-        self._refuse(
-            message,
             message.body,
-            f"refusing to decode content of type {message.content_type!r}: {exc}",
+            reason=reason,
+            field=field or "<message>",
+            audit=runtime.audit_log(),
+            delivery_id=_delivery_id(message),
+            content_type=message.content_type or "application/octet-stream",
+            content_encoding=message.content_encoding or None,
+            headers=message.headers if isinstance(message.headers, dict) else None,
+            properties=message.properties,
+            task_id=task_id,
         )
+        with contextlib.suppress(MessageStateError):  # Celery may have acked it already
+            message.ack()
+
+    # Celery's own refusals, should one still be reached: the same dead letter.
+    def on_decode_error(self, message: Any, exc: Exception) -> None:
+        self._refuse(message, f"cannot be decoded: {exc}", "body")
 
     def on_unknown_message(self, body: Any, message: Any) -> None:
-        if isinstance(body, bytes | str):
-            with contextlib.suppress(ValueError, UnicodeDecodeError):
-                body = json.loads(body)
-        if isinstance(body, dict):
-            # A plain JSON envelope: run it as a task (validation happens there).
-            self.app.send_task(TASK_NAME, args=[body], queue=self.app.conf.task_default_queue)
-            message.ack()
-            return
-        self._refuse(message, body, "not a Celery task message and not a JSON envelope")
+        self._refuse(message, "not a Celery task message and not a JSON envelope", "<message>")
 
     def on_unknown_task(self, body: Any, message: Any, exc: Exception) -> None:
-        name = message.headers.get("task") if message.headers else None
-        self._refuse(message, body, f"unknown task {name!r}: only {TASK_NAME!r} runs here")
+        name = message.headers.get("task") if isinstance(message.headers, dict) else None
+        self._refuse(
+            message, f"unknown task {name!r}: only {TASK_NAME!r} runs here", "headers.task"
+        )
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
-        self._refuse(message, body, f"invalid task message: {exc}")
+        self._refuse(message, f"invalid task message: {exc}", "<message>")
+
+
+def _delivery_id(message: Any) -> str:
+    # Not the message's own id: it may be anything, and it names an audit record.
+    return str(uuid.uuid4())

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -25,6 +28,21 @@ def _as_bytes(body: Any) -> bytes:
         return repr(body).encode("utf-8")
 
 
+#: Headers this module adds to a dead letter (replay takes them off again).
+REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED = (
+    "x-umiq-reason",
+    "x-umiq-field",
+    "x-umiq-sha256",
+    "x-umiq-task-id",
+    "x-umiq-refused-at",
+    "x-umiq-audited",
+)
+OWN_HEADERS = (REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED)
+#: AMQP properties a dead letter keeps, so that a replay's result reaches the producer.
+KEPT_PROPERTIES = ("correlation_id", "reply_to", "priority")
+_AUDIT_TRIES = 3
+
+
 def refuse(
     app: Any,
     body: Any,
@@ -34,12 +52,24 @@ def refuse(
     audit: Any,
     delivery_id: str | None = None,
     content_type: str = "application/json",
+    content_encoding: str | None = None,
+    headers: Mapping[str, Any] | None = None,
+    properties: Mapping[str, Any] | None = None,
+    task_id: str | None = None,
+    own: bool = False,
 ) -> dict[str, Any]:
     """Dead-letter ``body`` unchanged with ``reason`` in its headers, and audit the refusal.
 
-    The raw body goes only to the dead-letter queue (where operators can inspect and
-    replay it), never to the logs or the audit log: it may carry personal data. The audit
-    record keeps its SHA-256 so the two can be matched.
+    ``body`` is best the message's raw bytes: they go to the dead-letter queue as they
+    came, with the message's own ``headers`` (a replay sends them back as they were) and
+    the reason beside them. The raw body goes only there, never to the logs or the audit
+    log: it may carry personal data. The audit record keeps its SHA-256 so the two can
+    be matched.
+
+    The refusal is recorded under the task id the message claims (``task_id``, else the
+    envelope's), unless that task is already in the audit log and this is not its own
+    ending (``own``): a malformed message cannot change another task's status, so it is
+    recorded as ``rejected-<delivery>`` with the id it claimed.
     """
     from worker.celery_app import dead_letter_queue
     from worker.settings import get_settings
@@ -47,10 +77,29 @@ def refuse(
     settings = get_settings()
     raw = _as_bytes(body)
     sha = hashlib.sha256(raw).hexdigest()
-    task_id = safe_task_id(
-        body if isinstance(body, dict) else None, f"rejected-{delivery_id or uuid.uuid4()}"
-    )
+    fresh = f"rejected-{delivery_id or uuid.uuid4()}"
+    claimed = task_id or safe_task_id(body if isinstance(body, dict) else None, "") or None
     queue = dead_letter_queue(settings)
+    details: dict[str, Any] = {
+        "field": field,
+        "message_sha256": sha,
+        "dead_letter_queue": queue.name,
+    }
+    audited, record_id = _audit(audit, claimed, fresh, own, reason, details)
+    out_headers = {k: v for k, v in dict(headers or {}).items() if k not in OWN_HEADERS}
+    out_headers.update({
+        REASON: reason[:2000],
+        FIELD: field or "",
+        SHA256: sha,
+        TASK: record_id,
+        REFUSED_AT: datetime.now(UTC).isoformat(),
+        AUDITED: audited,
+    })  # fmt: skip
+    kept = {k: v for k, v in dict(properties or {}).items() if k in KEPT_PROPERTIES and v}
+    if content_encoding is None:
+        content_encoding = (
+            "utf-8" if content_type.startswith(("application/json", "text")) else "binary"
+        )
     with app.producer_or_acquire() as producer:
         producer.publish(
             raw,
@@ -58,38 +107,68 @@ def refuse(
             routing_key=queue.routing_key,
             declare=[queue],
             content_type=content_type,
-            content_encoding="utf-8"
-            if content_type.startswith(("application/json", "text"))
-            else "binary",
-            headers={"x-umiq-reason": reason, "x-umiq-field": field or "", "x-umiq-sha256": sha},
+            content_encoding=content_encoding,
+            headers=out_headers,
             delivery_mode=2,
             retry=True,
+            **kept,
         )
-    audit.append_step(
-        task_id=task_id,
-        index=0,
-        kind="rejected",
-        role=None,
-        prompt_digest=None,
-        output=reason,
-        details={"field": field, "message_sha256": sha, "dead_letter_queue": queue.name},
-        latency_ms=None,
-        model=None,
-        adapter=None,
-    )
     log.warning(
         "message.refused",
-        task_id=task_id,
+        task_id=record_id,
         reason=reason,
         field=field,
         message_sha256=sha,
         dead_letter_queue=queue.name,
+        audited=audited,
     )
     return {
-        "task_id": task_id,
+        "task_id": record_id,
         "outcome": "rejected",
         "answer": "",
         "reason": reason,
         "steps": [],
         "tokens": 0,
     }
+
+
+def _audit(
+    audit: Any,
+    claimed: str | None,
+    fresh: str,
+    own: bool,
+    reason: str,
+    details: dict[str, Any],
+) -> tuple[str, str]:
+    """Append the ``rejected`` step; ``("yes" | "no: why", the task id it is under)``.
+
+    An audit database that stays down does not keep the message: it is dead-lettered
+    anyway, marked as not audited (``umiq dlq list`` shows it).
+    """
+    from worker.errors import AuditError
+
+    record_id = claimed or fresh
+    last: Exception | None = None
+    for attempt in range(_AUDIT_TRIES):
+        try:
+            if claimed and not own and audit.task(claimed) is not None:
+                record_id = fresh
+                details = {**details, "claimed_task_id": claimed}
+            audit.append_step(
+                task_id=record_id,
+                index=0,
+                kind="rejected",
+                role=None,
+                prompt_digest=None,
+                output=reason,
+                details=details,
+                latency_ms=None,
+                model=None,
+                adapter=None,
+            )
+            return "yes", record_id
+        except AuditError as exc:
+            last = exc
+            time.sleep(0.5 * 2**attempt)
+    log.error("message.refusal_not_audited", task_id=record_id, error=str(last))
+    return f"no: {last}"[:500], record_id

@@ -6,7 +6,7 @@ import json
 import re
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from worker.errors import EnvelopeError
 
@@ -28,6 +28,28 @@ class Envelope(BaseModel):
     query: str = Field(min_length=1, max_length=4000)
     requested_by: str = Field(min_length=1, max_length=200)
     context: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("query", "requested_by", "context", mode="before")
+    @classmethod
+    def _no_nul(cls, value: Any) -> Any:
+        # Postgres text cannot hold NUL: refused here as bad input, never retried as an
+        # outage of the audit database.
+        if _has_nul(value):
+            raise ValueError(NUL_REASON)
+        return value
+
+
+NUL_REASON = "contains a NUL character (\\x00), which a task's text may not hold"
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
 
 
 def parse_envelope(raw: Any) -> Envelope:
@@ -60,6 +82,8 @@ def parse_envelope(raw: Any) -> Envelope:
             reason = "unknown field (allowed: task_id, department, query, requested_by, context)"
         elif kind == "string_pattern_mismatch":
             reason = f"does not match {first['ctx']['pattern']}"
+        elif kind == "value_error":
+            reason = str(first["ctx"]["error"])
         else:
             reason = first["msg"]
         raise EnvelopeError(field, reason) from exc

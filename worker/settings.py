@@ -180,6 +180,12 @@ class Settings(BaseSettings):
     queue: str = "umiq.tasks"
     dead_letter_queue: str = "umiq.dead"
     max_redeliveries: int = 3
+    """How often a task message may come back after a run that did not finish (the worker
+    died, lost its connection); the next delivery is dead-lettered with the reason."""
+    queue_type: Literal["quorum", "classic"] = "quorum"
+    """RabbitMQ's type for the work queue: ``quorum`` counts deliveries (``x-delivery-count``)
+    and bounds them; ``classic`` for a queue declared classic before (RabbitMQ refuses to
+    change a queue's type: delete it, or keep this)."""
     broker_heartbeat: float = 60.0
     """AMQP heartbeat interval in seconds (0 turns heartbeats off). The worker's consumer
     thread answers them while episodes run in the pool's threads, so a long episode on a

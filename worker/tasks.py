@@ -15,6 +15,7 @@ from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
 from worker.errors import AuditError, ConfigError, EnvelopeError, ModelError
+from worker.lease import task_lease
 
 log = structlog.get_logger("umiq.tasks")
 
@@ -46,6 +47,15 @@ def _episode(env: Envelope, guard: Guard, audit: Any) -> Episode:
 
 
 def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
+    # One runner per task: a duplicate delivery waits here while the first one runs,
+    # then finds its outcome below instead of running the task again.
+    with task_lease(audit.engine, env.task_id) as waited:
+        if waited > 1:
+            log.info("task.lease_waited", waited_s=round(waited, 1))
+        return _run_leased(env, audit)
+
+
+def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
     finished = audit.outcome(env.task_id)
     if finished is not None:  # a redelivered task that already ended: never run it twice
         log.info("task.already_finished", outcome=finished["outcome"])
@@ -121,6 +131,8 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
             field=None,
             audit=audit,
             delivery_id=self.request.id,
+            task_id=env.task_id,
+            own=True,
         )
     except Exception as exc:
         # A bug must not lose the task (Celery acks a failed late-ack task): keep the
@@ -133,6 +145,8 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
             field=None,
             audit=audit,
             delivery_id=self.request.id,
+            task_id=env.task_id,
+            own=True,
         )
     if isinstance(result, dict):  # already finished before this delivery
         return result

@@ -47,6 +47,14 @@ def _table(model: type[SQLModel]) -> Table:
     return model.__table__  # type: ignore[attr-defined,no-any-return]
 
 
+def _short(exc: SQLAlchemyError) -> str:
+    """The driver's first line about ``exc``, without the SQL statement and its parameters
+    (they carry task data, and the reason goes to the audit log and dead-letter headers)."""
+    orig = getattr(exc, "orig", None)
+    text = str(orig if orig is not None else exc).strip().splitlines()
+    return f"{type(orig or exc).__name__}: {text[0] if text else ''}"[:300]
+
+
 def _now() -> datetime:
     # exactly what the text column will give back, so the returned record equals a read
     return parse_iso_utc(iso_utc(datetime.now(UTC)))
@@ -268,7 +276,7 @@ class AuditLog:
                         .values(last_seq=row["seq"], last_hash=row["hash"])
                     )
         except SQLAlchemyError as exc:
-            raise AuditError(f"cannot append to the audit log ({table}): {exc}") from exc
+            raise AuditError(f"cannot append to the audit log ({table}): {_short(exc)}") from exc
         return row
 
     # -- reading -----------------------------------------------------------------------
@@ -278,7 +286,7 @@ class AuditLog:
             with self.engine.connect() as conn, conn.begin():
                 return fn(conn)
         except SQLAlchemyError as exc:
-            raise AuditError(f"cannot read the audit log: {exc}") from exc
+            raise AuditError(f"cannot read the audit log: {_short(exc)}") from exc
 
     def task(self, task_id: str) -> TaskRecord | None:
         """The task ``task_id`` as received, or None."""

@@ -1,0 +1,300 @@
+"""Every message ends somewhere: poison messages on the real RabbitMQ and Postgres.
+
+The real ``umiq worker`` (scripted role model) serves a fresh quorum queue. Messages
+that break Celery's task protocol or umiq's tasks are published raw with kombu; each
+must reach the dead-letter queue with its original body and headers and a reason, be
+audited, and leave the worker serving the good tasks around it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection, Exchange, Producer, Queue
+
+from tests.support.cli import steps_of, umiq
+from worker.celery_app import TASK_NAME, create_app, task_queue
+from worker.process import WorkerProcess
+from worker.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SCRIPT = [{"tool": "get_invoice", "arguments": {"invoice_id": "INV-1001"}}]
+
+
+def envelope(task_id: str, **changes: Any) -> dict[str, Any]:
+    return {
+        "task_id": task_id,
+        "department": "finance",
+        "query": "What is the status of invoice INV-1001?",
+        "requested_by": "poison-test",
+        "context": {"script": SCRIPT},
+        **changes,
+    }
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str], erp: Any
+) -> dict[str, str]:
+    queue, dead = queue_names
+    environment = dict(os.environ)
+    environment.update({
+        "UMIQ_DATA_DIR": str(tmp_path / "data"),
+        "UMIQ_BROKER_URL": amqp_url,
+        "UMIQ_DATABASE_URL": postgres_url,
+        "UMIQ_QUEUE": queue,
+        "UMIQ_DEAD_LETTER_QUEUE": dead,
+        "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
+        "UMIQ_ROLE_MODEL": "tests.support.scripted:factory",
+        "UMIQ_LOG_FORMAT": "json",
+    })  # fmt: skip
+    done = umiq(environment, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    return environment
+
+
+@pytest.fixture
+def client(env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+    app = create_app(Settings(data_dir=tmp_path / "client", broker_url=env["UMIQ_BROKER_URL"],
+                              database_url=env["UMIQ_DATABASE_URL"], queue=env["UMIQ_QUEUE"],
+                              dead_letter_queue=env["UMIQ_DEAD_LETTER_QUEUE"]))  # fmt: skip
+    yield app
+    app.close()
+
+
+def celery_headers(**changes: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "task": TASK_NAME,
+        "id": str(uuid.uuid4()),
+        "lang": "py",
+        "retries": 0,
+        "argsrepr": "",
+        "kwargsrepr": "",
+    }
+    base.update(changes)
+    return base
+
+
+def good_body(task_id: str) -> list[Any]:
+    return [[envelope(task_id)], {}, {"callbacks": None, "errbacks": None, "chain": None}]
+
+
+def poison_table(tag: str) -> list[tuple[str, bytes, dict[str, Any], str]]:
+    """(name, raw body, headers, content type) of each poison message."""
+
+    def body(value: Any) -> bytes:
+        return json.dumps(value).encode()
+
+    js = "application/json"
+
+    ok = body(good_body(f"{tag}-never"))
+    past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
+    no_id = celery_headers()
+    del no_id["id"]
+    return [
+        ("no id header", ok, no_id, js),
+        ("id a dict", ok, celery_headers(id={"a": 1}), js),
+        ("id an int", ok, celery_headers(id=42), js),
+        ("task a list", ok, celery_headers(task=[TASK_NAME]), js),
+        ("body null", b"null", celery_headers(), js),
+        ("body a 2-item list", body([[envelope(f"{tag}-2")], {}]), celery_headers(), js),
+        ("body an object", body({"args": [], "kwargs": {}}), celery_headers(), js),
+        ("timelimit a string", ok, celery_headers(timelimit="10"), js),
+        ("empty args", body([[], {}, {}]), celery_headers(), js),
+        ("extra args", body([[envelope(f"{tag}-x"), 2], {}, {}]), celery_headers(), js),
+        ("unknown kwarg", body([[envelope(f"{tag}-k")], {"hurry": True}, {}]),
+         celery_headers(), js),
+        ("kwargs a list", body([[envelope(f"{tag}-l")], [], {}]), celery_headers(), js),
+        ("resume with no args", body([[], {}, {}]),
+         celery_headers(task="umiq.resume_task"), js),
+        ("expired", ok, celery_headers(expires=past), js),
+        ("unknown task", ok, celery_headers(task="celery.backend_cleanup"), js),
+        ("junk callbacks", body([[envelope(f"{tag}-c")], {}, {"callbacks": [1, 2]}]),
+         celery_headers(), js),
+        ("wrong content type", b"\x80\x04\x95N.", celery_headers(),
+         "application/x-python-serialize"),
+        ("text", b"certainly not json", {}, "text/plain"),
+        ("NUL in the query", body(good_body(f"{tag}-nul"))
+         .replace(b"INV-1001?", b"INV-1001\\u0000?"), celery_headers(), js),
+    ]  # fmt: skip
+
+
+def publish(amqp_url: str, queue: str, raw: bytes, headers: dict[str, Any], ctype: str) -> None:
+    with Connection(amqp_url) as conn:
+        Producer(conn).publish(
+            raw,
+            exchange="umiq",
+            routing_key=queue,
+            content_type=ctype,
+            content_encoding="binary" if "python" in ctype else "utf-8",
+            headers=headers,
+        )
+
+
+def dead_letters(amqp_url: str, dead: str, expected: int, timeout: float = 120) -> list[Any]:
+    queue = Queue(
+        dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead, durable=True
+    )
+    got: list[Any] = []
+    with Connection(amqp_url) as conn:
+        bound = queue(conn.default_channel)
+        bound.declare()
+        deadline = time.monotonic() + timeout
+        while len(got) < expected and time.monotonic() < deadline:
+            message = bound.get(no_ack=False)  # raw: a pickle must not be decoded here
+            if message is None:
+                time.sleep(0.5)
+                continue
+            got.append(message)
+            message.ack()
+    return got
+
+
+def rejected_steps(url: str) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT task_id, output, details FROM step WHERE kind = 'rejected'")
+            )
+            found = [dict(r._mapping) for r in rows]
+    finally:
+        engine.dispose()
+    for row in found:  # canonical JSON text
+        if isinstance(row["details"], str):
+            row["details"] = json.loads(row["details"])
+    return found
+
+
+def test_every_poison_message_is_dead_lettered_with_its_body_and_audited(
+    env: dict[str, str], client: Any, tmp_path: Path
+) -> None:
+    """Each poison message is dead-lettered byte for byte and audited; the worker serves on."""
+    queue, dead = env["UMIQ_QUEUE"], env["UMIQ_DEAD_LETTER_QUEUE"]
+    url = env["UMIQ_DATABASE_URL"]
+    tag = f"p{uuid.uuid4().hex[:6]}"
+    table = poison_table(tag)
+    with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180) as worker:
+        first = client.send_task(TASK_NAME, args=[envelope(f"{tag}-first")])
+        for _, raw, headers, ctype in table:
+            publish(env["UMIQ_BROKER_URL"], queue, raw, headers, ctype)
+        last = client.send_task(TASK_NAME, args=[envelope(f"{tag}-last")])
+        outcomes = [first.get(timeout=180), last.get(timeout=180)]
+        letters = dead_letters(env["UMIQ_BROKER_URL"], dead, expected=len(table))
+        alive, log_text = worker.alive, worker.log_text()
+
+    assert alive, log_text[-3000:]
+    assert "Unrecoverable error" not in log_text
+    assert [o["outcome"] for o in outcomes] == ["answered", "answered"], outcomes
+
+    # Each poison message is in the DLQ once, byte for byte, with its headers and a reason.
+    assert len(letters) == len(table), [m.headers.get("x-umiq-reason") for m in letters]
+    by_body: dict[bytes, list[Any]] = {}
+    for message in letters:  # py-amqp hands a utf-8 body over as text
+        raw = message.body.encode() if isinstance(message.body, str) else message.body
+        by_body.setdefault(raw, []).append(message)
+    for name, raw, headers, ctype in table:
+        matches = [m for m in by_body.get(raw, []) if m.content_type == ctype]
+        assert matches, f"{name}: not dead-lettered with its original body"
+        letter = matches.pop(0)
+        by_body[raw].remove(letter)
+        for key, value in headers.items():
+            assert letter.headers.get(key) == value, (name, key, letter.headers.get(key))
+        reason = letter.headers["x-umiq-reason"]
+        assert reason and "INSERT" not in reason, (name, reason)
+        assert letter.headers["x-umiq-sha256"] == hashlib.sha256(raw).hexdigest(), name
+        assert letter.headers["x-umiq-audited"] == "yes", (name, letter.headers)
+
+    # Each refusal is audited with the message's digest and a short reason.
+    rows = rejected_steps(url)
+    digests = [r["details"]["message_sha256"] for r in rows]
+    for name, raw, _, _ in table:
+        assert hashlib.sha256(raw).hexdigest() in digests, f"{name}: not audited"
+    nul = next(r for r in rows if r["task_id"] == f"{tag}-nul")
+    assert "NUL" in nul["output"] and len(nul["output"]) < 200, nul["output"]
+
+
+def test_malformed_envelope_with_a_finished_tasks_id_leaves_that_task_as_it_ended(
+    env: dict[str, str], client: Any, tmp_path: Path
+) -> None:
+    """A refused envelope claiming a finished task's id is recorded apart from that task."""
+    queue, dead = env["UMIQ_QUEUE"], env["UMIQ_DEAD_LETTER_QUEUE"]
+    task_id = f"done-{uuid.uuid4().hex[:6]}"
+    with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180):
+        assert (
+            client.send_task(TASK_NAME, args=[envelope(task_id)]).get(timeout=180)["outcome"]
+            == "answered"
+        )
+        bad = [[{"task_id": task_id, "query": "pay it all again"}], {}, {}]
+        publish(env["UMIQ_BROKER_URL"], queue, json.dumps(bad).encode(), celery_headers(),
+                "application/json")  # fmt: skip
+        [letter] = dead_letters(env["UMIQ_BROKER_URL"], dead, expected=1)
+
+    assert "department: missing" in letter.headers["x-umiq-reason"]
+    kinds = [s["kind"] for s in steps_of(env["UMIQ_DATABASE_URL"], task_id)]
+    assert "rejected" not in kinds and kinds[-1] == "outcome", kinds
+    listed = umiq(env, "audit", "tasks", "--json")
+    assert listed.returncode == 0, listed.stderr
+    rows = [json.loads(line) for line in listed.stdout.splitlines() if line.strip()]
+    [row] = [t for t in rows if t["task_id"] == task_id]
+    assert row["outcome"] == "answered", row
+    [refusal] = [r for r in rejected_steps(env["UMIQ_DATABASE_URL"])
+                 if r["details"].get("claimed_task_id") == task_id]  # fmt: skip
+    assert refusal["task_id"] == letter.headers["x-umiq-task-id"] != task_id
+
+
+def test_same_task_delivered_twice_at_once_runs_once(
+    env: dict[str, str], client: Any, tmp_path: Path
+) -> None:
+    """Two deliveries of one task id on a two-thread worker make one episode."""
+    task_id = f"dup-{uuid.uuid4().hex[:6]}"
+    slow = dict(env, UMIQ_TEST_GENERATION_DELAY="1")
+    args = ("--concurrency", "2")
+    with WorkerProcess(slow, tmp_path / "worker.log", args, ready_timeout=180) as worker:
+        results = [client.send_task(TASK_NAME, args=[envelope(task_id)]) for _ in range(2)]
+        outcomes = [r.get(timeout=180) for r in results]
+        log_text = worker.log_text()
+    assert [o["outcome"] for o in outcomes] == ["answered", "answered"], outcomes
+    assert outcomes[0]["answer"] == outcomes[1]["answer"]
+    # The second delivery did arrive while the first ran, and waited for it.
+    assert "task.waiting_for_runner" in log_text
+    kinds = [s["kind"] for s in steps_of(env["UMIQ_DATABASE_URL"], task_id)]
+    assert kinds.count("outcome") == 1 and kinds[-1] == "outcome", kinds
+    assert kinds.count("caller") == 1 and kinds.count("tool") == 1, kinds
+
+
+def test_message_redelivered_past_the_limit_is_dead_lettered(
+    env: dict[str, str], client: Any, tmp_path: Path
+) -> None:
+    """A message whose runs never finished (each delivery returned) is refused, not run."""
+    queue, dead = env["UMIQ_QUEUE"], env["UMIQ_DEAD_LETTER_QUEUE"]
+    task_id = f"loop-{uuid.uuid4().hex[:6]}"
+    settings = Settings(queue=queue, dead_letter_queue=dead)
+    with Connection(env["UMIQ_BROKER_URL"]) as conn:
+        declared = task_queue(settings)(conn.default_channel)
+        declared.declare()
+        client.send_task(TASK_NAME, args=[envelope(task_id)])
+        # Four deliveries that end without an ack, as four crashed runs would.
+        for _ in range(settings.max_redeliveries + 1):
+            message = None
+            deadline = time.monotonic() + 10
+            while message is None and time.monotonic() < deadline:
+                message = declared.get(no_ack=False)
+            assert message is not None
+            message.requeue()
+    with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180):
+        [letter] = dead_letters(env["UMIQ_BROKER_URL"], dead, expected=1)
+    assert "redelivered 4 times" in letter.headers["x-umiq-reason"], letter.headers
+    assert [s["kind"] for s in steps_of(env["UMIQ_DATABASE_URL"], task_id)] == ["rejected"]

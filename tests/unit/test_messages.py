@@ -1,0 +1,131 @@
+"""The check every task-queue message passes before Celery sees it (worker.messages)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from worker.messages import PlainEnvelope, Refusal, check_message
+
+ENVELOPE = {
+    "task_id": "m-1",
+    "department": "finance",
+    "query": "What is the status of INV-1001?",
+    "requested_by": "alice",
+}
+NOW = datetime(2026, 1, 1, 12, tzinfo=UTC)
+
+
+def run_task(envelope: Any) -> None: ...
+
+
+def resume_task(task_id: str, key: str) -> None: ...
+
+
+TASKS = {"umiq.run_task": run_task, "umiq.resume_task": resume_task}
+
+
+def headers(**changes: Any) -> dict[str, Any]:
+    base = {"task": "umiq.run_task", "id": "c-1", "lang": "py", "retries": 0}
+    base.update(changes)
+    return {k: v for k, v in base.items() if v is not DROP}
+
+
+DROP = object()
+
+
+def check(body: Any, hdrs: dict[str, Any] | None = None, **kwargs: Any) -> Any:
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+    options = {"content_type": "application/json", "content_encoding": "utf-8"}
+    options.update(kwargs)
+    return check_message(headers() if hdrs is None else hdrs, raw, tasks=TASKS, now=NOW, **options)
+
+
+GOOD = [[ENVELOPE], {}, {"callbacks": None, "errbacks": None, "chain": None, "chord": None}]
+
+POISON = [
+    ("no id header", GOOD, headers(id=DROP), {}, "headers.id"),
+    ("id a dict", GOOD, headers(id={"a": 1}), {}, "headers.id"),
+    ("id an int", GOOD, headers(id=7), {}, "headers.id"),
+    ("task a list", GOOD, headers(task=["umiq.run_task"]), {}, "headers.task"),
+    ("unknown task", GOOD, headers(task="os.system"), {}, "headers.task"),
+    ("body null", None, headers(), {}, "body"),
+    ("body a 2-item list", [[ENVELOPE], {}], headers(), {}, "body"),
+    ("body an object with task header", {"args": []}, headers(), {}, "body"),
+    ("timelimit a string", GOOD, headers(timelimit="10"), {}, "headers.timelimit"),
+    ("timelimit parts strings", GOOD, headers(timelimit=["a", None]), {}, "headers.timelimit"),
+    ("retries a string", GOOD, headers(retries="1"), {}, "headers.retries"),
+    ("empty args", [[], {}, {}], headers(), {}, "args"),
+    ("extra args", [[ENVELOPE, 1], {}, {}], headers(), {}, "args"),
+    ("unknown kwarg", [[ENVELOPE], {"x": 1}, {}], headers(), {}, "args"),
+    ("kwargs a list", [[ENVELOPE], [], {}], headers(), {}, "kwargs"),
+    ("args an object", [{}, {}, {}], headers(), {}, "args"),
+    ("resume with no args", [[], {}, {}], headers(task="umiq.resume_task"), {}, "args"),
+    ("resume with a number", [[1, "k"], {}, {}], headers(task="umiq.resume_task"), {},
+     "args.task_id"),
+    ("expired", GOOD, headers(expires="2025-12-31T00:00:00+00:00"), {}, "headers.expires"),
+    ("bad eta", GOOD, headers(eta="tomorrow"), {}, "headers.eta"),
+    ("eta a number", GOOD, headers(eta=5), {}, "headers.eta"),
+    ("junk callbacks", [[ENVELOPE], {}, {"callbacks": "x"}], headers(), {}, "embed.callbacks"),
+    ("embed a list", [[ENVELOPE], {}, []], headers(), {}, "embed"),
+    ("wrong content type", b"\x80\x04N.", headers(),
+     {"content_type": "application/x-python-serialize"}, "body"),
+    ("text/plain", b"hello", headers(), {"content_type": "text/plain"}, "body"),
+    ("not utf-8", b"\xff\xfe", headers(), {}, "body"),
+    ("not json", b"{nope", headers(), {}, "body"),
+    ("no headers, a list body", [1, 2], {}, {}, "headers.task"),
+    ("protocol 1", {"task": "umiq.run_task", "id": "x", "args": []}, {}, {}, "headers.task"),
+    ("bad envelope", [[{"task_id": "m-2"}], {}, {}], headers(), {}, "department"),
+    ("NUL in the query", [[{**ENVELOPE, "query": "a\x00b"}], {}, {}], headers(), {}, "query"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("body", "hdrs", "options", "field"),
+                         [p[1:] for p in POISON], ids=[p[0] for p in POISON])  # fmt: skip
+def test_poison_message_is_refused_naming_the_part(
+    body: Any, hdrs: dict[str, Any], options: dict[str, Any], field: str
+) -> None:
+    """Each message Celery or the task cannot take is refused, naming the bad part."""
+    verdict = check(body, hdrs, **options)
+    assert isinstance(verdict, Refusal), verdict
+    assert verdict.field == field, verdict
+    assert str(verdict).startswith(("invalid task message: ", "invalid envelope: "))
+
+
+def test_good_celery_message_passes() -> None:
+    """A run_task message as Celery sends it goes on to Celery."""
+    assert check(GOOD, headers(timelimit=[None, None], expires="2026-01-02T00:00:00",
+                               replaced_task_nesting=0)) is None  # fmt: skip
+
+
+def test_resume_message_passes() -> None:
+    """A resume_task message with two texts goes on to Celery."""
+    assert check([["m-1", "m-1:3"], {}, None], headers(task="umiq.resume_task")) is None
+
+
+def test_bare_envelope_is_run_as_a_task() -> None:
+    """A JSON object without Celery's headers is a plain envelope to run."""
+    assert check(ENVELOPE, {}) == PlainEnvelope(ENVELOPE)
+
+
+def test_claimed_task_id_is_kept() -> None:
+    """A refusal says which task id the message claimed."""
+    verdict = check([[ENVELOPE], {}, {}], headers(id=None))
+    assert isinstance(verdict, Refusal) and verdict.task_id == "m-1"
+
+
+def test_redelivery_above_the_limit_is_refused() -> None:
+    """A message redelivered more often than allowed is refused; at the limit it runs."""
+    assert check(GOOD, delivery_count=3, max_redeliveries=3) is None
+    verdict = check(GOOD, delivery_count=4, max_redeliveries=3)
+    assert isinstance(verdict, Refusal) and verdict.field == "delivery"
+    assert "redelivered 4 times" in verdict.reason
+
+
+def test_reason_never_carries_the_value() -> None:
+    """A refusal describes a bad value by its kind, not its content."""
+    verdict = check(GOOD, headers(id={"secret": "NL91ABNA0417164300"}))
+    assert "NL91" not in str(verdict)
