@@ -154,3 +154,23 @@ def test_the_queues_include_the_departments_and_the_dead_letters() -> None:
     departments = {"finance": DepartmentSettings(queue="umiq.finance"), "hr": DepartmentSettings()}
     settings = Settings(departments=departments)
     assert work_queues(settings) == ["umiq.tasks", "umiq.finance", "umiq.dead"]
+
+
+def test_the_sample_dashboard_charts_only_metrics_the_worker_exports() -> None:
+    """Every metric a panel of docker/grafana/umiq-dashboard.json queries is one of ours."""
+    import json
+    import re
+
+    from worker import metrics
+
+    repo = Path(__file__).resolve().parents[2]
+    dashboard = json.loads((repo / "docker/grafana/umiq-dashboard.json").read_text())
+    exported = set(re.findall(r"``(umiq_\w+)``", metrics.__doc__ or ""))
+    assert len(exported) >= 14
+    queried = set()
+    for panel in dashboard["panels"]:
+        for target in panel["targets"]:
+            queried |= set(re.findall(r"\bumiq_\w+", target["expr"]))
+    base = {re.sub(r"_(bucket|sum|count)$", "", name) for name in queried}
+    assert base <= exported, base - exported
+    assert {"umiq_tasks_total", "umiq_approvals_waiting", "umiq_connector_errors_total"} <= base
