@@ -31,6 +31,7 @@ def _register_plugins() -> None:
     from worker.audit.cli import register as register_audit
     from worker.audit.keys_cli import register as register_keys
     from worker.data.cli import register as register_data
+    from worker.dlq_cli import register as register_dlq
     from worker.evaluation.cli import register as register_eval
     from worker.health_cli import register as register_health
     from worker.review.cli import register as register_review
@@ -44,6 +45,7 @@ def _register_plugins() -> None:
     register_keys(app)
     register_approvals(app)
     register_review(app)
+    register_dlq(app)
     register_health(app)
 
 
@@ -145,7 +147,14 @@ def worker(
         argv.append(f"--queues={queues}")
     if hostname:  # two workers with one name on one host clash on their control queue
         argv.append(f"--hostname={hostname}")
-    celery_app.worker_main(argv)
+    # Celery's own command, as worker_main() runs it, but keeping the exit code that
+    # worker_main() drops: a worker that stops on an unrecoverable error (its node name
+    # in use, say) must not exit 0.
+    from celery.bin.celery import celery as celery_command
+
+    celery_command.params[0].default = celery_app
+    code = celery_command.main(args=argv, standalone_mode=False)
+    raise typer.Exit(code if isinstance(code, int) else 0)
 
 
 @app.command()
@@ -167,7 +176,18 @@ def submit(
         "query": query,
         "requested_by": requested_by,
     }
-    result = celery_app.send_task(TASK_NAME, args=[envelope])
+    from kombu.exceptions import OperationalError
+    from kombu.utils.url import maybe_sanitize_url
+
+    try:
+        result = celery_app.send_task(TASK_NAME, args=[envelope])
+    except (OperationalError, OSError) as exc:
+        url = maybe_sanitize_url(celery_app.conf.broker_url)
+        console.print(
+            f"[red]error:[/red] cannot reach the broker at {url} ({exc}); nothing was "
+            "submitted. Start RabbitMQ or set UMIQ_BROKER_URL, then submit again."
+        )
+        raise typer.Exit(2) from exc
     console.print(f"submitted {envelope['task_id']} (celery id {result.id})")
     if not wait:
         return

@@ -298,3 +298,77 @@ def test_message_redelivered_past_the_limit_is_dead_lettered(
         [letter] = dead_letters(env["UMIQ_BROKER_URL"], dead, expected=1)
     assert "redelivered 4 times" in letter.headers["x-umiq-reason"], letter.headers
     assert [s["kind"] for s in steps_of(env["UMIQ_DATABASE_URL"], task_id)] == ["rejected"]
+
+
+def _dlq_json(env: dict[str, str]) -> list[dict[str, Any]]:
+    done = umiq(env, "dlq", "list", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_dlq_list_show_and_replay_send_a_dead_letter_back_to_work(
+    env: dict[str, str], client: Any, tmp_path: Path
+) -> None:
+    """`umiq dlq` lists and shows a dead letter, and a replay runs it to the end."""
+    queue, dead = env["UMIQ_QUEUE"], env["UMIQ_DEAD_LETTER_QUEUE"]
+    task_id = f"again-{uuid.uuid4().hex[:6]}"
+    settings = Settings(queue=queue, dead_letter_queue=dead)
+    with Connection(env["UMIQ_BROKER_URL"]) as conn:
+        declared = task_queue(settings)(conn.default_channel)
+        declared.declare()
+        client.send_task(TASK_NAME, args=[envelope(task_id)])
+        for _ in range(settings.max_redeliveries + 1):  # runs that never finished
+            message = None
+            while message is None:
+                message = declared.get(no_ack=False)
+            message.requeue()
+    with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180):
+        deadline = time.monotonic() + 60
+        while not (listed := _dlq_json(env)) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(listed) == 1, listed
+        assert "redelivered 4 times" in listed[0]["reason"]
+        assert listed[0]["audited"] == "yes"
+        shown = umiq(env, "dlq", "show", listed[0]["sha256"][:10])
+        assert shown.returncode == 0, shown.stdout
+        assert task_id in shown.stdout and "x-umiq-reason" in shown.stdout
+        assert _dlq_json(env) == listed  # reading leaves the queue as it was
+
+        replayed = umiq(env, "dlq", "replay", "1")
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        steps = []
+        while time.monotonic() < deadline + 60:
+            steps = steps_of(env["UMIQ_DATABASE_URL"], task_id)
+            if any(s["kind"] == "outcome" for s in steps):
+                break
+            time.sleep(1)
+        assert _dlq_json(env) == []
+    assert steps[0]["kind"] == "rejected" and steps[-1]["kind"] == "outcome", steps
+
+
+def test_submit_with_the_broker_down_says_so(env: dict[str, str]) -> None:
+    """`umiq submit` against a broker that is not there ends with a clear error, exit 2."""
+    down = dict(env, UMIQ_BROKER_URL="amqp://guest:guest@127.0.0.1:1//")
+    done = umiq(down, "submit", "What is INV-1001's status?", "--timeout", "5", timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "cannot reach the broker at amqp://guest:**@127.0.0.1:1//" in done.stdout
+    assert "Traceback" not in done.stderr + done.stdout
+
+
+def test_second_worker_with_a_node_name_in_use_exits_non_zero(
+    env: dict[str, str], tmp_path: Path
+) -> None:
+    """A worker that cannot start (its node name is taken) exits with a failure code."""
+    name = f"dup-{uuid.uuid4().hex[:6]}@%h"
+    args = ("--hostname", name)
+    with WorkerProcess(env, tmp_path / "w1.log", args, ready_timeout=180) as first:
+        second = WorkerProcess(env, tmp_path / "w2.log", args, ready_timeout=120)
+        try:
+            second.start()
+        except Exception as exc:  # ConfigError: it exited before it was ready
+            assert "exited with" in str(exc), exc
+        else:  # it said ready and then met the clash
+            assert second.process is not None
+            second.process.wait(timeout=60)
+        assert second.process is not None and second.process.returncode not in (0, None)
+        assert first.alive

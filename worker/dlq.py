@@ -1,0 +1,142 @@
+"""The dead-letter queue: read what was refused and why, and send it back to work.
+
+Every refused message sits in the dead-letter queue as it came (body, content type,
+headers), with umiq's ``x-umiq-*`` headers beside them (reason, field, SHA-256 of the
+body, the audit record, when). Reading leaves the queue as it was: messages are taken
+without an ack and go back when the channel closes. A replay publishes the message
+again to the work queue with its own headers (umiq's and the broker's delivery
+bookkeeping taken off) and only then removes it from the dead-letter queue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from kombu import Connection
+
+from worker.deadletter import KEPT_PROPERTIES, OWN_HEADERS, REASON, SHA256
+from worker.settings import Settings
+
+#: Headers the broker adds on a dead letter's way here; a replay starts them afresh.
+_BROKER_HEADERS = ("x-death", "x-first-death-exchange", "x-first-death-queue",
+                   "x-first-death-reason", "x-delivery-count", "x-last-death-exchange",
+                   "x-last-death-queue", "x-last-death-reason")  # fmt: skip
+
+
+@dataclass
+class DeadLetter:
+    """One message in the dead-letter queue; ``position`` counts from 1 in queue order."""
+
+    position: int
+    body: bytes
+    content_type: str
+    content_encoding: str
+    headers: dict[str, Any]
+    properties: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def sha256(self) -> str:
+        return str(self.headers.get(SHA256, ""))
+
+    @property
+    def reason(self) -> str:
+        """umiq's reason, or the broker's (a delivery limit reached, say)."""
+        if self.headers.get(REASON):
+            return str(self.headers[REASON])
+        deaths = self.headers.get("x-death") or []
+        if deaths and isinstance(deaths[0], dict):
+            return f"dead-lettered by the broker: {deaths[0].get('reason')}"
+        return "(no reason recorded)"
+
+    def original_headers(self) -> dict[str, Any]:
+        """The headers the message came with, without umiq's and the broker's additions."""
+        dropped = set(OWN_HEADERS) | set(_BROKER_HEADERS)
+        return {k: v for k, v in self.headers.items() if k not in dropped}
+
+    def matches(self, selector: str) -> bool:
+        """``selector`` is this letter's position or a prefix (≥ 6) of its body's SHA-256."""
+        if selector.isdigit():
+            return int(selector) == self.position
+        return len(selector) >= 6 and self.sha256.startswith(selector.lower())
+
+
+def _raw(body: Any) -> bytes:
+    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
+
+
+@contextmanager
+def _letters(settings: Settings) -> Iterator[tuple[Any, list[tuple[DeadLetter, Any]]]]:
+    """Every dead letter, taken unacked (they go back when the block ends), and the
+    connection; ack one in the block to remove it for good."""
+    from worker.celery_app import dead_letter_queue
+
+    with Connection(settings.resolved_broker_url, connect_timeout=5) as conn:
+        conn.ensure_connection(max_retries=1)
+        channel = conn.channel()
+        try:
+            queue = dead_letter_queue(settings)(channel)
+            queue.declare()
+            found: list[tuple[DeadLetter, Any]] = []
+            while True:
+                message = queue.get(no_ack=False)
+                if message is None:
+                    break
+                found.append((
+                    DeadLetter(
+                        position=len(found) + 1,
+                        body=_raw(message.body),
+                        content_type=message.content_type or "application/octet-stream",
+                        content_encoding=message.content_encoding or "binary",
+                        headers=dict(message.headers or {}),
+                        properties={k: message.properties.get(k) for k in KEPT_PROPERTIES
+                                    if message.properties.get(k)},
+                    ),
+                    message,
+                ))  # fmt: skip
+            yield conn, found
+        finally:
+            channel.close()  # what was not acked goes back to the queue, in order
+
+
+def list_letters(settings: Settings) -> list[DeadLetter]:
+    """The dead letters in queue order; the queue is left as it was."""
+    with _letters(settings) as (_, found):
+        return [letter for letter, _ in found]
+
+
+def replay(settings: Settings, selectors: Sequence[str]) -> list[DeadLetter]:
+    """Send the letters ``selectors`` pick (``all`` for every one) back to the work queue.
+
+    Each is published with its original body and headers and then removed from the
+    dead-letter queue; the worker checks it again like any new message.
+    """
+    from kombu import Producer
+
+    from worker.celery_app import task_queue
+
+    replayed: list[DeadLetter] = []
+    with _letters(settings) as (conn, found):
+        producer = Producer(conn.channel())
+        target = task_queue(settings)
+        for letter, message in found:
+            if "all" not in selectors and not any(letter.matches(s) for s in selectors):
+                continue
+            producer.publish(
+                letter.body,
+                exchange=target.exchange,
+                routing_key=target.routing_key,
+                declare=[target],
+                content_type=letter.content_type,
+                content_encoding=letter.content_encoding,
+                headers=letter.original_headers(),
+                delivery_mode=2,
+                retry=True,
+                **letter.properties,
+            )
+            message.ack()
+            replayed.append(letter)
+        producer.channel.close()
+    return replayed

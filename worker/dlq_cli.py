@@ -1,0 +1,109 @@
+"""``umiq dlq list|show|replay``: the refused messages, why, and sending them back."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from kombu.exceptions import OperationalError
+from rich.console import Console
+from rich.table import Table
+
+console = Console()
+#: What kombu raises when the broker cannot be reached.
+_BROKER_DOWN = (OSError, OperationalError)
+
+
+def _settings():  # type: ignore[no-untyped-def]
+    from worker.settings import get_settings
+
+    return get_settings()
+
+
+def _broker_error(exc: Exception) -> typer.Exit:
+    from kombu.utils.url import maybe_sanitize_url
+
+    url = maybe_sanitize_url(_settings().resolved_broker_url)
+    console.print(f"[red]error:[/red] cannot reach the broker at {url}: {exc}")
+    return typer.Exit(2)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``dlq`` commands to the umiq command line."""
+    dlq_app = typer.Typer(no_args_is_help=True, help="The dead-letter queue: refused messages.")
+    app.add_typer(dlq_app, name="dlq")
+
+    @dlq_app.command("list")
+    def list_command(
+        as_json: bool = typer.Option(False, "--json", help="JSON lines instead of a table."),
+    ) -> None:
+        """The refused messages in queue order: position, digest, task, reason."""
+        from worker.dlq import list_letters
+
+        try:
+            letters = list_letters(_settings())
+        except _BROKER_DOWN as exc:
+            raise _broker_error(exc) from exc
+        if as_json:
+            for letter in letters:
+                typer.echo(json.dumps({
+                    "position": letter.position,
+                    "sha256": letter.sha256,
+                    "task_id": letter.headers.get("x-umiq-task-id"),
+                    "field": letter.headers.get("x-umiq-field"),
+                    "reason": letter.reason,
+                    "refused_at": letter.headers.get("x-umiq-refused-at"),
+                    "audited": letter.headers.get("x-umiq-audited"),
+                    "bytes": len(letter.body),
+                }, default=str))  # fmt: skip
+            return
+        table = Table(title=f"{len(letters)} dead letter(s) in {_settings().dead_letter_queue}")
+        for column in ("#", "sha256", "audit record", "reason"):
+            table.add_column(column)
+        for letter in letters:
+            table.add_row(
+                str(letter.position),
+                letter.sha256[:12],
+                str(letter.headers.get("x-umiq-task-id", "")),
+                letter.reason,
+            )
+        console.print(table)
+
+    @dlq_app.command("show")
+    def show_command(
+        selector: str = typer.Argument(..., help="Position from `dlq list`, or a SHA-256 prefix."),
+    ) -> None:
+        """One refused message whole: headers and body (it may hold personal data)."""
+        from worker.dlq import list_letters
+
+        try:
+            letters = [x for x in list_letters(_settings()) if x.matches(selector)]
+        except _BROKER_DOWN as exc:
+            raise _broker_error(exc) from exc
+        if not letters:
+            console.print(f"[red]error:[/red] no dead letter {selector!r}: see `umiq dlq list`")
+            raise typer.Exit(1)
+        for letter in letters:
+            console.print(f"[bold]#{letter.position}[/bold] {letter.sha256}")
+            console.print(f"reason: {letter.reason}")
+            console.print(f"content type: {letter.content_type} ({letter.content_encoding})")
+            console.print_json(json.dumps(letter.headers, default=str, sort_keys=True))
+            console.print(letter.body.decode("utf-8", errors="backslashreplace"), markup=False)
+
+    @dlq_app.command("replay")
+    def replay_command(
+        selectors: list[str] = typer.Argument(..., help="Positions, SHA-256 prefixes, or `all`."),
+    ) -> None:
+        """Send refused messages back to the work queue, as they came; they are checked
+        again, and refused again if nothing changed."""
+        from worker.dlq import replay
+
+        try:
+            done = replay(_settings(), selectors)
+        except _BROKER_DOWN as exc:
+            raise _broker_error(exc) from exc
+        for letter in done:
+            console.print(f"replayed #{letter.position} {letter.sha256[:12]}")
+        if not done:
+            console.print(f"[red]error:[/red] no dead letter matches {' '.join(selectors)}")
+            raise typer.Exit(1)
