@@ -294,9 +294,23 @@ def scripted(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterato
         yield run_worker(
             base, amqp_url, url, acme, TASKS,
             role_model="tests.support.scripted:factory",
-            extra_env={"UMIQ_PII_ALLOW_RAW": json.dumps(ALLOW_RAW), "UMIQ_MAX_STEPS": "12"},
+            extra_env={
+                "UMIQ_PII_ALLOW_RAW": json.dumps(ALLOW_RAW),
+                "UMIQ_MAX_STEPS": "12",
+                "UMIQ_DEPARTMENTS": _departments_mailing_acme_invalid(),
+            },
             timeout=300,
         )  # fmt: skip
+
+
+def _departments_mailing_acme_invalid() -> str:
+    """The default departments, hr's mail also allowed to acme.invalid: hr-errors needs
+    the mail server's refusal (by default an outside recipient waits for approval)."""
+    from worker.settings import COMPANY_DOMAINS, _default_departments, _outbound_mail_rules
+
+    departments = {name: d.model_dump() for name, d in _default_departments().items()}
+    departments["hr"]["approvals"] = _outbound_mail_rules([*COMPANY_DOMAINS, "acme.invalid"])
+    return json.dumps(departments)
 
 
 def allowed_values(run: Run) -> dict[str, str]:
