@@ -33,9 +33,11 @@ import structlog
 from connectors import ConnectorError, InvalidArguments, ToolCall, ToolResult, ToolSpec
 from connectors._schema import validate_arguments
 from policies import AccessRule, Decision, check_claims
+from policies._claims import check_form
 from worker.agent import protocol
 from worker.agent.guard import Guard
 from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel
+from worker.agent.views import ALPHA_UMI, PromptView
 from worker.envelope import Envelope
 from worker.errors import AuditError, ProtocolError
 from worker.toolbox import Toolbox
@@ -54,6 +56,9 @@ log = structlog.get_logger("umiq.agent")
 
 #: The history turn each recorded step kind becomes when an episode is replayed.
 _TURN_OF_STEP = {"planner": "assistant", "tool": "observation", "summarizer": "conclusion"}
+
+#: How the repeat guard's observations start (a call it refused is not a call made).
+_NOT_RUN = "not run:"
 
 #: ``details.status`` of the policy step that asks a human to approve a call.
 APPROVAL_REQUESTED = "requested"
@@ -126,6 +131,7 @@ class Episode:
         max_new_tokens: int = 160,
         agent: str = "multi",
         guard: Guard | None = None,
+        view: PromptView | None = None,
     ) -> None:
         if agent not in ("multi", "single"):
             raise ValueError(f"agent must be 'multi' or 'single', got {agent!r}")
@@ -137,11 +143,13 @@ class Episode:
         self.max_steps = max_steps
         self.max_new_tokens = max_new_tokens
         self.agent = agent
+        self.view = view if view is not None else PromptView(ALPHA_UMI)
         self.query = self.guard.tokenize(envelope.query)
         self.guard.set_request(envelope.query)  # writes must follow from it (scope check)
         self.turns: list[dict[str, str]] = [{"from": "user", "value": self.query}]
         self.steps: list[EpisodeStep] = []
         self.tokens = 0
+        self._repeats = 0
         self._index = 0
         self._sealed_tokens = 0
         self.allowed: list[ToolSpec] = self.guard.allowed_tools(toolbox.specs())
@@ -190,32 +198,81 @@ class Episode:
         return self._finish("step_limit", "", f"no conclusion within {self.max_steps} steps")
 
     def _multi_step(self) -> EpisodeResult | None:
-        plan_text = self._generate("planner", protocol.planner_prompt(self.docs, self.turns))
+        shown = self._shown()
+        plan_text = self._generate("planner", self.view.planner(self.docs, self.turns))
         plan = protocol.parse_planner(plan_text)
         self.turns.append({"from": "assistant", "value": plan.thought})
-        self._record("planner", "planner", plan.thought, {"next": plan.next})
+        self._record("planner", "planner", plan.thought, {"next": plan.next, **shown})
         if plan.next == "give up":
             return self._finish("gave_up", "", "the planner gave up")
         if plan.next == "conclusion":
-            answer = self._generate("summarizer", protocol.summarizer_prompt(self.turns))
+            answer = self._generate("summarizer", self.view.summarizer(self.turns))
             self.turns.append({"from": "conclusion", "value": answer})
             self._record("summarizer", "summarizer", answer, {})
             return self._conclude(answer, "the summarizer answered")
         text = self._generate(
             "caller",
-            protocol.caller_prompt(self.docs, self.turns, plan.thought),
+            self.view.caller(self.docs, self.turns, plan.thought),
             constraint=CallerConstraint(tuple(self.allowed)),
         )
+        if self._repeats_last_call(text):
+            return self._refuse_repeat(text)
         self._handle_call(text, role="caller")
         return None
+
+    def _repeats_last_call(self, text: str) -> bool:
+        """Whether ``text`` is exactly the task's last call (same tool, same arguments)
+        and that call succeeded: its response is already in the history."""
+        seen = [
+            c for c in protocol.calls_seen(self.turns) if not (c.error or "").startswith(_NOT_RUN)
+        ]
+        if not seen or not seen[-1].ok or seen[-1].arguments is None:
+            return False
+        try:
+            call = protocol.parse_caller(text)
+        except ProtocolError:
+            return False
+        return call.tool == seen[-1].tool and dict(call.arguments) == dict(seen[-1].arguments)
+
+    def _refuse_repeat(self, text: str) -> EpisodeResult | None:
+        """The repeat guard: a call that repeats the last successful one is not made.
+
+        The first time, the planner is asked again with the refusal as the observation
+        (a small planner that missed the answer in the history reads it there); a second
+        repeat in the same task hands the history to the summarizer, since everything a
+        repeated read could return is already there.
+        """
+        self.turns.append({"from": "caller", "value": text})
+        call = protocol.parse_caller(text)
+        self._record("caller", "caller", text, {"tool": call.tool, "arguments": call.arguments})
+        self._repeats += 1
+        reason = f"{call.tool} with these arguments was the last call and succeeded; not run again"
+        self._record_decisions([Decision(False, "repeat", (reason,))], call.tool)
+        if self._repeats == 1:
+            self._observe(
+                ToolResult(
+                    ok=False,
+                    error=f"{_NOT_RUN} this exact call was just made; its response is above",
+                )
+            )
+            return None
+        self._observe(ToolResult(ok=False, error=f"{_NOT_RUN} the same call again"))
+        thought = "The answer is already in the history.\n " + protocol.CONCLUSION
+        self.turns.append({"from": "assistant", "value": thought})
+        self._record("planner", None, thought, {"next": "conclusion", "forced": "repeat"})
+        answer = self._generate("summarizer", self.view.summarizer(self.turns))
+        self.turns.append({"from": "conclusion", "value": answer})
+        self._record("summarizer", "summarizer", answer, {})
+        return self._conclude(answer, "the summarizer answered after a repeated call")
 
     def _single_step(self) -> EpisodeResult | None:
         """The single-LLM baseline: one backbone output per step, split into the roles'
         turns so that the history (and the audit trail) reads as in the multi-LLM loop."""
-        text = self._generate("backbone", protocol.backbone_prompt(self.docs, self.turns))
+        shown = self._shown()
+        text = self._generate("backbone", self.view.backbone(self.docs, self.turns))
         out = protocol.parse_backbone(text)
         self.turns.append({"from": "assistant", "value": out.planner_thought()})
-        self._record("planner", "backbone", out.planner_thought(), {"next": out.next})
+        self._record("planner", "backbone", out.planner_thought(), {"next": out.next, **shown})
         if out.next == "give up":
             return self._finish("gave_up", "", "the model gave up")
         if out.next == "conclusion":
@@ -224,6 +281,13 @@ class Episode:
             return self._conclude(out.answer, "the model answered")
         self._handle_call(out.call, role="backbone")
         return None
+
+    def _shown(self) -> dict[str, Any]:
+        """The tools this step's prompts show, for the audit (compact view only: the
+        α-UMi view shows every allowed tool)."""
+        if self.view.name == ALPHA_UMI:
+            return {}
+        return {"tools_shown": [t["Name"] for t in self.view.shown(self.docs, self.turns)]}
 
     def _handle_call(self, text: str, *, role: str) -> None:
         """Parse a call, run it through the policies and the connector, observe the result."""
@@ -445,6 +509,8 @@ class Episode:
         writes = {spec.name for spec in self.allowed if spec.effect == "write"}
         done, seen = claims_evidence(self.turns, writes)
         decision = check_claims(answer, writes=done, responses=seen)
+        if decision.allowed and not (form := check_form(answer)).allowed:
+            decision = form
         self._record_decisions([decision], None)
         if not decision.allowed:
             return self._finish("held", answer, "; ".join(decision.reasons))

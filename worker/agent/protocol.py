@@ -120,18 +120,23 @@ def history_string(turns: Iterable[Turn]) -> str:
     return "".join(parts)
 
 
-def planner_prompt(tools: Sequence[Tool], turns: Iterable[Turn]) -> str:
-    """The planner's prompt for the next step after ``turns``; ends with ``" assistant: "``."""
+def planner_prompt(tools: Sequence[Tool], turns: Iterable[Turn], *, docs: str | None = None) -> str:
+    """The planner's prompt for the next step after ``turns``; ends with ``" assistant: "``.
+
+    ``docs`` replaces the α-UMi JSON tool docs (a prompt view's own rendering of
+    ``tools``, see ``views``); by default the reference form."""
     body = _fill(
         PLANNER_TEMPLATE,
-        doc=tool_docs(tools),
+        doc=tool_docs(tools) if docs is None else docs,
         tool_names=tool_names(tools),
         history=history_string(turns),
     )
     return body + " assistant: "
 
 
-def caller_prompt(tools: Sequence[Tool], turns: Iterable[Turn], thought: str) -> str:
+def caller_prompt(
+    tools: Sequence[Tool], turns: Iterable[Turn], thought: str, *, docs: str | None = None
+) -> str:
     """The caller's prompt; ends with ``" caller: "``.
 
     As in the reference training data, ``turns`` already ends with the planner's
@@ -142,7 +147,7 @@ def caller_prompt(tools: Sequence[Tool], turns: Iterable[Turn], thought: str) ->
     """
     body = _fill(
         CALLER_TEMPLATE,
-        doc=tool_docs(tools),
+        doc=tool_docs(tools) if docs is None else docs,
         tool_names=tool_names(tools),
         history=history_string(turns),
         thought=thought,
@@ -196,7 +201,9 @@ def backbone_turns(turns: Sequence[Turn]) -> list[Turn]:
     return folded
 
 
-def backbone_prompt(tools: Sequence[Tool], turns: Sequence[Turn]) -> str:
+def backbone_prompt(
+    tools: Sequence[Tool], turns: Sequence[Turn], *, docs: str | None = None
+) -> str:
     """The single-model baseline's prompt; ends with ``" assistant: "``.
 
     ``turns`` are in the normalised (multi-role) form; they are folded with
@@ -204,7 +211,7 @@ def backbone_prompt(tools: Sequence[Tool], turns: Sequence[Turn]) -> str:
     """
     body = _fill(
         BACKBONE_TEMPLATE,
-        doc=tool_docs(tools),
+        doc=tool_docs(tools) if docs is None else docs,
         tool_names=tool_names(tools),
         history=history_string(backbone_turns(turns)),
     )
@@ -302,6 +309,8 @@ class CallSeen:
     error: str | None
     text: str
     """The observation turn as written (JSON: ``{"error": …, "response": …}``)."""
+    arguments: Mapping[str, Any] | None = None
+    """The preceding caller turn's arguments (None when it did not parse)."""
 
 
 def calls_seen(turns: Iterable[Turn]) -> list[CallSeen]:
@@ -309,12 +318,14 @@ def calls_seen(turns: Iterable[Turn]) -> list[CallSeen]:
     observation that is not JSON counts as an error whose text is the observation."""
     seen: list[CallSeen] = []
     tool: str | None = None
+    arguments: Mapping[str, Any] | None = None
     for turn in turns:
         if turn.get("from") == "caller":
             try:
-                tool = parse_caller(turn["value"]).tool
+                parsed = parse_caller(turn["value"])
+                tool, arguments = parsed.tool, parsed.arguments
             except ProtocolError:
-                tool = None
+                tool, arguments = None, None
         elif turn.get("from") == "observation":
             text = turn["value"]
             try:
@@ -324,8 +335,8 @@ def calls_seen(turns: Iterable[Turn]) -> list[CallSeen]:
             except (TypeError, ValueError):
                 body = {"error": str(text), "response": None}
             error = body.get("error") or None
-            seen.append(CallSeen(tool, error is None, body.get("response"), error, text))
-            tool = None
+            seen.append(CallSeen(tool, error is None, body.get("response"), error, text, arguments))
+            tool, arguments = None, None
     return seen
 
 

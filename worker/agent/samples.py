@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.agent import protocol
+from worker.agent.views import PromptView, view_of
 from worker.errors import ProtocolError
 
 ROLES = ("planner", "caller", "summarizer", "backbone")
@@ -62,9 +63,14 @@ def load_trajectories(path: str | Path) -> list[dict[str, Any]]:
 
 
 def role_samples(
-    trajectory: dict[str, Any], *, reference_quirks: bool = True
+    trajectory: dict[str, Any], *, reference_quirks: bool = True, view: PromptView | None = None
 ) -> dict[str, list[Sample]]:
-    """Split one trajectory into samples keyed by role (see the module docstring)."""
+    """Split one trajectory into samples keyed by role (see the module docstring).
+
+    Prompts are rendered in ``view``, by default the one the trajectory names
+    (``prompt_view``; ToolBench data names none and gets the α-UMi reference form).
+    """
+    view = view if view is not None else view_of(trajectory)
     try:
         tools = trajectory["tools"]
         turns = trajectory["conversations"]
@@ -90,8 +96,8 @@ def role_samples(
                 if not (
                     next_turn is not None and following == "caller" and _hallucinated(next_turn)
                 ):
-                    out["planner"].append(sample(i, protocol.planner_prompt(tools, before), value))
-                prompt = protocol.backbone_prompt(tools, before)
+                    out["planner"].append(sample(i, view.planner(tools, before), value))
+                prompt = view.backbone(tools, before)
                 if gives_up and reference_quirks and last_backbone_input is not None:
                     prompt = last_backbone_input
                 elif not gives_up:
@@ -104,13 +110,13 @@ def role_samples(
             if reference_quirks:
                 history = [t for t in before if not (t["from"] == "caller" and _hallucinated(t))]
             thought = turns[i - 1]["value"]
-            out["caller"].append(sample(i, protocol.caller_prompt(tools, history, thought), value))
+            out["caller"].append(sample(i, view.caller(tools, history, thought), value))
 
         elif role == "conclusion" and value != "none":
             history = before
             if reference_quirks:
                 history = [t for t in before if t != {"from": "conclusion", "value": "none"}]
-            out["summarizer"].append(sample(i, protocol.summarizer_prompt(history), value))
+            out["summarizer"].append(sample(i, view.summarizer(history), value))
 
     return out
 
