@@ -44,7 +44,38 @@ CHANGE_WORDS: dict[str, tuple[str, ...]] = {
     "issued": ("issu",),
     "refunded": ("refund",),
     "transferred": ("transfer",),
+    "released": ("releas", "pay", "schedul"),
 }
+
+#: The verbs of an announcement ("I approve LR-0007", "I will schedule the payment"),
+#: each with the change word whose evidence backs it.
+ANNOUNCED: dict[str, str] = {
+    "schedul": "scheduled",
+    "pay": "paid",
+    "approv": "approved",
+    "reject": "rejected",
+    "declin": "declined",
+    "creat": "created",
+    "send": "sent",
+    "email": "emailed",
+    "mail": "mailed",
+    "disput": "disputed",
+    "cancel": "cancelled",
+    "credit": "credited",
+    "book": "booked",
+    "submit": "submitted",
+    "issu": "issued",
+    "refund": "refunded",
+    "transfer": "transferred",
+    "releas": "released",
+}
+#: "I", "we", then helpers ("will", "'ll", "am going to", "hereby", …) before the verb.
+_ANNOUNCEMENT = re.compile(
+    r"\b(?:i|we)(?:'ll|'m|'re|'ve)?\s+"
+    r"((?:(?:will|shall|am|are|have|has|now|hereby|also|then|just|can|going|to|be|"
+    r"immediately|today|proceed|proceeding|with)\s+)*)([a-z]+)",
+    re.IGNORECASE,
+)
 
 #: Words of a response that state a change under another name: a payment whose status
 #: is ``executed`` says the invoice was paid. Every change word is also stated by itself.
@@ -85,7 +116,27 @@ def change_claims(answer: str) -> list[Claim]:
                 elif word in CHANGE_WORDS and not negated and word not in seen:
                     seen.add(word)
                     claims.append(Claim(word, sentence.strip()))
+            for word in announced(clause):
+                if word not in seen:
+                    seen.add(word)
+                    claims.append(Claim(word, sentence.strip()))
     return claims
+
+
+def announced(clause: str) -> list[str]:
+    """The changes a clause announces in the first person ("I approve LR-0007", "we'll
+    schedule it"), as change words; a negated announcement ("I will not pay") claims
+    nothing. An announcement is a claim too: the requester reads it as done."""
+    words: list[str] = []
+    for match in _ANNOUNCEMENT.finditer(clause):
+        helpers, verb = match.group(1).lower().split(), match.group(2).lower()
+        before = [w.lower() for w in _WORD.findall(clause[: match.start()])]
+        if any(w in _NEGATIONS or w.endswith("n't") for w in [*before, *helpers, verb]):
+            continue
+        stem = next((s for s in ANNOUNCED if verb.startswith(s)), None)
+        if stem is not None and not verb.endswith(("able", "ment", "ments")):
+            words.append(ANNOUNCED[stem])
+    return words
 
 
 def check_claims(answer: str, *, writes: Iterable[str], responses: Iterable[str]) -> Decision:
@@ -115,3 +166,34 @@ def check_claims(answer: str, *, writes: Iterable[str], responses: Iterable[str]
             for c in unbacked
         ),
     )
+
+
+#: The same word (or number) four times or more in a row, ignoring punctuation between.
+_STUTTER = re.compile(r"\b(\w+)\b(?:\W+\1\b){3,}", re.IGNORECASE)
+#: A number no system writes: a decimal point followed by thousands groups (258.2,000).
+_BROKEN_NUMBER = re.compile(r"\d\.\d+,\d{3}")
+
+
+def check_form(answer: str) -> Decision:
+    """Allowed unless the answer is degenerate: a word repeated on and on ("No, no, no:
+    no: no"), a sentence said three times or more, or a malformed number. Such text is
+    a model failing, not an answer; the task ends held for a human instead. (Decided
+    under the ``claims`` policy: what the answer says, read before it is delivered.)"""
+    problems: list[str] = []
+    stutter = _STUTTER.search(answer)
+    if stutter:
+        problems.append(f"the answer repeats {stutter.group(1)!r} over and over")
+    sentences = [
+        " ".join(s.lower().split()) for s in re.split(r"(?<=[.!?])\s+|\n+", answer) if s.strip()
+    ]
+    repeated = {s for s in sentences if len(s) > 3 and sentences.count(s) >= 3}
+    if repeated:
+        problems.append(
+            f"the answer says {sorted(repeated)[0]!r} {sentences.count(sorted(repeated)[0])} times"
+        )
+    broken = _BROKEN_NUMBER.search(answer)
+    if broken:
+        problems.append(f"the answer has a malformed number near {broken.group(0)!r}")
+    if not problems:
+        return Decision(True, "claims", ("the answer is well formed",))
+    return Decision(False, "claims", tuple(problems))

@@ -264,3 +264,67 @@ def test_department_without_tools_is_refused(audit: AuditLog) -> None:
     result = run(model, erp(), audit, rule=AccessRule("finance", tools=()))
     assert result.outcome == "refused"
     assert model.requests == []
+
+
+def test_an_announced_approval_after_no_write_is_held(audit: AuditLog) -> None:
+    """ "I approve it" after only a read ends held: an announcement is a claim too."""
+    model = Scripted(
+        planner=["Fetch it.\n Next: caller.", "Done.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'],
+        summarizer=["I will release INV-1 for payment today."],
+    )
+    result = run(model, erp(), audit)
+    assert result.outcome == "held"
+    assert "'released'" in result.reason
+
+
+def test_a_degenerate_answer_is_held(audit: AuditLog) -> None:
+    """A stuttering summary is not delivered as an answer."""
+    model = Scripted(
+        planner=["Fetch it.\n Next: caller.", "Done.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'],
+        summarizer=["No, no, no: no: no: no: no"],
+    )
+    result = run(model, erp(), audit)
+    assert result.outcome == "held"
+    assert "over and over" in result.reason
+
+
+def test_an_exact_repeat_of_the_last_call_is_not_made_and_the_planner_is_asked_again(
+    audit: AuditLog,
+) -> None:
+    """The repeat guard refuses a repeated call once, then hands over to the summarizer."""
+    call = 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'
+    model = Scripted(
+        planner=["Fetch it.\n Next: caller."] * 3,
+        caller=[call, call, call],
+        summarizer=["INV-1 is open."],
+    )
+    connector = erp()
+    result = run(model, connector, audit, max_steps=6)
+    assert len(connector.calls) == 1
+    assert result.outcome == "answered" and result.answer == "INV-1 is open."
+    planner_prompts = [r.prompt for r in model.requests if r.role == "planner"]
+    assert "not run: this exact call was just made" in planner_prompts[2]
+    repeats = [s for s in audit.steps("t-1") if s.details.get("policy") == "repeat"]
+    assert len(repeats) == 2
+    assert audit.verify().ok
+
+
+def test_the_same_call_after_other_calls_is_made(audit: AuditLog) -> None:
+    """Only an exact repeat of the last call is refused; asking again later is allowed."""
+    first = 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'
+    other = 'Action: get_invoice\nAction Input: {"invoice_id": "INV-2"}'
+    model = Scripted(
+        planner=[
+            "a\n Next: caller.",
+            "b\n Next: caller.",
+            "c\n Next: caller.",
+            "d\n Next: conclusion.",
+        ],
+        caller=[first, other, first],
+        summarizer=["Both are open."],
+    )
+    connector = erp()
+    run(model, connector, audit)
+    assert len(connector.calls) == 3

@@ -116,3 +116,45 @@ def test_a_field_name_is_not_a_claim() -> None:
     echoed = '{"error": "", "response": [{"id": "LR-0001", "submitted_on": "2025-01-02"}]}'
     assert change_claims(echoed) == []
     assert check_claims(echoed, writes=[], responses=[echoed]).allowed
+
+
+def test_an_announced_action_is_a_claim() -> None:
+    """ "I approve LR-0007" and "I will release INV-1007" claim changes no call made."""
+    for answer, word in [
+        ("I approve LR-0007.", "approved"),
+        ("I will release INV-1007 tomorrow.", "released"),
+        ("We'll schedule the payment for Friday.", "scheduled"),
+        ("I am sending the reminder now.", "sent"),
+    ]:
+        decision = check_claims(answer, writes=[], responses=[])
+        assert not decision.allowed, answer
+        assert f"{word!r}" in decision.reasons[0]
+
+
+def test_a_negated_or_backed_announcement_passes() -> None:
+    """ "I will not pay it" claims nothing; "I approve" after approve_leave_request is backed."""
+    assert check_claims("I will not pay INV-1007.", writes=[], responses=[]).allowed
+    assert check_claims("I cannot approve LR-0007.", writes=[], responses=[]).allowed
+    assert check_claims(
+        "I approve LR-0007.", writes=["approve_leave_request"], responses=[]
+    ).allowed
+    assert check_claims("I am able to help with INV-1001.", writes=[], responses=[]).allowed
+
+
+def test_degenerate_answers_are_not_well_formed() -> None:
+    """Stuttering, a sentence said three times and malformed numbers fail the form check."""
+    from policies._claims import check_form
+
+    for answer in [
+        "No, no, no: no: no: no",
+        "It is open. It is open. It is open.",
+        "The total is 258.2,000,000 PLN.",
+    ]:
+        decision = check_form(answer)
+        assert not decision.allowed and decision.policy == "claims", answer
+    for answer in [
+        "INV-1006 was paid: payment PAY-0001, executed on 2025-02-23.",
+        "The total is 12,500.00 EUR over 3 invoices: 2,500.00, 5,000.00 and 5,000.00.",
+        "No. There is no payment for invoice INV-1008 yet.",
+    ]:
+        assert check_form(answer).allowed, answer
