@@ -208,7 +208,7 @@ def _run_tasks(
             outcome["wall_s"] = round(time.monotonic() - started, 1)
             answered = outcome.get("outcome") == "answered"
             raw = reveal(audit, envelope["task_id"], outcome.get("answer") or "")
-            observed = observed_calls(audit.tool_calls(envelope["task_id"]))
+            observed = observed_calls(audit.unseal(audit.tool_calls(envelope["task_id"])))
             verdict = check(instance, world, raw if answered else "", observed)
             ended_right = outcome.get("outcome") in ("answered", "gave_up")
             outcome["passed"] = verdict.passed and ended_right

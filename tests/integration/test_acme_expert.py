@@ -146,7 +146,9 @@ def test_build_writes_checked_splits(tmp_path):
     for name in ("train", "dev", "test", "train_planner", "train_caller", "stats"):
         assert (tmp_path / f"{name}.json").is_file()
     train = json.loads((tmp_path / "train.json").read_text())
-    assert len(train) == 8 and set(train[0]) == {"tools", "instruction", "conversations"}
+    assert len(train) == 8
+    assert set(train[0]) == {"tools", "instruction", "conversations", "prompt_view"}
+    assert train[0]["prompt_view"] == "compact"
     assert set(result.stats["families"]) == set(families)
 
 

@@ -60,9 +60,9 @@ def test_every_family_has_a_solver_and_a_checker():
 
 
 def test_catalogue_covers_reads_writes_refusals_and_give_ups():
-    """The families include lookups, reasoning, writes, refusals and give-ups."""
+    """The families include lookups, reasoning, writes, refusals, missing records and give-ups."""
     kinds = {fam.kind for fam in FAMILIES.values()}
-    assert {"read", "reasoning", "write", "refuse", "give_up", "multi"} <= kinds
+    assert {"read", "reasoning", "write", "refuse", "give_up", "not_found", "multi"} <= kinds
 
 
 def test_generation_is_deterministic_per_seed(facts):
@@ -79,7 +79,7 @@ def test_slots_come_from_the_seed_data(facts):
     """Invoice, order, vendor and leave slots name seeded records, except in give-up tasks."""
     for items in generate(facts, seed=1, per_family=6).values():
         for inst in items:
-            if FAMILIES[inst.family].kind == "give_up":
+            if FAMILIES[inst.family].kind in ("give_up", "not_found"):
                 continue
             assert inst.slots.get("invoice_id", "INV-1001") in facts.invoices, inst
             assert inst.slots.get("po_id", "PO-4501") in facts.orders, inst

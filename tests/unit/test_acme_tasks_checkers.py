@@ -99,40 +99,69 @@ def test_payment_with_a_wrong_date_fails(fresh):
 
 
 def test_give_up_with_empty_answer_passes(fresh):
-    """Giving up on an unknown invoice with nothing written passes."""
-    assert check(instance(fresh, "unknown_invoice"), fresh, "").passed
+    """Giving up on work none of the department's tools can do, nothing written, passes."""
+    assert check(instance(fresh, "out_of_scope"), fresh, "", []).passed
 
 
-def test_a_give_up_must_follow_a_lookup_that_found_nothing(fresh):
-    """With the agent's calls at hand, a give-up passes only after an empty lookup."""
+def test_a_missing_record_is_an_answer_not_a_give_up(fresh):
+    """An unknown invoice needs an answer saying it does not exist; a give-up fails."""
     inst = instance(fresh, "unknown_invoice")
     iid = inst.slots["invoice_id"]
     missing = Observed("get_invoice", False, None, f"invoice {iid} not found")
-    assert check(inst, fresh, "", [missing]).passed
+    assert check(inst, fresh, f"There is no invoice {iid} in the ERP.", [missing]).passed
+    assert check(inst, fresh, f"I could not find {iid}; nothing was changed.", [missing]).passed
+    gave_up = check(inst, fresh, "", [missing])
+    assert not gave_up.passed and "expected an answer, got none" in gave_up.reasons
+    invented = check(inst, fresh, f"{iid} is open for 1,250.00 EUR.", [missing])
+    assert "the answer does not say that the record does not exist" in invented.reasons
+
+
+def test_a_missing_record_answer_must_follow_a_lookup_that_found_nothing(fresh):
+    """ "It does not exist" passes only after the agent's own lookup came back empty."""
+    inst = instance(fresh, "unknown_invoice")
+    answer = f"There is no invoice {inst.slots['invoice_id']}."
     found = Observed("get_vendor", True, {"id": "V-0042", "country": "DE"})
-    result = check(inst, fresh, "", [found])
+    result = check(inst, fresh, answer, [found])
     assert not result.passed
     assert result.reasons == (
-        "gave up without a get_invoice that found nothing (calls: get_vendor (found))",
+        "said it does not exist without a get_invoice that found nothing "
+        "(calls: get_vendor (found))",
     )
-    # no lookup at all, or the right tool refused for another reason
-    assert not check(inst, fresh, "", []).passed
-    assert not check(inst, fresh, "", [Observed("get_invoice", False, None, "timeout")]).passed
+    assert not check(inst, fresh, answer, []).passed
+    timeout = Observed("get_invoice", False, None, "timeout")
+    assert not check(inst, fresh, answer, [timeout]).passed
 
 
-def test_an_empty_search_grounds_a_give_up(fresh):
-    """An unknown vendor: the name search coming back empty is the reason to give up."""
+def test_an_empty_search_grounds_a_missing_vendor_answer(fresh):
+    """An unknown vendor: the name search coming back empty grounds "no such vendor"."""
     inst = instance(fresh, "unknown_vendor")
-    assert check(inst, fresh, "", [Observed("list_vendors", True, [])]).passed
-    assert not check(inst, fresh, "", [Observed("list_vendors", True, [{"id": "V-1"}])]).passed
+    answer = f"There is no vendor called {inst.slots['vendor']} in the ERP."
+    assert check(inst, fresh, answer, [Observed("list_vendors", True, [])]).passed
+    found = [Observed("list_vendors", True, [{"id": "V-1"}])]
+    assert not check(inst, fresh, answer, found).passed
 
 
-def test_the_expert_gives_up_for_the_right_reason(fresh):
-    """The expert's trajectory, read back as observed calls, grounds its give-up."""
+def test_an_answer_about_a_record_the_agent_never_read_fails(fresh):
+    """A right-sounding answer naming an invoice no call asked about or returned fails."""
+    inst = instance(fresh, "payment_status")
+    iid = inst.slots["invoice_id"]
+    wrong_vendor = [Observed("get_vendor", True, {"id": "V-0042", "country": "DE"})]
+    answers = [
+        f"No, {iid} has not been paid: no payment is recorded or scheduled for it.",
+        f"Yes, {iid} was paid.",
+    ]
+    for answer in answers:
+        reasons = check(inst, fresh, answer, wrong_vendor).reasons
+        assert any("none of the agent's calls asked about or returned" in r for r in reasons)
+
+
+def test_the_expert_answers_a_missing_record_for_the_right_reason(fresh):
+    """The expert's trajectory, read back as observed calls, grounds its answer."""
     inst = instance(fresh, "unknown_invoice")
     solution = solve(fresh, inst)
     observed = observed_in_trajectory(solution.trajectory)
     assert [c.tool for c in observed] == ["get_invoice"] and observed[0].found_nothing
+    assert solution.outcome == "answered"
     assert check(inst, fresh, solution.answer, observed).passed
 
 

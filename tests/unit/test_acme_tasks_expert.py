@@ -56,11 +56,24 @@ def test_trajectory_follows_the_protocol(world, drawn):
 
 
 def test_give_up_ends_with_the_give_up_marker(world, drawn):
-    """A task on an unknown invoice ends with an assistant turn saying Next: give up."""
+    """Work none of the department's tools can do ends with Next: give up, no call made."""
     world.reset()
-    solution = solve(world, first(drawn, "unknown_invoice"))
-    assert solution.trajectory["conversations"][-1]["value"].endswith("\n Next: give up.")
+    solution = solve(world, first(drawn, "out_of_scope"))
+    turns = solution.trajectory["conversations"]
+    assert turns[-1]["value"].endswith("\n Next: give up.")
+    assert [t["from"] for t in turns] == ["user", "assistant"]
     assert solution.outcome == "gave_up" and solution.answer == ""
+
+
+def test_a_missing_record_ends_with_an_answer(world, drawn):
+    """A task on an unknown invoice looks it up and answers that it does not exist."""
+    world.reset()
+    inst = first(drawn, "unknown_invoice")
+    solution = solve(world, inst)
+    turns = solution.trajectory["conversations"]
+    assert turns[-2]["value"].endswith("\n Next: conclusion.")
+    assert turns[-2]["value"].startswith("get_invoice found nothing.")
+    assert solution.outcome == "answered" and inst.slots["invoice_id"] in solution.answer
 
 
 def test_same_instance_same_trajectory(world, drawn):

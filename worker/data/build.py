@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.agent.samples import ROLES, role_samples
+from worker.agent.views import recall_at_k, view_of
 
 REPO = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "dev", "test")
@@ -92,9 +93,12 @@ def build_dataset(
         running_world,
         solve,
     )
+    from examples.acme.tasks.checkers import observed_in_trajectory
+    from worker.agent.views import COMPACT, PromptView
 
     out = Path(out)
     started = time.perf_counter()
+    prompt_view = PromptView(COMPACT)
     with (
         tempfile.TemporaryDirectory(prefix="umiq-acme-") as tmp,
         running_world(tmp, seed=seed) as world,
@@ -116,7 +120,10 @@ def build_dataset(
                 world.reset()
                 shown = model_view(instance.family, names) if view else None
                 solution = solve(world, instance, seed=seed, view=shown)
-                result = check(instance, world, solution.answer)
+                if view:
+                    solution.trajectory["prompt_view"] = prompt_view.name
+                observed = observed_in_trajectory(solution.trajectory)
+                result = check(instance, world, solution.answer, observed)
                 if not result.passed:
                     failures.append(f"{instance.uid} ({instance.instruction!r}): {result.reasons}")
                 trajectories[split].append(solution.trajectory)
@@ -143,6 +150,11 @@ def build_dataset(
         _dump(out / f"train_{role}.json", rows)
     stats = statistics_of(instances, trajectories, samples, seed=seed, per_family=per_family)
     stats["model_view"] = view
+    if view:
+        stats["retrieval"] = {
+            split: recall_at_k(items, view_of(items[0]) if items else prompt_view)
+            for split, items in trajectories.items()
+        }
     stats["seconds"] = round(time.perf_counter() - started, 1)
     _dump(out / "stats.json", stats)
     return BuildResult(out, trajectories, instances, stats)

@@ -155,6 +155,9 @@ def score_task(
     if audit is not None and task_id:
         steps = audit.steps(task_id) or steps
         tool_calls = audit.tool_calls(task_id)
+        if getattr(audit, "sealer", None) is not None:
+            # the checker reads what the calls returned (ids, empty lookups), sealed here
+            tool_calls = audit.unseal(tool_calls)
     outcome = result.get("outcome")
     answer = (result.get("answer") or "") if outcome == "answered" else ""
     if answer and audit is not None and task_id and getattr(audit, "sealer", None) is not None:
@@ -172,7 +175,9 @@ def score_task(
     answer_problems = answer_reasons(instance.expected, answer)
     give_up_problems = (
         give_up_reasons(instance.expected, FAMILIES[instance.family].needs_tools, observed)
-        if observed is not None and not answer and instance.family in FAMILIES
+        if observed is not None
+        and (not answer or instance.expected.get("not_found"))
+        and instance.family in FAMILIES
         else []
     )
     state_problems = [

@@ -9,7 +9,9 @@ must be given up.
 
 ``generate`` draws instances deterministically from a seed, holding out whole
 phrasings and whole slot combinations per split so that no test (or dev) instruction,
-phrasing or slot combination is seen in training.
+phrasing or slot combination is seen in training. Each instruction is then written the
+way a requester might (``styles``: lower-case or undashed ids, a ticket number, a polite
+mail, a typo, …), with the styles' wordings split the same way.
 """
 
 from __future__ import annotations
@@ -21,9 +23,10 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
+from examples.acme.tasks.styles import restyle
 from examples.acme.tasks.world import World
 
-Kind = Literal["read", "reasoning", "write", "refuse", "give_up", "mail", "multi"]
+Kind = Literal["read", "reasoning", "write", "refuse", "give_up", "not_found", "mail", "multi"]
 SPLITS = ("train", "dev", "test")
 
 #: Execution dates offered to payment tasks (all after every seeded issue date).
@@ -198,16 +201,20 @@ def expect(
     writes: Iterable[Mapping[str, Any]] = (),
     forbid: Iterable[str] = (),
     give_up: bool = False,
+    not_found: bool = False,
     **notes: Any,
 ) -> dict[str, Any]:
     """An ``expected`` record.
 
     ``facts`` must appear in the answer, ``forbid`` must not; ``writes`` are the only
     records that may change, each ``{"section", "id" (None for a new record),
-    "fields"}``; ``give_up`` means the right end is giving up with nothing written.
+    "fields"}``; ``give_up`` means the right end is giving up with nothing written;
+    ``not_found`` means the right end is an answer that the record the request names
+    does not exist, after a lookup that found nothing, with nothing written.
     """
     return {
         "outcome": "give_up" if give_up else "answer",
+        "not_found": not_found,
         "facts": list(facts),
         "forbid": list(forbid),
         "writes": [dict(w) for w in writes],
@@ -367,7 +374,7 @@ def _draw(
             break
         combo = rng.choice(combos)
         index = rng.choice(templates)
-        instruction = fam.templates[index].format(**combo)
+        instruction = restyle(fam.templates[index].format(**combo), split, rng)
         if instruction in seen:
             continue
         seen.add(instruction)

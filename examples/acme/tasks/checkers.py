@@ -15,6 +15,7 @@ Families share these rules; ``CHECKS`` adds a family's own where it needs more.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -79,7 +80,49 @@ def answer_reasons(expected: Mapping[str, Any], answer: str) -> list[str]:
     reasons += [
         f"the answer discloses {bad!r}" for bad in expected["forbid"] if bad and bad in answer
     ]
+    if expected.get("not_found") and not says_missing(answer):
+        reasons.append("the answer does not say that the record does not exist")
     return reasons
+
+
+#: How answers say a record does not exist ("there is no invoice INV-2003", "not found").
+_MISSING = re.compile(
+    r"\b(?:does not|doesn't|did not|didn't|do not|don't) (?:exist|work here)"
+    r"|\bnon-?existent\b|\bnot (?:found|known|listed|registered|on file)\b"
+    r"|\b(?:is|are) not (?:a|an|one of|in|among|on)\b|\b(?:isn't|aren't) (?:a|an|one of|in)\b"
+    r"|\b(?:could ?n[o']t|can ?n[o']t|cannot|did ?n[o']t|was unable to) (?:find|locate)\b"
+    r"|\bthere (?:is|are) no\b|\bno (?:such|record|invoice|vendor|employee|one)\b"
+    r"|\bunknown\b|\bhas no record\b|\bfound no\b",
+    re.IGNORECASE,
+)
+
+
+def says_missing(answer: str) -> bool:
+    """Whether ``answer`` says that a record does not exist."""
+    return bool(_MISSING.search(answer))
+
+
+#: Record ids as the systems write them (INV-1004, PO-4501, E-1003, LR-0007, PAY-0001).
+_RECORD_ID = re.compile(r"^[A-Z]{1,4}-\d{3,5}$")
+
+
+def unbacked_ids(expected: Mapping[str, Any], observed: Sequence[Observed]) -> list[str]:
+    """Record ids the answer must state that none of the agent's own successful calls
+    asked about or returned: a right-sounding answer about a record the agent never read
+    is a guess.
+
+    Ids are only required of answers, and not of not-found answers (the record the
+    request names is exactly what no response can contain)."""
+    if expected["outcome"] != "answer" or expected.get("not_found"):
+        return []
+    seen = " ".join(
+        json.dumps([call.request, call.response], default=str) for call in observed if call.ok
+    ).upper()
+    return [
+        f"the answer states {fact!r}, which none of the agent's calls asked about or returned"
+        for fact in expected["facts"]
+        if isinstance(fact, str) and _RECORD_ID.match(fact) and fact.upper() not in seen
+    ]
 
 
 @dataclass(frozen=True)
@@ -90,6 +133,8 @@ class Observed:
     ok: bool
     response: Any = None
     error: str | None = None
+    request: Any = None
+    """The call's arguments, where known."""
 
     @property
     def found_nothing(self) -> bool:
@@ -107,7 +152,11 @@ def observed_calls(rows: Iterable[Any]) -> list[Observed]:
 
     return [
         Observed(
-            str(get(row, "tool")), bool(get(row, "ok")), get(row, "response"), get(row, "error")
+            str(get(row, "tool")),
+            bool(get(row, "ok")),
+            get(row, "response"),
+            get(row, "error"),
+            get(row, "request"),
         )
         for row in rows
     ]
@@ -116,7 +165,7 @@ def observed_calls(rows: Iterable[Any]) -> list[Observed]:
 def observed_in_trajectory(trajectory: Mapping[str, Any]) -> list[Observed]:
     """``Observed`` from a trajectory's caller turns and the observations after them."""
     return [
-        Observed(call.tool, call.ok, call.response, call.error)
+        Observed(call.tool, call.ok, call.response, call.error, call.arguments)
         for call in protocol.calls_seen(trajectory.get("conversations", []))
         if call.tool is not None
     ]
@@ -125,14 +174,18 @@ def observed_in_trajectory(trajectory: Mapping[str, Any]) -> list[Observed]:
 def give_up_reasons(
     expected: Mapping[str, Any], needs_tools: Sequence[str], observed: Sequence[Observed]
 ) -> list[str]:
-    """Why a give-up was not earned: no lookup of ``needs_tools`` found nothing."""
-    if expected["outcome"] != "give_up":
+    """Why a give-up (or a "does not exist" answer) was not earned: no lookup of
+    ``needs_tools`` found nothing."""
+    if expected["outcome"] != "give_up" and not expected.get("not_found"):
+        return []
+    if not needs_tools:  # a task none of the department's tools can do: no lookup owed
         return []
     if any(call.tool in needs_tools and call.found_nothing for call in observed):
         return []
     looked = ", ".join(f"{c.tool} ({'nothing' if c.found_nothing else 'found'})" for c in observed)
+    verb = "gave up" if expected["outcome"] == "give_up" else "said it does not exist"
     return [
-        f"gave up without a {'/'.join(needs_tools) or 'lookup'} that found nothing "
+        f"{verb} without a {'/'.join(needs_tools) or 'lookup'} that found nothing "
         f"(calls: {looked or 'none'})"
     ]
 
@@ -240,7 +293,10 @@ def check(
     """
     rule = CHECKS.get(instance.family, check_state_and_answer)
     reasons = rule(instance, world, answer)
-    if observed is not None and not answer.strip():
+    if observed is not None:
         needs = FAMILIES[instance.family].needs_tools if instance.family in FAMILIES else ()
-        reasons += give_up_reasons(instance.expected, needs, observed)
+        if not answer.strip() or instance.expected.get("not_found"):
+            reasons += give_up_reasons(instance.expected, needs, observed)
+        if answer.strip():
+            reasons += unbacked_ids(instance.expected, observed)
     return CheckResult(not reasons, tuple(reasons))

@@ -67,10 +67,24 @@ class Recorder:
         """One of ``options``, chosen by the instance's generator, filled with ``values``."""
         return self.rng.choice(options).format(**values)
 
+    def recap(self) -> str:
+        """What the last observation said, in a few words ("" before the first call).
+
+        Every thought after a call starts with it, so the planner learns to decide from
+        the step it just saw: a write that went through, a record that came back, a
+        lookup that found nothing (see ``recap_of``)."""
+        return recap_of(self.turns, self.world)
+
+    def think(self, thought: str) -> str:
+        """``thought`` as the model sees it, after the recap of the last observation."""
+        recap = self.recap()
+        text = self.shown(thought)
+        return f"{recap} {text}" if recap else text
+
     def call(self, thought: str, tool: str, **arguments: Any) -> ToolResult:
         """Think, call ``tool`` and observe; returns the connector's result."""
         self.turns.append(
-            {"from": "assistant", "value": self.shown(thought) + "\n " + protocol.CALLER}
+            {"from": "assistant", "value": self.think(thought) + "\n " + protocol.CALLER}
         )
         self.turns.append(
             {"from": "caller", "value": protocol.format_caller(tool, self.shown(arguments))}
@@ -93,7 +107,7 @@ class Recorder:
     def conclude(self, thought: str, answer: str) -> None:
         """End with an answer."""
         self.turns.append(
-            {"from": "assistant", "value": self.shown(thought) + "\n " + protocol.CONCLUSION}
+            {"from": "assistant", "value": self.think(thought) + "\n " + protocol.CONCLUSION}
         )
         self.turns.append({"from": "conclusion", "value": self.shown(answer)})
         self.answer, self.outcome = answer, "answered"
@@ -101,9 +115,41 @@ class Recorder:
     def give_up(self, thought: str) -> None:
         """End without an answer."""
         self.turns.append(
-            {"from": "assistant", "value": self.shown(thought) + "\n " + protocol.GIVE_UP}
+            {"from": "assistant", "value": self.think(thought) + "\n " + protocol.GIVE_UP}
         )
         self.outcome = "gave_up"
+
+
+def recap_of(turns: list[dict[str, str]], world: Any = None) -> str:
+    """A few words on the last observation of ``turns``, or ``""`` when the last turn is
+    not one: ``get_invoice returned INV-1008.``, ``list_vendors found nothing.``,
+    ``schedule_payment went through.``, ``dispute_invoice failed.``"""
+    if not turns or turns[-1]["from"] != "observation":
+        return ""
+    seen = protocol.calls_seen(turns)[-1]
+    tool = seen.tool or "The call"
+    if not seen.ok:
+        return (
+            f"{tool} found nothing."
+            if "not found" in (seen.error or "").lower()
+            else (f"{tool} failed.")
+        )
+    response = seen.response
+    effect = None
+    if world is not None and seen.tool is not None:
+        try:
+            effect = world.spec(seen.tool).effect
+        except Exception:  # a tool this world does not know reads as a read
+            effect = None
+    if effect == "write":
+        return f"{tool} went through."
+    if response in (None, [], {}, ""):
+        return f"{tool} found nothing."
+    if isinstance(response, list):
+        return f"{tool} returned {len(response)} record{'s' if len(response) != 1 else ''}."
+    if isinstance(response, dict) and isinstance(response.get("id"), str):
+        return f"{tool} returned {response['id']}."
+    return f"{tool} returned the record."
 
 
 @dataclass(frozen=True)
@@ -170,10 +216,15 @@ _FINAL = (
     "I can now answer the question.",
     "Everything needed is here, so I'll wrap up.",
 )
-_GIVE_UP_INVOICE = (
-    "The ERP has no invoice {i}, so I cannot do this task.",
-    "Invoice {i} does not exist in the ERP; I have to give up.",
-    "There is no record of {i}, so there is nothing I can act on.",
+_NO_INVOICE = (
+    "There is no invoice {i}, so I'll say so and change nothing.",
+    "{i} does not exist; the answer is that it is not in the ERP.",
+    "Nothing to act on: I'll report that {i} is unknown.",
+)
+_NO_INVOICE_ANSWER = (
+    "There is no invoice {i} in the ERP, so I did not change anything.",
+    "Invoice {i} does not exist in the ERP; nothing was done.",
+    "I could not find invoice {i}: the ERP has no record of it. Nothing was changed.",
 )
 
 
@@ -181,11 +232,13 @@ def _m(row: Mapping[str, Any]) -> str:
     return money(row["amount"], row["currency"])
 
 
-def _get_invoice_or_give_up(rec: Recorder, invoice_id: str) -> dict[str, Any] | None:
+def _get_invoice_or_say_missing(rec: Recorder, invoice_id: str) -> dict[str, Any] | None:
+    """The invoice, or ``None`` after answering that it does not exist (an answer, not
+    a give-up: "there is no such invoice" is what the requester needs to hear)."""
     result = rec.call(rec.say(_GET_INVOICE, i=invoice_id), "get_invoice", invoice_id=invoice_id)
     if result.ok:
         return result.data
-    rec.give_up(rec.say(_GIVE_UP_INVOICE, i=invoice_id))
+    rec.conclude(rec.say(_NO_INVOICE, i=invoice_id), rec.say(_NO_INVOICE_ANSWER, i=invoice_id))
     return None
 
 

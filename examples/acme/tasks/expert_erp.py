@@ -10,7 +10,7 @@ from examples.acme.tasks.expert import (
     _FINAL,
     ExpertError,
     Recorder,
-    _get_invoice_or_give_up,
+    _get_invoice_or_say_missing,
     _m,
     solver,
 )
@@ -20,7 +20,7 @@ from examples.acme.tasks.expert import (
 
 @solver("invoice_status")
 def _invoice_status(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is None:
         return
     rec.conclude(
@@ -49,7 +49,7 @@ def _invoice_status(rec: Recorder, inst: TaskInstance) -> None:
 
 @solver("invoice_due_date")
 def _invoice_due_date(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is None:
         return
     rec.conclude(
@@ -195,7 +195,7 @@ _GET_ORDER = (
 
 @solver("invoice_po_check")
 def _invoice_po_check(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is None:
         return
     if inv["po_id"] is None:
@@ -261,15 +261,23 @@ def _find_vendor(rec: Recorder, name: str) -> dict[str, Any] | None:
     )
     if len(found) == 1:
         return found[0]
-    rec.give_up(
+    rec.conclude(
         rec.say(
             (
-                "No vendor called {n} exists in the ERP, so I cannot continue.",
-                "The search for {n} found no vendor; I have to give up.",
-                "{n} is not one of our vendors, so there is nothing to look up.",
+                "No vendor called {n} exists in the ERP; I'll say so.",
+                "The search for {n} found no vendor, which is the answer.",
+                "{n} is not one of our vendors, so there is nothing more to look up.",
             ),
             n=name,
-        )
+        ),
+        rec.say(
+            (
+                "There is no vendor called {n} in the ERP, so I did not change anything.",
+                "{n} is not a vendor in our ERP; I found no record of them.",
+                "I could not find {n} among our vendors: the ERP has no such vendor.",
+            ),
+            n=name,
+        ),
     )
     return None
 
@@ -395,7 +403,7 @@ def _schedule(rec: Recorder, inv: Mapping[str, Any], date: str) -> None:
 
 @solver("schedule_payment")
 def _schedule_payment(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is not None:
         _schedule(rec, inv, inst.slots["date"])
 
@@ -406,7 +414,7 @@ def _dispute(rec: Recorder, invoice_id: str, reason: str, thought: str) -> dict[
 
 @solver("pay_if_matches")
 def _pay_if_matches(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is None:
         return
     order = rec.read(rec.say(_GET_ORDER, p=inv["po_id"]), "get_purchase_order", po_id=inv["po_id"])
@@ -479,7 +487,7 @@ def _dispute_invoice(rec: Recorder, inst: TaskInstance) -> None:
 
 @solver("pay_blocked_invoice")
 def _pay_blocked_invoice(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is None:
         return
     if inv["status"] == "disputed":
@@ -525,7 +533,7 @@ def _pay_blocked_invoice(rec: Recorder, inst: TaskInstance) -> None:
 def _pay_under_limit(rec: Recorder, inst: TaskInstance) -> None:
     from examples.acme.tasks.families_erp import limit_amount
 
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is None:
         return
     limit = money(limit_amount(inst.slots), inst.slots["currency"])
@@ -551,7 +559,7 @@ def _pay_under_limit(rec: Recorder, inst: TaskInstance) -> None:
 
 @solver("unknown_invoice")
 def _unknown_invoice(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is not None:
         raise ExpertError(f"{inst.uid}: {inv['id']} exists but the task says it does not")
 
@@ -638,7 +646,7 @@ def _delivery_status(rec: Recorder, inst: TaskInstance) -> None:
 
 @solver("three_way_match")
 def _three_way_match(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is None:
         return
     order = rec.read(rec.say(_GET_ORDER, p=inv["po_id"]), "get_purchase_order", po_id=inv["po_id"])
@@ -669,7 +677,7 @@ def _three_way_match(rec: Recorder, inst: TaskInstance) -> None:
 
 @solver("credit_overbilling")
 def _credit_overbilling(rec: Recorder, inst: TaskInstance) -> None:
-    inv = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    inv = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if inv is None:
         return
     order = rec.read(rec.say(_GET_ORDER, p=inv["po_id"]), "get_purchase_order", po_id=inv["po_id"])
@@ -707,4 +715,18 @@ def _credit_overbilling(rec: Recorder, inst: TaskInstance) -> None:
         rec.say(("The credit note is recorded.", "Credit note {n} exists now."), n=note["id"]),
         f"{inv['id']} billed {amount} more than {order['id']}; I recorded credit note "
         f"{note['id']} for {amount}, dated {note['issue_date']}.",
+    )
+
+
+@solver("out_of_scope")
+def _out_of_scope(rec: Recorder, inst: TaskInstance) -> None:
+    rec.give_up(
+        rec.say(
+            (
+                "This is HR work; none of my tools reach the HR system, so I cannot do it.",
+                "Leave and employee records are not in the ERP or the mail tools I have; "
+                "I have to give up.",
+                "No tool of mine covers employees or leave, so I cannot act on this.",
+            )
+        )
     )

@@ -9,7 +9,7 @@ from examples.acme.tasks.expert import (
     _FINAL,
     ExpertError,
     Recorder,
-    _get_invoice_or_give_up,
+    _get_invoice_or_say_missing,
     solver,
 )
 from examples.acme.tasks.families_hr import days
@@ -32,15 +32,23 @@ def _find_person(rec: Recorder, name: str) -> dict[str, Any] | None:
     exact = [row for row in found if row["name"].lower() == name.lower()]
     if len(exact) == 1:
         return exact[0]
-    rec.give_up(
+    rec.conclude(
         rec.say(
             (
-                "Nobody called {n} works here, so I cannot do this.",
-                "HR has no employee named {n}; I have to give up.",
+                "Nobody called {n} works here; I'll say so.",
+                "HR has no employee named {n}, which is the answer.",
                 "The search found no {n}, so there is no one to act on.",
             ),
             n=name,
-        )
+        ),
+        rec.say(
+            (
+                "There is no employee called {n} in HR, so I did not change anything.",
+                "{n} does not work here: HR has no record of them.",
+                "I could not find {n} among our employees; nothing was done.",
+            ),
+            n=name,
+        ),
     )
     return None
 
@@ -337,7 +345,7 @@ def _vendor(rec: Recorder, vendor_id: str) -> dict[str, Any]:
 
 @solver("dispute_and_notify_vendor")
 def _dispute_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
-    invoice = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    invoice = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if invoice is None:
         return
     reason = inst.slots["reason"]
@@ -375,7 +383,7 @@ def _dispute_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
 
 @solver("pay_and_notify_vendor")
 def _pay_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
-    invoice = _get_invoice_or_give_up(rec, inst.slots["invoice_id"])
+    invoice = _get_invoice_or_say_missing(rec, inst.slots["invoice_id"])
     if invoice is None:
         return
     amount = money(invoice["amount"], invoice["currency"])

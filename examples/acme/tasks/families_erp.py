@@ -443,9 +443,9 @@ def _expect_limit(facts: Facts, slots: Slots) -> dict[str, Any]:
 
 family(
     id="unknown_invoice",
-    kind="give_up",
+    kind="not_found",
     systems=("erp",),
-    summary="Give up on an invoice that does not exist.",
+    summary="Answer that an invoice does not exist (and change nothing).",
     templates=(
         "What is the status of invoice {invoice_id}?",
         "Please pay {invoice_id} on {date}.",
@@ -461,16 +461,16 @@ family(
         for d in DATES[:2]
         if f"INV-{n}" not in f.invoices
     ],
-    expect=lambda f, s: expect(give_up=True),
+    expect=lambda f, s: expect([s["invoice_id"]], not_found=True),
     key=("invoice_id",),
     needs_tools=("get_invoice",),
 )
 
 family(
     id="unknown_vendor",
-    kind="give_up",
+    kind="not_found",
     systems=("erp",),
-    summary="Give up on a vendor that the ERP does not know.",
+    summary="Answer that the ERP knows no such vendor (and change nothing).",
     templates=(
         "Which country is {vendor} based in?",
         "How much do we owe {vendor}?",
@@ -485,9 +485,33 @@ family(
         for name in UNKNOWN_VENDORS
         if not any(short_name(name).lower() in v["name"].lower() for v in f.vendors.values())
     ],
-    expect=lambda f, s: expect(give_up=True),
+    expect=lambda f, s: expect(not_found=True),
     key=("vendor",),
     needs_tools=("list_vendors",),
+)
+
+
+family(
+    id="out_of_scope",
+    kind="give_up",
+    systems=("erp",),
+    summary="Give up on HR work sent to finance: none of the department's tools can do it.",
+    templates=(
+        "Approve leave request {request_id}.",
+        "How many leave days does employee {employee_id} have left?",
+        "Who is the manager of employee {employee_id}?",
+        "Reject leave request {request_id}, we are short-staffed.",
+        "What is the job title of employee {employee_id}?",
+        "Please register next week's leave for employee {employee_id}.",
+        "Is leave request {request_id} still pending?",
+    ),
+    slots=lambda f: [
+        {"employee_id": e, "request_id": r}
+        for e in sorted(f.employees)
+        for r in sorted(f.leave_requests)[:3]
+    ],
+    expect=lambda f, s: expect(give_up=True),
+    key=("employee_id",),
 )
 
 

@@ -251,9 +251,9 @@ family(
 
 family(
     id="unknown_employee",
-    kind="give_up",
+    kind="not_found",
     systems=("hr",),
-    summary="Give up on a person who is not an employee.",
+    summary="Answer that a person is not an employee (and change nothing).",
     templates=(
         "How many days of leave does {name} have left?",
         "Who is {name}'s manager?",
@@ -268,7 +268,7 @@ family(
         for n in UNKNOWN_PEOPLE
         if not any(n.lower() in row["name"].lower() for row in f.employees.values())
     ],
-    expect=lambda f, s: expect(give_up=True),
+    expect=lambda f, s: expect(not_found=True),
     key=("name",),
     needs_tools=("find_employee",),
 )
