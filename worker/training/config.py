@@ -266,36 +266,34 @@ class TrainConfig:
 
 
 # demo: sized for the Acme training split on a 2-core CPU. SmolLM2-135M with LoRA runs
-# ~140–185 tokens/s forward+backward (fp32) here on an idle machine. Acme prompts carry
-# the department's tool docs first (mean ~1,285 tokens for the planner, p95 ~1,740), so
-# ``max_length`` is 1024: left truncation then cuts only the oldest docs of the longest
-# prompts, not all of them as 512 would. One epoch per stage over
-#   global 96 + planner 384 + caller 96 (≈1,024 tokens each) + summarizer all 312 (≈450)
-#   ≈ 590k + 140k tokens ≈ 730k / 175 tok/s ≈ 70 min,
-# 24 optimizer steps per 96 samples (batch 2 × accumulation 2). One epoch of more
-# samples beat two epochs of 40: with 40 samples the caller never chose the right tool
-# on the dev split (Act. EM 0), with 96 it did (Act. EM 1.0 on the first dev steps).
-# The planner's hard decision is when to stop: with 96 samples it never said
-# "Next: conclusion." after the answer had arrived, with 192 it did on 1 of 4 dev
-# conclusion steps; hence 384 for the planner. With 96 samples (about 3 per task family)
-# the summarizer named the invoice but left out its status and amount; it gets all of
-# its samples (312).
+# ~140–185 tokens/s forward+backward (fp32) here on an idle machine. Acme prompts are
+# in the compact view (``worker.agent.views``: the 6 tools retrieved for the request,
+# one line each), so the planner's prompts are ~680 tokens on average (p95 ~1,200, the
+# longest ~1,700) instead of ~1,290 with every tool's JSON doc, and ``max_length`` 2048
+# cuts none: the adapters train on exactly the prompts serving sends. Batches of one
+# (4 accumulated per optimizer step) waste no tokens on padding. One epoch per stage:
+#   global 48 + planner 256 + caller 96 + summarizer 128 samples
+#   ≈ 35k + 185k + 72k + 55k ≈ 350k tokens / 175 tok/s ≈ 35 min on an idle machine
+#   (~70 min on one core, OMP_NUM_THREADS=1, while the other core is busy).
+# The planner gets the most samples and a higher peak lr (1e-3): its decisions (call
+# the write, conclude right after the answer) are what earlier runs failed to teach.
 # LoRA rank 4 on all linear layers keeps one adapter at ~4.9 MB (1.22M fp32
 # parameters), so the three shipped role adapters stay under the 20 MB budget for
-# committed weights; lr 5e-4 compensates for the small rank. Warmup is a flat 0.1.
+# committed weights. Warmup is a flat 0.1.
 #
 # full: α-UMi's GLPFT schedule: epochs 2/1/1/2, warmup 0.4/0.2/0.2/0.4, cosine, 4096
 # tokens, a global batch of 48 (6 per device × 8 GPUs there; 8 × 6 accumulation here).
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
-        "max_length": 1024,
-        "max_samples": {"global": 96, "planner": 384, "caller": 96, "summarizer": None},
+        "max_length": 2048,
+        "max_samples": {"global": 48, "planner": 256, "caller": 96, "summarizer": 128},
         "epochs": {"global": 1, "planner": 1, "caller": 1, "summarizer": 1},
         "lora_r": 4,
         "lora_alpha": 8,
         "lr": 5e-4,
-        "batch_size": 2,
-        "grad_accum": 2,
+        "stage_lr": {"planner": 1e-3},
+        "batch_size": 1,
+        "grad_accum": 4,
         "warmup_ratio": 0.1,
         "save_every": 6,
     },
