@@ -66,6 +66,8 @@ def make_config(tiny: dict[str, Any], out: str, **overrides: Any) -> TrainConfig
         "lr": 5e-3,
         "warmup_ratio": 0.1,
         "save_every": 2,
+        # these prompts are longer than 64 tokens: the tests train on cut prompts on purpose
+        "max_cut_share": 1.0,
     }
     settings.update(overrides)
     return TrainConfig(data=str(tiny["data"]), out=str(tiny["root"] / out), **settings)
@@ -386,6 +388,8 @@ def test_cli_train_command_trains_with_the_options_given(tiny: dict[str, Any]) -
         "2",
         "--max-length",
         "48",
+        "--max-cut-share",
+        "1",
         "--epochs-global",
         "1",
         "--lora-r",
@@ -431,3 +435,10 @@ def test_train_cli_turns_a_presets_balance_off_and_merges_decision_shares(
         **PRESETS["demo"].get("decision_shares", {}),
         "give up": 0.1,
     }
+
+
+def test_training_refuses_to_cut_more_than_a_small_share(tiny: dict[str, Any]) -> None:
+    """With the default max_cut_share, a max_length that cuts most prompts is refused."""
+    config = make_config(tiny, "refused", max_cut_share=0.05)
+    with pytest.raises(ConfigError, match=r"refusing to train: .*prompts are longer"):
+        train(config, progress=False)

@@ -47,6 +47,11 @@ def train_command(
     batch_size: int | None = typer.Option(None, help="Examples per micro-batch."),
     grad_accum: int | None = typer.Option(None, help="Micro-batches per optimizer step."),
     max_length: int | None = typer.Option(None, help="Tokens per example (prompt cut left)."),
+    max_cut_share: float | None = typer.Option(
+        None,
+        help="Largest share of a stage's prompts that may be cut to --max-length "
+        "(default 0.05; 1 allows any): serving sends prompts whole.",
+    ),
     max_samples: str | None = typer.Option(
         None,
         help="Samples per stage after a seeded shuffle: N for every stage (0: all), or "
@@ -106,6 +111,7 @@ def train_command(
         "device": device,
         "dtype": dtype,
         "save_every": save_every,
+        "max_cut_share": max_cut_share,
     }
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if balance:

@@ -45,7 +45,7 @@ DECISIONS: tuple[str, ...] = ("caller first", "caller next", "conclusion", "give
 BALANCED_STAGES: tuple[str, ...] = ("planner",)
 
 #: Fields that do not change the weights: a run may be resumed with them changed.
-RUNTIME_FIELDS = frozenset({"out", "save_every"})
+RUNTIME_FIELDS = frozenset({"out", "save_every", "max_cut_share"})
 
 
 @dataclass
@@ -91,6 +91,10 @@ class TrainConfig:
     """``auto`` (bfloat16 on cuda, float32 on cpu), ``float32`` or ``bfloat16``."""
     save_every: int = 50
     """Optimizer steps between checkpoints; 0 checkpoints only at the end of a stage."""
+    max_cut_share: float = 0.05
+    """The largest share of a stage's prompts that may be cut to ``max_length`` before
+    ``umiq train`` refuses to run: serving sends prompts whole, so a cut prompt is one
+    the adapter trains on and never sees (1.0 allows any)."""
 
     def __post_init__(self) -> None:
         self.data = str(self.data)
@@ -189,6 +193,10 @@ class TrainConfig:
             f"dtype {self.dtype!r} is not auto, float32 or bfloat16",
         )
         need(self.save_every >= 0, f"save_every must be >= 0, got {self.save_every}")
+        need(
+            0.0 <= self.max_cut_share <= 1.0,
+            f"max_cut_share must be within [0, 1], got {self.max_cut_share}",
+        )
         if problems:
             raise ConfigError("invalid training config: " + "; ".join(problems))
 

@@ -30,7 +30,7 @@ from typing import Any
 from worker.errors import ConfigError
 from worker.training import card as _card
 from worker.training import reuse as _reuse
-from worker.training.config import TrainConfig
+from worker.training.config import RUNTIME_FIELDS, TrainConfig
 from worker.training.data import (
     Stage,
     data_hash,
@@ -168,6 +168,13 @@ def train(
                 examples = [tokenize(s, tokenizer, config.max_length, eos_id) for s in chosen]
                 warning = truncation_warning(stage.name, examples, config.max_length)
                 if warning:
+                    cut = sum(1 for e in examples if e.prompt_truncated) / len(examples)
+                    if cut > config.max_cut_share:
+                        raise ConfigError(
+                            f"refusing to train: {warning} ({cut:.0%} cut; --max-cut-share "
+                            f"{config.max_cut_share} allows at most "
+                            f"{config.max_cut_share:.0%})"
+                        )
                     reporter.warn(warning)
                 ckpt_state = out / "checkpoints" / stage.name / "state.json"
                 done_steps = (
@@ -278,7 +285,7 @@ def _prepare_out(out: Path, config: TrainConfig, digest: str, resume: bool) -> N
     elif config_file.is_file():
         previous = json.loads(config_file.read_text())
         mine = {**config.weights_fields(), "data_hash": digest}
-        theirs = {k: v for k, v in previous.items() if k not in ("out", "save_every")}
+        theirs = {k: v for k, v in previous.items() if k not in RUNTIME_FIELDS}
         theirs.setdefault("balance", [])  # runs from before the field balanced nothing
         theirs.setdefault("stage_lr", {})  # … and used one learning rate for every stage
         theirs.setdefault("decision_shares", {})  # … and drew balanced decisions equally
