@@ -11,6 +11,18 @@ from policies._approval import (
     domain_of,
 )
 from policies._claims import CHANGE_WORDS, Claim, change_claims, check_claims
+from policies._crypto import (
+    SEALED,
+    KeyRing,
+    SealedKey,
+    SealError,
+    envelope_ref,
+    is_sealed,
+    new_key,
+    open_sealed,
+    rewrap,
+    seal,
+)
 from policies._decision import Decision
 from policies._minimize import Minimized, minimize, resolve_arguments
 from policies._pii import Detector, PiiKind, Span
@@ -21,6 +33,7 @@ from policies._scope import ScopePolicy, ScopeRule, Seen, check_scope, key_argum
 
 __all__ = [
     "CHANGE_WORDS",
+    "SEALED",
     "AccessRule",
     "ApprovalPolicy",
     "ApprovalRule",
@@ -29,6 +42,7 @@ __all__ = [
     "Condition",
     "Decision",
     "Detector",
+    "KeyRing",
     "MinimizationPolicy",
     "MinimizationRule",
     "Minimized",
@@ -37,6 +51,8 @@ __all__ = [
     "RedactingProcessor",
     "ScopePolicy",
     "ScopeRule",
+    "SealError",
+    "SealedKey",
     "Seen",
     "Span",
     "allowed_tools",
@@ -47,8 +63,14 @@ __all__ = [
     "check_claims",
     "check_scope",
     "domain_of",
+    "envelope_ref",
+    "is_sealed",
     "key_arguments",
     "minimize",
+    "new_key",
+    "open_sealed",
     "project",
     "resolve_arguments",
+    "rewrap",
+    "seal",
 ]

@@ -25,14 +25,10 @@ from datetime import datetime
 from typing import Any, Literal, TypeVar
 
 from worker.agent.episode import APPROVAL_REQUESTED
-from worker.errors import UmiqError
+from worker.errors import ApprovalError
 
 Verdict = Literal["approved", "rejected"]
 T = TypeVar("T")
-
-
-class ApprovalError(UmiqError):
-    """An approval decision that cannot be taken (nothing pending, already decided…)."""
 
 
 @dataclass(frozen=True)

@@ -8,12 +8,18 @@
     │   └── AdapterError            an adapter that is corrupt or does not fit the base
     ├── AgentError                  the agent loop
     │   └── ProtocolError           a role output that does not follow the α-UMi format
-    └── AuditError                  the audit log
-        └── ChainBroken             a row whose hash does not follow from its predecessor
+    ├── AuditError                  the audit log
+    │   └── ChainBroken             a row whose hash does not follow from its predecessor
+    └── DecisionError               a human's decision that cannot be taken
+        ├── ApprovalError           on a call waiting for approval (nothing pending, four eyes…)
+        └── HeldAnswerError         on an answer held for review (nothing held, bad verdict…)
 
-Connector errors live in ``connectors`` (``ConnectorError`` and its subclasses) because
-connectors must not import ``worker``; ``SealError`` (a sealed audit value that cannot be
-opened or made) lives in ``policies._crypto`` for the same reason.
+Errors of the packages below ``worker`` live in them, because those packages must not
+import ``worker``: ``connectors.ConnectorError`` (``UnknownTool``, ``InvalidArguments``,
+``ConnectorUnavailable``) and ``policies.SealError`` (a sealed audit value that cannot
+be opened or made). ``worker.data.build.BuildError`` (a dataset build whose gold data
+fails its checker) is still a ``RuntimeError`` of its own: its module is being reworked
+(issue 20, item 1) and moves under ``UmiqError`` with it.
 """
 
 from __future__ import annotations
@@ -68,3 +74,15 @@ class ChainBroken(AuditError):
         self.seq = seq
         self.reason = reason
         super().__init__(f"audit chain broken at {table} row seq={seq}: {reason}")
+
+
+class DecisionError(UmiqError):
+    """A human's decision (an approval, a held answer's release) that cannot be taken."""
+
+
+class ApprovalError(DecisionError):
+    """An approval decision that cannot be taken (nothing pending, already decided…)."""
+
+
+class HeldAnswerError(DecisionError):
+    """A decision on a held answer that cannot be taken (nothing held, already decided…)."""

@@ -20,14 +20,10 @@ from datetime import datetime
 from typing import Any, Literal
 
 from worker.approvals import last_outcome_if, scan
-from worker.errors import UmiqError
+from worker.errors import HeldAnswerError
 
 AnswerVerdict = Literal["released", "rejected"]
 VERDICTS: tuple[AnswerVerdict, ...] = ("released", "rejected")
-
-
-class HeldAnswerError(UmiqError):
-    """A decision on a held answer that cannot be taken (nothing held, already decided…)."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any, Literal
 
 import structlog
 
-from policies._crypto import KeyRing, new_key
+from policies import KeyRing, new_key
 from worker.audit.chain import iso_utc
 from worker.errors import ConfigError
 from worker.settings import Settings, get_settings

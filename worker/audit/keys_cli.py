@@ -17,7 +17,7 @@ from typing import Any, NoReturn
 
 import typer
 
-from policies._crypto import SealError
+from policies import SealError
 from worker.errors import UmiqError
 
 

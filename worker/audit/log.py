@@ -20,7 +20,7 @@ from sqlalchemy import Connection, Engine, Table, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
-from policies._crypto import SealedKey
+from policies import SealedKey
 from worker.audit.chain import is_digest, iso_utc, normalize_json, parse_iso_utc, row_hash
 from worker.audit.db import WRITE, make_engine
 from worker.audit.records import StepRecord, TaskRecord, ToolCallRecord

@@ -1,6 +1,6 @@
 """Sealed audit fields: the ``Sealer`` an ``AuditLog`` seals with, and key rotation.
 
-A sealed field is stored in its chained row as an envelope (``policies._crypto``), bound
+A sealed field is stored in its chained row as an envelope (``policies.seal``), bound
 to the record's identity, its *ref*:
 
 - ``tool_call/<idempotency_key>/request`` and ``…/response``: a tool call's arguments
@@ -25,7 +25,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, Table, bindparam, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from policies._crypto import (
+from policies import (
     KeyRing,
     SealedKey,
     SealError,

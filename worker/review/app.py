@@ -21,11 +21,11 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.approvals import ApprovalError, decide, pending_for, pending_in, scan, send_resume
+from worker.approvals import decide, pending_for, pending_in, scan, send_resume
 from worker.audit import AuditLog, ensure_schema
 from worker.audit.review import SEALED, conceal, list_tasks, load_trace, open_trace, trace_as_dict
-from worker.errors import AuditError, UmiqError
-from worker.held import HeldAnswerError, decide_answer, held_for, held_in
+from worker.errors import ApprovalError, AuditError, HeldAnswerError, UmiqError
+from worker.held import decide_answer, held_for, held_in
 from worker.review._auth import Authenticator, Principal
 from worker.review._signing import CSRF_COOKIE, CSRF_FIELD, FLASH_COOKIE, Signer, signing_key
 from worker.review._views import OUTCOMES, TaskFilter, pretty, trace_view, when
