@@ -230,7 +230,7 @@ def models_show() -> None:
     the weights."""
     from rich.table import Table
 
-    from worker.agent.roles import ROLES
+    from worker.agent.roles import AGENT_ROLES
     from worker.errors import UmiqError
     from worker.models import resolve_base
     from worker.models.adapters import (
@@ -249,7 +249,7 @@ def models_show() -> None:
         base = resolve_base(settings)
         base_id = f"{checkpoint_name(base)}@{checkpoint_digest(base)}"
         found = find_adapters(settings.resolved_adapters_dir, agent=settings.agent)
-        labels = adapter_labels({r: read_adapter(r, p) for r, p in found.items()}, ROLES)
+        labels = adapter_labels({r: read_adapter(r, p) for r, p in found.items()}, AGENT_ROLES)
     except UmiqError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc

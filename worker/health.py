@@ -179,7 +179,7 @@ def served_model(settings: Settings) -> ServedModel:
     Never fetches: a base missing from the model store is a ModelStoreError saying to
     run ``umiq models fetch``.
     """
-    from worker.agent.roles import ROLES
+    from worker.agent.roles import AGENT_ROLES
     from worker.errors import ModelStoreError
     from worker.models.adapters import (
         adapter_labels,
@@ -210,7 +210,7 @@ def served_model(settings: Settings) -> ServedModel:
             )
     base_id = f"{checkpoint_name(base)}@{checkpoint_digest(base)}"
     found = find_adapters(settings.resolved_adapters_dir, agent=settings.agent)
-    labels = adapter_labels({r: read_adapter(r, p) for r, p in found.items()}, ROLES)
+    labels = adapter_labels({r: read_adapter(r, p) for r, p in found.items()}, AGENT_ROLES)
     return ServedModel(base_id, dict(labels), model_version(base_id, labels))
 
 

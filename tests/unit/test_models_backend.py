@@ -19,7 +19,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # 
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 
 from connectors import ToolSpec  # noqa: E402
-from worker.agent.roles import ROLES, CallerConstraint, GenerationRequest  # noqa: E402
+from worker.agent.roles import AGENT_ROLES, CallerConstraint, GenerationRequest  # noqa: E402
 from worker.errors import AdapterError, ConfigError  # noqa: E402
 from worker.models.backend import HFRoleModel  # noqa: E402
 
@@ -143,12 +143,12 @@ def tiny(
     base = save_tiny_base(root / "tiny-llama", tokenizer, **CONFIGS[request.param])
     adapters = {
         role: save_adapter(base, root / "adapters" / role, seed=i + 1)
-        for i, role in enumerate(ROLES)
+        for i, role in enumerate(AGENT_ROLES)
     }
     return {"name": request.param, "base": base, "adapters": adapters, "root": root}
 
 
-ADAPTER_SETS = {"base_only": (), "caller_only": ("caller",), "three": ROLES}
+ADAPTER_SETS = {"base_only": (), "caller_only": ("caller",), "three": AGENT_ROLES}
 
 
 @pytest.fixture(scope="module", params=sorted(ADAPTER_SETS))
@@ -369,7 +369,7 @@ def test_planner_stops_at_its_marker_and_others_at_the_turn_end(tokenizer: Any) 
     class NoGrammar:
         grammars = None
 
-    reqs = [GenerationRequest(role, "p: ", max_new_tokens=50) for role in ROLES]
+    reqs = [GenerationRequest(role, "p: ", max_new_tokens=50) for role in AGENT_ROLES]
     rows = _rows_for(reqs, NoGrammar(), None, {})  # type: ignore[arg-type]
     prompt = tokenizer("p: ").input_ids
     stop = _StopCriteria(tokenizer, rows, len(prompt))
@@ -388,11 +388,11 @@ def test_checkpoint_per_role_form(tiny: dict[str, Any]) -> None:
     """Three full checkpoints, one per role, each answer its role's rows."""
     from worker.models.backend import CheckpointRoleModel
 
-    model = CheckpointRoleModel({role: tiny["base"] for role in ROLES})
+    model = CheckpointRoleModel({role: tiny["base"] for role in AGENT_ROLES})
     single = HFRoleModel(tiny["base"])
     requests = mixed_requests()
     assert [g.text for g in model.generate(requests)] == [g.text for g in single.generate(requests)]
-    assert set(model.describe()["roles"]) == set(ROLES)
+    assert set(model.describe()["roles"]) == set(AGENT_ROLES)
 
 
 def test_load_role_model_reads_base_and_adapters_from_settings(tiny: dict[str, Any]) -> None:

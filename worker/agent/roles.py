@@ -9,12 +9,12 @@ from typing import Any, Literal, Protocol, runtime_checkable
 from connectors import ToolSpec
 
 Role = Literal["planner", "caller", "summarizer", "backbone"]
-#: The three α-UMi roles.
-ROLES: tuple[Role, ...] = ("planner", "caller", "summarizer")
+#: The three α-UMi roles of the agent loop, each with its own adapter.
+AGENT_ROLES: tuple[Role, ...] = ("planner", "caller", "summarizer")
 #: The single-LLM baseline: one model writes thought, call or conclusion in one output.
 BACKBONE: Role = "backbone"
 #: Every role a backend may be asked to play.
-ALL_ROLES: tuple[Role, ...] = (*ROLES, BACKBONE)
+ALL_ROLES: tuple[Role, ...] = (*AGENT_ROLES, BACKBONE)
 
 
 @dataclass(frozen=True)

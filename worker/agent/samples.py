@@ -38,10 +38,9 @@ from pathlib import Path
 from typing import Any
 
 from worker.agent import protocol
+from worker.agent.roles import ALL_ROLES as ROLES
 from worker.agent.views import PromptView, view_of
 from worker.errors import ProtocolError
-
-ROLES = ("planner", "caller", "summarizer", "backbone")
 
 Sample = dict[str, Any]
 

@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from worker.agent.roles import AGENT_ROLES
 from worker.errors import AdapterError, ConfigError
 
-ROLE_NAMES = ("planner", "caller", "summarizer")
 WEIGHT_FILES = ("adapter_model.safetensors", "adapter_model.bin")
 
 
@@ -145,10 +145,10 @@ def find_adapters(adapters_dir: Path | None, *, agent: str = "multi") -> dict[st
             f"({' or '.join(n + '/' for n in SINGLE_NAMES)}); train one with "
             "`umiq train --method single`"
         )
-    found = {role: adapters_dir / role for role in ROLE_NAMES if (adapters_dir / role).is_dir()}
+    found = {role: adapters_dir / role for role in AGENT_ROLES if (adapters_dir / role).is_dir()}
     if not found:
         raise ConfigError(
-            f"adapters_dir {adapters_dir} holds none of {', '.join(r + '/' for r in ROLE_NAMES)}; "
+            f"adapters_dir {adapters_dir} holds none of {', '.join(r + '/' for r in AGENT_ROLES)}; "
             "unset UMIQ_ADAPTERS_DIR to run every role on the base model"
         )
     return found

@@ -37,11 +37,12 @@ from transformers import (
     StoppingCriteriaList,
 )
 
-from worker.agent.roles import ALL_ROLES, ROLES, Generation, GenerationRequest
+from worker.agent.roles import AGENT_ROLES, ALL_ROLES, Generation, GenerationRequest
 from worker.errors import AdapterError, ConfigError, ModelError
 from worker.models import adapters as _adapters
 from worker.models.constrain import GrammarCache, GrammarLogitsProcessor, Whitespace
 from worker.models.store import checkpoint_name, read_stamp
+from worker.prompt_window import cut_prompt
 
 log = logging.getLogger(__name__)
 
@@ -154,8 +155,6 @@ class _Engine:
         leading BOS and its last tokens, as training cuts a prompt that does not fit."""
         if self.prompt_window is None:
             return self.tokenizer(list(prompts), return_tensors="pt", padding=True)
-        from worker.training.data import cut_prompt
-
         bos = self.tokenizer.bos_token_id
         cut = [
             cut_prompt(list(self.tokenizer(p)["input_ids"]), self.prompt_window, bos)
@@ -348,7 +347,7 @@ class HFRoleModel:
 
     def describe(self) -> dict[str, Any]:
         """Base id and revision, adapter versions: stored with every decision."""
-        labels = _adapters.adapter_labels(self.adapters, ROLES)
+        labels = _adapters.adapter_labels(self.adapters, AGENT_ROLES)
         return {
             "backend": "hf",
             "base": self.engine.model_id,
@@ -377,18 +376,18 @@ class CheckpointRoleModel:
         whitespace: Whitespace = "bounded",
         prompt_window: int | None = None,
     ) -> None:
-        missing = [r for r in ROLES if r not in checkpoints]
-        unknown = sorted(set(checkpoints) - set(ROLES))
+        missing = [r for r in AGENT_ROLES if r not in checkpoints]
+        unknown = sorted(set(checkpoints) - set(AGENT_ROLES))
         if missing or unknown:
             raise ConfigError(
-                f"role_checkpoints needs exactly {', '.join(ROLES)}; missing {missing}, "
+                f"role_checkpoints needs exactly {', '.join(AGENT_ROLES)}; missing {missing}, "
                 f"unknown {unknown}"
             )
         self.engines = {
             role: _Engine(
                 Path(checkpoints[role]), device=device, dtype=dtype, whitespace=whitespace
             )
-            for role in ROLES
+            for role in AGENT_ROLES
         }
         for engine in self.engines.values():
             engine.prompt_window = _window(prompt_window)
@@ -419,7 +418,7 @@ class CheckpointRoleModel:
                         )
         bad = [requests[i].role for i, g in enumerate(out) if g is None]
         if bad:
-            raise ModelError(f"unknown roles {sorted(set(bad))}; expected one of {ROLES}")
+            raise ModelError(f"unknown roles {sorted(set(bad))}; expected one of {AGENT_ROLES}")
         return [g for g in out if g is not None]
 
     def describe(self) -> dict[str, Any]:
@@ -429,7 +428,7 @@ class CheckpointRoleModel:
             "backend": "hf-checkpoints",
             "roles": roles,
             "device": next(iter(self.engines.values())).device,
-            "adapters": dict.fromkeys(ROLES),
+            "adapters": dict.fromkeys(AGENT_ROLES),
             "version": _adapters.model_version(json.dumps(roles, sort_keys=True), {}),
             "prompt_window": next(iter(self.engines.values())).prompt_window,
         }

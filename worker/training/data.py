@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from worker.agent import protocol
+from worker.agent.roles import AGENT_ROLES, ALL_ROLES
 from worker.agent.samples import load_trajectories, role_samples
 from worker.errors import ConfigError
+from worker.prompt_window import cut_prompt
 
 IGNORE = -100
-TRAIN_ROLES = ("planner", "caller", "summarizer", "backbone")
 
 
 @dataclass(frozen=True)
@@ -44,12 +45,12 @@ def stages_for(method: str) -> list[Stage]:
     if method == "glpft":
         return [
             Stage("global", "backbone"),
-            *(Stage(r, r, "global") for r in ("planner", "caller", "summarizer")),
+            *(Stage(r, r, "global") for r in AGENT_ROLES),
         ]
     if method == "single":
         return [Stage("single", "backbone")]
     if method == "one_stage":
-        return [Stage(r, r) for r in ("planner", "caller", "summarizer")]
+        return [Stage(r, r) for r in AGENT_ROLES]
     raise ConfigError(f"unknown training method {method!r}")
 
 
@@ -58,7 +59,7 @@ def load_samples(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     path = Path(path).expanduser()
     if not path.exists():
         raise ConfigError(f"training data {path} does not exist; pass a trajectory file or folder")
-    out: dict[str, list[dict[str, Any]]] = {r: [] for r in TRAIN_ROLES}
+    out: dict[str, list[dict[str, Any]]] = {r: [] for r in ALL_ROLES}
     for trajectory in load_trajectories(path):
         for role, samples in role_samples(trajectory, reference_quirks=False).items():
             out[role].extend(samples)
@@ -211,19 +212,6 @@ def tokenize(sample: dict[str, Any], tokenizer: Any, max_length: int, eos_id: in
     prompt = cut_prompt(prompt, max_length - len(target), tokenizer.bos_token_id)
     ids = prompt + target
     return Example(ids, [IGNORE] * len(prompt) + target, original - len(prompt))
-
-
-def cut_prompt(prompt: list[int], room: int, bos: int | None) -> list[int]:
-    """``prompt`` cut to ``room`` tokens: a leading BOS and the last tokens stay.
-
-    Training cuts every prompt too long for its window so; serving with
-    ``UMIQ_PROMPT_WINDOW`` calls this too, so the served prompt is the trained one.
-    """
-    if len(prompt) <= room:
-        return prompt
-    head = prompt[:1] if bos is not None and prompt and prompt[0] == bos else []
-    body = room - len(head)
-    return head + prompt[len(prompt) - body :] if body > 0 else head[:room]
 
 
 def schedule(
