@@ -37,6 +37,7 @@ from transformers import (
     StoppingCriteriaList,
 )
 
+from worker.agent import protocol
 from worker.agent.roles import AGENT_ROLES, ALL_ROLES, Generation, GenerationRequest
 from worker.errors import AdapterError, ConfigError, ModelError
 from worker.models import adapters as _adapters
@@ -47,7 +48,8 @@ from worker.prompt_window import cut_prompt
 log = logging.getLogger(__name__)
 
 TURN_END = "</s>"
-PLANNER_MARKERS = ("Next: caller.", "Next: conclusion.", "Next: give up.")
+PLANNER_MARKERS = tuple(protocol.MARKERS.values())
+"""Where a planner's output ends: its routing marker (the α-UMi protocol defines them)."""
 BASE = "__base__"
 
 
