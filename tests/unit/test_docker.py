@@ -64,7 +64,7 @@ def _hadolint() -> str:
         "hadolint", path=str(Path(sys.executable).parent)
     )
     if found is None:
-        pytest.fail("hadolint is not installed: pip install -c constraints.txt -e '.[dev]'")
+        pytest.fail("hadolint is not installed: pip install -c constraints.txt -e '.[dev,models]'")
     return found
 
 
