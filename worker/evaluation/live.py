@@ -122,6 +122,8 @@ class LiveTask:
     expert_calls: int | None = None
     reset_verified: bool | None = None
     models: list[str] = field(default_factory=list)
+    role_ms: dict[str, int] = field(default_factory=dict)
+    """Model time per role over the task (the audit steps' latencies)."""
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -209,7 +211,13 @@ def score_task(
             if label
         }
     )
+    role_ms: dict[str, int] = {}
+    for step in steps:
+        role, latency = _field(step, "role"), _field(step, "latency_ms")
+        if role and latency is not None:
+            role_ms[str(role)] = role_ms.get(str(role), 0) + int(latency)
     return LiveTask(
+        role_ms=role_ms,
         uid=instance.uid,
         family=instance.family,
         department=department_for(instance.family),
@@ -268,7 +276,23 @@ def summarize(tasks: Sequence[LiveTask]) -> dict[str, Any]:
         "total_wall_s": round(sum(t.wall_s for t in tasks), 1),
         "outcomes": dict(sorted(Counter(str(t.outcome) for t in tasks).items())),
         "causes": {cause: causes.get(cause, 0) for cause in CAUSES},
+        # answers delivered that state a record id none of the agent's calls returned,
+        # and answers the claims policy held instead of delivering
+        "answers_unbacked": sum(
+            1 for t in tasks if t.outcome == "answered" and any(UNBACKED in r for r in t.reasons)
+        ),
+        "answers_held": sum(1 for t in tasks if t.outcome == "held"),
+        "mean_role_s": {
+            role: round(sum(t.role_ms.get(role, 0) for t in tasks) / 1000 / len(tasks), 2)
+            for role in sorted({r for t in tasks for r in t.role_ms})
+        }
+        if tasks
+        else {},
     }
+
+
+#: The checker's words for an answer naming a record none of the agent's calls returned.
+UNBACKED = "none of the agent's calls asked about or returned"
 
 
 @dataclass
