@@ -23,9 +23,23 @@ SHIPPED_ADAPTERS = Path(__file__).resolve().parent / "models" / "shipped" / "acm
 
 
 class DepartmentSettings(BaseModel):
-    """One department's rollout settings (DESIGN §8): mode, tools, queue, adapter pin."""
+    """One department's rollout settings (DESIGN §8): mode, tools, queue, adapter pin.
+
+    These are the defaults; the live copy is in the database (``umiq rollout``), read
+    per task by ``worker.rollout``, the one place that decides a task's mode.
+    """
 
     mode: Mode = "auto"
+    percent: float = Field(default=100.0, ge=0, le=100)
+    """In ``auto`` mode, the share of tasks that run ``auto`` (the rest ``review``), by
+    sticky bucketing on a hash of the task key: raising it keeps every key already in."""
+    bucket_by: str | None = None
+    """The envelope context field whose value is the task key for ``percent`` (e.g.
+    ``vendor_id``: one vendor's tasks share a bucket); unset: the task id."""
+    kill_switch: bool = False
+    """On: every write of the department is stopped (checked before each write)."""
+    human_queue: str | None = None
+    """Where ``off`` and ``shadow`` tasks go for people (default ``umiq.human.<dept>``)."""
     tools: list[str] = Field(default_factory=list)
     """Tool names or glob patterns the department may use; empty means none (deny)."""
     may_write: bool = False
@@ -216,12 +230,6 @@ class Settings(BaseSettings):
     prompt_window: int | None = None
     """Prompt tokens the role models see: the last ones, after a leading BOS, as training
     cuts a prompt longer than its ``max_length``; unset sends prompts whole."""
-    prompt_view: Literal["compact", "alpha-umi"] = "compact"
-    """How prompts show tools: ``compact`` (the ``tool_top_k`` tools retrieved for the
-    request, one short line each, what umiq's adapters are trained on) or ``alpha-umi``
-    (every tool as a JSON doc, the reference form of ToolBench-trained models)."""
-    tool_top_k: int = Field(default=6, ge=1)
-    """Tools the compact view shows per step (plus any the task already called)."""
 
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Connectors by name, e.g. ``{"erp": {"kind": "http", "base_url": "http://127.0.0.1:8701"}}``."""

@@ -8,10 +8,9 @@ import structlog
 from celery.signals import task_postrun, task_prerun
 
 from connectors import ConnectorError
-from worker import runtime
+from worker import rollout, runtime
 from worker.agent.episode import Episode, EpisodeResult
 from worker.agent.guard import Guard, restore_tokens
-from worker.agent.views import PromptView
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
@@ -32,19 +31,18 @@ def _unbind_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
 
 
-def _episode(env: Envelope, guard: Guard, audit: Any) -> Episode:
+def _episode(env: Envelope, guard: Guard, audit: Any, toolbox: Any = None) -> Episode:
     """An episode of ``env`` with this process's model, toolbox and settings."""
     settings = runtime.settings()
     return Episode(
         env,
         model=runtime.role_model(),
-        toolbox=runtime.toolbox(),
+        toolbox=toolbox if toolbox is not None else runtime.toolbox(),
         guard=guard,
         audit=audit,
         max_steps=settings.max_steps,
         max_new_tokens=settings.max_new_tokens,
         agent=settings.agent,
-        view=PromptView(settings.prompt_view, settings.tool_top_k),
     )
 
 
@@ -63,10 +61,25 @@ def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
         log.info("task.already_finished", outcome=finished["outcome"])
         return finished
     settings = runtime.settings()
-    guard = Guard.for_department(
-        settings, env.department, mapping=restore_tokens(audit, env.task_id)
+    task = audit.task(env.task_id)
+    # The task's mode, decided once (a redelivery reads the decision recorded on the task).
+    plan = rollout.begin(
+        audit,
+        settings,
+        department=env.department,
+        task_id=env.task_id,
+        context=env.context,
+        recorded=task.context if task is not None else None,
     )
-    if audit.task(env.task_id) is None:
+    structlog.contextvars.bind_contextvars(rollout_mode=plan.rollout.mode)
+    guard = Guard.for_department(
+        settings,
+        env.department,
+        mapping=restore_tokens(audit, env.task_id),
+        rollout=plan.rollout,
+        department_settings=plan.department,
+    )
+    if task is None:
         # The task row is in plain text: it holds the tokenized query and context; the
         # raw query is sealed with the episode's first policy step.
         audit.append_task(
@@ -74,13 +87,20 @@ def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
             department=env.department,
             query=guard.tokenize(env.query),
             requested_by=env.requested_by,
-            context=guard.tokenize(env.context),
+            context=plan.context(guard.tokenize(env.context)),
         )
-    dept = settings.departments.get(env.department)
+    if not plan.rollout.runs_model:  # off: people do it, no model runs
+        return rollout.for_humans(app, audit, env.model_dump(), plan.rollout)
+    dept = plan.department
     if dept is not None and dept.adapter_version:
         _check_pin(env.department, dept.adapter_version, runtime.role_model().describe())
-    log.info("task.started", mode=dept.mode if dept else None)
-    return _episode(env, guard, audit).run()
+    log.info("task.started", mode=plan.rollout.mode)
+    result = _episode(env, guard, audit, plan.toolbox(runtime.toolbox())).run()
+    if plan.rollout.to_humans:  # shadow: the agent's run is recorded, people do the task
+        return rollout.for_humans(
+            app, audit, env.model_dump(), plan.rollout, shadow_outcome=result.outcome
+        )
+    return result
 
 
 def _check_pin(department: str, pin: str, described: dict[str, Any]) -> None:
@@ -176,6 +196,15 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
             return audit.outcome(task_id) or {"task_id": task_id, "outcome": None, "reason": why}
         structlog.contextvars.bind_contextvars(department=task.department)
         settings = runtime.settings()
+        plan = rollout.begin(
+            audit,
+            settings,
+            department=task.department,
+            task_id=task_id,
+            context=task.context,
+            recorded=task.context,
+        )
+        structlog.contextvars.bind_contextvars(rollout_mode=plan.rollout.mode)
         env = Envelope(
             task_id=task.task_id,
             department=task.department,
@@ -184,9 +213,14 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
             context=task.context,
         )
         guard = Guard.for_department(
-            settings, task.department, mapping=restore_tokens(audit, task_id)
+            settings,
+            task.department,
+            mapping=restore_tokens(audit, task_id),
+            rollout=plan.rollout,
+            department_settings=plan.department,
         )
-        result = _episode(env, guard, audit).resume(steps, key)
+        toolbox = plan.toolbox(runtime.toolbox())
+        result = _episode(env, guard, audit, toolbox).resume(steps, key)
     except (AuditError, ModelError, ConfigError, ConnectorError, OSError) as exc:
         if self.request.retries < self.max_retries:
             log.warning("task.resume_retry", error=str(exc), retries=self.request.retries)

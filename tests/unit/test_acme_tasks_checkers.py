@@ -254,3 +254,15 @@ def test_a_fact_is_required_only_where_the_phrasing_asks_for_it(fresh):
     assert passes(country, 0, short)
     assert not passes(country, 3, short)
     assert passes(country, 3, f"{vendor['name']} ({vendor['id']}) is based in {vendor['country']}.")
+
+
+def test_yes_and_no_may_be_said_without_the_word() -> None:
+    """A yes/no fact is met by an answer that says it in other words; a contradiction is not."""
+    from examples.acme.tasks.checkers import answer_reasons
+
+    paid = {"outcome": "answer", "facts": ["yes", "PAY-0001"], "forbid": []}
+    assert not answer_reasons(paid, "INV-1006 was paid: payment PAY-0001, executed on 2025-02-23.")
+    assert answer_reasons(paid, "INV-1006 was not paid; PAY-0001 was cancelled.")
+    unpaid = {"outcome": "answer", "facts": ["no", "INV-1005"], "forbid": []}
+    assert not answer_reasons(unpaid, "INV-1005 has not been paid yet.")
+    assert answer_reasons(unpaid, "INV-1005 was paid in full.")

@@ -73,9 +73,10 @@ def answer_reasons(expected: Mapping[str, Any], answer: str) -> list[str]:
         return [] if not answer.strip() else [f"expected a give-up, got the answer {answer!r}"]
     if not answer.strip():
         return ["expected an answer, got none"]
-    reasons = [f"the answer does not state {fact!r}" for fact in expected["facts"]]
     reasons = [
-        r for r, fact in zip(reasons, expected["facts"], strict=True) if not states(answer, fact)
+        f"the answer does not state {fact!r}"
+        for fact in expected["facts"]
+        if not states(answer, fact) and not _polarity(answer, fact)
     ]
     reasons += [
         f"the answer discloses {bad!r}" for bad in expected["forbid"] if bad and bad in answer
@@ -83,6 +84,21 @@ def answer_reasons(expected: Mapping[str, Any], answer: str) -> list[str]:
     if expected.get("not_found") and not says_missing(answer):
         reasons.append("the answer does not say that the record does not exist")
     return reasons
+
+
+_NEGATED = re.compile(r"\b(?:not|no|never|none|nothing|neither|nor)\b|n't\b", re.IGNORECASE)
+
+
+def _polarity(answer: str, fact: str) -> bool:
+    """A yes/no fact the answer gives without the word: "INV-1006 was paid: payment
+    PAY-0001" answers yes (no negation anywhere), "INV-1005 has not been paid" answers
+    no. The other facts (ids, amounts, dates) are still required word for word."""
+    wanted = normalise(fact)
+    if wanted == "yes":
+        return not _NEGATED.search(answer)
+    if wanted == "no":
+        return bool(_NEGATED.search(answer))
+    return False
 
 
 #: How answers say a record does not exist ("there is no invoice INV-2003", "not found").
