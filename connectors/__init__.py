@@ -1,6 +1,6 @@
 """Connectors: the only way the agent reaches internal systems."""
 
-from connectors._base import Connector, Effect, ToolCall, ToolResult, ToolSpec
+from connectors._base import Connector, DryRun, Effect, ToolCall, ToolResult, ToolSpec
 from connectors._errors import (
     ConnectorError,
     ConnectorTimeout,
@@ -18,6 +18,7 @@ __all__ = [
     "ConnectorError",
     "ConnectorTimeout",
     "ConnectorUnavailable",
+    "DryRun",
     "Effect",
     "HttpConnector",
     "InvalidArguments",

@@ -85,3 +85,15 @@ class Connector(Protocol):
     def tools(self) -> Sequence[ToolSpec]: ...
 
     def invoke(self, call: ToolCall, idempotency_key: str) -> ToolResult: ...
+
+
+@runtime_checkable
+class DryRun(Protocol):
+    """A connector that can show a write without making it (a department in shadow).
+
+    ``dry_run`` validates the call as ``invoke`` would and returns what ``invoke`` would
+    refuse, or ``ToolResult(ok=True, data={"dry_run": True, "sent": False, "would_send":
+    …})`` with exactly what would go out; the target system does not change.
+    """
+
+    def dry_run(self, call: ToolCall, idempotency_key: str) -> ToolResult: ...

@@ -12,6 +12,7 @@ Deriving the tools (``tools_from_openapi``) is pure; only ``HttpConnector`` does
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -287,6 +288,33 @@ class HttpConnector:
         (ConnectorTimeout when it did not answer in time), so the task can be retried
         with the same idempotency key.
         """
+        request = self._request(call, idempotency_key)
+        response = self._send(request, call.tool)
+        if response.is_success:
+            return ToolResult(ok=True, data=_json_or_text(response), status=response.status_code)
+        if response.is_client_error:
+            return ToolResult(ok=False, error=_error_message(response), status=response.status_code)
+        raise ConnectorUnavailable(
+            f"{self.name}: {call.tool} failed with HTTP {response.status_code}: "
+            f"{_error_message(response)}"
+        )
+
+    def dry_run(self, call: ToolCall, idempotency_key: str) -> ToolResult:
+        """Validate ``call`` and build its request exactly as ``invoke`` would, without
+        sending it (a department in shadow): the data is the request that would go out."""
+        request = self._request(call, idempotency_key)
+        body = request.content.decode("utf-8") if request.content else None
+        would_send: dict[str, Any] = {
+            "method": request.method,
+            "url": str(request.url),
+            "headers": {
+                k: v for k, v in request.headers.items() if k.lower() == _IDEMPOTENCY_HEADER.lower()
+            },
+            "json": json.loads(body) if body else None,
+        }
+        return ToolResult(ok=True, data={"dry_run": True, "sent": False, "would_send": would_send})
+
+    def _request(self, call: ToolCall, idempotency_key: str) -> httpx.Request:
         op = self._operations.get(call.tool)
         if op is None:
             known = ", ".join(self._operations) or "none"
@@ -305,7 +333,7 @@ class HttpConnector:
                     "task could repeat it"
                 )
             headers[_IDEMPOTENCY_HEADER] = idempotency_key
-        request = self._client.build_request(
+        return self._client.build_request(
             op.method,
             self.base_url + _fill_path(op, call.arguments),
             params={
@@ -314,15 +342,6 @@ class HttpConnector:
             json=_body(op, call.arguments),
             headers=headers,
             timeout=self._timeout,
-        )
-        response = self._send(request, call.tool)
-        if response.is_success:
-            return ToolResult(ok=True, data=_json_or_text(response), status=response.status_code)
-        if response.is_client_error:
-            return ToolResult(ok=False, error=_error_message(response), status=response.status_code)
-        raise ConnectorUnavailable(
-            f"{self.name}: {call.tool} failed with HTTP {response.status_code}: "
-            f"{_error_message(response)}"
         )
 
     def close(self) -> None:

@@ -195,6 +195,32 @@ class SmtpConnector:
             )
         return ToolResult(ok=True, data=_result(arguments, message_id))
 
+    def dry_run(self, call: ToolCall, idempotency_key: str) -> ToolResult:
+        """Validate ``call`` and build the message as ``invoke`` would, without sending it
+        or touching the sent-log (a department in shadow): the data is the message."""
+        if call.tool != SEND_EMAIL.name:
+            raise UnknownTool(
+                f"connector {self.name!r} has no tool {call.tool!r} (it has: send_email)"
+            )
+        try:
+            validate_arguments(SEND_EMAIL.parameters, call.arguments)
+        except InvalidArguments as exc:
+            raise InvalidArguments(f"{call.tool}: {exc}") from exc
+        self._header_safe(call.arguments)
+        message_id = self._message_id(idempotency_key)
+        try:
+            message = self._message(dict(call.arguments), message_id)
+        except ValueError as exc:
+            raise InvalidArguments(f"send_email: {exc}") from exc
+        would_send = {
+            "from": message["From"],
+            "to": message["To"],
+            "subject": message["Subject"],
+            "message_id": message_id,
+            "body": message.get_content(),
+        }
+        return ToolResult(ok=True, data={"dry_run": True, "sent": False, "would_send": would_send})
+
     def close(self) -> None:
         """Close the sent-log."""
         with self._lock:

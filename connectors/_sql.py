@@ -241,6 +241,36 @@ class SqlConnector:
             )
         return self._write(query, binds, dict(call.arguments), idempotency_key)
 
+    def dry_run(self, call: ToolCall, idempotency_key: str) -> ToolResult:
+        """Validate ``call`` as ``invoke`` would and check its guards on the live data,
+        without writing (a department in shadow): the data is what would run."""
+        query = self._queries.get(call.tool)
+        if query is None:
+            known = ", ".join(self._queries) or "none"
+            raise UnknownTool(
+                f"connector {self.name!r} has no tool {call.tool!r} (it has: {known})"
+            )
+        try:
+            validate_arguments(query.parameters, call.arguments)
+        except InvalidArguments as exc:
+            raise InvalidArguments(f"{call.tool}: {exc}") from exc
+        binds = query._binds(call.arguments)
+        if query.effect == "read":
+            return self._read(query, binds)
+        with self._translate(query.name), self._engine.connect() as conn:
+            for guard in query.guards:
+                row = conn.execute(text(guard.sql), binds).mappings().first()
+                if row is not None:
+                    conn.rollback()
+                    return ToolResult(ok=False, error=_format(guard.message, binds, row))
+            conn.rollback()
+        would_send = {
+            "statements": list(query.sql),
+            "parameters": {k: _json_value(v) for k, v in binds.items()},
+            "idempotency_key": idempotency_key,
+        }
+        return ToolResult(ok=True, data={"dry_run": True, "sent": False, "would_send": would_send})
+
     def close(self) -> None:
         """Close pooled connections."""
         self._engine.dispose()

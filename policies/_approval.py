@@ -2,7 +2,8 @@
 
 Rules are data (tool pattern, effect, conditions over the arguments) so that a
 department's settings can say "payments above 10,000 need approval" without code. A
-department in ``review`` mode sends every write to a human, whatever the rules say.
+policy that holds every write (``hold_writes``: a department in ``review``, as the
+worker's rollout decides) sends every write to a human, whatever the rules say.
 
 Conditions fail closed: a limit compared with a missing, NaN, infinite or non-numeric
 amount holds (a human decides), and a money limit given per currency holds for a
@@ -253,10 +254,11 @@ class ApprovalRule:
 
 @dataclass(frozen=True)
 class ApprovalPolicy:
-    """A department's approval rules and rollout mode."""
+    """A department's approval rules, and whether every write waits."""
 
     rules: tuple[ApprovalRule, ...] = ()
-    mode: str = "auto"
+    hold_writes: str = ""
+    """Why every write waits for a human ("" when none must): the task's rollout decides."""
     exempt: frozenset[str] = field(default_factory=frozenset)
     """Idempotency keys a human has already approved (the resumed episode's)."""
 
@@ -281,8 +283,8 @@ def check_approval(
     reasons = []
     approvers: set[str] | None = None
     distinct = False
-    if policy.mode == "review" and effect == "write":
-        reasons.append("the department is in review mode: every write needs approval")
+    if policy.hold_writes and effect == "write":
+        reasons.append(policy.hold_writes)
     for rule in policy.rules:
         if rule.matches(tool, connector, effect, arguments, context):
             conditions = " and ".join(c.describe(arguments, context) for c in rule.when)

@@ -143,6 +143,10 @@ class MeteredAuditLog:
         return getattr(self.inner, name)
 
     def _mode(self, department: str) -> str:
+        # the task's rollout mode, bound when it was decided (worker.tasks)
+        bound = structlog.contextvars.get_contextvars().get("rollout_mode")
+        if bound:
+            return _label(bound)
         dept = self.settings.departments.get(department)
         return dept.mode if dept is not None else UNKNOWN
 

@@ -230,6 +230,12 @@ class Settings(BaseSettings):
     prompt_window: int | None = None
     """Prompt tokens the role models see: the last ones, after a leading BOS, as training
     cuts a prompt longer than its ``max_length``; unset sends prompts whole."""
+    prompt_view: Literal["compact", "alpha-umi"] = "compact"
+    """How prompts show tools: ``compact`` (the ``tool_top_k`` tools retrieved for the
+    request, one short line each, what umiq's adapters are trained on) or ``alpha-umi``
+    (every tool as a JSON doc, the reference form of ToolBench-trained models)."""
+    tool_top_k: int = Field(default=6, ge=1)
+    """Tools the compact view shows per step (plus any the task already called)."""
 
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Connectors by name, e.g. ``{"erp": {"kind": "http", "base_url": "http://127.0.0.1:8701"}}``."""

@@ -11,6 +11,7 @@ from connectors import ConnectorError
 from worker import rollout, runtime
 from worker.agent.episode import Episode, EpisodeResult
 from worker.agent.guard import Guard, restore_tokens
+from worker.agent.views import PromptView
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
@@ -43,6 +44,7 @@ def _episode(env: Envelope, guard: Guard, audit: Any, toolbox: Any = None) -> Ep
         max_steps=settings.max_steps,
         max_new_tokens=settings.max_new_tokens,
         agent=settings.agent,
+        view=PromptView(settings.prompt_view, settings.tool_top_k),
     )
 
 

@@ -30,7 +30,7 @@ def guard(mode: str = "auto") -> Guard:
     g = Guard.permissive_minimization(AccessRule("finance", tools=("*",), may_write=True))
     g.approval = ApprovalPolicy(
         approval_rules([{"tool": "schedule_payment", "when": [["amount", ">", 10000]]}]),
-        mode=mode,
+        hold_writes="the department is in review mode" if mode == "review" else "",
     )
     return g
 

@@ -68,7 +68,7 @@ def test_wrongly_typed_argument_needs_approval() -> None:
 
 def test_review_mode_holds_every_write() -> None:
     """In review mode every write waits, reads do not."""
-    policy = ApprovalPolicy(mode="review")
+    policy = ApprovalPolicy(hold_writes="the department is in review mode")
     assert not check_approval(policy, "dispute_invoice", "write", {}).allowed
     assert check_approval(policy, "get_invoice", "read", {}).allowed
 

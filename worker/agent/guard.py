@@ -45,6 +45,7 @@ from policies import (
     resolve_arguments,
 )
 from worker.errors import ConfigError
+from worker.rollout.decide import Rollout, decide
 
 
 @dataclass
@@ -60,6 +61,8 @@ class Guard:
     """The task's request as the requester wrote it (raw): what the scope check reads."""
     seen: list[Seen] = field(default_factory=list)
     """This task's calls so far (key arguments and raw response), for the scope check."""
+    dry_run: bool = False
+    """Writes are dry-run (shadow): what would wait for a human is recorded, not held."""
     _pending: tuple[str, dict[str, Any]] | None = field(default=None, repr=False)
 
     @classmethod
@@ -81,19 +84,29 @@ class Guard:
         department: str,
         *,
         mapping: Mapping[str, str] | None = None,
+        rollout: Rollout | None = None,
+        department_settings: Any = None,
     ) -> Guard:
         """The guard that ``settings`` define for ``department`` (``mapping`` restores the
-        task's tokens after a redelivery or on resume)."""
-        dept = settings.departments.get(department)
+        task's tokens after a redelivery or on resume).
+
+        ``rollout`` is the task's rollout decision (``worker.rollout``, the one place that
+        reads a department's mode): review holds every write, shadow lets writes through
+        to the dry run. Without one, it is decided from the settings, as for a new task.
+        ``department_settings`` are the department's live settings (default: ``settings``').
+        """
+        dept = department_settings or settings.departments.get(department)
+        if rollout is None:
+            rollout = decide(department, dept, key="")
         access = None
-        if dept is not None and dept.mode != "off":
+        if dept is not None and rollout.runs_model:
             access = AccessRule(
                 department=department, tools=tuple(dept.tools), may_write=dept.may_write
             )
         try:
             approval = ApprovalPolicy(
                 rules=approval_rules(dept.approvals if dept is not None else ()),
-                mode=dept.mode if dept is not None else "auto",
+                hold_writes=rollout.hold_writes,
             )
             minimization = minimization_policy(settings.minimization, settings.pii_allow_raw)
             scope = ScopePolicy.from_settings(
@@ -106,7 +119,7 @@ class Guard:
         pseudonymizer = (
             Pseudonymizer.from_mapping(detector, mapping) if mapping else Pseudonymizer(detector)
         )
-        return cls(access, approval, minimization, pseudonymizer, scope)
+        return cls(access, approval, minimization, pseudonymizer, scope, dry_run=rollout.dry_run)
 
     def set_request(self, query: str) -> None:
         """The task's request (raw or in this task's tokens) that writes must follow from."""
@@ -159,6 +172,12 @@ class Guard:
         if approval.allowed and scope.allowed:
             return Decision(True, "approval", (*approval.reasons, *scope.reasons))
         held = [d for d in (approval, scope) if not d.allowed]
+        if self.dry_run:  # nothing will be sent: record what would wait, do not wait
+            return Decision(
+                True,
+                "approval",
+                tuple(f"shadow, dry run; outside shadow: {r}" for d in held for r in d.reasons),
+            )
         details = dict(approval.details) or {"distinct_approvers": False}
         return Decision(False, "approval", tuple(r for d in held for r in d.reasons), details)
 
@@ -180,7 +199,7 @@ class Guard:
     def approve(self, key: str) -> None:
         """Let the call with idempotency key ``key`` run (a human approved it)."""
         self.approval = ApprovalPolicy(
-            self.approval.rules, self.approval.mode, self.approval.exempt | {key}
+            self.approval.rules, self.approval.hold_writes, self.approval.exempt | {key}
         )
 
     def minimize(self, spec: ToolSpec, response: Any) -> Minimized:

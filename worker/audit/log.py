@@ -12,18 +12,18 @@ transaction; ``unseal`` opens them for those who hold the key ring.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from sqlalchemy import Connection, Engine, Table, insert, select, update
+from sqlalchemy import Connection, Engine, Table, func, insert, select, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel
 
 from policies import SealedKey
 from worker.audit.chain import is_digest, iso_utc, normalize_json, parse_iso_utc, row_hash
 from worker.audit.db import WRITE, make_engine
-from worker.audit.records import StepRecord, TaskRecord, ToolCallRecord
+from worker.audit.records import RolloutChangeRecord, StepRecord, TaskRecord, ToolCallRecord
 from worker.audit.sealing import (
     TOOL_CALL_FIELDS,
     Sealer,
@@ -33,7 +33,16 @@ from worker.audit.sealing import (
     tool_call_ref,
     unseal_value,
 )
-from worker.audit.tables import CHAIN, STEP_KINDS, ChainHead, Step, Task, ToolCall
+from worker.audit.tables import (
+    CHAIN,
+    CHAIN_TABLES,
+    STEP_KINDS,
+    ChainHead,
+    RolloutChange,
+    Step,
+    Task,
+    ToolCall,
+)
 from worker.audit.verify import VerifyReport, verify_chain
 from worker.errors import AuditError
 
@@ -61,7 +70,8 @@ def _now() -> datetime:
 
 
 class AuditLog:
-    """The audit log of every task, a hash chain over ``task``, ``step`` and ``tool_call``."""
+    """The audit log of every task, a hash chain over ``task``, ``step`` and ``tool_call``
+    (and ``rollout_change``, the departments' rollout settings)."""
 
     def __init__(self, engine: Engine, *, chain: str = CHAIN, sealer: Sealer | None = None) -> None:
         self.engine = engine
@@ -225,6 +235,77 @@ class AuditLog:
             **self._append("tool_call", content, check, seal if sealer is not None else None)
         )
 
+    def append_rollout_change(
+        self,
+        *,
+        department: str,
+        version: int,
+        changed_by: str,
+        reason: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any],
+    ) -> RolloutChangeRecord:
+        """Record a change of ``department``'s rollout settings as version ``version``.
+
+        Refused when the department's latest version is not ``version - 1`` (someone
+        changed it meanwhile: read it again and decide again).
+        """
+        content = {
+            "department": department,
+            "version": int(version),
+            "changed_by": changed_by,
+            "reason": reason,
+            "before": None if before is None else normalize_json(dict(before)),
+            "after": normalize_json(dict(after)),
+            "created_at": _now(),
+        }
+
+        def check(conn: Connection) -> None:
+            latest = conn.execute(
+                select(RolloutChange.version)
+                .where(RolloutChange.department == department)
+                .order_by(RolloutChange.version.desc())  # type: ignore[attr-defined]
+                .limit(1)
+            ).scalar()
+            if (latest or 0) != version - 1:
+                raise AuditError(
+                    f"the rollout settings of {department!r} are at version {latest or 0}, "
+                    f"not {version - 1}: they changed meanwhile; read them again"
+                )
+
+        return RolloutChangeRecord(**self._append("rollout_change", content, check))
+
+    def rollout_changes(
+        self, department: str | None = None, *, latest_only: bool = False
+    ) -> list[RolloutChangeRecord]:
+        """Rollout changes by seq (of one department, or all); ``latest_only``: each
+        department's newest change alone (the live copy)."""
+        table = _table(RolloutChange)
+        stmt = select(table).order_by(table.c.seq)
+        if department is not None:
+            stmt = stmt.where(table.c.department == department)
+        rows = self._read(lambda c: c.execute(stmt).mappings().all())
+        records = [RolloutChangeRecord(**r) for r in rows]
+        if latest_only:
+            return list({r.department: r for r in records}.values())
+        return records
+
+    def rollout_latest(self, departments: Sequence[str]) -> dict[str, RolloutChangeRecord]:
+        """The newest change of each of ``departments`` that has one (one query)."""
+        table = _table(RolloutChange)
+        newest = (
+            select(table.c.department, func.max(table.c.version).label("version"))
+            .where(table.c.department.in_(list(departments)))
+            .group_by(table.c.department)
+            .subquery()
+        )
+        stmt = select(table).join(
+            newest,
+            (table.c.department == newest.c.department) & (table.c.version == newest.c.version),
+        )
+        rows = self._read(lambda c: c.execute(stmt).mappings().all())
+        return {r["department"]: RolloutChangeRecord(**r) for r in rows}
+
     def _sealer_for(self, what: str) -> Sealer:
         if self.sealer is None:
             raise AuditError(
@@ -242,7 +323,7 @@ class AuditLog:
     ) -> dict[str, Any]:
         """Append a row to the chain; ``seal(seq)`` gives sealed columns and their keys,
         which are inserted into ``sealed_key`` in the same transaction."""
-        model: type[SQLModel] = {"task": Task, "step": Step, "tool_call": ToolCall}[table]
+        model: type[SQLModel] = CHAIN_TABLES[table]
         try:
             with self.engine.connect() as conn:
                 conn.execution_options(**{WRITE: True})

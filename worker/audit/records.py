@@ -60,3 +60,16 @@ class ToolCallRecord(_Record):
     ok: bool
     error: str | None
     created_at: datetime
+
+
+@dataclass(frozen=True, kw_only=True)
+class RolloutChangeRecord(_Record):
+    """A ``rollout_change`` row."""
+
+    department: str
+    version: int
+    changed_by: str
+    reason: str
+    before: dict[str, Any] | None
+    after: dict[str, Any]
+    created_at: datetime

@@ -45,7 +45,14 @@ Show = Callable[[Any], Any]
 """How values are shown: ``conceal``, or ``reveal`` bound to an opener."""
 
 _PAGE = 1000
-_TIME_COLUMN = {"task": "received_at", "step": "created_at", "tool_call": "created_at"}
+_TIME_COLUMN = {
+    "task": "received_at",
+    "step": "created_at",
+    "tool_call": "created_at",
+    "rollout_change": "created_at",
+}
+#: Chain tables that name their department themselves (the others by their task's).
+_OWN_DEPARTMENT = ("task", "rollout_change")
 _LEAD = ("seq", "table", "task_id", "department")
 _TAIL = ("prev_hash", "hash")
 
@@ -378,7 +385,7 @@ def _export_query(
 ) -> Select[Any]:
     table = CHAIN_TABLES[name].__table__  # type: ignore[attr-defined]
     task = Task.__table__  # type: ignore[attr-defined]
-    if name == "task":
+    if name in _OWN_DEPARTMENT:
         query, dept = select(table), table.c.department
     else:
         dept = task.c.department

@@ -1,6 +1,6 @@
 """The audit tables: append-only, every row a link of one hash chain.
 
-Rows are never updated: a change of state is a new row. ``seq`` is shared by the three
+Rows are never updated: a change of state is a new row. ``seq`` is shared by the
 content tables (one chain, ``main``), so the chain is all their rows ordered by ``seq``.
 ``chain_head`` holds the last link; locking it serializes the writers. The schema itself
 is created by the Alembic migration in ``migrations/versions``; these models describe it.
@@ -89,6 +89,28 @@ class ToolCall(SQLModel, table=True):
     hash: str = Field(sa_type=Text)
 
 
+class RolloutChange(SQLModel, table=True):
+    """A change of one department's rollout settings (DESIGN §8): who, when, why, before
+    and after. The department's latest row is the live copy every worker reads per task;
+    department ``*`` holds the global settings (the global kill switch)."""
+
+    __tablename__ = "rollout_change"
+
+    seq: int = Field(
+        sa_type=BigInteger, primary_key=True, sa_column_kwargs={"autoincrement": False}
+    )
+    department: str = Field(sa_type=Text, index=True)
+    version: int
+    """The department's settings version: 1 for its first change, then one more each."""
+    changed_by: str = Field(sa_type=Text)
+    reason: str = Field(default="", sa_type=Text)
+    before: dict[str, Any] | None = Field(default=None, sa_type=CanonicalJSON, nullable=True)
+    after: dict[str, Any] = Field(default_factory=dict, sa_type=CanonicalJSON, nullable=False)
+    created_at: datetime = Field(sa_type=UtcTimestamp)
+    prev_hash: str = Field(sa_type=Text)
+    hash: str = Field(sa_type=Text)
+
+
 class ChainHead(SQLModel, table=True):
     """The last link of a chain: its ``seq`` and ``hash`` (``0`` and GENESIS when empty)."""
 
@@ -115,7 +137,12 @@ class SealedKeyRow(SQLModel, table=True):
     rewrapped_at: datetime | None = Field(default=None, sa_type=UtcTimestamp, nullable=True)
 
 
-CHAIN_TABLES: dict[str, type[SQLModel]] = {"task": Task, "step": Step, "tool_call": ToolCall}
+CHAIN_TABLES: dict[str, type[SQLModel]] = {
+    "task": Task,
+    "step": Step,
+    "tool_call": ToolCall,
+    "rollout_change": RolloutChange,
+}
 """The tables whose rows are links of the chain, by name."""
 
 UNHASHED = frozenset({"prev_hash", "hash"})

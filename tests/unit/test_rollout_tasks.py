@@ -1,0 +1,181 @@
+"""The Celery task under each rollout mode, on the embedded broker and audit log, with
+the scripted role model and a recording connector."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection
+
+from connectors import ToolCall, ToolResult, ToolSpec
+from worker import runtime
+from worker.rollout import GLOBAL, record_human, store_for
+from worker.rollout.human import human_queue
+from worker.settings import get_settings
+
+INVOICE = {"type": "object", "properties": {"invoice_id": {"type": "string"}}}
+DISPUTE = {
+    "type": "object",
+    "properties": {"invoice_id": {"type": "string"}, "reason": {"type": "string"}},
+    "required": ["invoice_id"],
+}
+READ = ToolSpec("get_invoice", "Get an invoice.", INVOICE, effect="read", connector="erp")
+WRITE = ToolSpec("dispute_invoice", "Dispute an invoice.", DISPUTE, effect="write", connector="erp")
+SCRIPT = [
+    {"tool": "get_invoice", "arguments": {"invoice_id": "INV-1001"}},
+    {"tool": "dispute_invoice", "arguments": {"invoice_id": "INV-1001", "reason": "wrong amount"}},
+]
+
+
+class Erp:
+    """A recording ERP: reads answer, writes are counted; ``on_read`` runs on each read."""
+
+    name = "erp"
+
+    def __init__(self) -> None:
+        self.writes: list[dict[str, Any]] = []
+        self.reads = 0
+        self.on_read: Any = None
+
+    def tools(self) -> list[ToolSpec]:
+        return [READ, WRITE]
+
+    def invoke(self, call: ToolCall, key: str) -> ToolResult:
+        if call.tool == "get_invoice":
+            self.reads += 1
+            if self.on_read is not None:
+                self.on_read()
+            return ToolResult(ok=True, data={"id": "INV-1001", "status": "open"})
+        self.writes.append(dict(call.arguments))
+        return ToolResult(ok=True, data={"id": "INV-1001", "status": "disputed"})
+
+    def dry_run(self, call: ToolCall, key: str) -> ToolResult:
+        would = {"method": "POST", "url": f"/invoices/{call.arguments['invoice_id']}/dispute",
+                 "json": dict(call.arguments), "headers": {"Idempotency-Key": key}}  # fmt: skip
+        return ToolResult(ok=True, data={"dry_run": True, "sent": False, "would_send": would})
+
+
+@pytest.fixture
+def erp() -> Erp:
+    return Erp()
+
+
+@pytest.fixture
+def tasks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, erp: Erp) -> Iterator[Any]:
+    import worker.tasks as tasks
+    from worker.celery_app import create_app
+    from worker.toolbox import Toolbox
+
+    monkeypatch.setenv("UMIQ_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("UMIQ_ROLE_MODEL", "tests.support.scripted:factory")
+    runtime.reset()
+    monkeypatch.setattr(tasks, "app", create_app(get_settings()))
+    box = Toolbox([erp])
+    monkeypatch.setattr(runtime, "toolbox", lambda: box)
+    yield tasks
+    runtime.reset()
+
+
+def run(tasks: Any, task_id: str, script: list[dict[str, Any]] = SCRIPT) -> dict[str, Any]:
+    envelope = {
+        "task_id": task_id,
+        "department": "finance",
+        "query": "Dispute invoice INV-1001: the amount is wrong.",
+        "requested_by": "alice",
+        "context": {"script": script},
+    }
+    return tasks.run_task.apply(args=[envelope]).get()  # type: ignore[no-any-return]
+
+
+def set_mode(**changes: Any) -> None:
+    store_for(runtime.audit_log(), get_settings()).set("finance", changes, by="ops", reason="t")
+
+
+def human_messages(name: str = "umiq.human.finance") -> list[dict[str, Any]]:
+    got = []
+    with Connection(get_settings().resolved_broker_url) as conn:
+        queue = conn.SimpleQueue(human_queue(name))
+        try:
+            while True:
+                message = queue.get(timeout=1)
+                got.append(message.payload)
+                message.ack()
+        except queue.Empty:
+            pass
+        queue.close()
+    return got
+
+
+def test_off_runs_no_model_and_routes_to_people(tasks: Any, erp: Erp) -> None:
+    """In off the task is recorded with its mode, goes to the human queue, and nothing runs."""
+    set_mode(mode="off")
+    result = run(tasks, "t-off")
+    assert result["outcome"] == "not_automated" and "not automated" in result["reason"]
+    audit = runtime.audit_log()
+    assert audit.task("t-off").context["rollout"]["mode"] == "off"
+    assert [s.kind for s in audit.steps("t-off")] == ["outcome"]
+    assert erp.reads == 0 and erp.writes == []
+    (message,) = human_messages()
+    assert message["task_id"] == "t-off" and message["rollout"]["mode"] == "off"
+
+
+def test_shadow_records_the_exact_write_and_sends_nothing(tasks: Any, erp: Erp) -> None:
+    """In shadow reads are real, the write is dry-run and recorded exactly, then people."""
+    set_mode(mode="shadow")
+    result = run(tasks, "t-shadow")
+    assert result["outcome"] == "not_automated"
+    assert erp.reads == 1 and erp.writes == []
+    audit = runtime.audit_log()
+    (write,) = [c for c in audit.tool_calls("t-shadow") if c.effect == "write"]
+    opened = audit.unseal(write)
+    assert opened.response["would_send"]["json"] == SCRIPT[1]["arguments"]
+    assert opened.response["would_send"]["headers"] == {"Idempotency-Key": write.idempotency_key}
+    outcome = audit.outcome("t-shadow")
+    assert outcome["outcome"] == "not_automated"
+    assert [m["task_id"] for m in human_messages()] == ["t-shadow"]
+
+    done = record_human(audit, "t-shadow", by="bob", outcome="answered", answer="INV-1001",
+                        writes=[("dispute_invoice", SCRIPT[1]["arguments"])])  # fmt: skip
+    assert done["agreement"]["writes"] is True and done["agreement"]["agree"] is True
+    assert audit.outcome("t-shadow")["outcome"] == "handled_by_human"
+    assert audit.verify().ok
+
+
+def test_review_holds_the_write(tasks: Any, erp: Erp) -> None:
+    """In review the write waits for approval; nothing is written."""
+    set_mode(mode="review")
+    result = run(tasks, "t-review")
+    assert result["outcome"] == "awaiting_approval" and "review mode" in result["reason"]
+    assert erp.writes == []
+
+
+def test_auto_writes(tasks: Any, erp: Erp) -> None:
+    """In auto the write is made."""
+    result = run(tasks, "t-auto")
+    assert result["outcome"] == "answered", result["reason"]
+    assert erp.writes == [SCRIPT[1]["arguments"]]
+    assert runtime.audit_log().task("t-auto").context["rollout"]["mode"] == "auto"
+
+
+def test_kill_switch_flipped_during_the_episode_stops_the_next_write(tasks: Any, erp: Erp) -> None:
+    """The global kill switch set while the task reads stops its write, which is audited."""
+    erp.on_read = lambda: store_for(runtime.audit_log(), get_settings()).set(
+        GLOBAL, {"kill_switch": True}, by="carol", reason="incident"
+    )
+    run(tasks, "t-kill")
+    assert erp.reads == 1 and erp.writes == []
+    audit = runtime.audit_log()
+    (write,) = [c for c in audit.tool_calls("t-kill") if c.effect == "write"]
+    assert not write.ok and write.error.startswith("stopped: the global kill switch is on")
+    assert "carol" in write.error
+
+
+def test_a_settings_change_applies_to_the_next_task(tasks: Any, erp: Erp) -> None:
+    """A mode changed between two tasks applies to the second, in the same process."""
+    assert run(tasks, "t-1")["outcome"] == "answered"
+    set_mode(mode="off")
+    assert run(tasks, "t-2")["outcome"] == "not_automated"
+    assert len(erp.writes) == 1
