@@ -24,7 +24,14 @@ from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
-from worker.agent.episode import APPROVAL_REQUESTED
+from worker.audit.events import (
+    APPROVED,
+    OutcomeDetails,
+    PolicyDetails,
+    policy_of,
+)
+from worker.audit.protocol import AuditLogProtocol
+from worker.audit.records import StepRecord, TaskRecord
 from worker.errors import ApprovalError
 
 Verdict = Literal["approved", "rejected"]
@@ -69,62 +76,72 @@ class ApprovalDecision:
     seq: int
 
 
-def last_outcome_if(steps: Sequence[Any], outcome: str) -> Any | None:
+def last_outcome_if(steps: Sequence[StepRecord], outcome: str) -> StepRecord | None:
     """The task's last ``outcome`` step when it is ``outcome`` (the task still waits in
     that state: nobody decided it since), else None."""
     last = next((s for s in reversed(steps) if s.kind == "outcome"), None)
-    if last is None or last.details.get("outcome") != outcome:
+    if last is None or OutcomeDetails.from_details(last.details).outcome != outcome:
         return None
     return last
 
 
-def _awaiting(steps: Sequence[Any]) -> Any | None:
-    """The task's last ``outcome`` step when it is ``awaiting_approval`` (the task still
-    waits: not decided into a resume or a rejection), else None."""
-    return last_outcome_if(steps, "awaiting_approval")
+def _waiting_key(outcome: StepRecord) -> str | None:
+    """The key of the call an ``awaiting_approval`` outcome step waits for."""
+    return OutcomeDetails.from_details(outcome.details).key
 
 
-def _pending_in(steps: Sequence[Any]) -> Any | None:
-    """The open approval request of a task's steps, or None."""
-    last_outcome = _awaiting(steps)
-    if last_outcome is None:
-        return None
-    key = last_outcome.details.get("key")
-    decided = any(
-        s.kind == "policy"
-        and s.details.get("key") == key
-        and s.details.get("status") in ("approved", "rejected")
-        and s.seq > last_outcome.seq
-        for s in steps
-    )
-    if decided:
-        return None
+def _decision_on(steps: Sequence[StepRecord], key: str | None, after: int) -> StepRecord | None:
+    """The last human decision (approved or rejected) on call ``key`` after seq ``after``."""
     return next(
         (
             s
             for s in reversed(steps)
-            if s.kind == "policy"
-            and s.details.get("key") == key
-            and s.details.get("status") == APPROVAL_REQUESTED
+            if s.seq > after and (p := policy_of(s)) is not None and p.decides_call(key)
         ),
         None,
     )
 
 
-def _item(task: Any, request: Any) -> PendingApproval:
-    d = request.details
-    held = dict(((d.get("decisions") or [d])[-1].get("details")) or {})
+def _awaiting(steps: Sequence[StepRecord]) -> StepRecord | None:
+    """The task's last ``outcome`` step when it is ``awaiting_approval`` (the task still
+    waits: not decided into a resume or a rejection), else None."""
+    return last_outcome_if(steps, "awaiting_approval")
+
+
+def _pending_in(steps: Sequence[StepRecord]) -> StepRecord | None:
+    """The open approval request of a task's steps, or None."""
+    last_outcome = _awaiting(steps)
+    if last_outcome is None:
+        return None
+    key = _waiting_key(last_outcome)
+    if _decision_on(steps, key, last_outcome.seq) is not None:
+        return None
+    return next(
+        (
+            s
+            for s in reversed(steps)
+            if (p := policy_of(s)) is not None and p.key == key and p.is_approval_request
+        ),
+        None,
+    )
+
+
+def _item(task: TaskRecord, request: StepRecord) -> PendingApproval:
+    d = PolicyDetails.from_details(request.details)
+    deciding = d.deciding  # the approval check (the step holds every check's)
+    held = dict(deciding.get("details") or {})
     approvers = held.get("approvers")
+    if d.key is None:
+        raise ApprovalError(f"task {task.task_id!r}: approval request seq {request.seq} has no key")
     return PendingApproval(
         task_id=task.task_id,
         department=task.department,
         query=task.query,
-        key=d["key"],
-        tool=d.get("tool") or "",
-        effect=d.get("effect", ""),
-        arguments=dict(d.get("arguments") or {}),
-        # the approval decision's own reasons (the step holds every check's)
-        reasons=list((d.get("decisions") or [d])[-1].get("reasons") or []),
+        key=d.key,
+        tool=d.tool or "",
+        effect=d.effect if d.effect is not None else "",
+        arguments=dict(d.arguments or {}),
+        reasons=list(deciding.get("reasons") or []),
         requested_at=request.created_at,
         request_seq=request.seq,
         approvers=None if approvers is None else [str(a) for a in approvers],
@@ -136,7 +153,9 @@ def _same(a: str, b: str) -> bool:
     return a.strip().casefold() == b.strip().casefold()
 
 
-def four_eyes(task: Any, item: PendingApproval, steps: Sequence[Any], by: str) -> str | None:
+def four_eyes(
+    task: TaskRecord, item: PendingApproval, steps: Sequence[StepRecord], by: str
+) -> str | None:
     """Why ``by`` may not approve ``item`` of ``task``, or None when they may."""
     if _same(by, task.requested_by):
         return (
@@ -148,11 +167,9 @@ def four_eyes(task: Any, item: PendingApproval, steps: Sequence[Any], by: str) -
         return f"{by} may not approve {item.tool}: the rule names its approvers ({named})"
     if item.distinct_approvers:
         earlier = {
-            str(s.details.get("by", ""))
+            str(p.by if p.by is not None else "")
             for s in steps
-            if s.kind == "policy"
-            and s.details.get("status") == "approved"
-            and s.seq < item.request_seq
+            if (p := policy_of(s)) is not None and p.status == APPROVED and s.seq < item.request_seq
         }
         if any(_same(by, name) for name in earlier):
             return (
@@ -163,8 +180,8 @@ def four_eyes(task: Any, item: PendingApproval, steps: Sequence[Any], by: str) -
 
 
 def scan(
-    audit: Any,
-    find: Callable[[Any, Sequence[Any]], T | None],
+    audit: AuditLogProtocol,
+    find: Callable[[TaskRecord, Sequence[StepRecord]], T | None],
     *,
     department: str | None = None,
     limit: int = 500,
@@ -182,20 +199,20 @@ def scan(
 
 
 def pending(
-    audit: Any, *, department: str | None = None, limit: int = 500
+    audit: AuditLogProtocol, *, department: str | None = None, limit: int = 500
 ) -> list[PendingApproval]:
     """Calls waiting for a human among the ``limit`` most recent tasks, oldest first."""
     found = scan(audit, pending_in, department=department, limit=limit)
     return sorted(found, key=lambda p: p.request_seq)
 
 
-def pending_in(task: Any, steps: Sequence[Any]) -> PendingApproval | None:
+def pending_in(task: TaskRecord, steps: Sequence[StepRecord]) -> PendingApproval | None:
     """The call of ``task`` (with its ``steps``) that waits for a human, or None."""
     request = _pending_in(steps)
     return None if request is None else _item(task, request)
 
 
-def pending_for(audit: Any, task_id: str) -> PendingApproval:
+def pending_for(audit: AuditLogProtocol, task_id: str) -> PendingApproval:
     """The call of ``task_id`` that waits for a human; ApprovalError when there is none."""
     task = audit.task(task_id)
     if task is None:
@@ -210,7 +227,7 @@ def pending_for(audit: Any, task_id: str) -> PendingApproval:
 
 
 def decide(
-    audit: Any,
+    audit: AuditLogProtocol,
     task_id: str,
     *,
     verdict: Verdict,
@@ -235,42 +252,44 @@ def decide(
     index = max(s.index for s in steps) + 1
     approved = verdict == "approved"
     if approved:
-        refused = four_eyes(audit.task(task_id), item, steps, by)
+        task = audit.task(task_id)
+        assert task is not None  # pending_for found it
+        refused = four_eyes(task, item, steps, by)
         if refused is not None:
             raise ApprovalError(refused)
+    decision = PolicyDetails(
+        policy="approval",
+        allowed=approved,
+        status=verdict,
+        key=item.key,
+        tool=item.tool,
+        by=by,
+        reasons=[f"{verdict} by {by}: {reason}"],
+    )
     record = audit.append_step(
         task_id=task_id,
         index=index,
         kind="policy",
         output=verdict,
-        details={
-            "policy": "approval",
-            "allowed": approved,
-            "status": verdict,
-            "key": item.key,
-            "tool": item.tool,
-            "by": by,
-            "reasons": [f"{verdict} by {by}: {reason}"],
-        },
+        details=decision.to_details(),
     )
     if approved:
         (enqueue or send_resume)(task_id, item.key)
     else:
+        ending = OutcomeDetails(
+            outcome="rejected", reason=f"{item.tool} rejected by {by}: {reason}", key=item.key
+        )
         audit.append_step(
             task_id=task_id,
             index=index + 1,
             kind="outcome",
             output="",
-            details={
-                "outcome": "rejected",
-                "reason": f"{item.tool} rejected by {by}: {reason}",
-                "key": item.key,
-            },
+            details=ending.to_details(),
         )
     return ApprovalDecision(task_id, item.key, verdict, by, reason, record.seq)
 
 
-def resend(audit: Any, task_id: str, *, enqueue: Any | None = None) -> str:
+def resend(audit: AuditLogProtocol, task_id: str, *, enqueue: Any | None = None) -> str:
     """Send the resume of ``task_id``'s approved call again; returns the call's key.
 
     For a task that was approved but never resumed: the broker lost the resume message,
@@ -288,7 +307,9 @@ def resend(audit: Any, task_id: str, *, enqueue: Any | None = None) -> str:
             f"task {task_id!r} is not waiting for approval (it never asked, or it was "
             "rejected or already resumed: `umiq audit show` tells which)"
         )
-    key = last_outcome.details.get("key")
+    key = _waiting_key(last_outcome)
+    if key is None:
+        raise ApprovalError(f"task {task_id!r} waits for approval of no recorded call")
     may, why = approved_key(steps, key)
     if not may:
         raise ApprovalError(f"task {task_id!r} cannot resume: {why}")
@@ -303,25 +324,16 @@ def send_resume(task_id: str, key: str) -> None:
     create_app().send_task(RESUME_TASK_NAME, args=[task_id, key])
 
 
-def approved_key(steps: Sequence[Any], key: str) -> tuple[bool, str]:
+def approved_key(steps: Sequence[StepRecord], key: str) -> tuple[bool, str]:
     """May a resume for ``key`` run now? (True, "") or (False, why not)."""
     last_outcome = _awaiting(steps)
     if last_outcome is None:
         return False, "the task is not waiting for approval (already resumed or ended)"
-    if last_outcome.details.get("key") != key:
-        return False, f"the task waits for call {last_outcome.details.get('key')!r}, not {key!r}"
-    decision = next(
-        (
-            s
-            for s in reversed(steps)
-            if s.kind == "policy"
-            and s.details.get("key") == key
-            and s.seq > last_outcome.seq
-            and s.details.get("status") in ("approved", "rejected")
-        ),
-        None,
-    )
-    if decision is None or decision.details["status"] != "approved":
+    waiting = _waiting_key(last_outcome)
+    if waiting != key:
+        return False, f"the task waits for call {waiting!r}, not {key!r}"
+    decision = _decision_on(steps, key, last_outcome.seq)
+    if decision is None or PolicyDetails.from_details(decision.details).status != APPROVED:
         return False, f"call {key!r} has not been approved"
     later = [s for s in steps if s.seq > decision.seq]
     if later:

@@ -20,6 +20,9 @@ from datetime import datetime
 from typing import Any, Literal
 
 from worker.approvals import last_outcome_if, scan
+from worker.audit.events import OutcomeDetails, PolicyDetails
+from worker.audit.protocol import AuditLogProtocol
+from worker.audit.records import StepRecord, TaskRecord
 from worker.errors import HeldAnswerError
 
 AnswerVerdict = Literal["released", "rejected"]
@@ -56,8 +59,8 @@ class AnswerDecision:
     seq: int
 
 
-def _item(task: Any, outcome: Any) -> HeldAnswer:
-    reason = str(outcome.details.get("reason") or "")
+def _item(task: TaskRecord, outcome: StepRecord) -> HeldAnswer:
+    reason = str(OutcomeDetails.from_details(outcome.details).reason or "")
     return HeldAnswer(
         task_id=task.task_id,
         department=task.department,
@@ -69,19 +72,21 @@ def _item(task: Any, outcome: Any) -> HeldAnswer:
     )
 
 
-def held(audit: Any, *, department: str | None = None, limit: int = 500) -> list[HeldAnswer]:
+def held(
+    audit: AuditLogProtocol, *, department: str | None = None, limit: int = 500
+) -> list[HeldAnswer]:
     """Answers waiting for a human among the ``limit`` most recent tasks, oldest first."""
     found = scan(audit, held_in, department=department, limit=limit)
     return sorted(found, key=lambda h: h.held_seq)
 
 
-def held_in(task: Any, steps: Sequence[Any]) -> HeldAnswer | None:
+def held_in(task: TaskRecord, steps: Sequence[StepRecord]) -> HeldAnswer | None:
     """The answer of ``task`` (with its ``steps``) held for review, or None."""
     outcome = last_outcome_if(steps, "held")
     return None if outcome is None else _item(task, outcome)
 
 
-def held_for(audit: Any, task_id: str) -> HeldAnswer:
+def held_for(audit: AuditLogProtocol, task_id: str) -> HeldAnswer:
     """The held answer of ``task_id``; HeldAnswerError when there is none."""
     task = audit.task(task_id)
     if task is None:
@@ -96,7 +101,7 @@ def held_for(audit: Any, task_id: str) -> HeldAnswer:
 
 
 def decide_answer(
-    audit: Any, task_id: str, *, verdict: AnswerVerdict, by: str, reason: str
+    audit: AuditLogProtocol, task_id: str, *, verdict: AnswerVerdict, by: str, reason: str
 ) -> AnswerDecision:
     """Record a human's decision on the held answer of ``task_id``.
 
@@ -118,22 +123,22 @@ def decide_answer(
         index=index,
         kind="policy",
         output=verdict,
-        details={
-            "policy": "claims",
-            "allowed": released,
-            "status": verdict,
-            "by": by,
-            "reasons": [f"answer {verdict} by {by}: {reason}"],
-        },
+        details=PolicyDetails(
+            policy="claims",
+            allowed=released,
+            status=verdict,
+            by=by,
+            reasons=[f"answer {verdict} by {by}: {reason}"],
+        ).to_details(),
     )
     audit.append_step(
         task_id=task_id,
         index=index + 1,
         kind="outcome",
         output=item.answer if released else "",
-        details={
-            "outcome": "answered" if released else "rejected",
-            "reason": f"held answer {verdict} by {by}: {reason}",
-        },
+        details=OutcomeDetails(
+            outcome="answered" if released else "rejected",
+            reason=f"held answer {verdict} by {by}: {reason}",
+        ).to_details(),
     )
     return AnswerDecision(task_id, verdict, by, reason, record.seq)

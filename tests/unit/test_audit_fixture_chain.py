@@ -105,3 +105,76 @@ def test_replayed_appends_store_the_same_bytes(url: str, monkeypatch: pytest.Mon
     plain.close()
     sealed.close()
     assert write_chain.dump_rows(Path(_db(url))) == ROWS
+
+
+def test_every_step_of_the_old_chain_reads_as_its_typed_event() -> None:
+    """Each stored step's details parse into its kind's payload and write back the same."""
+    from worker.audit.events import DETAILS, details_of
+
+    for item in ROWS:
+        if item["table"] != "step":
+            continue
+        row = item["row"]
+        details = json.loads(row["details"])
+        event = details_of({"kind": row["kind"], "details": details})
+        assert type(event) is DETAILS[row["kind"]]
+        assert event.to_details() == details, row["seq"]
+
+
+def test_the_typed_readers_read_the_old_chain(url: str) -> None:
+    """Approvals, held answers and outcomes read the old rows as they did."""
+    from worker.approvals import approved_key
+    from worker.held import held
+
+    _load(url)
+    log = AuditLog.from_url(url)
+    assert approved_key(log.steps("t-approved"), "t-approved:2")[0] is False  # resumed
+    assert [h.task_id for h in held(log)] == []  # both held answers were decided
+    outcome = log.outcome("t-rejected")
+    assert outcome is not None
+    assert (outcome["outcome"], outcome["reason"]) == (
+        "rejected",
+        "schedule_payment rejected by dave: duplicate invoice",
+    )
+    log.close()
+
+
+def test_todays_decisions_write_the_old_bytes(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """decide and decide_answer, run where the old chain's humans decided, store the same rows."""
+    from worker.approvals import decide
+    from worker.held import decide_answer
+
+    log = AuditLog.from_url(url)
+    stamps = iter(datetime.fromisoformat(a["now"]) for a in APPENDS)  # one per row, in order
+    monkeypatch.setattr(audit_log, "_now", lambda: next(stamps))
+    decisions = 0
+    skip = 0
+    for append in APPENDS:
+        if append["sealed_log"]:
+            break  # the sealed task comes last and has no human decision
+        if skip:
+            skip -= 1
+            continue
+        kwargs = append["kwargs"]
+        details = kwargs.get("details") or {}
+        if kwargs.get("kind") == "policy" and "by" in details:
+            task_id, by = kwargs["task_id"], details["by"]
+            reason = details["reasons"][0].split(": ", 1)[1]
+            if details["policy"] == "approval":
+                decide(log, task_id, verdict=details["status"], by=by, reason=reason,
+                       enqueue=lambda t, k: None)  # fmt: skip
+                skip = 0 if details["status"] == "approved" else 1
+            else:
+                decide_answer(log, task_id, verdict=details["status"], by=by, reason=reason)
+                skip = 1
+            decisions += 1
+            continue
+        getattr(log, append["method"])(**kwargs)
+    log.close()
+    assert decisions == 4
+    written = write_chain.dump_rows(Path(_db(url)))
+    last = max(r["row"]["seq"] for r in written if "seq" in r["row"])
+    old = [r for r in ROWS if r["table"] not in ("chain_head", "sealed_key")]
+    assert [r for r in written if r["table"] not in ("chain_head", "sealed_key")] == [
+        r for r in old if r["row"]["seq"] <= last
+    ]
