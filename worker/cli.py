@@ -35,6 +35,7 @@ def _register_plugins() -> None:
     from worker.evaluation.cli import register as register_eval
     from worker.health_cli import register as register_health
     from worker.review.cli import register as register_review
+    from worker.rollout.cli import register as register_rollout
     from worker.training.cli import register as register_training
 
     register_training(app)
@@ -47,6 +48,7 @@ def _register_plugins() -> None:
     register_review(app)
     register_dlq(app)
     register_health(app)
+    register_rollout(app)
 
 
 _register_plugins()

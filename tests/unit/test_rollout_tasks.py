@@ -179,3 +179,26 @@ def test_a_settings_change_applies_to_the_next_task(tasks: Any, erp: Erp) -> Non
     set_mode(mode="off")
     assert run(tasks, "t-2")["outcome"] == "not_automated"
     assert len(erp.writes) == 1
+
+
+def test_report_counts_modes_writes_approvals_and_agreement(tasks: Any, tmp_path: Path) -> None:
+    """The promotion report counts each mode's tasks, writes, approvals and agreement."""
+    from worker.rollout.report import plot, report
+
+    run(tasks, "r-auto")
+    set_mode(mode="review")
+    run(tasks, "r-review")
+    set_mode(mode="shadow")
+    run(tasks, "r-shadow")
+    audit = runtime.audit_log()
+    record_human(audit, "r-shadow", by="bob", outcome="answered", answer="INV-1002")
+    figures = report(audit, "finance")
+    assert figures["by_mode"] == {"auto": 1, "review": 1, "shadow": 1}
+    assert figures["writes"] == {"made": 1, "dry_run": 1, "stopped": 0, "failed": 0}
+    assert figures["approvals"]["requested"] == 1
+    assert figures["outcomes"]["shadow"] == {"handled_by_human": 1}
+    agreement = figures["shadow_agreement"]
+    assert agreement["compared"] == 1 and agreement["agree"] == 0
+    assert agreement["same_outcome"] == 1 and agreement["same_answer"] == 0
+    assert figures["latency_s"]["auto"]["n"] == 1
+    assert plot(figures, tmp_path / "report.png").stat().st_size > 0

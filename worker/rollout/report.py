@@ -1,0 +1,203 @@
+"""The promotion report: the figures a department head signs before a mode goes up.
+
+Read from the audit log for one department (optionally since a time): tasks by mode and
+outcome, approvals granted and rejected, held answers released and rejected, policy
+refusals by policy, writes made, dry-run and stopped, latency percentiles by mode (task
+received → first outcome), and the shadow agreement with the people's outcomes.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from worker.audit.tables import Step, Task, ToolCall
+from worker.rollout.human import HANDLED_BY_HUMAN, NOT_AUTOMATED
+from worker.rollout.task import CONTEXT_KEY
+
+_CHUNK = 500
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (nearest rank) of ``values``; None when empty."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(q / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def _rows(audit: Any, department: str, since: datetime | None) -> tuple[list, dict, dict]:
+    task = Task.__table__  # type: ignore[attr-defined]
+    step = Step.__table__  # type: ignore[attr-defined]
+    call = ToolCall.__table__  # type: ignore[attr-defined]
+    query = select(task).where(task.c.department == department)
+    if since is not None:
+        query = query.where(task.c.received_at >= since)
+
+    def read(conn: Any) -> tuple[list, dict, dict]:
+        tasks = list(conn.execute(query.order_by(task.c.seq)).mappings())
+        steps: dict[str, list] = defaultdict(list)
+        calls: dict[str, list] = defaultdict(list)
+        ids = [t["task_id"] for t in tasks]
+        for start in range(0, len(ids), _CHUNK):
+            chunk = ids[start : start + _CHUNK]
+            for row in conn.execute(
+                select(step).where(step.c.task_id.in_(chunk)).order_by(step.c.seq)
+            ).mappings():
+                steps[row["task_id"]].append(row)
+            for row in conn.execute(
+                select(call.c.task_id, call.c.effect, call.c.ok, call.c.error)
+                .where(call.c.task_id.in_(chunk))
+                .order_by(call.c.seq)
+            ).mappings():
+                calls[row["task_id"]].append(row)
+        return tasks, steps, calls
+
+    return audit._read(read)  # type: ignore[no-any-return]
+
+
+def report(audit: Any, department: str, since: datetime | None = None) -> dict[str, Any]:
+    """The department's promotion figures (JSON-able)."""
+    tasks, steps_of, calls_of = _rows(audit, department, since)
+    by_mode: Counter[str] = Counter()
+    outcomes: dict[str, Counter[str]] = defaultdict(Counter)
+    shadow_outcomes: Counter[str] = Counter()
+    latency: dict[str, list[float]] = defaultdict(list)
+    approvals: Counter[str] = Counter()
+    held: Counter[str] = Counter()
+    refusals: Counter[str] = Counter()
+    writes: Counter[str] = Counter()
+    agreement: Counter[str] = Counter()
+    for task in tasks:
+        context = task["context"] or {}
+        mode = str((context.get(CONTEXT_KEY) or {}).get("mode") or "unrecorded")
+        by_mode[mode] += 1
+        steps = steps_of.get(task["task_id"], [])
+        ends = [s for s in steps if s["kind"] in ("outcome", "rejected")]
+        final = ends[-1] if ends else None
+        if final is None:
+            outcomes[mode]["running"] += 1
+        else:
+            outcomes[mode][str(final["details"].get("outcome") or final["kind"])] += 1
+            first = ends[0]
+            latency[mode].append((first["created_at"] - task["received_at"]).total_seconds())
+        for s in steps:
+            details = s["details"]
+            if s["kind"] == "outcome":
+                result = details.get("outcome")
+                if mode == "shadow" and result not in (NOT_AUTOMATED, HANDLED_BY_HUMAN):
+                    shadow_outcomes[str(result)] += 1
+                if result == "held":
+                    held["held"] += 1
+                if (
+                    result == HANDLED_BY_HUMAN
+                    and details.get("agreement", {}).get("agree") is not None
+                ):
+                    agreed = details["agreement"]
+                    agreement["compared"] += 1
+                    for part in ("agree", "outcome", "writes"):
+                        agreement[part] += bool(agreed.get(part))
+                    if agreed.get("answer") is not None:
+                        agreement["answer_compared"] += 1
+                        agreement["answer"] += bool(agreed["answer"])
+            if s["kind"] != "policy":
+                continue
+            status = details.get("status")
+            if details.get("policy") == "claims" and status in ("released", "rejected"):
+                held[str(status)] += 1
+            elif status in ("requested", "approved", "rejected"):
+                approvals[str(status)] += 1
+            elif details.get("allowed") is False:
+                refusals[str(details.get("policy"))] += 1
+        for c in calls_of.get(task["task_id"], []):
+            if c["effect"] != "write":
+                continue
+            if not c["ok"] and (c["error"] or "").startswith("stopped:"):
+                writes["stopped"] += 1
+            elif c["ok"] and mode == "shadow":
+                writes["dry_run"] += 1
+            elif c["ok"]:
+                writes["made"] += 1
+            else:
+                writes["failed"] += 1
+    compared = agreement["compared"]
+    return {
+        "department": department,
+        "since": since.isoformat() if since else None,
+        "tasks": len(tasks),
+        "by_mode": dict(by_mode),
+        "outcomes": {m: dict(c) for m, c in outcomes.items()},
+        "shadow_outcomes": dict(shadow_outcomes),
+        "approvals": {
+            "requested": approvals["requested"],
+            "granted": approvals["approved"],
+            "rejected": approvals["rejected"],
+        },
+        "held_answers": {k: held[k] for k in ("held", "released", "rejected")},
+        "policy_refusals": dict(refusals),
+        "writes": {k: writes[k] for k in ("made", "dry_run", "stopped", "failed")},
+        "latency_s": {
+            m: {f"p{q}": percentile(v, q) for q in (50, 90, 99)} | {"n": len(v)}
+            for m, v in latency.items()
+        },
+        "shadow_agreement": {
+            "compared": compared,
+            "agree": agreement["agree"],
+            "rate": agreement["agree"] / compared if compared else None,
+            "same_outcome": agreement["outcome"],
+            "same_writes": agreement["writes"],
+            "same_answer": agreement["answer"],
+            "answers_compared": agreement["answer_compared"],
+        },
+    }
+
+
+def plot(figures: dict[str, Any], out: str | Path) -> Path:
+    """The report as one PNG: outcomes by mode, latency percentiles, shadow agreement."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out = Path(out)
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    modes = sorted(figures["outcomes"])
+    kinds = sorted({k for m in modes for k in figures["outcomes"][m]})
+    bottom = [0] * len(modes)
+    for kind in kinds:
+        values = [figures["outcomes"][m].get(kind, 0) for m in modes]
+        axes[0].bar(modes, values, bottom=bottom, label=kind)
+        bottom = [b + v for b, v in zip(bottom, values, strict=True)]
+    axes[0].set_title(f"{figures['department']}: tasks by mode and outcome")
+    if kinds:
+        axes[0].legend(fontsize=8)
+    lat = figures["latency_s"]
+    for i, q in enumerate(("p50", "p90", "p99")):
+        xs = [j + (i - 1) * 0.25 for j in range(len(lat))]
+        axes[1].bar(xs, [lat[m][q] or 0 for m in lat], width=0.25, label=q)
+    axes[1].set_xticks(range(len(lat)), list(lat))
+    axes[1].set_title("latency to outcome (s)")
+    if lat:
+        axes[1].legend(fontsize=8)
+    agree = figures["shadow_agreement"]
+    parts = {
+        "agree": (agree["agree"], agree["compared"]),
+        "outcome": (agree["same_outcome"], agree["compared"]),
+        "writes": (agree["same_writes"], agree["compared"]),
+        "answer": (agree["same_answer"], agree["answers_compared"]),
+    }
+    axes[2].bar(list(parts), [100 * a / n if n else 0 for a, n in parts.values()])
+    axes[2].set_ylim(0, 100)
+    axes[2].set_title(f"shadow agreement with people (% of {agree['compared']})")
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
