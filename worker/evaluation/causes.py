@@ -57,6 +57,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from worker.audit.events import CallerDetails, PolicyDetails, StepDetails, details_of
+
 CAUSES: tuple[str, ...] = (
     "error",
     "step limit",
@@ -116,8 +118,9 @@ def _kind(step: Any) -> str:
     return str(_get(step, "kind", ""))
 
 
-def _details(step: Any) -> Mapping[str, Any]:
-    return _get(step, "details") or {}
+def _event(step: Any) -> StepDetails:
+    """The typed details of ``step`` (an audit record or a result's step entry)."""
+    return details_of({"kind": _kind(step), "details": _get(step, "details") or {}})
 
 
 def _text(step: Any) -> str:
@@ -129,17 +132,17 @@ def agent_calls(steps: Iterable[Any]) -> list[Call]:
     """The calls the caller made, in order; a schema refusal marks the call before it."""
     calls: list[Call] = []
     for step in steps:
-        kind, details = _kind(step), _details(step)
-        if kind == "caller":
-            if details.get("error"):
+        event = _event(step)
+        if isinstance(event, CallerDetails):
+            if event.error:
                 match = _ACTION.search(_text(step))
-                calls.append(Call(match.group(1) if match else None, None, str(details["error"])))
+                calls.append(Call(match.group(1) if match else None, None, str(event.error)))
             else:
-                calls.append(Call(details.get("tool"), dict(details.get("arguments") or {})))
+                calls.append(Call(event.tool, dict(event.arguments or {})))
         elif (
-            kind == "policy"
-            and details.get("policy") == "schema"
-            and not details.get("allowed", True)
+            isinstance(event, PolicyDetails)
+            and event.policy == "schema"
+            and event.allowed is False
             and calls
         ):
             last = calls[-1]
@@ -162,12 +165,13 @@ def expert_calls(trajectory: Mapping[str, Any]) -> list[Call]:
 def policy_denials(steps: Iterable[Any]) -> list[Mapping[str, Any]]:
     """The details of policy steps that refused a call (schema checks aside; the
     ``claims`` check judges an answer, not a call)."""
+    events = [_event(step) for step in steps]
     return [
-        _details(step)
-        for step in steps
-        if _kind(step) == "policy"
-        and _details(step).get("allowed") is False
-        and _details(step).get("policy") not in ("schema", "claims")
+        event.to_details()
+        for event in events
+        if isinstance(event, PolicyDetails)
+        and event.allowed is False
+        and event.policy not in ("schema", "claims")
     ]
 
 

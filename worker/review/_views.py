@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.audit.events import APPROVAL_REQUESTED, OutcomeDetails, PolicyDetails
 from worker.audit.review import SEALED, TaskSummary
 
 OUTCOMES = (
@@ -86,11 +87,11 @@ def _reasons(value: Any) -> list[str]:
     return [str(r) for r in value] if isinstance(value, list) else [str(value)]
 
 
-def _decision_why(details: Mapping[str, Any], status: str) -> str:
+def _decision_why(details: PolicyDetails, status: str) -> str:
     """The human's own words of a decision step (its reason without "approved by x: ")."""
-    reasons = _reasons(details.get("reasons"))
+    reasons = _reasons(details.reasons)
     text = reasons[0] if reasons else ""
-    prefix = f"{status} by {details.get('by', '')}: "
+    prefix = f"{status} by {details.by if details.by is not None else ''}: "
     return text.removeprefix(prefix)
 
 
@@ -118,35 +119,37 @@ def _step_row(entry: Mapping[str, Any]) -> dict[str, Any]:
         return row
     rest = dict(details)
     if kind == "policy":
-        status = str(details.get("status") or "")
+        policy = PolicyDetails.from_details(details)
+        status = str(policy.status or "")
         row["policy"] = {
-            "name": str(details.get("policy") or ""),
-            "allowed": bool(details.get("allowed")),
-            "tool": str(details.get("tool") or ""),
+            "name": str(policy.policy or ""),
+            "allowed": bool(policy.allowed),
+            "tool": str(policy.tool or ""),
             "decisions": [
                 {
                     "policy": str(d.get("policy", "")),
                     "allowed": bool(d.get("allowed")),
                     "reasons": _reasons(d.get("reasons")),
                 }
-                for d in details.get("decisions") or []
+                for d in policy.decisions or []
                 if isinstance(d, Mapping)
             ],
-            "reasons": _reasons(details.get("reasons")),
+            "reasons": _reasons(policy.reasons),
         }
         if status:
             row["approval"] = {
                 "status": status,
-                "key": str(details.get("key") or ""),
-                "by": str(details.get("by") or ""),
-                "why": _decision_why(details, status) if status != "requested" else "",
+                "key": str(policy.key or ""),
+                "by": str(policy.by or ""),
+                "why": _decision_why(policy, status) if status != APPROVAL_REQUESTED else "",
             }
         for name in _POLICY_SHOWN:
             rest.pop(name, None)
     elif kind == "outcome":
+        ending = OutcomeDetails.from_details(details)
         row["outcome"] = {
-            "outcome": str(details.get("outcome")),
-            "reason": str(details.get("reason", "")),
+            "outcome": str(ending.outcome),
+            "reason": str(ending.reason if ending.reason is not None else ""),
         }
         rest.pop("outcome", None)
         rest.pop("reason", None)
