@@ -2,6 +2,7 @@
 
     UmiqError
     ├── ConfigError                 settings or files that cannot work
+    │   └── RolloutFileError        a rollout settings file or value that does not validate
     ├── EnvelopeError               a task message that is not a valid envelope (names the field)
     ├── ModelError                  role models
     │   ├── ModelStoreError         the base checkpoint cannot be fetched or converted
@@ -12,7 +13,8 @@
     │   └── ChainBroken             a row whose hash does not follow from its predecessor
     └── DecisionError               a human's decision that cannot be taken
         ├── ApprovalError           on a call waiting for approval (nothing pending, four eyes…)
-        └── HeldAnswerError         on an answer held for review (nothing held, bad verdict…)
+        ├── HeldAnswerError         on an answer held for review (nothing held, bad verdict…)
+        └── HumanOutcomeError       a person's outcome of a task that cannot be recorded
 
 Errors of the packages below ``worker`` live in them, because those packages must not
 import ``worker``: ``connectors.ConnectorError`` (``UnknownTool``, ``InvalidArguments``,
@@ -31,6 +33,10 @@ class UmiqError(Exception):
 
 class ConfigError(UmiqError):
     """Settings or files that cannot work as given."""
+
+
+class RolloutFileError(ConfigError):
+    """A rollout settings file or value that does not validate; the message names the key."""
 
 
 class EnvelopeError(UmiqError):
@@ -86,3 +92,7 @@ class ApprovalError(DecisionError):
 
 class HeldAnswerError(DecisionError):
     """A decision on a held answer that cannot be taken (nothing held, already decided…)."""
+
+
+class HumanOutcomeError(DecisionError):
+    """A human outcome that cannot be recorded (unknown task, not routed to people…)."""

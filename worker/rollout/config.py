@@ -27,17 +27,13 @@ from typing import Any, Literal
 import tomlkit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from worker.errors import ConfigError
+from worker.errors import RolloutFileError
 from worker.settings import DepartmentSettings
 
 FILE_VERSION = 1
 GLOBAL = "*"
 """The department name under which the global settings live."""
 _NAME = re.compile(r"^[a-z][a-z0-9_-]{0,62}$")
-
-
-class RolloutFileError(ConfigError):
-    """A rollout settings file or value that does not validate; the message names the key."""
 
 
 class StrictDepartment(DepartmentSettings):

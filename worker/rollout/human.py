@@ -18,7 +18,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
-from worker.errors import UmiqError
+from worker.errors import HumanOutcomeError
 from worker.rollout.decide import Rollout
 
 NOT_AUTOMATED = "not_automated"
@@ -27,10 +27,6 @@ HUMAN_EXCHANGE = "umiq.human"
 HUMAN_OUTCOMES = ("answered", "gave_up")
 """What a person may report: they answered (and made the writes they list), or the task
 could not or should not be done."""
-
-
-class HumanOutcomeError(UmiqError):
-    """A human outcome that cannot be recorded (unknown task, not routed to people…)."""
 
 
 def human_queue(name: str) -> Queue:
