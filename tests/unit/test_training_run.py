@@ -442,3 +442,12 @@ def test_training_refuses_to_cut_more_than_a_small_share(tiny: dict[str, Any]) -
     config = make_config(tiny, "refused", max_cut_share=0.05)
     with pytest.raises(ConfigError, match=r"refusing to train: .*prompts are longer"):
         train(config, progress=False)
+
+
+def test_trained_adapters_and_card_name_no_absolute_path(glpft: TrainResult) -> None:
+    """The adapter configs and the card record the base by a portable path, not this machine's."""
+    for stage in ("global", *ROLE_DIRS):
+        config = json.loads((glpft.out / stage / "adapter_config.json").read_text())
+        assert not Path(config["base_model_name_or_path"]).is_absolute(), stage
+    record = json.loads((glpft.out / "umiq-train.json").read_text())
+    assert not Path(record["base"]["path"]).is_absolute()

@@ -333,6 +333,34 @@ def _build_model(
     return get_peft_model(base, lora, adapter_name=stage.name)
 
 
+def portable_path(path: str | Path) -> str:
+    """``path`` as it may be written into a file that is shared or committed: relative to
+    the working directory when inside it, else with the home directory as ``~``, else
+    its last component (a model card or adapter config names no machine's layout)."""
+    resolved = Path(path).resolve()
+    try:
+        return str(resolved.relative_to(Path.cwd().resolve()))
+    except ValueError:
+        pass
+    try:
+        return str(Path("~") / resolved.relative_to(Path.home().resolve()))
+    except (ValueError, RuntimeError):
+        return resolved.name
+
+
+def make_portable(adapter_dir: Path) -> None:
+    """Rewrite ``adapter_config.json``'s ``base_model_name_or_path`` with ``portable_path``
+    (peft writes the absolute path of the base it was given; loading compares names)."""
+    config_file = adapter_dir / "adapter_config.json"
+    if not config_file.is_file():
+        return
+    config = json.loads(config_file.read_text())
+    base = config.get("base_model_name_or_path")
+    if base and Path(base).is_absolute():
+        config["base_model_name_or_path"] = portable_path(base)
+        config_file.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
+
+
 def _save_final(model: Any, stage: Stage, out: Path, summary: dict[str, Any]) -> None:
     """Save the adapter to ``out/<stage>/`` atomically, the ``done`` file last."""
     tmp = out / f".{stage.name}.saving"
@@ -340,6 +368,7 @@ def _save_final(model: Any, stage: Stage, out: Path, summary: dict[str, Any]) ->
     # peft writes a non-default adapter into <dir>/<adapter name>/.
     model.save_pretrained(str(tmp), selected_adapters=[stage.name])
     saved = tmp / stage.name
+    make_portable(saved)
     (saved / DONE).write_text(json.dumps(summary, indent=2) + "\n")
     final = out / stage.name
     shutil.rmtree(final, ignore_errors=True)
@@ -377,7 +406,7 @@ def _record(
         "complete": complete,
         "base": {
             "name": checkpoint_name(base_dir),
-            "path": str(base_dir),
+            "path": portable_path(base_dir),
             "revision": base_revision,
             "source": stamp.get("source"),
         },
