@@ -20,10 +20,13 @@ these functions.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Literal, TypeVar
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from worker.audit import decisions
 from worker.audit.events import (
     APPROVED,
     OutcomeDetails,
@@ -234,11 +237,13 @@ def decide(
     by: str,
     reason: str,
     enqueue: Any | None = None,
+    signer: Ed25519PrivateKey | None = None,
 ) -> ApprovalDecision:
     """Record a human's decision on the waiting call of ``task_id``.
 
     ``approved`` calls ``enqueue(task_id, key)`` (by default: send ``umiq.resume_task``);
-    ``rejected`` ends the task as ``rejected`` with the reason.
+    ``rejected`` ends the task as ``rejected`` with the reason. With ``signer`` (the
+    deciding service's decision key) the decision is signed (``worker.audit.decisions``).
     """
     if verdict not in ("approved", "rejected"):
         raise ApprovalError(f"verdict must be 'approved' or 'rejected', not {verdict!r}")
@@ -266,6 +271,10 @@ def decide(
         by=by,
         reasons=[f"{verdict} by {by}: {reason}"],
     )
+    if signer is not None:
+        waiting = _awaiting(steps)
+        assert waiting is not None  # pending_for found the waiting call
+        decision = decisions.sign(signer, task_id, replace(decision, on_seq=waiting.seq))
     record = audit.append_step(
         task_id=task_id,
         index=index,
@@ -339,3 +348,31 @@ def approved_key(steps: Sequence[StepRecord], key: str) -> tuple[bool, str]:
     if later:
         return False, "the task was already resumed after this approval"
     return True, ""
+
+
+def forged_approval(
+    steps: Sequence[StepRecord], key: str, public_key: Ed25519PublicKey | None
+) -> str | None:
+    """Why the approval that lets call ``key`` resume does not count, or None when it does.
+
+    Checked by the worker before a resume (after :func:`approved_key` allowed it): with
+    a decision public key, the approval must be signed by its key and answer the wait it
+    is recorded after. Without one (``public_key`` None) every approval counts, as
+    before decisions were signed.
+    """
+    if public_key is None:
+        return None
+    waiting = _awaiting(steps)
+    decision = None if waiting is None else _decision_on(steps, key, waiting.seq)
+    if waiting is None or decision is None:
+        return f"call {key!r} has no approval to check"
+    details = PolicyDetails.from_details(decision.details)
+    why = decisions.problem(decision.task_id, details, public_key)
+    if why is None and details.on_seq != waiting.seq:
+        why = (
+            f"the signed approval answers seq {details.on_seq}, the task waits since seq "
+            f"{waiting.seq}: an approval copied from another wait"
+        )
+    if why is None:
+        return None
+    return f"approval of {key} (audit seq {decision.seq}, by {details.by}) refused at resume: {why}"

@@ -26,6 +26,12 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
 
         return runtime.audit_log()
 
+    def signer() -> object:
+        from worker import runtime
+        from worker.audit.decisions import signing_key
+
+        return signing_key(runtime.settings().decision_key_file)
+
     @group.command("list")
     def list_command(
         department: str | None = typer.Option(None, help="Only this department's."),
@@ -55,7 +61,14 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
         from worker.approvals import decide
 
         try:
-            decision = decide(audit(), task_id, verdict=verdict, by=by, reason=reason)  # type: ignore[arg-type]
+            decision = decide(
+                audit(),  # type: ignore[arg-type]
+                task_id,
+                verdict=verdict,  # type: ignore[arg-type]
+                by=by,
+                reason=reason,
+                signer=signer(),  # type: ignore[arg-type]
+            )
         except UmiqError as exc:
             out.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc
@@ -123,7 +136,14 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
         from worker.held import decide_answer
 
         try:
-            decision = decide_answer(audit(), task_id, verdict=verdict, by=by, reason=reason)  # type: ignore[arg-type]
+            decision = decide_answer(
+                audit(),  # type: ignore[arg-type]
+                task_id,
+                verdict=verdict,  # type: ignore[arg-type]
+                by=by,
+                reason=reason,
+                signer=signer(),  # type: ignore[arg-type]
+            )
         except UmiqError as exc:
             out.print(f"[red]{exc}[/red]")
             raise typer.Exit(1) from exc

@@ -25,7 +25,7 @@ from worker.settings import Settings
 
 Status = Literal["ok", "fail", "skip"]
 
-CHECKS = ("broker", "database", "migrations", "model", "keyring")
+CHECKS = ("broker", "database", "migrations", "model", "keyring", "decisions")
 """Every check, in the order they run."""
 
 
@@ -340,6 +340,44 @@ def check_keyring(settings: Settings, timeout: float = 5.0, *, database_ok: bool
     return Check("keyring", "ok", f"{detail}; opens every sealed key in the database", facts=facts)
 
 
+def check_decisions(settings: Settings) -> Check:
+    """Whether human decisions are signed: the decision keys configured and readable."""
+    from worker.audit.checkpoint import key_id
+    from worker.audit.decisions import signing_key, verifying_key
+    from worker.errors import AuditError
+
+    try:
+        public = verifying_key(settings.decision_public_key_file)
+        private = signing_key(settings.decision_key_file)
+    except AuditError as exc:
+        return Check("decisions", "fail", f"a decision key cannot be read: {exc}")
+    signer = None if private is None else key_id(private.public_key())
+    if signer is not None and public is not None and signer != key_id(public):
+        return Check(
+            "decisions",
+            "fail",
+            f"UMIQ_DECISION_KEY_FILE (key {signer}) is not the pair of "
+            f"UMIQ_DECISION_PUBLIC_KEY_FILE (key {key_id(public)}): approvals would be refused",
+        )
+    if public is None and private is None:
+        return Check(
+            "decisions",
+            "ok",
+            "decisions UNSIGNED: no UMIQ_DECISION_PUBLIC_KEY_FILE (worker, verify) nor "
+            "UMIQ_DECISION_KEY_FILE (CLI, review page); whoever can write the database can "
+            "forge an approval",
+            facts={"signed": False},
+        )
+    parts = []
+    if signer is not None:
+        parts.append(f"signs decisions with key {signer}")
+    if public is not None:
+        parts.append(f"resumes only approvals signed by key {key_id(public)}")
+    else:
+        parts.append("no UMIQ_DECISION_PUBLIC_KEY_FILE: approvals are not checked here")
+    return Check("decisions", "ok", "; ".join(parts), facts={"signed": public is not None})
+
+
 # -- all of them ---------------------------------------------------------------------
 
 
@@ -380,6 +418,8 @@ def run_checks(
             run = partial(check_migrations, settings, timeout)
         elif name == "model":
             run = partial(check_model, settings, load=load_model)
+        elif name == "decisions":
+            run = partial(check_decisions, settings)
         else:
             schema = results.get("migrations")
             usable = database_ok and (schema is None or schema.ok)

@@ -15,11 +15,14 @@ these functions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from worker.approvals import last_outcome_if, scan
+from worker.audit import decisions
 from worker.audit.events import OutcomeDetails, PolicyDetails
 from worker.audit.protocol import AuditLogProtocol
 from worker.audit.records import StepRecord, TaskRecord
@@ -101,12 +104,19 @@ def held_for(audit: AuditLogProtocol, task_id: str) -> HeldAnswer:
 
 
 def decide_answer(
-    audit: AuditLogProtocol, task_id: str, *, verdict: AnswerVerdict, by: str, reason: str
+    audit: AuditLogProtocol,
+    task_id: str,
+    *,
+    verdict: AnswerVerdict,
+    by: str,
+    reason: str,
+    signer: Ed25519PrivateKey | None = None,
 ) -> AnswerDecision:
     """Record a human's decision on the held answer of ``task_id``.
 
     ``released`` ends the task ``answered`` with the held answer; ``rejected`` ends it
-    ``rejected``. Either way the reviewer's name and reason are on the chain.
+    ``rejected``. Either way the reviewer's name and reason are on the chain; with
+    ``signer`` (the deciding service's decision key) the decision is signed.
     """
     if verdict not in VERDICTS:
         raise HeldAnswerError(f"verdict must be 'released' or 'rejected', not {verdict!r}")
@@ -118,18 +128,21 @@ def decide_answer(
     item = held_for(audit, task_id)
     index = max(s.index for s in audit.steps(task_id)) + 1
     released = verdict == "released"
+    decision = PolicyDetails(
+        policy="claims",
+        allowed=released,
+        status=verdict,
+        by=by,
+        reasons=[f"answer {verdict} by {by}: {reason}"],
+    )
+    if signer is not None:
+        decision = decisions.sign(signer, task_id, replace(decision, on_seq=item.held_seq))
     record = audit.append_step(
         task_id=task_id,
         index=index,
         kind="policy",
         output=verdict,
-        details=PolicyDetails(
-            policy="claims",
-            allowed=released,
-            status=verdict,
-            by=by,
-            reasons=[f"answer {verdict} by {by}: {reason}"],
-        ).to_details(),
+        details=decision.to_details(),
     )
     audit.append_step(
         task_id=task_id,

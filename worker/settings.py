@@ -269,6 +269,17 @@ class Settings(BaseSettings):
     """How often a scrape reads the audit log (approvals waiting, held answers) and the
     broker (queue depth) anew; scrapes in between answer the figures last read."""
 
+    decision_key_file: Path | None = None
+    """The private Ed25519 key (``umiq audit keygen``) with which the deciding services,
+    the CLI and the review page, sign each human decision. Never give it to the worker."""
+    decision_public_key_file: Path | None = None
+    """Its public key: the worker resumes only approvals signed by it and ``umiq audit
+    verify`` checks every decision against it. Unset: decisions are unsigned (health
+    says so) and the worker resumes any recorded approval."""
+    pseudonym_key: str | None = Field(default=None, repr=False)
+    """The secret of the keyed hash that stands for ``requested_by`` in the plain task
+    row (16 characters or more); the raw name is sealed. Key material."""
+
     review_users: dict[str, str] = Field(default_factory=dict, repr=False)
     """Who may log in to the review page (``umiq review serve``, HTTP basic auth): user
     name → password hash from ``umiq review hash-password`` (``scrypt$…``), or a plain

@@ -198,6 +198,9 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
             return audit.outcome(task_id) or {"task_id": task_id, "outcome": None, "reason": why}
         structlog.contextvars.bind_contextvars(department=task.department)
         settings = runtime.settings()
+        forged = _forged_approval(settings, steps, key)
+        if forged is not None:
+            return _refuse_resume(audit, task_id, steps, key, forged)
         plan = rollout.begin(
             audit,
             settings,
@@ -231,3 +234,27 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
         raise
     log.info("task.resumed", outcome=result.outcome, steps=len(result.steps))
     return result.as_dict()
+
+
+def _forged_approval(settings: Any, steps: Any, key: str) -> str | None:
+    """Why the approval of ``key`` is not signed by the decision key, or None (it is, or
+    no decision public key is configured)."""
+    from worker.approvals import forged_approval
+    from worker.audit.decisions import verifying_key
+
+    return forged_approval(steps, key, verifying_key(settings.decision_public_key_file))
+
+
+def _refuse_resume(audit: Any, task_id: str, steps: Any, key: str, why: str) -> dict[str, Any]:
+    """End the task ``refused`` with ``why`` on the chain: the held call is never made."""
+    from worker.audit.events import OutcomeDetails
+
+    log.warning("task.resume_refused", key=key, reason=why)
+    audit.append_step(
+        task_id=task_id,
+        index=max(s.index for s in steps) + 1,
+        kind="outcome",
+        output="",
+        details=OutcomeDetails(outcome="refused", reason=why, key=key).to_details(),
+    )
+    return audit.outcome(task_id) or {"task_id": task_id, "outcome": "refused", "reason": why}

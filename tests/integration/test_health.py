@@ -62,6 +62,7 @@ def test_a_deployment_on_the_real_services_is_healthy(env: dict[str, str]) -> No
         "migrations": "ok",
         "model": "ok",
         "keyring": "ok",
+        "decisions": "ok",
     }
     assert "127.0.0.1:5672" in done.stdout and "guest:***@" in done.stdout
     assert "healthy" in done.stdout
@@ -79,6 +80,7 @@ def test_a_dead_broker_is_named(env: dict[str, str]) -> None:
         "migrations": "ok",
         "model": "ok",
         "keyring": "ok",
+        "decisions": "ok",
     }
     assert f"127.0.0.1:{port}" in done.stdout
     assert "unhealthy: broker" in done.stderr

@@ -164,6 +164,7 @@ def verify_command(
         _say(f"audit chain OK: {report.rows} rows verified")
     else:
         _say(f"audit chain BROKEN after {report.rows} good rows: {report.first_broken}")
+    failed = _verify_decisions(log) or failed
     if saved is not None and checked is not None:
         if checked.problem is not None:
             failed = True
@@ -182,6 +183,27 @@ def verify_command(
             )
     if failed:
         raise typer.Exit(1)
+
+
+def _verify_decisions(log: AuditLog) -> bool:
+    """Say whether the human decisions are signed by the decision key; True when one is not."""
+    from worker.audit.decisions import check_log, verifying_key
+
+    with _errors():
+        public_key = verifying_key(_settings().decision_public_key_file)
+        found = check_log(log.engine, public_key)
+    if public_key is None:
+        _say(
+            f"decisions UNSIGNED: no UMIQ_DECISION_PUBLIC_KEY_FILE, {found.checked} human "
+            f"decisions not checked ({found.unsigned} carry no signature)",
+            style="yellow",
+        )
+        return False
+    for seq, task_id, why in found.bad:
+        _say(f"decision seq={seq} (task {task_id}) does NOT VERIFY: {why}")
+    if not found.bad:
+        _say(f"decisions OK: {found.checked} human decisions signed by the decision key")
+    return bool(found.bad)
 
 
 def keygen_command(

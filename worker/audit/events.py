@@ -148,6 +148,12 @@ class PolicyDetails(StepDetails):
     effect: str | None = None
     arguments: dict[str, Any] | None = None
     by: str | None = None
+    on_seq: int | None = None
+    """A signed decision: the seq of the outcome step it answers (``worker.audit.decisions``)."""
+    key_id: str | None = None
+    """A signed decision: the id of the Ed25519 key that signed it."""
+    signature: str | None = None
+    """A signed decision: base64 of its Ed25519 signature."""
 
     @property
     def is_approval_request(self) -> bool:

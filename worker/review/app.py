@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import structlog
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -22,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from worker.approvals import decide, pending_for, pending_in, scan, send_resume
-from worker.audit import AuditLog, ensure_schema
+from worker.audit import AuditLog, decisions, ensure_schema
 from worker.audit.review import SEALED, conceal, list_tasks, load_trace, open_trace, trace_as_dict
 from worker.errors import ApprovalError, AuditError, HeldAnswerError, UmiqError
 from worker.held import decide_answer, held_for, held_in
@@ -120,6 +121,8 @@ def create_app(
     audit_log = audit if audit is not None else open_audit_log(settings)
     send = enqueue or send_resume
     signer = Signer(signing_key(settings.review_secret))
+    # Each decision is signed with the decision key (the worker holds only its public half).
+    decision_key = decisions.signing_key(settings.decision_key_file)
     env = _templates()
     stylesheet = STYLESHEET.read_text(encoding="utf-8")
 
@@ -332,7 +335,15 @@ def create_app(
             raise HTTPException(400, "verdict must be 'approved' or 'rejected'")
         reason = form.get("reason", "").strip()
         message = await run_in_threadpool(
-            _decide, audit_log, task_id, verdict, user.name, reason, form.get("key", ""), send
+            _decide,
+            audit_log,
+            task_id,
+            verdict,
+            user.name,
+            reason,
+            form.get("key", ""),
+            send,
+            decision_key,
         )
         return back_to_approvals(request, message)
 
@@ -344,7 +355,14 @@ def create_app(
             raise HTTPException(400, "verdict must be 'released' or 'rejected'")
         reason = form.get("reason", "").strip()
         message = await run_in_threadpool(
-            _decide_held, audit_log, task_id, verdict, user.name, reason, form.get("seq", "")
+            _decide_held,
+            audit_log,
+            task_id,
+            verdict,
+            user.name,
+            reason,
+            form.get("seq", ""),
+            decision_key,
         )
         return back_to_approvals(request, message)
 
@@ -352,7 +370,14 @@ def create_app(
 
 
 def _decide(
-    audit: AuditLog, task_id: str, verdict: str, by: str, reason: str, key: str, send: Enqueue
+    audit: AuditLog,
+    task_id: str,
+    verdict: str,
+    by: str,
+    reason: str,
+    key: str,
+    send: Enqueue,
+    decision_key: Ed25519PrivateKey | None = None,
 ) -> tuple[str, str]:
     """Record the decision; the flash message: (``ok`` or ``error``, text)."""
     if not reason:
@@ -363,7 +388,15 @@ def _decide(
                 f"{task_id} now waits for another call than the one shown; nothing was "
                 "recorded: look again"
             )
-        decision = decide(audit, task_id, verdict=verdict, by=by, reason=reason, enqueue=send)  # type: ignore[arg-type]
+        decision = decide(
+            audit,
+            task_id,
+            verdict=verdict,  # type: ignore[arg-type]
+            by=by,
+            reason=reason,
+            enqueue=send,
+            signer=decision_key,
+        )
     except ApprovalError as exc:
         return "error", str(exc)
     log.info("review.decided", task_id=task_id, key=decision.key, verdict=verdict, by=by)
@@ -372,7 +405,13 @@ def _decide(
 
 
 def _decide_held(
-    audit: AuditLog, task_id: str, verdict: str, by: str, reason: str, seq: str
+    audit: AuditLog,
+    task_id: str,
+    verdict: str,
+    by: str,
+    reason: str,
+    seq: str,
+    decision_key: Ed25519PrivateKey | None = None,
 ) -> tuple[str, str]:
     """Record the decision on a held answer; the flash message."""
     if not reason:
@@ -383,7 +422,14 @@ def _decide_held(
                 f"{task_id} now holds another answer than the one shown; nothing was "
                 "recorded: look again"
             )
-        decision = decide_answer(audit, task_id, verdict=verdict, by=by, reason=reason)  # type: ignore[arg-type]
+        decision = decide_answer(
+            audit,
+            task_id,
+            verdict=verdict,  # type: ignore[arg-type]
+            by=by,
+            reason=reason,
+            signer=decision_key,
+        )
     except HeldAnswerError as exc:
         return "error", str(exc)
     log.info("review.answer_decided", task_id=task_id, verdict=verdict, by=by)
