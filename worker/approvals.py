@@ -35,6 +35,7 @@ from worker.audit.events import (
 )
 from worker.audit.protocol import AuditLogProtocol
 from worker.audit.records import StepRecord, TaskRecord
+from worker.audit.requester import is_requester
 from worker.errors import ApprovalError
 
 Verdict = Literal["approved", "rejected"]
@@ -157,10 +158,24 @@ def _same(a: str, b: str) -> bool:
 
 
 def four_eyes(
-    task: TaskRecord, item: PendingApproval, steps: Sequence[StepRecord], by: str
+    task: TaskRecord,
+    item: PendingApproval,
+    steps: Sequence[StepRecord],
+    by: str,
+    pseudonym_key: str | None = None,
 ) -> str | None:
-    """Why ``by`` may not approve ``item`` of ``task``, or None when they may."""
-    if _same(by, task.requested_by):
+    """Why ``by`` may not approve ``item`` of ``task``, or None when they may.
+
+    A pseudonymized requester (``worker.audit.requester``) is compared by its keyed
+    hash; without ``pseudonym_key`` it cannot be, and the approval is refused.
+    """
+    own = is_requester(task.requested_by, by, pseudonym_key)
+    if own is None:
+        return (
+            f"the requester of task {task.task_id!r} is pseudonymized and this service has "
+            "no UMIQ_PSEUDONYM_KEY to tell whether it is {by}: set it to approve"
+        ).replace("{by}", by)
+    if own:
         return (
             f"{by} requested task {task.task_id!r} and cannot approve its own call: "
             "a second person must"
@@ -238,6 +253,7 @@ def decide(
     reason: str,
     enqueue: Any | None = None,
     signer: Ed25519PrivateKey | None = None,
+    pseudonym_key: str | None = None,
 ) -> ApprovalDecision:
     """Record a human's decision on the waiting call of ``task_id``.
 
@@ -259,7 +275,7 @@ def decide(
     if approved:
         task = audit.task(task_id)
         assert task is not None  # pending_for found it
-        refused = four_eyes(task, item, steps, by)
+        refused = four_eyes(task, item, steps, by, pseudonym_key)
         if refused is not None:
             raise ApprovalError(refused)
     decision = PolicyDetails(

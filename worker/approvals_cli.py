@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from worker.errors import UmiqError
+from worker.settings import Settings
 
 
 def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer:
@@ -25,6 +26,11 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
         from worker import runtime
 
         return runtime.audit_log()
+
+    def runtime_settings() -> Settings:
+        from worker import runtime
+
+        return runtime.settings()
 
     def signer() -> object:
         from worker import runtime
@@ -68,6 +74,7 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
                 by=by,
                 reason=reason,
                 signer=signer(),  # type: ignore[arg-type]
+                pseudonym_key=runtime_settings().pseudonym_key,
             )
         except UmiqError as exc:
             out.print(f"[red]{exc}[/red]")

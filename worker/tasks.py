@@ -12,6 +12,7 @@ from worker import rollout, runtime
 from worker.agent.episode import Episode, EpisodeResult
 from worker.agent.guard import Guard, restore_tokens
 from worker.agent.views import PromptView
+from worker.audit.requester import SEALED_FIELD, pseudonym, without_sealed
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
@@ -84,12 +85,15 @@ def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
     if task is None:
         # The task row is in plain text: it holds the tokenized query and context; the
         # raw query is sealed with the episode's first policy step.
+        # requested_by too: a keyed hash in the row, the name sealed (UMIQ_PSEUDONYM_KEY).
+        key = settings.pseudonym_key
         audit.append_task(
             task_id=env.task_id,
             department=env.department,
             query=guard.tokenize(env.query),
-            requested_by=env.requested_by,
+            requested_by=env.requested_by if key is None else pseudonym(env.requested_by, key),
             context=plan.context(guard.tokenize(env.context)),
+            sealed_context=None if key is None else {SEALED_FIELD: env.requested_by},
         )
     if not plan.rollout.runs_model:  # off: people do it, no model runs
         return rollout.for_humans(app, audit, env.model_dump(), plan.rollout)
@@ -215,7 +219,7 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
             department=task.department,
             query=task.query,  # tokenized; the restored token map keeps its tokens
             requested_by=task.requested_by,
-            context=task.context,
+            context=without_sealed(task.context),
         )
         guard = Guard.for_department(
             settings,

@@ -101,8 +101,13 @@ class AuditLog:
         requested_by: str,
         context: Mapping[str, Any] | None = None,
         received_at: datetime | None = None,
+        sealed_context: Mapping[str, Any] | None = None,
     ) -> TaskRecord:
-        """Record a task as received; a task id is recorded once."""
+        """Record a task as received; a task id is recorded once.
+
+        Each entry of ``sealed_context`` goes into ``context`` sealed (ref
+        ``task/<task_id>/<name>``); without a sealer they are refused.
+        """
         content = {
             "task_id": task_id,
             "department": department,
@@ -116,7 +121,19 @@ class AuditLog:
             if conn.execute(select(Task.seq).where(Task.task_id == task_id)).first():
                 raise AuditError(f"task {task_id!r} is already in the audit log")
 
-        return TaskRecord(**self._append("task", content, check))
+        if not sealed_context:
+            return TaskRecord(**self._append("task", content, check))
+        sealer = self._sealer_for(f"task context {', '.join(map(repr, sealed_context))}")
+        plain = normalize_json(dict(sealed_context))
+
+        def seal_context(_seq: int) -> tuple[dict[str, Any], list[SealedKey]]:
+            context, keys = dict(content["context"]), []
+            for name, value in plain.items():
+                context[name], key = sealer.seal(value, f"task/{task_id}/{name}")
+                keys.append(key)
+            return {"context": context}, keys
+
+        return TaskRecord(**self._append("task", content, check, seal_context))
 
     def append_step(
         self,
@@ -350,7 +367,8 @@ class AuditLog:
                     row["hash"] = row_hash(prev_hash, table, {"seq": last_seq + 1, **content})
                     conn.execute(insert(_table(model)).values(**row))
                     if keys:
-                        insert_sealed_keys(conn, keys, content["created_at"])
+                        when = content.get("created_at") or content["received_at"]
+                        insert_sealed_keys(conn, keys, when)
                     conn.execute(
                         update(ChainHead)
                         .where(ChainHead.chain == self.chain)

@@ -28,6 +28,7 @@ class AuditLogProtocol(Protocol):
         requested_by: str,
         context: Mapping[str, Any] | None = None,
         received_at: datetime | None = None,
+        sealed_context: Mapping[str, Any] | None = None,
     ) -> TaskRecord: ...
 
     def append_step(

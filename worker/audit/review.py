@@ -30,6 +30,7 @@ from worker.audit.chain import iso_utc
 from worker.audit.db import read_snapshot
 from worker.audit.log import AuditLog
 from worker.audit.records import StepRecord, TaskRecord, ToolCallRecord
+from worker.audit.requester import shown
 from worker.audit.tables import CHAIN_TABLES, Step, Task
 from worker.errors import AuditError
 
@@ -234,7 +235,8 @@ def render_trace(data: Mapping[str, Any]) -> RenderableType:
         head.append("no task row (the message was refused before it became a task)", style="dim")
     else:
         head.append(f"{task['department']}", style="bold").append(
-            f" · requested by {task['requested_by']} · received {task['received_at']}"
+            f" · requested by {shown(task['requested_by'], task.get('context'))}"
+            f" · received {task['received_at']}"
             f" · seq={task['seq']}\n"
         )
         head.append(str(task["query"]))

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from worker.audit import requester
 from worker.audit.events import APPROVAL_REQUESTED, OutcomeDetails, PolicyDetails
 from worker.audit.review import SEALED, TaskSummary
 
@@ -182,7 +183,7 @@ def trace_view(data: Mapping[str, Any]) -> dict[str, Any]:
         context = task.get("context")
         head = {
             "department": task["department"],
-            "requested_by": task["requested_by"],
+            "requested_by": requester.shown(task["requested_by"], context),
             "received": when(task["received_at"]),
             "seq": task["seq"],
             "query": task["query"],

@@ -344,6 +344,7 @@ def create_app(
             form.get("key", ""),
             send,
             decision_key,
+            settings.pseudonym_key,
         )
         return back_to_approvals(request, message)
 
@@ -378,6 +379,7 @@ def _decide(
     key: str,
     send: Enqueue,
     decision_key: Ed25519PrivateKey | None = None,
+    pseudonym_key: str | None = None,
 ) -> tuple[str, str]:
     """Record the decision; the flash message: (``ok`` or ``error``, text)."""
     if not reason:
@@ -396,6 +398,7 @@ def _decide(
             reason=reason,
             enqueue=send,
             signer=decision_key,
+            pseudonym_key=pseudonym_key,
         )
     except ApprovalError as exc:
         return "error", str(exc)
