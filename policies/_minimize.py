@@ -14,7 +14,7 @@ from typing import Any
 
 from policies._decision import Decision
 from policies._pii import Detector, PiiKind
-from policies._project import MinimizationPolicy, project
+from policies._project import DEFAULT_RULE, MinimizationPolicy, project
 from policies._pseudonymize import TOKEN_RE, Pseudonymizer
 
 POLICY = "minimization"
@@ -53,7 +53,10 @@ def minimize(
     """Apply ``policy``'s rule for ``tool`` to ``response``: keep the allowed fields, then
     replace personal data by the task's tokens (except under the rule's ``allow_raw``)."""
     rule = policy.rule_for(tool, connector)
-    reasons = [f"rule {rule.tool!r} applies to {tool!r}"]
+    if rule is DEFAULT_RULE:
+        reasons = [f"no minimization rule names {tool!r}: every field dropped (deny by default)"]
+    else:
+        reasons = [f"rule {rule.tool!r} applies to {tool!r}"]
     dropped: list[str] = []
     if rule.fields is None:
         visible = response

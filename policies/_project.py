@@ -210,8 +210,9 @@ class MinimizationRule:
         return data
 
 
-#: The rule for a tool no rule names: keep every field, pseudonymize personal data.
-DEFAULT_RULE = MinimizationRule(tool="*")
+#: The rule for a tool no rule names: deny by default, the model sees none of its fields
+#: (a policy that means to keep a tool's fields names it, or ends with a ``*`` rule).
+DEFAULT_RULE = MinimizationRule(tool="*", fields=())
 
 
 @dataclass(frozen=True)
@@ -224,7 +225,7 @@ class MinimizationPolicy:
         object.__setattr__(self, "rules", tuple(self.rules))
 
     def rule_for(self, tool: str, connector: str | None = None) -> MinimizationRule:
-        """The first matching rule, else ``DEFAULT_RULE`` (all fields, pseudonymized)."""
+        """The first matching rule, else ``DEFAULT_RULE`` (no field: deny by default)."""
         return next((rule for rule in self.rules if rule.matches(tool, connector)), DEFAULT_RULE)
 
     def as_dict(self) -> dict[str, object]:

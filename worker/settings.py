@@ -148,6 +148,10 @@ ACME_MINIMIZATION: dict[str, list[str] | None] = {
         "manager_id",
     ],
     "hr:get_manager": ["id", "name", "email", "job_title", "department"],
+    # Minimization is deny-by-default: a tool no rule names shows no field. Acme's other
+    # tools (invoices, payments, leave requests, mail) carry no personal data beyond what
+    # the detector tokenizes, so they are kept whole, explicitly, by this last rule.
+    "*": None,
 }
 
 

@@ -23,6 +23,7 @@ POLICY = MinimizationPolicy(
         ),
         MinimizationRule("hr:get_employee", fields=("id", "name"), allow_raw=("name",)),
         MinimizationRule("hr:list_departments", pseudonymize=False),
+        MinimizationRule("*"),  # deny by default otherwise: keep the rest, explicitly
     )
 )
 INVOICE = {
@@ -183,3 +184,11 @@ def test_resolve_arguments_without_tokens_passes_them_through() -> None:
     assert raw == {"id": "INV-1001"}
     assert decision.allowed
     assert decision.reasons == ("no tokens in the arguments",)
+
+
+def test_a_tool_without_a_rule_shows_nothing() -> None:
+    """Deny by default: a tool no rule names reaches the model as nothing, and says why."""
+    named_only = MinimizationPolicy(POLICY.rules[:-1])
+    result = minimize(named_only, "get_payroll", "hr", INVOICE, Pseudonymizer(DETECTOR))
+    assert result.visible == {} and set(result.dropped) == set(INVOICE)
+    assert "deny by default" in result.decision.reasons[0]

@@ -175,12 +175,17 @@ def test_policy_first_matching_rule_wins() -> None:
     assert policy.rule_for("get_employee", "erp") is second
 
 
-def test_policy_default_keeps_all_and_pseudonymizes() -> None:
-    """A tool no rule names gets the default: every field, pseudonymized."""
+def test_policy_default_denies_every_field() -> None:
+    """A tool no rule names gets the default: deny by default, no field allowed."""
     rule = MinimizationPolicy().rule_for("send_email", "mail")
-    assert rule.fields is None
+    assert rule.fields == ()
     assert rule.pseudonymize
-    assert rule.allow_raw == ()
+
+
+def test_an_explicit_catch_all_keeps_every_field() -> None:
+    """A last ``*`` rule with no allow-list keeps every field of the tools it catches."""
+    policy = MinimizationPolicy((MinimizationRule("get_*", fields=("id",)), MinimizationRule("*")))
+    assert policy.rule_for("send_email", "mail").fields is None
 
 
 def test_rule_stores_sequences_as_tuples() -> None:

@@ -73,7 +73,7 @@ class Guard:
         return cls(
             access=access,
             approval=ApprovalPolicy(),
-            minimization=MinimizationPolicy(),
+            minimization=MinimizationPolicy((MinimizationRule("*"),)),  # explicit keep-all
             pseudonymizer=Pseudonymizer(detector or Detector()),
         )
 
