@@ -1,10 +1,16 @@
-"""The Celery application: JSON only, late acks, one durable queue plus a dead-letter queue."""
+"""The Celery application: JSON only, late acks, durable work queues plus a dead-letter
+queue: one queue for every task, or, with ``department_queues``, one per department
+(``worker.rollout.queues`` decides which; the router sends each task to its own)."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
 
 from celery import Celery
 from kombu import Exchange, Queue
 
+from worker.rollout.queues import department_queue, department_queues
 from worker.settings import Settings, get_settings
 
 TASK_NAME = "umiq.run_task"
@@ -12,8 +18,9 @@ RESUME_TASK_NAME = "umiq.resume_task"
 DEAD_LETTER_EXCHANGE = "umiq.dlx"
 
 
-def task_queue(settings: Settings) -> Queue:
-    """The work queue; on RabbitMQ, rejected messages dead-letter to the DLQ.
+def task_queue(settings: Settings, name: str | None = None) -> Queue:
+    """The work queue ``name`` (default: the one queue); on RabbitMQ, rejected messages
+    dead-letter to the DLQ. Every department's queue is declared alike.
 
     A quorum queue counts each message's deliveries: the worker dead-letters one that
     came back more than ``max_redeliveries`` times (``worker.messages``), and RabbitMQ
@@ -26,13 +33,33 @@ def task_queue(settings: Settings) -> Queue:
     if settings.queue_type == "quorum":
         arguments["x-queue-type"] = "quorum"
         arguments["x-delivery-limit"] = settings.max_redeliveries + 2
+    name = name or settings.queue
     return Queue(
-        settings.queue,
+        name,
         Exchange("umiq", type="direct", durable=True),
-        routing_key=settings.queue,
+        routing_key=name,
         durable=True,
         queue_arguments=arguments,
     )
+
+
+def route_options(settings: Settings, department: str | None) -> dict[str, Any]:
+    """``send_task`` options that put a task of ``department`` on its queue."""
+    return {"queue": task_queue(settings, department_queue(settings, department))}
+
+
+def task_router(settings: Settings) -> Any:
+    """Celery's router: a task to its department's queue (the envelope's ``department``);
+    a resume sent without a queue, and anything else, to the one queue."""
+
+    def route(name: str, args: Any, kwargs: Any, options: Any, **_: Any) -> dict[str, Any]:
+        department = None
+        if name == TASK_NAME and args and isinstance(args[0], Mapping):
+            value = args[0].get("department")
+            department = value if isinstance(value, str) else None
+        return route_options(settings, department)
+
+    return route
 
 
 def dead_letter_queue(settings: Settings) -> Queue:
@@ -61,14 +88,14 @@ def create_app(settings: Settings | None = None) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
-        task_queues=[task_queue(settings)],
+        task_queues=[
+            task_queue(settings),
+            *(task_queue(settings, q) for q in dict.fromkeys(department_queues(settings).values())),
+        ],
         task_default_queue=settings.queue,
         task_default_exchange="umiq",
         task_default_routing_key=settings.queue,
-        task_routes={
-            name: {"queue": settings.queue, "routing_key": settings.queue}
-            for name in (TASK_NAME, RESUME_TASK_NAME)
-        },
+        task_routes=(task_router(settings),),
         task_track_started=True,
         # Not extended: the result backend would keep each task's arguments (the raw
         # envelope, personal data included) in plain text. Results hold tokens only.
@@ -90,7 +117,8 @@ def create_app(settings: Settings | None = None) -> Celery:
         worker_hijack_root_logger=False,
         worker_redirect_stdouts=False,
         database_create_tables_at_setup=True,
-        imports=["worker.tasks"],
+        # the tasks, and the control commands that pause a department's queue
+        imports=["worker.tasks", "worker.rollout.queues"],
     )
     return app
 

@@ -119,6 +119,11 @@ def worker(
     ),
     loglevel: str = typer.Option("INFO", help="Log level."),
     queues: str = typer.Option("", help="Comma-separated queues (default: the umiq queue)."),
+    departments: str = typer.Option(
+        "",
+        help="Comma-separated departments whose queues it serves (UMIQ_DEPARTMENT_QUEUES=1; "
+        "default: every department's and the umiq queue).",
+    ),
     hostname: str = typer.Option(
         "", "--hostname", "-n", help="Node name (default celery@%h); one per worker on a host."
     ),
@@ -145,8 +150,12 @@ def worker(
         f"--concurrency={concurrency}",
         "--pool=threads",
     ]
+    if queues and departments:
+        raise typer.BadParameter("give --queues or --departments, not both")
     if queues:
         argv.append(f"--queues={queues}")
+    elif departments or _settings().department_queues:
+        argv += _department_queues(departments)
     if hostname:  # two workers with one name on one host clash on their control queue
         argv.append(f"--hostname={hostname}")
     # Celery's own command, as worker_main() runs it, but keeping the exit code that
@@ -157,6 +166,38 @@ def worker(
     celery_command.params[0].default = celery_app
     code = celery_command.main(args=argv, standalone_mode=False)
     raise typer.Exit(code if isinstance(code, int) else 0)
+
+
+def _department_queues(departments: str) -> list[str]:
+    """Celery's queue options for the departments' queues, paused ones left alone."""
+    from worker import runtime
+    from worker.errors import UmiqError
+    from worker.rollout import store_for
+    from worker.rollout.queues import department_queue, serve, worker_queues
+
+    settings = _settings()
+    names = [d.strip() for d in departments.split(",") if d.strip()]
+    shared = [d for d in names if department_queue(settings, d) == settings.queue]
+    if shared:
+        raise typer.BadParameter(
+            f"{', '.join(shared)}: no queue of its own; set UMIQ_DEPARTMENT_QUEUES=1 (for the "
+            "producers too) or the department's queue"
+        )
+    wanted = names or list(settings.departments)
+    try:
+        live = store_for(runtime.audit_log(), settings).live_many(wanted)
+    except UmiqError as exc:  # fail closed: a worker that cannot tell takes nothing
+        console.print(f"[red]error:[/red] cannot read which departments are paused: {exc}")
+        raise typer.Exit(2) from exc
+    paused = [d for d, v in live.items() if v.settings is not None and v.settings.paused]
+    plan = worker_queues(settings, names or None, paused)
+    if plan is None:
+        return []
+    serve(plan.queues)
+    if plan.paused:
+        console.print(f"paused, left alone until `umiq rollout resume`: {', '.join(plan.paused)}")
+    argv = [f"--queues={','.join(plan.queues)}"]
+    return argv + ([f"--exclude-queues={','.join(plan.paused)}"] if plan.paused else [])
 
 
 @app.command()

@@ -98,8 +98,9 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
         )
 
     def _run_plain(self, message: Any, envelope: dict[str, Any]) -> None:
-        # A plain JSON envelope: run it as a task (validation happens there).
-        self.app.send_task(TASK_NAME, args=[envelope], queue=self.app.conf.task_default_queue)
+        # A plain JSON envelope: run it as a task (validation happens there), on its
+        # department's queue (the router's choice).
+        self.app.send_task(TASK_NAME, args=[envelope])
         message.ack()
 
     def _refuse(

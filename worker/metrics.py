@@ -236,8 +236,10 @@ def waiting_by_department(audit: Any, limit: int = 500) -> tuple[dict[str, int],
 
 def work_queues(settings: Settings) -> list[str]:
     """The queues a deployment with these settings uses: its own, the departments', the DLQ."""
+    from worker.rollout.queues import department_queues
+
     names = [settings.queue]
-    names += [d.queue for d in settings.departments.values() if d.queue]
+    names += list(department_queues(settings).values())
     names.append(settings.dead_letter_queue)
     return list(dict.fromkeys(names))
 

@@ -44,6 +44,10 @@ class DepartmentSettings(BaseModel):
     """Tool names or glob patterns the department may use; empty means none (deny)."""
     may_write: bool = False
     queue: str | None = None
+    """The queue of its tasks (default ``<Settings.queue>.<department>`` when
+    ``Settings.department_queues`` is on, else the one queue)."""
+    paused: bool = False
+    """Its queue's workers take no tasks (``umiq rollout pause``); they wait on the queue."""
     adapter_version: str | None = None
     approvals: list[dict[str, Any]] = Field(default_factory=list)
     """Approval rules, e.g. ``{"tool": "schedule_payment", "when": [["amount", ">", 50000]],
@@ -196,6 +200,9 @@ class Settings(BaseSettings):
     default ``<data_dir>/keyring.json`` is created on first use."""
 
     queue: str = "umiq.tasks"
+    department_queues: bool = False
+    """Each department's tasks on a queue of its own, ``<queue>.<department>`` (or its
+    ``queue``), for ``umiq worker --departments``; off: one queue for all (the demo)."""
     dead_letter_queue: str = "umiq.dead"
     max_redeliveries: int = 3
     """How often a task message may come back after a run that did not finish (the worker

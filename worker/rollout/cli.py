@@ -53,6 +53,7 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
             "mode",
             "auto %",
             "kill switch",
+            "paused",
             "version",
             "changed",
             title="rollout (live)",
@@ -68,17 +69,19 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
                     "",
                     "",
                     "ON" if s and s.kill_switch else "off",
+                    "",
                     str(live.version),
                     changed,
                 )
             elif s is None:
-                table.add_row(name, "off (unconfigured)", "", "", "0", "-")
+                table.add_row(name, "off (unconfigured)", "", "", "", "0", "-")
             else:
                 table.add_row(
                     name,
                     s.mode,
                     f"{s.percent:g}" if s.mode == "auto" else "",
                     "ON" if s.kill_switch else "off",
+                    "yes" if s.paused else "",
                     str(live.version),
                     changed,
                 )
@@ -119,6 +122,50 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
             fail(exc)
         state = "off" if off else "ON"
         out.print(f"kill switch {state} for {department}" + ("" if live else " (already)"))
+
+    def pause_or_resume(department: str, by: str, reason: str, paused: bool) -> None:
+        from worker import runtime
+        from worker.celery_app import create_app
+        from worker.rollout.queues import department_queue, pause
+
+        settings = runtime.settings()
+        try:
+            live, replies = pause(
+                store(), create_app(settings), settings, department, by=by, reason=reason,
+                paused=paused,
+            )  # fmt: skip
+        except UmiqError as exc:
+            fail(exc)
+        except Exception as exc:  # the broker: the change is recorded, workers not told
+            out.print(
+                f"[yellow]recorded, but the workers could not be told ({exc}); they read it "
+                "when they start[/yellow]"
+            )
+            raise typer.Exit(1) from exc
+        queue = department_queue(settings, department)
+        state = "paused" if paused else "resumed"
+        out.print(f"{department} {state} (queue {queue})" + ("" if live else " (already)"))
+        for reply in replies:
+            for node, answer in reply.items():
+                out.print(f"  {node}: {answer.get('ok') or answer.get('error')}")
+
+    @group.command("pause")
+    def pause_command(
+        department: str = typer.Argument(..., help="The department."),
+        by: str = typer.Option(..., help="Who pauses it (recorded)."),
+        reason: str = typer.Option(..., help="Why (recorded)."),
+    ) -> None:
+        """Stop the workers taking the department's tasks; they wait on its queue."""
+        pause_or_resume(department, by, reason, True)
+
+    @group.command("resume")
+    def resume_command(
+        department: str = typer.Argument(..., help="The department."),
+        by: str = typer.Option(..., help="Who resumes it (recorded)."),
+        reason: str = typer.Option("", help="Why (recorded)."),
+    ) -> None:
+        """Let the department's workers take its tasks again."""
+        pause_or_resume(department, by, reason, False)
 
     @group.command("history")
     def history(
