@@ -27,12 +27,12 @@ console = Console()
 def _register_plugins() -> None:
     # Each area owns its commands; importing their CLI modules loads no torch.
     from examples.acme.cli import register as register_acme
-    from worker.approvals_cli import register as register_approvals
     from worker.audit.cli import register as register_audit
     from worker.audit.keys_cli import register as register_keys
     from worker.data.cli import register as register_data
     from worker.dlq_cli import register as register_dlq
     from worker.evaluation.cli import register as register_eval
+    from worker.gates.cli import register as register_gates
     from worker.health_cli import register as register_health
     from worker.review.cli import register as register_review
     from worker.rollout.cli import register as register_rollout
@@ -44,7 +44,7 @@ def _register_plugins() -> None:
     register_acme(app)
     register_audit(app)
     register_keys(app)
-    register_approvals(app)
+    register_gates(app)
     register_review(app)
     register_dlq(app)
     register_health(app)

@@ -218,19 +218,13 @@ class MeteredRoleModel:
 def waiting_by_department(audit: Any, limit: int = 500) -> tuple[dict[str, int], dict[str, int]]:
     """Calls waiting for approval and answers held for review, by department, among the
     ``limit`` most recent tasks (one scan of the log, as ``umiq approvals list`` reads it)."""
-    from worker.approvals import pending_in, scan
-    from worker.held import held_in
+    from worker.gates import waiting
 
     approvals: dict[str, int] = {}
     held: dict[str, int] = {}
-
-    def find(task: Any, steps: Sequence[Any]) -> None:
-        if pending_in(task, steps) is not None:
-            approvals[task.department] = approvals.get(task.department, 0) + 1
-        if held_in(task, steps) is not None:
-            held[task.department] = held.get(task.department, 0) + 1
-
-    scan(audit, find, limit=limit)
+    for wait in waiting(audit, limit=limit):
+        counts = approvals if wait.kind == "call" else held
+        counts[wait.department] = counts.get(wait.department, 0) + 1
     return approvals, held
 
 

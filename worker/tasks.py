@@ -189,7 +189,7 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
     The committed steps are replayed from the audit log (nothing is generated or
     called twice); a resume that finds the task no longer waiting does nothing.
     """
-    from worker.approvals import approved_key
+    from worker.gates.calls import approved_key
 
     audit = runtime.audit_log()
     structlog.contextvars.bind_contextvars(task_id=task_id)
@@ -243,8 +243,8 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
 def _forged_approval(settings: Any, steps: Any, key: str) -> str | None:
     """Why the approval of ``key`` is not signed by the decision key, or None (it is, or
     no decision public key is configured)."""
-    from worker.approvals import forged_approval
     from worker.audit.decisions import verifying_key
+    from worker.gates.calls import forged_approval
 
     return forged_approval(steps, key, verifying_key(settings.decision_public_key_file))
 

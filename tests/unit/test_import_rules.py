@@ -99,6 +99,7 @@ def test_the_role_lists_are_defined_once() -> None:
         "worker.audit",
         "worker.approvals",
         "worker.held",
+        "worker.gates",
         "worker.review.app",
     ],
 )

@@ -22,11 +22,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from worker.approvals import decide, pending_for, pending_in, scan, send_resume
 from worker.audit import AuditLog, decisions, ensure_schema
 from worker.audit.review import SEALED, conceal, list_tasks, load_trace, open_trace, trace_as_dict
 from worker.errors import ApprovalError, AuditError, HeldAnswerError, UmiqError
-from worker.held import decide_answer, held_for, held_in
+from worker.gates import decide, decide_answer, held_for, pending_for, tab
 from worker.review._auth import Authenticator, Principal
 from worker.review._signing import CSRF_COOKIE, CSRF_FIELD, FLASH_COOKIE, Signer, signing_key
 from worker.review._views import OUTCOMES, TaskFilter, pretty, trace_view, when
@@ -108,7 +107,8 @@ def create_app(
     """The review app over the audit log of ``settings``.
 
     ``audit`` replaces the log built from the settings; ``enqueue(task_id, key)`` sends
-    the resume of an approved call (default ``worker.approvals.send_resume``). Raises
+    the resume of an approved call (default ``worker.gates.send_resume``, on the task's
+    department's queue). Raises
     ConfigError when no credentials are configured: the page is never open by default.
     """
     auth = Authenticator(settings.review_users, settings.review_token, settings.review_auditors)
@@ -119,7 +119,7 @@ def create_app(
             hint="store hashes from `umiq review hash-password` in UMIQ_REVIEW_USERS",
         )
     audit_log = audit if audit is not None else open_audit_log(settings)
-    send = enqueue or send_resume
+    send = enqueue  # None: the gates' own, which routes to the department's queue
     signer = Signer(signing_key(settings.review_secret))
     # Each decision is signed with the decision key (the worker holds only its public half).
     decision_key = decisions.signing_key(settings.decision_key_file)
@@ -273,16 +273,14 @@ def create_app(
             token = signer.csrf_token(user.name)
         flash = signer.read_flash(request.cookies.get(FLASH_COOKIE))
         # One pass over the recent tasks' steps finds both kinds of waiting work.
-        waiting = scan(
-            audit_log, lambda task, steps: (pending_in(task, steps), held_in(task, steps))
-        )
+        waits = tab(audit_log)
         response = render(
             request,
             "approvals.html",
             user,
             title="approvals",
-            items=sorted((p for p, _ in waiting if p), key=lambda p: p.request_seq),
-            held_items=sorted((h for _, h in waiting if h), key=lambda h: h.held_seq),
+            items=waits.calls,
+            held_items=waits.answers,
             csrf=token,
             csrf_field=CSRF_FIELD,
             flash=flash,
@@ -377,7 +375,7 @@ def _decide(
     by: str,
     reason: str,
     key: str,
-    send: Enqueue,
+    send: Enqueue | None,
     decision_key: Ed25519PrivateKey | None = None,
     pseudonym_key: str | None = None,
 ) -> tuple[str, str]:
