@@ -199,3 +199,26 @@ def test_recall_at_k_counts_each_gold_call() -> None:
     assert report["calls"] == 2
     assert report["recall"] == 0.5
     assert report["missed"] == {"send_email": 1}
+
+
+def test_static_evaluation_renders_a_trajectory_in_its_view() -> None:
+    """eval static prompts a compact trajectory in the compact view, ToolBench data in the reference."""
+    from worker.evaluation.static import evaluation_steps
+
+    trajectory = {
+        "tools": TOOLS,
+        "conversations": [
+            {"from": "user", "value": "Is INV-1001 paid?"},
+            {"from": "assistant", "value": "Fetch it.\n Next: caller."},
+            {
+                "from": "caller",
+                "value": protocol.format_caller("get_invoice", {"invoice_id": "INV-1001"}),
+            },
+        ],
+    }
+    assert [s.view for s in evaluation_steps([trajectory])] == [ALPHA_UMI]
+    compact = evaluation_steps([{**trajectory, "prompt_view": COMPACT}])
+    assert [s.view for s in compact] == [COMPACT]
+    assert PromptView(compact[0].view).planner(TOOLS, compact[0].history) == PromptView(
+        COMPACT
+    ).planner(TOOLS, trajectory["conversations"][:1])

@@ -56,6 +56,7 @@ from typing import Any
 from connectors import ToolSpec
 from worker.agent import protocol
 from worker.agent.roles import CallerConstraint, GenerationRequest, Role, RoleModel
+from worker.agent.views import ALPHA_UMI, PromptView, view_of
 from worker.errors import ProtocolError
 from worker.evaluation.metrics import StaticMetrics, score
 
@@ -76,6 +77,9 @@ class Step:
     instruction: str
     history: list[dict[str, str]]
     reference: str
+    view: str = ALPHA_UMI
+    """The prompt view the trajectory was written for (``views``): prompts are rendered
+    in it, as the worker and training render them."""
     model_input: str = ""
     planner_output: str = ""
     planner_prediction: str = ""
@@ -139,6 +143,7 @@ def evaluation_steps(
                     instruction=trajectory.get("instruction", ""),
                     history=list(turns[:j]),
                     reference=reference,
+                    view=view_of(trajectory).name,
                 )
             )
             if max_steps is not None and len(steps) >= max_steps:
@@ -282,7 +287,7 @@ def evaluate_static(
         on_total(len(steps))
     planner_requests = []
     for step in steps:
-        step.model_input = protocol.planner_prompt(step.tools, step.history)
+        step.model_input = PromptView(step.view).planner(step.tools, step.history)
         planner_requests.append(
             GenerationRequest(
                 role="planner", prompt=step.model_input, max_new_tokens=max_new_tokens
@@ -306,7 +311,9 @@ def evaluate_static(
         constraint = None
         if step.route == "caller":
             role = "caller"
-            step.role_input = protocol.caller_prompt(step.tools, turns, step.planner_prediction)
+            step.role_input = PromptView(step.view).caller(
+                step.tools, turns, step.planner_prediction
+            )
             if constrained:
                 constraint = caller_constraint(step.tools)
                 unconstrained += constraint is None
@@ -380,7 +387,7 @@ def evaluate_single(
         on_total(len(steps))
     requests = []
     for step in steps:
-        step.model_input = protocol.backbone_prompt(step.tools, step.history)
+        step.model_input = PromptView(step.view).backbone(step.tools, step.history)
         requests.append(
             GenerationRequest(
                 role="backbone", prompt=step.model_input, max_new_tokens=max_new_tokens
