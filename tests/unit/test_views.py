@@ -202,7 +202,7 @@ def test_recall_at_k_counts_each_gold_call() -> None:
 
 
 def test_static_evaluation_renders_a_trajectory_in_its_view() -> None:
-    """eval static prompts a compact trajectory in the compact view, ToolBench data in the reference."""
+    """eval static prompts compact trajectories in the compact view, ToolBench in the reference."""
     from worker.evaluation.static import evaluation_steps
 
     trajectory = {
