@@ -455,7 +455,14 @@ def _worker_env(
             "UMIQ_LOG_FORMAT": "json",
         }
     )
-    env.pop("UMIQ_DEPARTMENTS", None)  # the default finance and hr departments are scored
+    # The default finance and hr departments are scored; the warm-up department runs the
+    # model (mode auto) with no tools, so its task loads the role models and ends refused.
+    from worker.settings import DepartmentSettings, _default_departments
+
+    departments = {**_default_departments(), WARMUP_DEPARTMENT: DepartmentSettings(tools=[])}
+    env["UMIQ_DEPARTMENTS"] = json.dumps(
+        {name: dept.model_dump(mode="json") for name, dept in departments.items()}
+    )
     return env
 
 

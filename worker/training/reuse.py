@@ -26,7 +26,7 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.training import card as _card
-from worker.training.config import METHODS, TrainConfig
+from worker.training.config import METHODS, RUNTIME_FIELDS, TrainConfig
 from worker.training.data import Stage, stages_for
 
 DONE = "done"
@@ -34,24 +34,27 @@ DONE = "done"
 #: Config fields that do not decide a stage's weights, or that the stage-level entries
 #: below replace (the whole run's epochs/warmup/caps become the stage's own; the data
 #: path becomes the data hash; method becomes the stage's role and start).
-_NOT_WEIGHTS = frozenset(
-    {
-        "out",
-        "save_every",
-        "data",
-        "method",
-        "epochs",
-        "warmup_ratio",
-        "max_samples",
-        "seed",
-        "device",
-        "dtype",
-        "balance",
-        "decision_shares",
-        "lr",
-        "stage_lr",
-    }
-)
+_NOT_WEIGHTS = (
+    frozenset(
+        {
+            "out",
+            "save_every",
+            "data",
+            "method",
+            "epochs",
+            "warmup_ratio",
+            "max_samples",
+            "seed",
+            "device",
+            "dtype",
+            "balance",
+            "decision_shares",
+            "lr",
+            "stage_lr",
+        }
+    )
+    | RUNTIME_FIELDS
+)  # out, save_every, max_cut_share: knobs that never change the weights
 
 
 def fingerprints(
