@@ -84,6 +84,9 @@ STATED_AS: dict[str, tuple[str, ...]] = {
 }
 
 _WORD = re.compile(r"[A-Za-z0-9_']+")
+#: JSON field names that date an event ("issue_date", "submitted_on", "created_at").
+_BOOKKEEPING = frozenset({"created", "updated", "modified", "inserted"})
+_DATED_FIELD = re.compile(r'"([a-z]+)_(?:date|on|at)"\s*:\s*"\d')
 _NEGATIONS = frozenset(
     {"not", "never", "no", "cannot", "unable", "nothing", "neither", "nor", "without"}
 )
@@ -147,9 +150,19 @@ def check_claims(answer: str, *, writes: Iterable[str], responses: Iterable[str]
     """
     tools = [name.lower() for name in writes]
     seen = " ".join(responses).lower()
+    # A field that dates a change states that it happened: an invoice's "issue_date"
+    # backs "issued", a leave request's "submitted_on" backs "submitted".
+    # Bookkeeping stamps every record has (created_at, updated_at) state nothing.
+    dated = [key for key in _DATED_FIELD.findall(seen) if key not in _BOOKKEEPING]
 
     def backed(claim: Claim) -> bool:
         if any(stem in tool for tool in tools for stem in CHANGE_WORDS[claim.word]):
+            return True
+        if any(
+            len(stem) >= 4 and key.startswith(stem)
+            for key in dated
+            for stem in CHANGE_WORDS[claim.word]
+        ):
             return True
         words = (claim.word, *STATED_AS.get(claim.word, ()))
         return any(re.search(rf"(?<![a-z_]){w}(?![a-z_])", seen) for w in words)

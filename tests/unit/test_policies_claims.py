@@ -158,3 +158,12 @@ def test_degenerate_answers_are_not_well_formed() -> None:
         "No. There is no payment for invoice INV-1008 yet.",
     ]:
         assert check_form(answer).allowed, answer
+
+
+def test_a_dated_field_states_its_event() -> None:
+    """ "INV-1008 was issued on 2025-02-04" after reading its issue_date is a fact, not a claim."""
+    invoice = '{"error": "", "response": {"id": "INV-1008", "issue_date": "2025-02-04"}}'
+    answer = "Invoice INV-1008 was issued on 2025-02-04."
+    assert check_claims(answer, writes=[], responses=[invoice]).allowed
+    assert not check_claims("INV-1008 was paid.", writes=[], responses=[invoice]).allowed
+    assert not check_claims(answer, writes=[], responses=['{"issue_date": null}']).allowed
