@@ -21,6 +21,7 @@ from worker.evaluation.live import acme_running, score_task, select_tasks
 pytestmark = [pytest.mark.integration]
 
 TASK_KEYS = {
+    "role_ms",
     "uid",
     "family",
     "department",
@@ -93,6 +94,7 @@ def test_eval_live_runs_a_task_through_the_worker(tmp_path: Path, model_dir: Pat
 
     task = tasks[0]
     assert set(task) == TASK_KEYS
+    assert set(task["role_ms"]) <= {"planner", "caller", "summarizer"} and task["role_ms"]
     assert task["uid"] == "invoice_status.test.000" and task["department"] == "finance"
     assert task["reset_verified"] is True  # the systems were back at the seed before it ran
     assert task["checker_passed"] is False and task["reasons"]  # the checker read the world
