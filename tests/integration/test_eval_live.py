@@ -277,32 +277,37 @@ def test_a_give_up_on_an_answerable_task_fails(acme, audit: AuditLog) -> None:
     assert scored.cause == "wrong plan"
 
 
-def test_a_give_up_after_finding_the_record_fails(acme, audit: AuditLog) -> None:
-    """A give-up task passes only when a lookup came back empty: the expert's does; a
-    give-up after a lookup of something that exists (the demo's accident: the caller
-    fetched a vendor, then the planner gave up) is the right end for the wrong reason."""
+def test_a_missing_record_answer_after_finding_a_record_fails(acme, audit: AuditLog) -> None:
+    """ "It does not exist" passes only when a lookup came back empty: the expert's does; the
+    same answer after a lookup of something that exists (a vendor fetched instead of the
+    invoice) is the right words for the wrong reason."""
     world, instances = acme
     instance = next(i for i in instances if i.family == "unknown_invoice")
     world.reset()
     solution = solve(world, instance)
+    assert solution.outcome == "answered"
     expert = score_task(
         instance,
         world,
-        record_episode(audit, "nf", solution.trajectory["conversations"], "gave_up"),
+        record_episode(audit, "nf", solution.trajectory["conversations"], "answered"),
         audit,
         expert=solution,
     )
     assert expert.passed, expert.reasons
     vendor = world.read("list_vendors")[0]["id"]
     found = json.dumps({"error": "", "response": world.read("get_vendor", vendor_id=vendor)})
+    iid = instance.slots["invoice_id"]
     turns = [
         {"from": "user", "value": instance.instruction},
         {"from": "assistant", "value": "Let me look it up.\n Next: caller."},
         {"from": "caller", "value": protocol.format_caller("get_vendor", {"vendor_id": vendor})},
         {"from": "observation", "value": found},
-        {"from": "assistant", "value": f"{vendor} is gone.\n Next: give up."},
+        {"from": "assistant", "value": "Nothing there.\n Next: conclusion."},
+        {"from": "conclusion", "value": f"There is no invoice {iid} in the ERP."},
     ]
-    scored = score_task(instance, world, record_episode(audit, "found", turns, "gave_up"), audit)
+    scored = score_task(instance, world, record_episode(audit, "found", turns, "answered"), audit)
     assert not scored.passed and not scored.checker_passed
-    assert any("gave up without a get_invoice that found nothing" in r for r in scored.reasons)
-    assert scored.cause == "wrong plan", scored.cause_detail
+    assert any(
+        "said it does not exist without a get_invoice that found nothing" in r
+        for r in scored.reasons
+    ), scored.reasons
