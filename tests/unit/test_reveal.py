@@ -43,7 +43,7 @@ def run_episode(audit: AuditLog, tmp_path: Path) -> str:
     settings = Settings(
         data_dir=tmp_path,
         departments={"finance": DepartmentSettings(tools=["erp:*"])},
-        minimization={},
+        minimization={"*": None},  # keep every field (minimization denies by default)
     )
     envelope = Envelope(
         task_id="t-reveal", department="finance", query="Who is V-1's contact?", requested_by="a"
