@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ConfigError
+from worker.paths import portable_path
 
 #: The variables a model set decides; the ones it leaves unset are cleared.
 MODEL_ENV: tuple[str, ...] = (
@@ -126,7 +127,7 @@ def _adapters(path: str | None) -> tuple[dict[str, str], str]:
     assert path is not None
     return (
         {"UMIQ_ADAPTERS_DIR": path, "UMIQ_SHIPPED_ADAPTERS": "0"},
-        f"role adapters (planner/caller/summarizer) from {path}",
+        f"role adapters (planner/caller/summarizer) from {portable_path(path)}",
     )
 
 
@@ -134,7 +135,7 @@ def _single(path: str | None) -> tuple[dict[str, str], str]:
     assert path is not None
     return (
         {"UMIQ_AGENT": "single", "UMIQ_ADAPTERS_DIR": path, "UMIQ_SHIPPED_ADAPTERS": "0"},
-        f"single-LLM baseline (backbone format), adapter from {path}",
+        f"single-LLM baseline (backbone format), adapter from {portable_path(path)}",
     )
 
 

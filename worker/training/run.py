@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from worker.errors import ConfigError
+from worker.paths import portable_path
 from worker.training import card as _card
 from worker.training import reuse as _reuse
 from worker.training.config import RUNTIME_FIELDS, TrainConfig
@@ -331,21 +332,6 @@ def _build_model(
         task_type="CAUSAL_LM",
     )
     return get_peft_model(base, lora, adapter_name=stage.name)
-
-
-def portable_path(path: str | Path) -> str:
-    """``path`` as it may be written into a file that is shared or committed: relative to
-    the working directory when inside it, else with the home directory as ``~``, else
-    its last component (a model card or adapter config names no machine's layout)."""
-    resolved = Path(path).resolve()
-    try:
-        return str(resolved.relative_to(Path.cwd().resolve()))
-    except ValueError:
-        pass
-    try:
-        return str(Path("~") / resolved.relative_to(Path.home().resolve()))
-    except (ValueError, RuntimeError):
-        return resolved.name
 
 
 def make_portable(adapter_dir: Path) -> None:
