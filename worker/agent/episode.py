@@ -215,26 +215,28 @@ class Episode:
             self.view.caller(self.docs, self.turns, plan.thought),
             constraint=CallerConstraint(tuple(self.allowed)),
         )
-        if self._repeats_last_call(text):
-            return self._refuse_repeat(text)
+        repeated = self._repeated_call(text)
+        if repeated is not None:
+            return self._refuse_repeat(text, repeated)
         self._handle_call(text, role="caller")
         return None
 
-    def _repeats_last_call(self, text: str) -> bool:
-        """Whether ``text`` is exactly the task's last call (same tool, same arguments)
-        and that call succeeded: its response is already in the history."""
+    def _repeated_call(self, text: str) -> protocol.CallerOutput | None:
+        """The call ``text`` names when it is exactly the task's last call (same tool,
+        same arguments) and that call succeeded: its response is already in the history."""
         seen = [
             c for c in protocol.calls_seen(self.turns) if not (c.error or "").startswith(_NOT_RUN)
         ]
         if not seen or not seen[-1].ok or seen[-1].arguments is None:
-            return False
+            return None
         try:
             call = protocol.parse_caller(text)
         except ProtocolError:
-            return False
-        return call.tool == seen[-1].tool and dict(call.arguments) == dict(seen[-1].arguments)
+            return None
+        same = call.tool == seen[-1].tool and dict(call.arguments) == dict(seen[-1].arguments)
+        return call if same else None
 
-    def _refuse_repeat(self, text: str) -> EpisodeResult | None:
+    def _refuse_repeat(self, text: str, call: protocol.CallerOutput) -> EpisodeResult | None:
         """The repeat guard: a call that repeats the last successful one is not made.
 
         The first time, the planner is asked again with the refusal as the observation
@@ -243,7 +245,6 @@ class Episode:
         repeated read could return is already there.
         """
         self.turns.append({"from": "caller", "value": text})
-        call = protocol.parse_caller(text)
         self._record("caller", "caller", text, {"tool": call.tool, "arguments": call.arguments})
         self._repeats += 1
         reason = f"{call.tool} with these arguments was the last call and succeeded; not run again"
