@@ -202,3 +202,74 @@ def test_report_counts_modes_writes_approvals_and_agreement(tasks: Any, tmp_path
     assert agreement["same_outcome"] == 1 and agreement["same_answer"] == 0
     assert figures["latency_s"]["auto"]["n"] == 1
     assert plot(figures, tmp_path / "report.png").stat().st_size > 0
+
+
+def test_pass_rate_counts_verdicts_and_shadow_agreement(tasks: Any) -> None:
+    """The pass rate counts each judged task once: its last verdict, else its agreement."""
+    from worker.rollout import record_verdict
+    from worker.rollout.report import report
+
+    run(tasks, "p-auto-1")
+    run(tasks, "p-auto-2")
+    run(tasks, "p-auto-3")  # never judged: not in the pass rate
+    set_mode(mode="shadow")
+    run(tasks, "p-shadow-1")
+    run(tasks, "p-shadow-2")
+    audit = runtime.audit_log()
+    record_verdict(audit, "p-auto-1", passed=True, by="acme-checker", source="checker")
+    record_verdict(audit, "p-auto-2", passed=True, by="acme-checker", source="checker")
+    record_verdict(audit, "p-auto-2", passed=False, by="bob", reasons=["wrong vendor"])
+    same = [("dispute_invoice", SCRIPT[1]["arguments"])]
+    record_human(audit, "p-shadow-1", by="bob", outcome="answered", writes=same)
+    record_human(audit, "p-shadow-2", by="bob", outcome="gave_up")
+    figures = report(audit, "finance")
+    rates = figures["pass_rate"]
+    assert (rates["judged"], rates["passed"]) == (4, 2)
+    assert rates["by_mode"]["auto"] == {"judged": 2, "passed": 1, "rate": 0.5}
+    assert rates["by_mode"]["shadow"] == {"judged": 2, "passed": 1, "rate": 0.5}
+    assert rates["by_source"]["checker"]["judged"] == 1
+    assert rates["by_source"]["human"] == {"judged": 1, "passed": 0, "rate": 0.0}
+    assert rates["by_source"]["shadow agreement"]["judged"] == 2
+    assert figures["policy_refusals"] == {} and figures["approvals"]["rejected"] == 0
+    assert audit.verify().ok
+
+
+def test_a_verdict_needs_an_ended_task_and_a_known_source(tasks: Any) -> None:
+    """A verdict on an unknown task or from an unknown source is refused with the reason."""
+    from worker.errors import HumanOutcomeError
+    from worker.rollout import record_verdict
+
+    run(tasks, "v-1")
+    audit = runtime.audit_log()
+    with pytest.raises(HumanOutcomeError, match="no task 'nope'"):
+        record_verdict(audit, "nope", passed=True, by="bob")
+    with pytest.raises(HumanOutcomeError, match="source must be one of checker, human"):
+        record_verdict(audit, "v-1", passed=True, by="bob", source="oracle")
+
+
+def test_report_command_prints_every_figure_and_writes_the_plot(tasks: Any, tmp_path: Path) -> None:
+    """`umiq rollout report --plot` prints the pass rate, gates and agreement, and a PNG."""
+    import typer
+    from typer.testing import CliRunner
+
+    from worker.rollout.cli import register
+
+    run(tasks, "c-auto")
+    set_mode(mode="shadow")
+    run(tasks, "c-shadow")
+    audit = runtime.audit_log()
+    record_human(audit, "c-shadow", by="bob", outcome="answered",
+                 writes=[("dispute_invoice", SCRIPT[1]["arguments"])])  # fmt: skip
+    app = typer.Typer()
+    register(app)
+    verdict = CliRunner().invoke(app, ["rollout", "record-verdict", "c-auto", "fail", "--by", "x"])
+    assert verdict.exit_code == 0, verdict.output
+    png = tmp_path / "finance.png"
+    done = CliRunner().invoke(
+        app, ["rollout", "report", "finance", "--plot", str(png)], env={"COLUMNS": "200"}
+    )
+    assert done.exit_code == 0, done.output
+    assert "1 of 2 (50%)" in done.output  # pass rate: the shadow task passed, auto failed
+    assert "approvals requested / granted / rejected" in done.output
+    assert "shadow agreement with people" in done.output and "1 of 1 (100%)" in done.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -4,7 +4,8 @@
 ``begin`` does it once per task from the live copy (``RolloutStore``, the audit log's
 ``rollout_change`` rows) and records it on the task; ``GatedToolbox`` stops writes under a
 kill switch and dry-runs them in shadow; ``for_humans`` and ``record_human`` hand tasks
-to people and store what they did; ``report`` gives the figures that decide a promotion.
+to people and store what they did, ``record_verdict`` whether a result was right;
+``report`` gives the figures that decide a promotion.
 """
 
 from worker.rollout.config import (
@@ -27,6 +28,7 @@ from worker.rollout.human import (
 )
 from worker.rollout.store import Live, RolloutStore, store_for
 from worker.rollout.task import CONTEXT_KEY, TaskRollout, begin, for_humans
+from worker.rollout.verdict import record_verdict
 
 __all__ = [
     "CONTEXT_KEY",
@@ -52,6 +54,7 @@ __all__ = [
     "load_file",
     "parse",
     "record_human",
+    "record_verdict",
     "store_for",
     "task_key",
     "validate_department",

@@ -268,6 +268,29 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
             fail(exc)
         out.print_json(json.dumps(details["agreement"]))
 
+    @group.command("record-verdict")
+    def record_verdict_command(
+        task_id: str = typer.Argument(..., help="A task that has ended."),
+        verdict: str = typer.Argument(..., help="pass | fail"),
+        by: str = typer.Option(..., help="Who (or which checker) judged it."),
+        source: str = typer.Option("human", help="human | checker"),
+        reason: list[str] = typer.Option([], help="Why (repeatable)."),
+    ) -> None:
+        """Store whether a task's result was right; the report's pass rate counts it."""
+        from worker import runtime
+        from worker.rollout.verdict import VERDICTS, record_verdict
+
+        if verdict not in VERDICTS:
+            fail(ValueError(f"the verdict must be one of {', '.join(VERDICTS)}"))
+        try:
+            details = record_verdict(
+                runtime.audit_log(), task_id, passed=verdict == "pass", by=by, source=source,
+                reasons=reason,
+            )  # fmt: skip
+        except UmiqError as exc:
+            fail(exc)
+        out.print(f"{task_id}: {details['verdict']} ({details['source']}: {details['by']})")
+
     @group.command("report")
     def report_command(
         department: str = typer.Argument(..., help="The department."),
@@ -275,8 +298,8 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
         plot_path: Path | None = typer.Option(None, "--plot", help="Also write a PNG here."),
         as_json: bool = typer.Option(False, "--json", help="JSON instead of tables."),
     ) -> None:
-        """The promotion figures: tasks by mode and outcome, approvals, held answers,
-        refusals, writes, latency percentiles, shadow agreement."""
+        """The promotion figures: tasks by mode and outcome, pass rate, approvals, held
+        answers, refusals, writes, latency percentiles, shadow agreement."""
         from datetime import UTC
 
         from worker import runtime
@@ -333,7 +356,17 @@ def _print_report(out: Console, f: dict[str, Any]) -> None:
     rows.add_row(
         "shadow outcomes", ", ".join(f"{k} {v}" for k, v in f["shadow_outcomes"].items()) or "-"
     )
-    rate = "-" if s["rate"] is None else f"{100 * s['rate']:.0f}%"
+    p = f["pass_rate"]
+    by_mode = "; ".join(
+        f"{m} {_percent(r)} ({r['passed']}/{r['judged']})" for m, r in p["by_mode"].items()
+    )
+    by_source = ", ".join(f"{k} {r['judged']}" for k, r in p["by_source"].items())
+    rows.add_row(
+        "pass rate (tasks with a verdict)",
+        f"{p['passed']} of {p['judged']} ({_percent(p)})"
+        + (f"; {by_mode}; verdicts: {by_source}" if p["judged"] else ""),
+    )
+    rate = _percent(s)
     rows.add_row(
         "shadow agreement with people",
         f"{s['agree']} of {s['compared']} ({rate}); same outcome {s['same_outcome']}, "
@@ -341,3 +374,7 @@ def _print_report(out: Console, f: dict[str, Any]) -> None:
         f"{s['answers_compared']}",
     )
     out.print(rows)
+
+
+def _percent(figure: dict[str, Any]) -> str:
+    return "-" if figure["rate"] is None else f"{100 * figure['rate']:.0f}%"

@@ -3,7 +3,9 @@
 Read from the audit log for one department (optionally since a time): tasks by mode and
 outcome, approvals granted and rejected, held answers released and rejected, policy
 refusals by policy, writes made, dry-run and stopped, latency percentiles by mode (task
-received → first outcome), and the shadow agreement with the people's outcomes.
+received → first outcome), the shadow agreement with the people's outcomes, and the pass
+rate over the tasks that have a verdict (a checker's or a person's, ``worker.rollout.
+verdict``; a shadow task's compared agreement is its person's verdict).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from sqlalchemy import select
 from worker.audit.tables import Step, Task, ToolCall
 from worker.rollout.human import HANDLED_BY_HUMAN, NOT_AUTOMATED
 from worker.rollout.task import CONTEXT_KEY
+from worker.rollout.verdict import verdict_of
 
 _CHUNK = 500
 
@@ -75,12 +78,15 @@ def report(audit: Any, department: str, since: datetime | None = None) -> dict[s
     refusals: Counter[str] = Counter()
     writes: Counter[str] = Counter()
     agreement: Counter[str] = Counter()
+    judged: dict[str, Counter[str]] = defaultdict(Counter)  # mode -> judged, passed
+    sources: dict[str, Counter[str]] = defaultdict(Counter)
     for task in tasks:
         context = task["context"] or {}
         mode = str((context.get(CONTEXT_KEY) or {}).get("mode") or "unrecorded")
         by_mode[mode] += 1
         steps = steps_of.get(task["task_id"], [])
         ends = [s for s in steps if s["kind"] in ("outcome", "rejected")]
+        verdict: tuple[str, bool] | None = None
         final = ends[-1] if ends else None
         if final is None:
             outcomes[mode]["running"] += 1
@@ -101,6 +107,7 @@ def report(audit: Any, department: str, since: datetime | None = None) -> dict[s
                     and details.get("agreement", {}).get("agree") is not None
                 ):
                     agreed = details["agreement"]
+                    verdict = verdict or ("shadow agreement", bool(agreed["agree"]))
                     agreement["compared"] += 1
                     for part in ("agree", "outcome", "writes"):
                         agreement[part] += bool(agreed.get(part))
@@ -109,6 +116,10 @@ def report(audit: Any, department: str, since: datetime | None = None) -> dict[s
                         agreement["answer"] += bool(agreed["answer"])
             if s["kind"] != "policy":
                 continue
+            if (given := verdict_of(details)) is not None:
+                # a checker's or a person's verdict outranks the agreement; the last counts
+                verdict = given
+                continue
             status = details.get("status")
             if details.get("policy") == "claims" and status in ("released", "rejected"):
                 held[str(status)] += 1
@@ -116,6 +127,10 @@ def report(audit: Any, department: str, since: datetime | None = None) -> dict[s
                 approvals[str(status)] += 1
             elif details.get("allowed") is False:
                 refusals[str(details.get("policy"))] += 1
+        if verdict is not None:
+            for counts in (judged[mode], sources[verdict[0]]):
+                counts["judged"] += 1
+                counts["passed"] += verdict[1]
         for c in calls_of.get(task["task_id"], []):
             if c["effect"] != "write":
                 continue
@@ -128,6 +143,7 @@ def report(audit: Any, department: str, since: datetime | None = None) -> dict[s
             else:
                 writes["failed"] += 1
     compared = agreement["compared"]
+    total = sum((judged.values()), Counter())
     return {
         "department": department,
         "since": since.isoformat() if since else None,
@@ -135,6 +151,11 @@ def report(audit: Any, department: str, since: datetime | None = None) -> dict[s
         "by_mode": dict(by_mode),
         "outcomes": {m: dict(c) for m, c in outcomes.items()},
         "shadow_outcomes": dict(shadow_outcomes),
+        "pass_rate": _rates(total)
+        | {
+            "by_mode": {m: _rates(c) for m, c in sorted(judged.items())},
+            "by_source": {k: _rates(c) for k, c in sorted(sources.items())},
+        },
         "approvals": {
             "requested": approvals["requested"],
             "granted": approvals["approved"],
@@ -159,15 +180,22 @@ def report(audit: Any, department: str, since: datetime | None = None) -> dict[s
     }
 
 
+def _rates(counts: Counter[str]) -> dict[str, Any]:
+    n, passed = counts["judged"], counts["passed"]
+    return {"judged": n, "passed": passed, "rate": passed / n if n else None}
+
+
 def plot(figures: dict[str, Any], out: str | Path) -> Path:
-    """The report as one PNG: outcomes by mode, latency percentiles, shadow agreement."""
+    """The report as one PNG: outcomes by mode, latency percentiles, shadow agreement,
+    pass rate by mode, and the human gates (approvals, held answers, refusals)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     out = Path(out)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4.5))
+    fig, grid = plt.subplots(2, 3, figsize=(15, 9))
+    axes = list(grid.flat)
     modes = sorted(figures["outcomes"])
     kinds = sorted({k for m in modes for k in figures["outcomes"][m]})
     bottom = [0] * len(modes)
@@ -196,6 +224,26 @@ def plot(figures: dict[str, Any], out: str | Path) -> Path:
     axes[2].bar(list(parts), [100 * a / n if n else 0 for a, n in parts.values()])
     axes[2].set_ylim(0, 100)
     axes[2].set_title(f"shadow agreement with people (% of {agree['compared']})")
+    rates = figures["pass_rate"]["by_mode"]
+    bars = axes[3].bar(list(rates), [100 * (r["rate"] or 0) for r in rates.values()])
+    axes[3].bar_label(bars, [f"{r['passed']}/{r['judged']}" for r in rates.values()])
+    axes[3].set_ylim(0, 100)
+    axes[3].set_title("pass rate by mode (% of tasks with a verdict)")
+    a, h = figures["approvals"], figures["held_answers"]
+    gates = {
+        "approvals\ngranted": a["granted"],
+        "approvals\nrejected": a["rejected"],
+        "answers\nreleased": h["released"],
+        "answers\nrejected": h["rejected"],
+        "policy\nrefusals": sum(figures["policy_refusals"].values()),
+        "writes\nstopped": figures["writes"]["stopped"],
+    }
+    axes[4].bar(list(gates), list(gates.values()))
+    axes[4].tick_params(axis="x", labelsize=8)
+    axes[4].set_title("people's decisions and refusals")
+    w = figures["writes"]
+    axes[5].bar(list(w), list(w.values()))
+    axes[5].set_title("writes")
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=100)
