@@ -8,10 +8,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from celery import Celery
+from celery.signals import before_task_publish
 from kombu import Exchange, Queue
 
 from worker.rollout.queues import department_queue, department_queues
 from worker.settings import Settings, get_settings
+from worker.task_repr import redact_headers
 
 TASK_NAME = "umiq.run_task"
 RESUME_TASK_NAME = "umiq.resume_task"
@@ -70,6 +72,13 @@ def dead_letter_queue(settings: Settings) -> Queue:
         routing_key=settings.dead_letter_queue,
         durable=True,
     )
+
+
+@before_task_publish.connect
+def _redact_reprs(body: Any = None, headers: Any = None, **_: Any) -> None:
+    """Every task this process publishes says only its task id and department in
+    ``argsrepr``/``kwargsrepr`` (``worker.task_repr``), never the request text."""
+    redact_headers(headers, body)
 
 
 def create_app(settings: Settings | None = None) -> Celery:

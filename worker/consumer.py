@@ -23,6 +23,7 @@ from kombu.exceptions import MessageStateError
 
 from worker.celery_app import TASK_NAME
 from worker.messages import PlainEnvelope, Refusal, check_message
+from worker.task_repr import redact_headers
 
 log = structlog.get_logger("umiq.consumer")
 
@@ -70,6 +71,8 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
                 return self._refuse(message, str(verdict), verdict.field, verdict.task_id)
             if isinstance(verdict, PlainEnvelope):
                 return self._run_plain(message, verdict.envelope)
+            # Whoever sent it, Celery logs and passes on only the redacted reprs.
+            _redact_reprs(message)
             try:
                 return celery_handler(message)
             except self.connection_errors:
@@ -140,6 +143,15 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._refuse(message, f"invalid task message: {exc}", "<message>")
+
+
+def _redact_reprs(message: Any) -> None:
+    """Replace a checked message's ``argsrepr``/``kwargsrepr`` by ``worker.task_repr``'s."""
+    try:
+        body = message.decode()
+    except Exception:  # checked already: a body that does not decode has no args to show
+        body = None
+    redact_headers(message.headers, body)
 
 
 def _delivery_id(message: Any) -> str:

@@ -19,6 +19,28 @@ def add_redactor(processor: Processor) -> None:
         _extra_processors.append(processor)
 
 
+class TaskArgumentsFilter(logging.Filter):
+    """Takes the task's arguments out of Celery's pool line at DEBUG.
+
+    ``TaskPool: Apply <fn> (args:… kwargs:…)`` (logger ``celery.pool``) prints what the
+    pool is handed: the whole message, its body with the request text and any personal
+    data in it, which the redactor can mask only where its detector sees it. The line
+    keeps the function; the arguments become ``<redacted>``. Celery's other lines name a
+    task by ``argsrepr`` (``worker.task_repr``).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if (
+            record.name == "celery.pool"
+            and isinstance(record.msg, str)
+            and record.msg.startswith("TaskPool: Apply")
+            and isinstance(record.args, tuple)
+            and record.args
+        ):
+            record.args = (record.args[0], *("<redacted>" for _ in record.args[1:]))
+        return True
+
+
 def configure(fmt: str = "auto", level: str = "INFO", stream: Any = None) -> None:
     """Configure structlog and stdlib logging once for the process.
 
@@ -48,6 +70,7 @@ def configure(fmt: str = "auto", level: str = "INFO", stream: Any = None) -> Non
     )
     # Route stdlib logging (celery, kombu, uvicorn) through the same renderer.
     handler = logging.StreamHandler(stream)
+    handler.addFilter(TaskArgumentsFilter())
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],

@@ -36,3 +36,15 @@ def test_stdlib_logs_use_the_same_renderer() -> None:
     line = json.loads(stream.getvalue().strip().splitlines()[-1])
     assert line["event"] == "connection lost"
     assert line["task_id"] == "t-10"
+
+
+def test_celery_pool_line_loses_the_task_arguments() -> None:
+    """Celery's DEBUG 'TaskPool: Apply' line keeps its function but not the message it runs."""
+    stream = io.StringIO()
+    configure("json", "DEBUG", stream=stream)
+    body = b'[[{"query": "pay Wilhelmina Zwartkop"}], {}, {}]'
+    logging.getLogger("celery.pool").debug(
+        "TaskPool: Apply %s (args:%s kwargs:%s)", "<fast_trace_task>", (body,), {}
+    )
+    line = json.loads(stream.getvalue().strip().splitlines()[-1])
+    assert line["event"] == "TaskPool: Apply <fast_trace_task> (args:<redacted> kwargs:<redacted>)"
