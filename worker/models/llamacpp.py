@@ -1,0 +1,293 @@
+"""llama.cpp as umiq's CPU inference engine: build it, export GGUF, start ``llama-server``.
+
+- :func:`build_engine` (``umiq models build-engine``) downloads the source distribution of
+  ``llama-cpp-python`` (MIT; its ``vendor/llama.cpp`` is llama.cpp's source, MIT) from
+  PyPI with pip, and builds ``llama-server`` and ``test-gbnf-validator`` with CMake into
+  ``<data_dir>/engines/llama.cpp/bin``. Nothing else in umiq needs it: ``make test``
+  skips the engine tests, saying so, when it is not built.
+- :func:`export_gguf` (``umiq models export-gguf``) converts the base checkpoint and each
+  role adapter with llama.cpp's own converters (``convert_hf_to_gguf.py``,
+  ``convert_lora_to_gguf.py``), using the pinned ``gguf`` package.
+- :func:`serve_command` (``umiq models serve``) is the ``llama-server`` command line: the
+  base, one ``--lora`` per role (loaded at scale 0: each request picks its adapter),
+  ``--parallel`` slots with continuous batching and the prompt cache.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from worker.agent.roles import AGENT_ROLES
+from worker.errors import ConfigError, ModelError
+
+LLAMA_CPP_PYTHON = "0.3.36"
+"""The ``llama-cpp-python`` sdist whose vendored llama.cpp umiq builds and tests."""
+BINARIES = ("llama-server", "test-gbnf-validator")
+CMAKE_FLAGS = (
+    "-DCMAKE_BUILD_TYPE=Release",
+    "-DBUILD_SHARED_LIBS=OFF",  # self-contained binaries that can be copied to bin/
+    "-DLLAMA_BUILD_SERVER=ON",
+    "-DLLAMA_BUILD_TOOLS=ON",
+    "-DLLAMA_BUILD_TESTS=ON",  # for test-gbnf-validator only (one target is built)
+    "-DLLAMA_BUILD_EXAMPLES=OFF",
+    "-DLLAMA_BUILD_APP=OFF",
+    "-DLLAMA_USE_PREBUILT_UI=OFF",  # it would download the web UI; not needed
+    "-DLLAMA_OPENSSL=OFF",
+)
+Progress = Callable[[str], None]
+
+
+def engines_dir(data_dir: Path) -> Path:
+    """Where engines and their GGUF files live: ``<data_dir>/engines``."""
+    return Path(data_dir) / "engines"
+
+
+def _default_data_dir() -> Path:
+    from worker.settings import get_settings
+
+    return get_settings().data_dir
+
+
+def find_binary(name: str, data_dir: Path | None = None) -> Path | None:
+    """The built llama.cpp binary ``name``, or None.
+
+    ``UMIQ_LLAMA_CPP_BIN`` (a folder) wins over ``<data_dir>/engines/llama.cpp/bin``.
+    """
+    folders = []
+    if os.environ.get("UMIQ_LLAMA_CPP_BIN"):
+        folders.append(Path(os.environ["UMIQ_LLAMA_CPP_BIN"]))
+    folders.append(engines_dir(data_dir or _default_data_dir()) / "llama.cpp" / "bin")
+    for folder in folders:
+        path = folder / name
+        if path.is_file() and os.access(path, os.X_OK):
+            return path
+    return None
+
+
+def _run(cmd: Sequence[str], progress: Progress, **kwargs: Any) -> None:
+    progress("$ " + " ".join(str(c) for c in cmd))
+    try:
+        subprocess.run([str(c) for c in cmd], check=True, **kwargs)
+    except FileNotFoundError as exc:
+        raise ModelError(f"{cmd[0]} is not installed: {exc}") from exc
+    except subprocess.CalledProcessError as exc:
+        raise ModelError(
+            f"{Path(str(cmd[0])).name} failed with exit status {exc.returncode}"
+        ) from exc
+
+
+def build_engine(
+    data_dir: Path,
+    *,
+    version: str = LLAMA_CPP_PYTHON,
+    jobs: int = 1,
+    nice: bool = False,
+    progress: Progress = print,
+) -> Path:
+    """Download llama.cpp's source from PyPI and build its server; returns the bin folder.
+
+    ``nice`` runs the compiler at the lowest priority (a shared machine). Building twice
+    reuses the CMake build folder, so an interrupted build resumes.
+    """
+    home = engines_dir(data_dir) / "llama.cpp"
+    src, build, bin_dir = home / "src", home / "build", home / "bin"
+    stamp = home / "engine.json"
+    prefix = ["nice", "-n", "19"] if nice else []
+    if not (src / "CMakeLists.txt").is_file() or _stamp(stamp).get("version") != version:
+        with tempfile.TemporaryDirectory() as tmp:
+            _run(
+                [
+                    *prefix,
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--no-binary",
+                    ":all:",
+                    f"llama-cpp-python=={version}",
+                    "-d",
+                    tmp,
+                ],
+                progress,
+            )
+            archive = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
+            _extract_vendor(archive, src)
+    _run(["cmake", "-S", src, "-B", build, *_generator(), *CMAKE_FLAGS], progress)
+    _run(
+        [*prefix, "cmake", "--build", build, "--target", *BINARIES, "-j", str(jobs)],
+        progress,
+    )
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for name in BINARIES:
+        shutil.copy2(build / "bin" / name, bin_dir / name)
+    stamp.write_text(json.dumps({"version": version, "package": "llama-cpp-python"}, indent=2))
+    return bin_dir
+
+
+def _generator() -> list[str]:
+    return ["-G", "Ninja"] if shutil.which("ninja") else []
+
+
+def _stamp(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _extract_vendor(archive: Path, dest: Path) -> None:
+    """Unpack ``<sdist>/vendor/llama.cpp`` of ``archive`` into ``dest``."""
+    if dest.exists():
+        shutil.rmtree(dest)
+    with tarfile.open(archive) as tar:
+        top = tar.getnames()[0].split("/", 1)[0]
+        prefix = f"{top}/vendor/llama.cpp/"
+        members = []
+        for member in tar.getmembers():
+            if member.name.startswith(prefix):
+                member.name = member.name[len(prefix) :]
+                if member.name:
+                    members.append(member)
+        if not members:
+            raise ModelError(f"{archive.name} holds no vendor/llama.cpp")
+        tar.extractall(dest, members=members, filter="data")
+
+
+def gguf_dir(data_dir: Path) -> Path:
+    return engines_dir(data_dir) / "gguf"
+
+
+def gguf_files(data_dir: Path) -> dict[str, Path]:
+    """The exported files: ``base`` and each role that has an adapter."""
+    folder = gguf_dir(data_dir)
+    found = {"base": folder / "base.gguf"} if (folder / "base.gguf").is_file() else {}
+    for role in AGENT_ROLES:
+        if (folder / f"{role}.gguf").is_file():
+            found[role] = folder / f"{role}.gguf"
+    return found
+
+
+def export_gguf(
+    data_dir: Path,
+    base: Path,
+    adapters: dict[str, Path],
+    *,
+    outtype: str = "f32",
+    nice: bool = False,
+    progress: Progress = print,
+) -> dict[str, Path]:
+    """Convert ``base`` (a Hugging Face checkpoint) and each role's LoRA adapter to GGUF.
+
+    ``f32`` keeps the weights as the in-process CPU path computes them, so greedy outputs
+    can be compared; ``f16``/``bf16``/``q8_0`` trade exactness for memory and speed.
+    """
+    src = engines_dir(data_dir) / "llama.cpp" / "src"
+    if not (src / "convert_hf_to_gguf.py").is_file():
+        raise ConfigError(
+            f"llama.cpp's converters are not at {src}; run `umiq models build-engine` first"
+        )
+    out = gguf_dir(data_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "NO_LOCAL_GGUF": "1"}  # the pinned gguf package, not gguf-py
+    prefix = ["nice", "-n", "19"] if nice else []
+    files = {"base": out / "base.gguf"}
+    _run(
+        [
+            *prefix,
+            sys.executable,
+            src / "convert_hf_to_gguf.py",
+            base,
+            "--outfile",
+            files["base"],
+            "--outtype",
+            outtype,
+        ],
+        progress,
+        env=env,
+    )
+    for role, path in adapters.items():
+        files[role] = out / f"{role}.gguf"
+        _run(
+            [
+                *prefix,
+                sys.executable,
+                src / "convert_lora_to_gguf.py",
+                path,
+                "--base",
+                base,
+                "--outfile",
+                files[role],
+                "--outtype",
+                outtype,
+            ],
+            progress,
+            env=env,
+        )
+    (out / "export.json").write_text(
+        json.dumps({"base": base.name, "adapters": sorted(adapters), "outtype": outtype}, indent=2)
+    )
+    return files
+
+
+def serve_command(
+    data_dir: Path,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    parallel: int = 4,
+    threads: int | None = None,
+    ctx_per_slot: int = 2048,
+    binary: Path | None = None,
+) -> list[str]:
+    """The ``llama-server`` command for the exported base and role adapters."""
+    server = binary or find_binary("llama-server", data_dir)
+    if server is None:
+        raise ConfigError("llama-server is not built; run `umiq models build-engine` first")
+    files = gguf_files(data_dir)
+    if "base" not in files:
+        raise ConfigError(
+            f"no base GGUF under {gguf_dir(data_dir)}; run `umiq models export-gguf` first"
+        )
+    if parallel < 1:
+        raise ConfigError(f"parallel must be at least 1, got {parallel}")
+    cmd = [str(server), "-m", str(files["base"])]
+    for role in AGENT_ROLES:
+        if role in files:
+            cmd += ["--lora", str(files[role])]
+    cmd += [
+        "--lora-init-without-apply",  # every adapter at scale 0; requests choose theirs
+        "--parallel",
+        str(parallel),
+        "--ctx-size",
+        str(ctx_per_slot * parallel),  # shared by the slots
+        "--host",
+        host,
+        "--port",
+        str(port),
+        "--no-webui",
+    ]
+    if threads:
+        cmd += ["--threads", str(threads), "--threads-batch", str(threads)]
+    return cmd
+
+
+__all__ = [
+    "LLAMA_CPP_PYTHON",
+    "build_engine",
+    "engines_dir",
+    "export_gguf",
+    "find_binary",
+    "gguf_dir",
+    "gguf_files",
+    "serve_command",
+]
