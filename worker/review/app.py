@@ -27,6 +27,7 @@ from worker.audit.review import SEALED, conceal, list_tasks, load_trace, open_tr
 from worker.errors import ApprovalError, AuditError, HeldAnswerError, UmiqError
 from worker.gates import decide, decide_answer, held_for, pending_for, tab
 from worker.review._auth import Authenticator, Principal
+from worker.review._rollout import add_rollout_routes
 from worker.review._signing import CSRF_COOKIE, CSRF_FIELD, FLASH_COOKIE, Signer, signing_key
 from worker.review._views import OUTCOMES, TaskFilter, pretty, trace_view, when
 from worker.settings import Settings
@@ -244,6 +245,8 @@ def create_app(
             trace=trace_view(data),
             opened=opened,
         )
+
+    add_rollout_routes(app, audit_log, settings, render, User)
 
     @app.get("/chain", response_class=HTMLResponse)
     def chain_page(request: Request, user: Principal = User) -> HTMLResponse:

@@ -10,12 +10,13 @@ verdict``; a shadow task's compared agreement is its person's verdict).
 
 from __future__ import annotations
 
+import io
 import math
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
@@ -185,16 +186,14 @@ def _rates(counts: Counter[str]) -> dict[str, Any]:
     return {"judged": n, "passed": passed, "rate": passed / n if n else None}
 
 
-def plot(figures: dict[str, Any], out: str | Path) -> Path:
+def plot(figures: dict[str, Any], out: str | Path | BinaryIO) -> Path | BinaryIO:
     """The report as one PNG: outcomes by mode, latency percentiles, shadow agreement,
     pass rate by mode, and the human gates (approvals, held answers, refusals)."""
-    import matplotlib
+    # the object API, not pyplot: no global state, so the review page may draw in threads
+    from matplotlib.figure import Figure
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    out = Path(out)
-    fig, grid = plt.subplots(2, 3, figsize=(15, 9))
+    fig = Figure(figsize=(15, 9))
+    grid = fig.subplots(2, 3)
     axes = list(grid.flat)
     modes = sorted(figures["outcomes"])
     kinds = sorted({k for m in modes for k in figures["outcomes"][m]})
@@ -245,7 +244,15 @@ def plot(figures: dict[str, Any], out: str | Path) -> Path:
     axes[5].bar(list(w), list(w.values()))
     axes[5].set_title("writes")
     fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=100)
-    plt.close(fig)
+    if isinstance(out, str | Path):
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=100, format="png")
     return out
+
+
+def png(figures: dict[str, Any]) -> bytes:
+    """The report's plot as PNG bytes (the review page serves them)."""
+    buffer = io.BytesIO()
+    plot(figures, buffer)
+    return buffer.getvalue()
