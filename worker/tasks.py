@@ -100,8 +100,15 @@ def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
     dept = plan.department
     if dept is not None and dept.adapter_version:
         _check_pin(env.department, dept.adapter_version, runtime.role_model().describe())
-    log.info("task.started", mode=plan.rollout.mode)
-    result = _episode(env, guard, audit, plan.toolbox(runtime.toolbox())).run()
+    episode = _episode(env, guard, audit, plan.toolbox(runtime.toolbox()))
+    recorded = audit.steps(env.task_id) if task is not None else []
+    if any(step.kind != "rejected" for step in recorded):
+        # A run of this task was cut off (its worker died): resume by replay.
+        log.info("task.resuming", recorded=len(recorded), mode=plan.rollout.mode)
+        result = episode.recover(recorded)
+    else:
+        log.info("task.started", mode=plan.rollout.mode)
+        result = episode.run()
     if plan.rollout.to_humans:  # shadow: the agent's run is recorded, people do the task
         return rollout.for_humans(
             app, audit, env.model_dump(), plan.rollout, shadow_outcome=result.outcome

@@ -34,7 +34,7 @@ from connectors import ConnectorError, InvalidArguments, ToolCall, ToolResult, T
 from connectors._schema import validate_arguments
 from policies import AccessRule, Decision, check_claims
 from policies._claims import check_form
-from worker.agent import protocol
+from worker.agent import protocol, replay
 from worker.agent.guard import Guard
 from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel
 from worker.agent.views import ALPHA_UMI, PromptView
@@ -53,9 +53,6 @@ Outcome = Literal[
     "rejected",
 ]
 log = structlog.get_logger("umiq.agent")
-
-#: The history turn each recorded step kind becomes when an episode is replayed.
-_TURN_OF_STEP = {"planner": "assistant", "tool": "observation", "summarizer": "conclusion"}
 
 #: How the repeat guard's observations start (a call it refused is not a call made).
 _NOT_RUN = "not run:"
@@ -114,6 +111,15 @@ class _AwaitingApproval(Exception):
         super().__init__(key)
         self.key = key
         self.reasons = list(reasons)
+
+
+class _ReplayMismatch(Exception):
+    """A committed call under this step's key is not the call being replayed."""
+
+    def __init__(self, key: str, reason: str) -> None:
+        super().__init__(reason)
+        self.key = key
+        self.reason = reason
 
 
 class Episode:
@@ -183,7 +189,69 @@ class Episode:
             self._observe(self._execute(pending[0], pending[1]))
         except _AwaitingApproval as wait:  # another rule still holds it
             return self._await(wait)
+        except _ReplayMismatch as stop:
+            return self._stop_for_human(stop)
         return self._loop(max(0, self.max_steps - used))
+
+    def recover(self, recorded: Sequence[Any]) -> EpisodeResult:
+        """Go on with a task whose run was cut off (its worker died): resume by replay.
+
+        ``recorded`` are the task's audit steps so far. The history is rebuilt from them
+        byte for byte, nothing is generated or called for a recorded step, a ``resume``
+        policy step records how many steps were replayed, and the episode goes on at the
+        first missing step. A call left without its observation passes the policies
+        again; its committed result (if the call was made) is replayed only when it is
+        that call's (same tool and arguments), else the task stops for a human.
+        """
+        state = replay.rebuild(recorded)
+        self.turns = [{"from": "user", "value": self.query}, *state.turns]
+        self.steps = [EpisodeStep(s.index, s.kind, s.output, dict(s.details)) for s in state.steps]
+        self._index = state.last_index
+        self._repeats = state.repeats
+        self._sealed_tokens = len(self.guard.mapping())
+        reason = (
+            f"resumed after an interrupted run: {len(state.steps)} recorded steps replayed "
+            f"(no model or connector call repeated for them); going on after step "
+            f"{state.last_index} ({state.stopped})"
+        )
+        self._record_decisions(
+            [Decision(True, "resume", (reason,))],
+            None,
+            extra={"replayed": len(state.steps), "stopped": state.stopped},
+        )
+        log.info("episode.resumed", replayed=len(state.steps), stopped=state.stopped)
+        if not self.allowed:
+            return self._finish("refused", "", "the department may use no tools")
+        try:
+            result = self._go_on(state)
+        except _AwaitingApproval as wait:
+            return self._await(wait)
+        except _ReplayMismatch as stop:
+            return self._stop_for_human(stop)
+        if result is not None:
+            return result
+        return self._loop(max(0, self.max_steps - state.planner_steps))
+
+    def _go_on(self, state: replay.Replayed) -> EpisodeResult | None:
+        """Finish the step the interrupted run was in, from where ``state`` stopped."""
+        last = state.last
+        details = last.details if last is not None else {}
+        if state.stopped == "planned" and self.agent == "multi":
+            return self._act_on_plan(str(details.get("next") or "caller"), last.output)
+        if state.stopped == "called":
+            if any(p.get("policy") == "repeat" for p in state.policies_after_last):
+                return self._after_repeat()
+            if "tool" not in details:  # the call did not parse: its observation says so
+                error = details.get("error", "no call")
+                self._observe(ToolResult(ok=False, error=f"unparseable call: {error}"))
+                return None
+            call = ToolCall(str(details["tool"]), dict(details.get("arguments") or {}))
+            self._observe(self._execute(call, int(last.index)))
+            return None
+        if state.stopped == "concluded":
+            return self._conclude(last.output, "the summarizer answered")
+        # start, observed, or a backbone plan whose call was not recorded: plan (again)
+        return None
 
     def _loop(self, budget: int) -> EpisodeResult:
         try:
@@ -194,6 +262,8 @@ class Episode:
                     return result
         except _AwaitingApproval as wait:
             return self._await(wait)
+        except _ReplayMismatch as stop:
+            return self._stop_for_human(stop)
         log.info("episode.step_limit", task_id=self.envelope.task_id, max_steps=self.max_steps)
         return self._finish("step_limit", "", f"no conclusion within {self.max_steps} steps")
 
@@ -203,17 +273,21 @@ class Episode:
         plan = protocol.parse_planner(plan_text)
         self.turns.append({"from": "assistant", "value": plan.thought})
         self._record("planner", "planner", plan.thought, {"next": plan.next, **shown})
-        if plan.next == "give up":
+        return self._act_on_plan(plan.next, plan.thought)
+
+    def _act_on_plan(self, next_: str, thought: str) -> EpisodeResult | None:
+        """What follows a plan: give up, conclude, or write and make the next call."""
+        if next_ == "give up":
             return self._finish("gave_up", "", "the planner gave up")
-        if plan.next == "conclusion":
+        if next_ == "conclusion":
             answer = self._generate("summarizer", self.view.summarizer(self.turns))
             self.turns.append({"from": "conclusion", "value": answer})
             self._record("summarizer", "summarizer", answer, {})
             return self._conclude(answer, "the summarizer answered")
         text = self._generate(
             "caller",
-            self.view.caller(self.docs, self.turns, plan.thought),
-            constraint=CallerConstraint(tuple(self.allowed)),
+            self.view.caller(self.docs, self.turns, thought),
+            constraint=CallerConstraint(self._callable()),
         )
         repeated = self._repeated_call(text)
         if repeated is not None:
@@ -249,6 +323,11 @@ class Episode:
         self._repeats += 1
         reason = f"{call.tool} with these arguments was the last call and succeeded; not run again"
         self._record_decisions([Decision(False, "repeat", (reason,))], call.tool)
+        return self._after_repeat()
+
+    def _after_repeat(self) -> EpisodeResult | None:
+        """After the repeat guard refused a call: observe the refusal, and on a second
+        repeat hand the history to the summarizer."""
         if self._repeats == 1:
             self._observe(
                 ToolResult(
@@ -282,6 +361,17 @@ class Episode:
             return self._conclude(out.answer, "the model answered")
         self._handle_call(out.call, role="backbone")
         return None
+
+    def _callable(self) -> tuple[ToolSpec, ...]:
+        """The tools the caller's grammar admits: the allowed tools its prompt shows.
+
+        The caller is told only of the tools its prompt shows (every allowed tool in the
+        α-UMi view, the retrieved ones in the compact view), so its grammar admits only
+        those: a small caller cannot reach for a tool it was shown no document of (a
+        write in a read-only task, say), and a retrieval miss never widens access, since
+        the shown tools are drawn from the allowed ones."""
+        shown = {t["Name"] for t in self.view.shown(self.docs, self.turns)}
+        return tuple(spec for spec in self.allowed if spec.name in shown) or tuple(self.allowed)
 
     def _shown(self) -> dict[str, Any]:
         """The tools this step's prompts show, for the audit (compact view only: the
@@ -337,9 +427,19 @@ class Episode:
 
         committed = self.audit.tool_call_by_key(key)
         if committed is not None:  # a redelivery: the call already happened
+            committed = self._open(committed)
+            mismatch = replay.call_mismatch(
+                key, (committed.tool, committed.request), (spec.name, raw)
+            )
+            if mismatch is not None:  # never another call's response, never a new write
+                mismatch = str(self.guard.tokenize(mismatch))  # the requests hold raw values
+                decisions.append(Decision(False, "replay", (mismatch,)))
+                self._record_decisions(
+                    decisions, spec.name, extra={"key": key, "committed_tool": committed.tool}
+                )
+                raise _ReplayMismatch(key, mismatch)
             decisions.append(Decision(True, "idempotency", (f"call {key} already made: replayed",)))
             self._record_decisions(decisions, spec.name)
-            committed = self._open(committed)
             result = ToolResult(ok=committed.ok, data=committed.response, error=committed.error)
             return self._minimized(spec, result)
         decisions.append(self.guard.check_approval(spec, raw, key))
@@ -403,9 +503,8 @@ class Episode:
         """Rebuild turns, steps and the step counter from the audit; the pending call."""
         request = None
         for step in recorded:
-            if step.kind in ("planner", "caller", "tool", "summarizer"):
-                turn_from = _TURN_OF_STEP.get(step.kind, step.kind)
-                self.turns.append({"from": turn_from, "value": step.output})
+            if step.kind in replay.TURN_OF_STEP:
+                self.turns.append({"from": replay.TURN_OF_STEP[step.kind], "value": step.output})
             details = step.details
             if details.get("key") == key and details.get("status") == APPROVAL_REQUESTED:
                 request = step
@@ -516,6 +615,11 @@ class Episode:
         if not decision.allowed:
             return self._finish("held", answer, "; ".join(decision.reasons))
         return self._finish("answered", answer, reason)
+
+    def _stop_for_human(self, stop: _ReplayMismatch) -> EpisodeResult:
+        """End ``held`` for a person: the replayed call was not the committed one."""
+        log.warning("episode.replay_mismatch", key=stop.key)
+        return self._finish("held", "", stop.reason, extra={"key": stop.key})
 
     def _await(self, wait: _AwaitingApproval) -> EpisodeResult:
         return self._finish(

@@ -1,0 +1,114 @@
+"""Resume by replay: an interrupted episode rebuilt from its audit steps, pure.
+
+A task whose worker died mid-episode is delivered again. Its recorded steps are the
+episode so far: :func:`rebuild` turns them back into the α-UMi history (each turn the
+exact text the model saw the first time: a ``tool`` step's output is the observation
+as it was shown, keys in the service's order) and says where the episode stopped, so
+that it goes on at the first missing step without asking a model or a connector again.
+
+A call that is replayed from a committed tool call must be the call that was committed:
+:func:`call_mismatch` compares tool and arguments, and the episode stops for a human
+when they differ instead of handing one tool's response to another call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+#: The history turn each recorded step kind becomes when an episode is replayed.
+TURN_OF_STEP = {
+    "planner": "assistant",
+    "caller": "caller",
+    "tool": "observation",
+    "summarizer": "conclusion",
+}
+
+Stopped = Literal["start", "observed", "planned", "called", "concluded"]
+"""Where a replayed episode stopped: before its first plan, after an observation, after a
+plan (its ``next`` not yet acted on), after a call (no observation yet), after the
+summarizer's answer (no outcome yet)."""
+
+
+@dataclass(frozen=True)
+class Replayed:
+    """An episode rebuilt from its recorded steps."""
+
+    turns: list[dict[str, str]]
+    """The history after the user turn, exactly as recorded."""
+    steps: list[Any]
+    """The recorded steps replayed (the episode's own, ``rejected`` refusals left out)."""
+    last_index: int
+    planner_steps: int
+    repeats: int
+    """Calls the repeat guard refused so far."""
+    stopped: Stopped
+    last: Any = None
+    """The step the episode stopped after (for ``planned``, ``called``, ``concluded``)."""
+    policies_after_last: list[Mapping[str, Any]] = field(default_factory=list)
+    """The ``details`` of the policy steps recorded after ``last``."""
+
+
+def rebuild(recorded: Sequence[Any]) -> Replayed:
+    """The history, counters and stopping point of the episode that wrote ``recorded``.
+
+    ``recorded`` are a task's step records in chain order (``kind``, ``index``,
+    ``output``, ``details``). ``rejected`` steps (refused messages) are not the episode's.
+    """
+    turns: list[dict[str, str]] = []
+    steps: list[Any] = []
+    last_index = planners = repeats = 0
+    last: Any = None
+    after: list[Mapping[str, Any]] = []
+    for step in recorded:
+        if step.kind == "rejected":
+            continue
+        steps.append(step)
+        last_index = max(last_index, int(step.index))
+        details = step.details if isinstance(step.details, Mapping) else {}
+        if step.kind in TURN_OF_STEP:
+            turns.append({"from": TURN_OF_STEP[step.kind], "value": step.output})
+            planners += step.kind == "planner"
+            last, after = step, []
+        elif step.kind == "policy":
+            repeats += details.get("policy") == "repeat" and details.get("allowed") is False
+            after.append(details)
+    stopped: Stopped
+    if last is None:
+        stopped = "start"
+    else:
+        stopped = {
+            "planner": "planned",
+            "caller": "called",
+            "tool": "observed",
+            "summarizer": "concluded",
+        }[last.kind]
+    return Replayed(turns, steps, last_index, planners, repeats, stopped, last, after)
+
+
+def _arguments_text(arguments: Any) -> str:
+    return json.dumps(arguments, ensure_ascii=False, sort_keys=True)
+
+
+def call_mismatch(
+    key: str,
+    committed: tuple[str, Mapping[str, Any]],
+    replayed: tuple[str, Mapping[str, Any]],
+) -> str | None:
+    """Why the replayed call is not the call committed under ``key``, or None when it is.
+
+    Both are ``(tool, request)``; requests compare as JSON values (a tuple and a list
+    with the same items are the same, key order does not matter, ``1`` equals ``1.0``).
+    """
+    (committed_tool, committed_request), (tool, request) = committed, replayed
+    same_request = json.loads(json.dumps(dict(request))) == dict(committed_request)
+    if committed_tool == tool and same_request:
+        return None
+    return (
+        f"replayed call {tool} {_arguments_text(dict(request))} is not the call committed "
+        f"under key {key}: {committed_tool} {_arguments_text(dict(committed_request))}; "
+        "its response is not handed to another call and no new call is made: a person "
+        "must look at this task"
+    )
