@@ -235,6 +235,18 @@ class Settings(BaseSettings):
     """A role-model plug-in, ``"package.module:factory"``: ``factory(settings)`` returns the
     RoleModel (a remote backend, a deterministic model for tests). Imported on first use;
     when set, the base, adapter and checkpoint settings are the factory's to read."""
+    model_backend: Literal["hf", "openai"] = "hf"
+    """``hf``: the model runs in the worker process (transformers + peft); ``openai``: an
+    inference engine serves it over its OpenAI-compatible completions API
+    (``engine_url``; ``umiq models serve`` starts llama.cpp's server, see docs/serving.md)."""
+    engine_url: str = "http://127.0.0.1:8080"
+    """The engine's base URL (``/v1/completions`` is appended) for ``model_backend=openai``."""
+    engine_dialect: Literal["llama.cpp", "vllm"] = "llama.cpp"
+    """How the engine takes the role's adapter and the caller's grammar."""
+    engine_timeout_s: float = Field(default=300.0, gt=0)
+    """Seconds one completion may take (queued behind other requests included)."""
+    engine_concurrency: int = Field(default=16, ge=1)
+    """Requests this process keeps in flight to the engine (match its ``--parallel``)."""
     device: str = "cpu"
     max_steps: int = 12
     max_new_tokens: int = 160

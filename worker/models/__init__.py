@@ -22,12 +22,16 @@ if TYPE_CHECKING:
 
 BACKENDS: dict[str, str] = {
     "hf": "worker.models.backend:from_settings",
+    "openai": "worker.models.engine:from_settings",
 }
 """Backend name → ``module:callable(settings) -> RoleModel``, imported on first use."""
 
 
-def load_role_model(settings: Settings, backend: str = "hf", **kwargs: Any) -> RoleModel:
+def load_role_model(settings: Settings, backend: str | None = None, **kwargs: Any) -> RoleModel:
     """The role model that ``settings`` describes (base + adapters, or role checkpoints).
+
+    ``backend`` defaults to ``settings.model_backend`` (``UMIQ_MODEL_BACKEND``): ``hf`` in
+    process, ``openai`` an inference engine (:mod:`worker.models.engine`).
 
     With ``settings.role_model`` set (``"package.module:factory"``) the plug-in's
     ``factory(settings, **kwargs)`` builds it instead, whatever ``backend`` says.
@@ -35,6 +39,8 @@ def load_role_model(settings: Settings, backend: str = "hf", **kwargs: Any) -> R
     plugin = getattr(settings, "role_model", None)
     if plugin:
         return load_plugin(plugin, settings, **kwargs)
+    if backend is None:
+        backend = getattr(settings, "model_backend", "hf")
     try:
         target = BACKENDS[backend]
     except KeyError:
