@@ -257,7 +257,7 @@ class Settings(BaseSettings):
     """How prompts show tools: ``compact`` (the ``tool_top_k`` tools retrieved for the
     request, one short line each, what umiq's adapters are trained on) or ``alpha-umi``
     (every tool as a JSON doc, the reference form of ToolBench-trained models)."""
-    tool_top_k: int = Field(default=6, ge=1)
+    tool_top_k: int = Field(default=8, ge=1)
     """Tools the compact view shows per step (plus any the task already called)."""
 
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -176,6 +176,33 @@ def test_history_follows_the_protocol(audit: AuditLog) -> None:
     assert {t.name for t in caller.constraint.tools} == {"get_invoice", "schedule_payment"}
 
 
+def test_compact_view_caller_grammar_admits_only_the_tools_its_prompt_shows(
+    audit: AuditLog,
+) -> None:
+    """In the compact view the caller's grammar admits the allowed tools its prompt shows
+    and no other: with k=1 a read request shows (and admits) get_invoice, not the write."""
+    from worker.agent.views import COMPACT, PromptView
+
+    model = Scripted(
+        planner=["I should fetch invoice INV-1.\n Next: caller.", "Open.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'],
+        summarizer=["INV-1 is open."],
+    )
+    Episode(
+        ENV,
+        model=model,
+        toolbox=Toolbox([erp()]),
+        access=AccessRule("finance", tools=("*",), may_write=True),
+        audit=audit,
+        max_steps=5,
+        view=PromptView(COMPACT, top_k=1),
+    ).run()
+    caller = next(r for r in model.requests if r.role == "caller")
+    assert caller.constraint is not None
+    assert [t.name for t in caller.constraint.tools] == ["get_invoice"]
+    assert "schedule_payment" not in caller.prompt
+
+
 def test_give_up_ends_the_episode(audit: AuditLog) -> None:
     """A planner that gives up ends the task as gave_up without calling the summarizer."""
     result = run(Scripted(planner=["I cannot do this.\n Next: give up."]), erp(), audit)

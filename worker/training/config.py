@@ -274,17 +274,18 @@ class TrainConfig:
 
 
 # demo: sized for the Acme training split on a 2-core CPU. SmolLM2-135M with LoRA runs
-# ~140–185 tokens/s forward+backward (fp32) here on an idle machine. Acme prompts are
-# in the compact view (``worker.agent.views``: the 6 tools retrieved for the request,
-# one line each), so the planner's prompts are ~680 tokens on average (p95 ~1,200, the
-# longest ~1,700) instead of ~1,290 with every tool's JSON doc, and ``max_length`` 2048
-# cuts none: the adapters train on exactly the prompts serving sends. Batches of one
-# (4 accumulated per optimizer step) waste no tokens on padding. One epoch per stage:
-#   global 48 + planner 256 + caller 96 + summarizer 128 samples
-#   ≈ 35k + 185k + 72k + 55k ≈ 350k tokens / 175 tok/s ≈ 35 min on an idle machine
-#   (~70 min on one core, OMP_NUM_THREADS=1, while the other core is busy).
-# The planner gets the most samples and a higher peak lr (1e-3): its decisions (call
-# the write, conclude right after the answer) are what earlier runs failed to teach.
+# ~140–185 tokens/s forward+backward (fp32) here on an idle machine, ~80–100 on one
+# thread (OMP_NUM_THREADS=1) while the other core is busy. Acme prompts are in the
+# compact view (``worker.agent.views``: the 8 tools retrieved for the request, one line
+# each), so the planner's prompts are ~830 tokens on average (p95 ~1,280, the longest
+# ~1,770) instead of ~1,290 with every tool's JSON doc, and ``max_length`` 2048 cuts
+# none: the adapters train on exactly the prompts serving sends. Batches of one (4
+# accumulated per optimizer step) waste no tokens on padding. One epoch per stage:
+#   global 48 + planner 320 + caller 128 + summarizer 128 samples
+#   ≈ 43k + 275k + 117k + 59k ≈ 490k tokens / 80 tok/s ≈ 100 min on one thread.
+# An earlier run with 256/96/128 samples undertrained the planner (it concluded before
+# the write a task asks for) and the caller; every role stage now peaks at lr 1e-3, the
+# global stage (which all roles start from) at 5e-4.
 # LoRA rank 4 on all linear layers keeps one adapter at ~4.9 MB (1.22M fp32
 # parameters), so the three shipped role adapters stay under the 20 MB budget for
 # committed weights. Warmup is a flat 0.1.
@@ -294,12 +295,12 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "max_length": 2048,
-        "max_samples": {"global": 48, "planner": 256, "caller": 96, "summarizer": 128},
+        "max_samples": {"global": 48, "planner": 320, "caller": 128, "summarizer": 128},
         "epochs": {"global": 1, "planner": 1, "caller": 1, "summarizer": 1},
         "lora_r": 4,
         "lora_alpha": 8,
-        "lr": 5e-4,
-        "stage_lr": {"planner": 1e-3},
+        "lr": 1e-3,
+        "stage_lr": {"global": 5e-4},
         "batch_size": 1,
         "grad_accum": 4,
         "warmup_ratio": 0.1,
