@@ -13,6 +13,7 @@ from typing import Any
 import structlog
 
 from worker.envelope import safe_task_id
+from worker.letters import LETTER_TYPE, Original, seal_letter
 
 log = structlog.get_logger("umiq.deadletter")
 
@@ -29,15 +30,16 @@ def _as_bytes(body: Any) -> bytes:
 
 
 #: Headers this module adds to a dead letter (replay takes them off again).
-REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED = (
+REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED, SEALED = (
     "x-umiq-reason",
     "x-umiq-field",
     "x-umiq-sha256",
     "x-umiq-task-id",
     "x-umiq-refused-at",
     "x-umiq-audited",
+    "x-umiq-sealed",
 )
-OWN_HEADERS = (REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED)
+OWN_HEADERS = (REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED, SEALED)
 #: AMQP properties a dead letter keeps, so that a replay's result reaches the producer.
 KEPT_PROPERTIES = ("correlation_id", "reply_to", "priority")
 _AUDIT_TRIES = 3
@@ -58,13 +60,14 @@ def refuse(
     task_id: str | None = None,
     own: bool = False,
 ) -> dict[str, Any]:
-    """Dead-letter ``body`` unchanged with ``reason`` in its headers, and audit the refusal.
+    """Dead-letter ``body`` sealed, with ``reason`` in its headers, and audit the refusal.
 
-    ``body`` is best the message's raw bytes: they go to the dead-letter queue as they
-    came, with the message's own ``headers`` (a replay sends them back as they were) and
-    the reason beside them. The raw body goes only there, never to the logs or the audit
-    log: it may carry personal data. The audit record keeps its SHA-256 so the two can
-    be matched.
+    ``body`` is best the message's raw bytes: they are kept as they came, with the
+    message's own ``headers`` (a replay sends them back as they were), but sealed with
+    the audit key ring in a letter (``worker.letters``): the broker holds no personal
+    data of the request, only umiq's headers beside the letter, the reason with what the
+    detector finds masked (``<IBAN>``). The raw body never goes to the logs or the audit
+    log either. The audit record keeps its SHA-256 so the two can be matched.
 
     The refusal is recorded under the task id the message claims (``task_id``, else the
     envelope's), unless that task is already in the audit log and this is not its own
@@ -77,6 +80,8 @@ def refuse(
     settings = get_settings()
     raw = _as_bytes(body)
     sha = hashlib.sha256(raw).hexdigest()
+    # A reason may quote a value of the message (a schema error, an exception's text).
+    raw_reason, reason = reason, _mask(settings).redact_text(reason)
     fresh = f"rejected-{delivery_id or uuid.uuid4()}"
     claimed = task_id or safe_task_id(body if isinstance(body, dict) else None, "") or None
     queue = dead_letter_queue(settings)
@@ -86,28 +91,37 @@ def refuse(
         "dead_letter_queue": queue.name,
     }
     audited, record_id = _audit(audit, claimed, fresh, own, reason, details)
-    out_headers = {k: v for k, v in dict(headers or {}).items() if k not in OWN_HEADERS}
-    out_headers.update({
+    if content_encoding is None:
+        content_encoding = (
+            "utf-8" if content_type.startswith(("application/json", "text")) else "binary"
+        )
+    original = Original(
+        body=raw,
+        content_type=content_type,
+        content_encoding=content_encoding,
+        headers={k: v for k, v in dict(headers or {}).items() if k not in OWN_HEADERS},
+        reason=raw_reason,
+    )
+    keyring = _keyring(audit, settings)
+    letter = seal_letter(keyring, original, f"dead-letter/{sha}")
+    out_headers = {
         REASON: reason[:2000],
         FIELD: field or "",
         SHA256: sha,
         TASK: record_id,
         REFUSED_AT: datetime.now(UTC).isoformat(),
         AUDITED: audited,
-    })  # fmt: skip
+        SEALED: keyring.primary,
+    }
     kept = {k: v for k, v in dict(properties or {}).items() if k in KEPT_PROPERTIES and v}
-    if content_encoding is None:
-        content_encoding = (
-            "utf-8" if content_type.startswith(("application/json", "text")) else "binary"
-        )
     with app.producer_or_acquire() as producer:
         producer.publish(
-            raw,
+            letter,
             exchange=queue.exchange,
             routing_key=queue.routing_key,
             declare=[queue],
-            content_type=content_type,
-            content_encoding=content_encoding,
+            content_type=LETTER_TYPE,
+            content_encoding="utf-8",
             headers=out_headers,
             delivery_mode=2,
             retry=True,
@@ -130,6 +144,24 @@ def refuse(
         "steps": [],
         "tokens": 0,
     }
+
+
+def _mask(settings: Any) -> Any:
+    """The redactor of personal data in a reason (kind labels, as in the logs)."""
+    from policies import RedactingProcessor
+    from worker.agent.guard import detector_from
+
+    return RedactingProcessor(detector_from(settings))
+
+
+def _keyring(audit: Any, settings: Any) -> Any:
+    """The audit's key ring (its sealer's), else the one the settings name."""
+    sealer = getattr(audit, "sealer", None)
+    if sealer is not None:
+        return sealer.keyring
+    from worker.audit.keyring import load_keyring
+
+    return load_keyring(settings)
 
 
 def _audit(

@@ -72,23 +72,46 @@ def register(app: typer.Typer) -> None:
     @dlq_app.command("show")
     def show_command(
         selector: str = typer.Argument(..., help="Position from `dlq list`, or a SHA-256 prefix."),
+        reveal: bool = typer.Option(
+            False, "--reveal", help="Print the message as it came (it may hold personal data)."
+        ),
     ) -> None:
-        """One refused message whole: headers and body (it may hold personal data)."""
-        from worker.dlq import list_letters
+        """One refused message: headers and body with personal data masked (``<IBAN>``);
+        a sealed one is opened with the key ring. ``--reveal`` prints it unmasked."""
+        from policies import SealError
+        from worker.agent.guard import detector_from
+        from worker.dlq import list_letters, operator_keyring
+        from worker.letters import redacted
 
+        settings = _settings()
         try:
-            letters = [x for x in list_letters(_settings()) if x.matches(selector)]
+            letters = [x for x in list_letters(settings) if x.matches(selector)]
         except _BROKER_DOWN as exc:
             raise _broker_error(exc) from exc
         if not letters:
             console.print(f"[red]error:[/red] no dead letter {selector!r}: see `umiq dlq list`")
             raise typer.Exit(1)
+        keyring = operator_keyring(settings) if any(x.sealed for x in letters) else None
+        code = 0
         for letter in letters:
             console.print(f"[bold]#{letter.position}[/bold] {letter.sha256}")
             console.print(f"reason: {letter.reason}")
-            console.print(f"content type: {letter.content_type} ({letter.content_encoding})")
             console.print_json(json.dumps(letter.headers, default=str, sort_keys=True))
-            console.print(letter.body.decode("utf-8", errors="backslashreplace"), markup=False)
+            try:
+                original = letter.original(keyring)
+            except SealError as exc:
+                console.print(f"[red]sealed, cannot open:[/red] {exc}", markup=True)
+                code = 1
+                continue
+            shown = original if reveal else redacted(detector_from(settings), original)
+            state = "sealed" if letter.sealed else "kept as it came"
+            view = "revealed" if reveal else "personal data masked"
+            console.print(f"message ({state}; {view}):")
+            console.print(f"content type: {shown.content_type} ({shown.content_encoding})")
+            console.print_json(json.dumps(shown.headers, default=str, sort_keys=True))
+            console.print(shown.body.decode("utf-8", errors="backslashreplace"), markup=False)
+        if code:
+            raise typer.Exit(code)
 
     @dlq_app.command("replay")
     def replay_command(
@@ -96,12 +119,16 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Send refused messages back to the work queue, as they came; they are checked
         again, and refused again if nothing changed."""
+        from policies import SealError
         from worker.dlq import replay
 
         try:
             done = replay(_settings(), selectors)
         except _BROKER_DOWN as exc:
             raise _broker_error(exc) from exc
+        except SealError as exc:
+            console.print(f"[red]error:[/red] nothing replayed: {exc}")
+            raise typer.Exit(1) from exc
         for letter in done:
             console.print(f"replayed #{letter.position} {letter.sha256[:12]}")
         if not done:

@@ -2,8 +2,8 @@
 
 The real ``umiq worker`` (scripted role model) serves a fresh quorum queue. Messages
 that break Celery's task protocol or umiq's tasks are published raw with kombu; each
-must reach the dead-letter queue with its original body and headers and a reason, be
-audited, and leave the worker serving the good tasks around it.
+must reach the dead-letter queue with its original body and headers (sealed) and a
+reason, be audited, and leave the worker serving the good tasks around it.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ import pytest
 from kombu import Connection, Exchange, Producer, Queue
 
 from tests.support.cli import steps_of, umiq
+from worker.audit.keyring import load_keyring
 from worker.celery_app import TASK_NAME, create_app, task_queue
+from worker.letters import LETTER_TYPE, Original, open_letter
 from worker.process import WorkerProcess
 from worker.settings import Settings
 
@@ -199,19 +201,23 @@ def test_every_poison_message_is_dead_lettered_with_its_body_and_audited(
     assert "Unrecoverable error" not in log_text
     assert [o["outcome"] for o in outcomes] == ["answered", "answered"], outcomes
 
-    # Each poison message is in the DLQ once, byte for byte, with its headers and a reason.
+    # Each poison message is in the DLQ once, sealed (worker.letters): opened with the
+    # worker's key ring it is byte for byte the message, with its headers and a reason.
     assert len(letters) == len(table), [m.headers.get("x-umiq-reason") for m in letters]
-    by_body: dict[bytes, list[Any]] = {}
+    keyring = load_keyring(Settings(data_dir=Path(env["UMIQ_DATA_DIR"])))
+    by_body: dict[bytes, list[tuple[Any, Original]]] = {}
     for message in letters:  # py-amqp hands a utf-8 body over as text
-        raw = message.body.encode() if isinstance(message.body, str) else message.body
-        by_body.setdefault(raw, []).append(message)
+        assert message.content_type == LETTER_TYPE, message.content_type
+        sealed = message.body.encode() if isinstance(message.body, str) else message.body
+        original = open_letter(keyring, sealed)
+        by_body.setdefault(original.body, []).append((message, original))
     for name, raw, headers, ctype in table:
-        matches = [m for m in by_body.get(raw, []) if m.content_type == ctype]
+        matches = [m for m in by_body.get(raw, []) if m[1].content_type == ctype]
         assert matches, f"{name}: not dead-lettered with its original body"
-        letter = matches.pop(0)
-        by_body[raw].remove(letter)
+        letter, original = matches.pop(0)
+        by_body[raw].remove((letter, original))
         for key, value in headers.items():
-            assert letter.headers.get(key) == value, (name, key, letter.headers.get(key))
+            assert original.headers.get(key) == value, (name, key, original.headers.get(key))
         reason = letter.headers["x-umiq-reason"]
         assert reason and "INSERT" not in reason, (name, reason)
         assert letter.headers["x-umiq-sha256"] == hashlib.sha256(raw).hexdigest(), name

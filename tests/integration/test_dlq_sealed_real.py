@@ -1,0 +1,160 @@
+"""Refused messages sit sealed in the dead-letter queue: no personal data in the broker,
+masked by `umiq dlq show`, revealed only on request, and `umiq dlq replay` still works.
+
+The real ``umiq worker`` (scripted role model) on RabbitMQ and Postgres refuses a task
+whose request holds personal data after its runs never finished (each delivery came
+back); the letter RabbitMQ keeps is read raw and searched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kombu import Connection, Exchange, Queue
+
+from tests.support.cli import steps_of, umiq
+from tests.support.leaks import search
+from worker.celery_app import TASK_NAME, create_app, task_queue
+from worker.process import WorkerProcess
+from worker.settings import Settings
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+SEEDED = {
+    "NL91ABNA0417164300": "IBAN",
+    "111222333": "BSN",
+    "wilhelmina.zwartkop@example.org": "e-mail",
+    "+31 6 4829 1735": "phone",
+    "Zwartkop": "surname (in no record: only sealing keeps it out)",
+}
+QUERY = (
+    "What is the status of invoice INV-1001? Mrs Zwartkop (BSN 111222333, phone "
+    "+31 6 4829 1735, wilhelmina.zwartkop@example.org) is paid into NL91ABNA0417164300."
+)
+SCRIPT = [{"tool": "get_invoice", "arguments": {"invoice_id": "INV-1001"}}]
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str], erp: Any
+) -> dict[str, str]:
+    queue, dead = queue_names
+    environment = dict(os.environ)
+    environment.update({
+        "UMIQ_DATA_DIR": str(tmp_path / "data"),
+        "UMIQ_BROKER_URL": amqp_url,
+        "UMIQ_DATABASE_URL": postgres_url,
+        "UMIQ_QUEUE": queue,
+        "UMIQ_DEAD_LETTER_QUEUE": dead,
+        "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
+        "UMIQ_ROLE_MODEL": "tests.support.scripted:factory",
+        "UMIQ_LOG_FORMAT": "json",
+    })  # fmt: skip
+    done = umiq(environment, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    return environment
+
+
+@pytest.fixture
+def client(env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+    app = create_app(Settings(data_dir=tmp_path / "client", broker_url=env["UMIQ_BROKER_URL"],
+                              database_url=env["UMIQ_DATABASE_URL"], queue=env["UMIQ_QUEUE"],
+                              dead_letter_queue=env["UMIQ_DEAD_LETTER_QUEUE"]))  # fmt: skip
+    yield app
+    app.close()
+
+
+def _raw_letters(env: dict[str, str]) -> list[tuple[dict[str, Any], bytes]]:
+    """Headers and body of every message in the dead-letter queue, left in place."""
+    dead = env["UMIQ_DEAD_LETTER_QUEUE"]
+    queue = Queue(
+        dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead, durable=True
+    )
+    found = []
+    with Connection(env["UMIQ_BROKER_URL"]) as conn:
+        channel = conn.channel()
+        bound = queue(channel)
+        bound.declare()
+        while (message := bound.get(no_ack=False)) is not None:
+            body = message.body.encode() if isinstance(message.body, str) else message.body
+            found.append((dict(message.headers), body))
+        channel.close()  # unacked: they stay
+    return found
+
+
+def _dlq_list(env: dict[str, str]) -> list[dict[str, Any]]:
+    done = umiq(env, "dlq", "list", "--json")
+    assert done.returncode == 0, done.stdout + done.stderr
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_a_refused_task_is_sealed_in_the_dlq_shown_masked_and_replayed(
+    env: dict[str, str], client: Any, tmp_path: Path
+) -> None:
+    """The broker keeps no raw value; show masks, --reveal opens, replay runs the task."""
+    task_id = f"sealed-{uuid.uuid4().hex[:6]}"
+    envelope = {"task_id": task_id, "department": "finance", "query": QUERY,
+                "requested_by": "Wilhelmina Zwartkop", "context": {"script": SCRIPT}}  # fmt: skip
+    settings = Settings(queue=env["UMIQ_QUEUE"], dead_letter_queue=env["UMIQ_DEAD_LETTER_QUEUE"])
+    with Connection(env["UMIQ_BROKER_URL"]) as conn:
+        declared = task_queue(settings)(conn.default_channel)
+        declared.declare()
+        client.send_task(TASK_NAME, args=[envelope])
+        for _ in range(settings.max_redeliveries + 1):  # runs that never finished
+            message = None
+            while message is None:
+                message = declared.get(no_ack=False)
+            message.requeue()
+    with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180):
+        deadline = time.monotonic() + 60
+        while not (listed := _dlq_list(env)) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(listed) == 1, listed
+        assert "redelivered 4 times" in listed[0]["reason"]
+
+        # What RabbitMQ holds: a sealed letter and umiq's headers, no raw value.
+        [(headers, body)] = _raw_letters(env)
+        assert headers["x-umiq-sealed"] and headers["x-umiq-task-id"] == task_id
+        stored = [("dead letter headers", json.dumps(headers, default=str)),
+                  ("dead letter body", body.decode())]  # fmt: skip
+        assert [str(leak) for leak in search(SEEDED, stored)] == []
+
+        shown = umiq(env, "dlq", "show", "1")
+        assert shown.returncode == 0, shown.stdout + shown.stderr
+        assert task_id in shown.stdout and "INV-1001" in shown.stdout
+        assert "<IBAN>" in shown.stdout and "<EMAIL>" in shown.stdout
+        for raw in ("NL91ABNA0417164300", "111222333", "wilhelmina.zwartkop@example.org"):
+            assert raw not in shown.stdout, raw
+
+        revealed = umiq(env, "dlq", "show", "1", "--reveal")
+        assert revealed.returncode == 0, revealed.stdout + revealed.stderr
+        assert "NL91ABNA0417164300" in revealed.stdout and "111222333" in revealed.stdout
+
+        # Without the key ring the letter is not opened, and nothing is replayed.
+        keyless = dict(env, UMIQ_DATA_DIR=str(tmp_path / "elsewhere"))
+        blind = umiq(keyless, "dlq", "show", "1", "--reveal")
+        assert blind.returncode == 1 and "cannot open" in blind.stdout, blind.stdout
+        assert "NL91ABNA0417164300" not in blind.stdout
+        refused = umiq(keyless, "dlq", "replay", "1")
+        assert refused.returncode == 1 and "nothing replayed" in refused.stdout
+        assert len(_dlq_list(env)) == 1
+
+        replayed = umiq(env, "dlq", "replay", "1")
+        assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+        steps = []
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            steps = steps_of(env["UMIQ_DATABASE_URL"], task_id)
+            if any(s["kind"] == "outcome" for s in steps):
+                break
+            time.sleep(1)
+        assert _dlq_list(env) == []
+    kinds = [s["kind"] for s in steps]
+    assert kinds[0] == "rejected" and "tool" in kinds and kinds[-1] == "outcome", kinds

@@ -1,0 +1,71 @@
+"""Sealed dead letters: the refused message kept whole under the key ring, shown masked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from policies import Detector, KeyRing, SealError, new_key
+from worker.letters import Original, is_letter, letter_kid, open_letter, redacted, seal_letter
+
+BODY = json.dumps(
+    [[{"task_id": "t-1", "query": "Pay NL91ABNA0417164300 for jan.smit@example.org"}], {}, {}]
+).encode()
+ORIGINAL = Original(
+    body=BODY,
+    content_type="application/json",
+    content_encoding="utf-8",
+    headers={"task": "umiq.run_task", "argsrepr": "[{'query': 'BSN 111222333'}]"},
+    reason="invalid envelope: query: 'jan.smit@example.org' is not allowed",
+)
+
+
+def ring(kid: str = "k1") -> KeyRing:
+    return KeyRing({kid: new_key()}, kid)
+
+
+def test_a_letter_opens_to_the_message_byte_for_byte() -> None:
+    """Opening a letter with its key ring gives back body, type, encoding, headers, reason."""
+    keys = ring()
+    assert open_letter(keys, seal_letter(keys, ORIGINAL, "dead-letter/abc")) == ORIGINAL
+
+
+def test_a_letter_holds_no_raw_value() -> None:
+    """The letter the broker keeps has none of the message's text in it."""
+    letter = seal_letter(ring(), ORIGINAL, "dead-letter/abc")
+    for raw in ("NL91ABNA0417164300", "jan.smit", "111222333", "umiq.run_task"):
+        assert raw.encode() not in letter
+    assert letter_kid(letter) == "k1"
+
+
+def test_another_key_ring_cannot_open_a_letter() -> None:
+    """A key ring without the letter's key is refused with the key id named."""
+    letter = seal_letter(ring("k1"), ORIGINAL, "dead-letter/abc")
+    with pytest.raises(SealError, match="k1"):
+        open_letter(ring("k2"), letter)
+
+
+def test_an_altered_letter_does_not_open() -> None:
+    """A letter moved to another ref (or altered) fails its AES-GCM check."""
+    keys = ring()
+    letter = json.loads(seal_letter(keys, ORIGINAL, "dead-letter/abc"))
+    letter["ref"] = "dead-letter/other"
+    with pytest.raises(SealError):
+        open_letter(keys, json.dumps(letter).encode())
+
+
+def test_the_masked_view_replaces_personal_data_by_its_kind() -> None:
+    """The view shown without --reveal masks the body, headers and reason by kind."""
+    shown = redacted(Detector(), ORIGINAL)
+    text = shown.body.decode() + json.dumps(shown.headers) + shown.reason
+    assert "<IBAN>" in text and "<EMAIL>" in text and "<NATIONAL_ID>" in text
+    for raw in ("NL91ABNA0417164300", "jan.smit@example.org", "111222333"):
+        assert raw not in text
+    assert json.loads(shown.body)[0][0]["task_id"] == "t-1"
+
+
+def test_letters_are_told_by_their_content_type() -> None:
+    """Only the sealed-letter content type is a sealed letter."""
+    assert is_letter("application/vnd.umiq.sealed-letter+json")
+    assert not is_letter("application/json")

@@ -1,0 +1,123 @@
+"""Sealed dead letters: a refused message kept for replay without its personal data in
+the broker.
+
+A refused message must be kept whole (``umiq dlq replay`` sends it back as it came),
+but its body and headers may hold a request's personal data, and the dead-letter queue
+is read by whoever operates the broker. So the worker stores a *sealed letter* instead:
+the original body, content type, encoding, headers and refusal reason sealed with the
+audit key ring (``policies.seal``: AES-256-GCM under a fresh data key, wrapped by the
+ring's primary key, bound to the letter's ``ref``), as JSON of content type
+:data:`LETTER_TYPE`::
+
+    {"umiq_letter": 1, "ref": "dead-letter/<sha256>", "kid": KID, "wrapped": B64,
+     "sealed": {"$sealed": {...}}}
+
+Only the holder of the key ring opens it (:func:`open_letter`); :func:`redacted` is the
+view ``umiq dlq show`` prints unless asked to reveal: every value the personal-data
+detector finds replaced by its kind (``<IBAN>``).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from policies import Detector, KeyRing, RedactingProcessor, SealedKey, SealError, open_sealed, seal
+
+LETTER_TYPE = "application/vnd.umiq.sealed-letter+json"
+"""The content type of a sealed letter in the dead-letter queue."""
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Original:
+    """A refused message as it came: what a replay publishes again."""
+
+    body: bytes
+    content_type: str
+    content_encoding: str
+    headers: dict[str, Any] = field(default_factory=dict)
+    reason: str = ""
+
+
+def _jsonable(value: Any) -> Any:
+    """AMQP header values as JSON (a date or decimal from another client becomes text)."""
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if value is None or isinstance(value, str | int | float | bool):
+        return value
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="backslashreplace")
+    return str(value)
+
+
+def seal_letter(keyring: KeyRing, original: Original, ref: str) -> bytes:
+    """The body of the sealed letter that keeps ``original`` as record ``ref``."""
+    value = {
+        "body": base64.b64encode(original.body).decode("ascii"),
+        "content_type": original.content_type,
+        "content_encoding": original.content_encoding,
+        "headers": _jsonable(original.headers),
+        "reason": original.reason,
+    }
+    plaintext = json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    envelope, key = seal(keyring, plaintext, ref)
+    letter = {"umiq_letter": VERSION, "ref": ref, "kid": key.kid, "wrapped": key.wrapped,
+              "sealed": envelope}  # fmt: skip
+    return json.dumps(letter, sort_keys=True).encode("ascii")
+
+
+def is_letter(content_type: str | None) -> bool:
+    """Whether a dead letter of ``content_type`` is sealed."""
+    return content_type == LETTER_TYPE
+
+
+def letter_kid(body: bytes) -> str | None:
+    """The key id a sealed letter's data key is wrapped under (None if it is not one)."""
+    try:
+        kid = json.loads(body).get("kid")
+    except (ValueError, AttributeError):
+        return None
+    return kid if isinstance(kid, str) else None
+
+
+def open_letter(keyring: KeyRing, body: bytes) -> Original:
+    """The message sealed in letter ``body``; SealError says why it cannot be opened."""
+    try:
+        letter = json.loads(body)
+    except ValueError:
+        raise SealError("not a sealed letter: its body is not JSON") from None
+    if not isinstance(letter, dict) or letter.get("umiq_letter") != VERSION:
+        raise SealError(f"not a sealed letter of version {VERSION}")
+    key = SealedKey(str(letter.get("ref")), str(letter.get("kid")), str(letter.get("wrapped")))
+    value = json.loads(open_sealed(keyring, letter.get("sealed"), key))
+    return Original(
+        body=base64.b64decode(value["body"]),
+        content_type=value["content_type"],
+        content_encoding=value["content_encoding"],
+        headers=dict(value.get("headers") or {}),
+        reason=str(value.get("reason") or ""),
+    )
+
+
+def redacted(detector: Detector, original: Original) -> Original:
+    """``original`` with the personal data the detector finds replaced by its kind, in
+    the body (JSON walked value by value, other text as text), headers and reason."""
+    mask = RedactingProcessor(detector)
+    text = original.body.decode("utf-8", errors="backslashreplace")
+    try:
+        shown = json.dumps(mask.redact(json.loads(text)), ensure_ascii=False)
+    except ValueError:
+        shown = mask.redact_text(text)
+    return Original(
+        body=shown.encode("utf-8"),
+        content_type=original.content_type,
+        content_encoding=original.content_encoding,
+        headers=mask.redact(original.headers),
+        reason=mask.redact_text(original.reason),
+    )
