@@ -34,6 +34,7 @@ def _register_plugins() -> None:
     from worker.evaluation.cli import register as register_eval
     from worker.gates.cli import register as register_gates
     from worker.health_cli import register as register_health
+    from worker.models.cli import register as register_models
     from worker.review.cli import register as register_review
     from worker.rollout.cli import register as register_rollout
     from worker.training.cli import register as register_training
@@ -48,6 +49,7 @@ def _register_plugins() -> None:
     register_review(app)
     register_dlq(app)
     register_health(app)
+    register_models(models_app)
     register_rollout(app)
 
 

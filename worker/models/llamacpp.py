@@ -7,7 +7,8 @@
   skips the engine tests, saying so, when it is not built.
 - :func:`export_gguf` (``umiq models export-gguf``) converts the base checkpoint and each
   role adapter with llama.cpp's own converters (``convert_hf_to_gguf.py``,
-  ``convert_lora_to_gguf.py``), using the pinned ``gguf`` package.
+  ``convert_lora_to_gguf.py``) and the ``gguf-py`` of the same source tree (pinned with
+  it: the ``gguf`` release on PyPI lags the converters).
 - :func:`serve_command` (``umiq models serve``) is the ``llama-server`` command line: the
   base, one ``--lora`` per role (loaded at scale 0: each request picks its adapter),
   ``--parallel`` slots with continuous batching and the prompt cache.
@@ -26,7 +27,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from worker.agent.roles import AGENT_ROLES
+from worker.agent.roles import ALL_ROLES
 from worker.errors import ConfigError, ModelError
 
 LLAMA_CPP_PYTHON = "0.3.36"
@@ -171,7 +172,7 @@ def gguf_files(data_dir: Path) -> dict[str, Path]:
     """The exported files: ``base`` and each role that has an adapter."""
     folder = gguf_dir(data_dir)
     found = {"base": folder / "base.gguf"} if (folder / "base.gguf").is_file() else {}
-    for role in AGENT_ROLES:
+    for role in ALL_ROLES:
         if (folder / f"{role}.gguf").is_file():
             found[role] = folder / f"{role}.gguf"
     return found
@@ -198,7 +199,9 @@ def export_gguf(
         )
     out = gguf_dir(data_dir)
     out.mkdir(parents=True, exist_ok=True)
-    env = {**os.environ, "NO_LOCAL_GGUF": "1"}  # the pinned gguf package, not gguf-py
+    # The converters import the gguf-py of the same source tree (its own sys.path entry):
+    # they use parts of it that the gguf release on PyPI (0.19.0) lacks.
+    env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
     prefix = ["nice", "-n", "19"] if nice else []
     files = {"base": out / "base.gguf"}
     _run(
@@ -261,7 +264,7 @@ def serve_command(
     if parallel < 1:
         raise ConfigError(f"parallel must be at least 1, got {parallel}")
     cmd = [str(server), "-m", str(files["base"])]
-    for role in AGENT_ROLES:
+    for role in ALL_ROLES:
         if role in files:
             cmd += ["--lora", str(files[role])]
     cmd += [
@@ -281,6 +284,42 @@ def serve_command(
     return cmd
 
 
+def start_server(
+    cmd: Sequence[str],
+    url: str,
+    *,
+    timeout: float = 120.0,
+    log: Path | None = None,
+    nice: bool = False,
+) -> subprocess.Popen[bytes]:
+    """Start ``llama-server`` (``cmd``) and wait until ``<url>/health`` answers 200.
+
+    Its output goes to ``log`` (else to this process's own output). Raises ModelError,
+    with the log's tail, when it exits or is not ready within ``timeout`` seconds.
+    """
+    import time
+
+    import httpx
+
+    out = open(log, "wb") if log else None  # noqa: SIM115 (the child writes it)
+    prefix = ["nice", "-n", "19"] if nice else []
+    proc = subprocess.Popen([*prefix, *cmd], stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:] if log else ""
+            raise ModelError(f"llama-server exited with status {proc.returncode}: {tail}")
+        try:
+            if httpx.get(url.rstrip("/") + "/health", timeout=2.0).status_code == 200:
+                return proc
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.5)
+    proc.terminate()
+    proc.wait(timeout=10)
+    raise ModelError(f"llama-server was not ready at {url} within {timeout:.0f} s")
+
+
 __all__ = [
     "LLAMA_CPP_PYTHON",
     "build_engine",
@@ -290,4 +329,5 @@ __all__ = [
     "gguf_dir",
     "gguf_files",
     "serve_command",
+    "start_server",
 ]
