@@ -2,6 +2,7 @@
 
 from connectors._base import Connector, DryRun, Effect, ToolCall, ToolResult, ToolSpec
 from connectors._errors import (
+    CircuitOpen,
     ConnectorError,
     ConnectorTimeout,
     ConnectorUnavailable,
@@ -9,11 +10,14 @@ from connectors._errors import (
     UnknownTool,
 )
 from connectors._http import HttpConnector, tools_from_openapi
+from connectors._resilience import CircuitBreaker, Resilient, is_retryable
 from connectors._schema import Violation, validate_arguments, violations
 from connectors._smtp import SmtpConnector
 from connectors._sql import SqlConnector, SqlGuard, SqlQuery
 
 __all__ = [
+    "CircuitBreaker",
+    "CircuitOpen",
     "Connector",
     "ConnectorError",
     "ConnectorTimeout",
@@ -22,6 +26,7 @@ __all__ = [
     "Effect",
     "HttpConnector",
     "InvalidArguments",
+    "Resilient",
     "SmtpConnector",
     "SqlConnector",
     "SqlGuard",
@@ -31,6 +36,7 @@ __all__ = [
     "ToolSpec",
     "UnknownTool",
     "Violation",
+    "is_retryable",
     "tools_from_openapi",
     "validate_arguments",
     "violations",

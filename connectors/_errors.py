@@ -3,8 +3,9 @@
 ConnectorError                 a connector could not carry out a call
 ├── UnknownTool                the call names a tool this connector does not have
 ├── InvalidArguments           the arguments do not satisfy the tool's JSON schema
-├── ConnectorUnavailable       the system behind the connector cannot be reached
-└── ConnectorTimeout           the system did not answer in time
+└── ConnectorUnavailable       the system behind the connector cannot be reached (retryable)
+    ├── ConnectorTimeout       the system did not answer in time
+    └── CircuitOpen            too many failures in a row: calls fail fast for a while
 """
 
 from __future__ import annotations
@@ -28,3 +29,17 @@ class ConnectorUnavailable(ConnectorError):
 
 class ConnectorTimeout(ConnectorUnavailable):
     """The system did not answer in time."""
+
+
+class CircuitOpen(ConnectorUnavailable):
+    """The connector's circuit breaker is open: its system failed ``failures`` times in a
+    row, so calls fail at once (no request) until ``retry_after`` seconds have passed."""
+
+    def __init__(self, connector: str, failures: int, retry_after: float, last: str) -> None:
+        self.connector = connector
+        self.failures = failures
+        self.retry_after = retry_after
+        super().__init__(
+            f"{connector}: circuit open after {failures} consecutive failures (last: {last}); "
+            f"calls to {connector} fail fast for {retry_after:.0f}s more, then one is tried"
+        )

@@ -116,6 +116,12 @@ def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
     return result
 
 
+def _backoff(exc: BaseException, retries: int) -> float:
+    """Seconds before the next try: doubling from 1 s, and never before an open circuit
+    lets a call through again (a retry sooner would fail fast again)."""
+    return max(float(2**retries), float(getattr(exc, "retry_after", 0.0)))
+
+
 def _check_pin(department: str, pin: str, described: dict[str, Any]) -> None:
     """Refuse to run a pinned department's task on a model of another version.
 
@@ -157,8 +163,9 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
         # Infrastructure trouble (database, model file, a dead service): retry with
         # backoff, then dead-letter with the reason.
         if self.request.retries < min(self.max_retries, settings.max_redeliveries):
-            log.warning("task.retry", error=str(exc), retries=self.request.retries)
-            raise self.retry(exc=exc, countdown=2**self.request.retries) from exc
+            countdown = _backoff(exc, self.request.retries)
+            log.warning("task.retry", error=str(exc), retries=self.request.retries, in_s=countdown)
+            raise self.retry(exc=exc, countdown=countdown) from exc
         return refuse(
             app,
             envelope,

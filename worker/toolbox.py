@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from connectors import Connector, ToolSpec, UnknownTool
+from connectors import CircuitBreaker, Connector, Resilient, ToolSpec, UnknownTool
 from worker.errors import ConfigError
 
 # kombu-style lazy registry: a connector kind resolves to its class on first use.
@@ -26,14 +26,37 @@ def _resolve(path: str) -> Any:
     return obj
 
 
+#: Settings of a connector that shape its retries and circuit breaker, with defaults:
+#: tries per call, consecutive failures that open the circuit, seconds it stays open.
+RESILIENCE_OPTIONS = {"retry_attempts": 3, "breaker_failures": 5, "breaker_reset_s": 30.0}
+
+
 def build_connector(name: str, config: Mapping[str, Any]) -> Connector:
-    """Build one connector from its settings (``kind`` plus keyword arguments)."""
+    """Build one connector from its settings (``kind`` plus keyword arguments).
+
+    It comes wrapped in ``connectors.Resilient``: retryable failures are tried again
+    with backoff, and a circuit breaker fails calls fast while the system is down
+    (``retry_attempts``, ``breaker_failures``, ``breaker_reset_s`` tune them).
+    """
     options = dict(config)
     kind = options.pop("kind", None)
     if kind not in CONNECTOR_KINDS:
         known = ", ".join(sorted(CONNECTOR_KINDS))
         raise ConfigError(f"connector {name!r}: unknown kind {kind!r} (known: {known})")
-    return _resolve(CONNECTOR_KINDS[kind])(name=name, **options)
+    tuning = {key: options.pop(key, default) for key, default in RESILIENCE_OPTIONS.items()}
+    try:
+        attempts = int(tuning["retry_attempts"])
+        breaker = CircuitBreaker(
+            name,
+            failures=int(tuning["breaker_failures"]),
+            reset_after=float(tuning["breaker_reset_s"]),
+        )
+        if attempts < 1:
+            raise ValueError("retry_attempts must be at least 1")
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"connector {name!r}: {exc}") from exc
+    inner = _resolve(CONNECTOR_KINDS[kind])(name=name, **options)
+    return Resilient(inner, attempts=attempts, breaker=breaker)
 
 
 @dataclass

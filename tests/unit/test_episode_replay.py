@@ -261,3 +261,29 @@ def test_another_tool_or_other_arguments_do_not_match(replayed: tuple[str, Any])
     assert why is not None
     assert f"replayed call {replayed[0]}" in why and "committed under key t:2: pay" in why
     assert '"INV-1"' in why
+
+
+def test_an_outage_is_audited_and_raised_and_the_retry_makes_the_call(tmp_path: Path) -> None:
+    """A system down (retries spent) is a denied 'connector' step, nothing is committed and
+    the error reaches the task (to retry it); the retry's resume makes the call."""
+    from connectors import ConnectorUnavailable
+
+    audit = make_audit(tmp_path)
+    up = erp()
+
+    def down(call: ToolCall, key: str) -> ToolResult:
+        raise ConnectorUnavailable("erp: cannot reach http://127.0.0.1:1 for get_invoice")
+
+    first = Scripted(**script())
+    with pytest.raises(ConnectorUnavailable):
+        episode(first, FunctionConnector("erp", [GET_INVOICE, PAY], down), audit).run()
+    [outage] = [s for s in audit.steps("t-1") if s.details.get("policy") == "connector"]
+    assert outage.details["allowed"] is False and outage.details["retryable"] is True
+    assert "cannot reach" in outage.details["reasons"][0]
+    assert audit.tool_calls("t-1") == []
+
+    second = Scripted(**first.scripts)
+    result = episode(second, up, audit).recover(audit.steps("t-1"))
+    assert result.outcome == "answered", result.reason
+    assert [call.tool for call, _ in up.calls] == ["get_invoice", "schedule_payment"]
+    assert not any("cannot reach" in r.prompt for r in second.requests)

@@ -30,7 +30,14 @@ from typing import Any, Literal
 
 import structlog
 
-from connectors import ConnectorError, InvalidArguments, ToolCall, ToolResult, ToolSpec
+from connectors import (
+    ConnectorError,
+    ConnectorUnavailable,
+    InvalidArguments,
+    ToolCall,
+    ToolResult,
+    ToolSpec,
+)
 from connectors._schema import validate_arguments
 from policies import AccessRule, Decision, check_claims
 from policies._claims import check_form
@@ -210,7 +217,7 @@ class Episode:
         self._repeats = state.repeats
         self._sealed_tokens = len(self.guard.mapping())
         reason = (
-            f"resumed after an interrupted run: {len(state.steps)} recorded steps replayed "
+            f"resumed (a run cut off or retried): {len(state.steps)} recorded steps replayed "
             f"(no model or connector call repeated for them); going on after step "
             f"{state.last_index} ({state.stopped})"
         )
@@ -460,6 +467,17 @@ class Episode:
         started = time.perf_counter()
         try:
             result = self.toolbox.connector_for(spec.name).invoke(ToolCall(spec.name, raw), key)
+        except ConnectorUnavailable as exc:
+            # The system is down (retries spent, or its circuit is open): nothing is
+            # committed under the key and the task is retried later, when a resume replays
+            # up to this call and makes it then. The model never reads an outage.
+            why = str(self.guard.tokenize(str(exc)))
+            self._record_decisions(
+                [Decision(False, "connector", (why,))],
+                spec.name,
+                extra={"key": key, "retryable": True, "error": type(exc).__name__},
+            )
+            raise
         except ConnectorError as exc:
             result = ToolResult(ok=False, error=f"{type(exc).__name__}: {exc}")
         self.audit.append_tool_call(
