@@ -57,4 +57,46 @@ def register(app: typer.Typer) -> typer.Typer:
         office.reset()
         typer.echo(f"reset the Acme back office in {office.data_dir} to seed {seed}")
 
+    @acme.command("shadow-run")
+    def shadow_run(
+        department: str = typer.Option("finance", help="The department to run in shadow."),
+        split: str = typer.Option("test", help="The catalogue split: train, dev or test."),
+        per_family: int = typer.Option(2, help="Tasks per family (12: the whole test split)."),
+        limit: int | None = typer.Option(None, help="Run only the first N tasks."),
+        family: list[str] = typer.Option([], help="Only this task family (repeatable)."),
+        seed: int = typer.Option(0, help="Seed of the sample data and the tasks."),
+        models: str = typer.Option(
+            "expert",
+            help="expert (its gold trajectories replayed), or a model set: "
+            "shipped, adapters:DIR, …",
+        ),
+        by: str = typer.Option(..., help="Who puts the department in shadow (recorded)."),
+        keep: bool = typer.Option(False, help="Leave the department in shadow afterwards."),
+        out: Path = typer.Option(Path("shadow-run"), help="Where shadow.json/.png go."),
+        timeout: float = typer.Option(600.0, help="Seconds to wait for one task."),
+    ) -> None:
+        """Run the department's Acme tasks in shadow through a real worker, record the
+        expert's outcomes as the people's, and print the promotion report (agreement)."""
+        from rich.console import Console
+
+        from examples.acme.shadow import ShadowConfig, run_shadow
+        from worker.errors import UmiqError
+        from worker.rollout.cli import print_report
+
+        config = ShadowConfig(
+            out=out, department=department, split=split, seed=seed, per_family=per_family,
+            limit=limit, families=family or None, models=models, by=by, keep=keep, timeout=timeout,
+        )  # fmt: skip
+        try:
+            result = run_shadow(config, progress=typer.echo)
+        except UmiqError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from exc
+        console = Console()
+        print_report(console, result.report)
+        for task in result.tasks:
+            if not task.agreement.get("agree"):
+                typer.echo(f"disagrees: {task.task_id} {task.uid} {task.agreement}")
+        typer.echo(f"wrote {out / 'shadow.json'} and {out / 'shadow.png'}")
+
     return acme

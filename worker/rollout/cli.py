@@ -316,14 +316,15 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
         if as_json:
             typer.echo(json.dumps(figures, indent=2, sort_keys=True))
             return
-        _print_report(out, figures)
+        print_report(out, figures)
         if plot_path is not None:
             out.print(f"plot: {plot_path}")
 
     return group
 
 
-def _print_report(out: Console, f: dict[str, Any]) -> None:
+def print_report(out: Console, f: dict[str, Any]) -> None:
+    """The promotion figures ``report`` returns, as tables."""
     out.print(
         f"[bold]{f['department']}[/bold]: {f['tasks']} tasks"
         + (f" since {f['since']}" if f["since"] else "")

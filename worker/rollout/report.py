@@ -13,7 +13,7 @@ from __future__ import annotations
 import io
 import math
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -37,13 +37,17 @@ def percentile(values: Sequence[float], q: float) -> float | None:
     return ordered[rank - 1]
 
 
-def _rows(audit: Any, department: str, since: datetime | None) -> tuple[list, dict, dict]:
+def _rows(
+    audit: Any, department: str, since: datetime | None, task_ids: Collection[str] | None
+) -> tuple[list, dict, dict]:
     task = Task.__table__  # type: ignore[attr-defined]
     step = Step.__table__  # type: ignore[attr-defined]
     call = ToolCall.__table__  # type: ignore[attr-defined]
     query = select(task).where(task.c.department == department)
     if since is not None:
         query = query.where(task.c.received_at >= since)
+    if task_ids is not None:
+        query = query.where(task.c.task_id.in_(list(task_ids)))
 
     def read(conn: Any) -> tuple[list, dict, dict]:
         tasks = list(conn.execute(query.order_by(task.c.seq)).mappings())
@@ -67,9 +71,16 @@ def _rows(audit: Any, department: str, since: datetime | None) -> tuple[list, di
     return audit._read(read)  # type: ignore[no-any-return]
 
 
-def report(audit: Any, department: str, since: datetime | None = None) -> dict[str, Any]:
-    """The department's promotion figures (JSON-able)."""
-    tasks, steps_of, calls_of = _rows(audit, department, since)
+def report(
+    audit: Any,
+    department: str,
+    since: datetime | None = None,
+    *,
+    task_ids: Collection[str] | None = None,
+) -> dict[str, Any]:
+    """The department's promotion figures (JSON-able); ``task_ids`` narrows them to those
+    tasks (a shadow run's)."""
+    tasks, steps_of, calls_of = _rows(audit, department, since, task_ids)
     by_mode: Counter[str] = Counter()
     outcomes: dict[str, Counter[str]] = defaultdict(Counter)
     shadow_outcomes: Counter[str] = Counter()
