@@ -1,0 +1,107 @@
+"""The llama.cpp engine helpers: where binaries and GGUF files are, the server command."""
+
+from __future__ import annotations
+
+import io
+import tarfile
+from pathlib import Path
+
+import pytest
+
+from worker.errors import ConfigError, ModelError
+from worker.models import llamacpp
+
+
+def _fake_binary(folder: Path, name: str = "llama-server") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / name
+    path.write_text("#!/bin/sh\n")
+    path.chmod(0o755)
+    return path
+
+
+def _gguf(data_dir: Path, *names: str) -> None:
+    folder = llamacpp.gguf_dir(data_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (folder / f"{name}.gguf").write_bytes(b"GGUF")
+
+
+def test_find_binary_prefers_the_env_folder(tmp_path: Path, monkeypatch) -> None:
+    """UMIQ_LLAMA_CPP_BIN wins over <data_dir>/engines/llama.cpp/bin."""
+    monkeypatch.delenv("UMIQ_LLAMA_CPP_BIN", raising=False)
+    own = _fake_binary(llamacpp.engines_dir(tmp_path) / "llama.cpp" / "bin")
+    assert llamacpp.find_binary("llama-server", tmp_path) == own
+    other = _fake_binary(tmp_path / "elsewhere")
+    monkeypatch.setenv("UMIQ_LLAMA_CPP_BIN", str(other.parent))
+    assert llamacpp.find_binary("llama-server", tmp_path) == other
+    assert llamacpp.find_binary("no-such-tool", tmp_path) is None
+
+
+def test_serve_command_loads_one_lora_per_role_unapplied(tmp_path: Path) -> None:
+    """The base, --lora for each exported role in role order, all at scale 0 until asked."""
+    server = _fake_binary(tmp_path / "bin")
+    _gguf(tmp_path, "base", "summarizer", "planner", "caller")
+    cmd = llamacpp.serve_command(
+        tmp_path, binary=server, parallel=4, ctx_per_slot=1024, port=8111, threads=2
+    )
+    gguf = llamacpp.gguf_dir(tmp_path)
+    assert cmd[:3] == [str(server), "-m", str(gguf / "base.gguf")]
+    loras = [cmd[i + 1] for i, word in enumerate(cmd) if word == "--lora"]
+    assert loras == [str(gguf / f"{r}.gguf") for r in ("planner", "caller", "summarizer")]
+    assert "--lora-init-without-apply" in cmd
+    assert cmd[cmd.index("--parallel") + 1] == "4"
+    assert cmd[cmd.index("--ctx-size") + 1] == "4096"
+    assert cmd[cmd.index("--port") + 1] == "8111"
+    assert cmd[cmd.index("--threads") + 1] == "2"
+
+
+def test_serve_command_needs_the_exported_base(tmp_path: Path) -> None:
+    """Without base.gguf the command refuses and names export-gguf."""
+    server = _fake_binary(tmp_path / "bin")
+    with pytest.raises(ConfigError, match="export-gguf"):
+        llamacpp.serve_command(tmp_path, binary=server)
+
+
+def test_serve_command_needs_the_built_server(tmp_path: Path, monkeypatch) -> None:
+    """Without llama-server the command refuses and names build-engine."""
+    monkeypatch.delenv("UMIQ_LLAMA_CPP_BIN", raising=False)
+    _gguf(tmp_path, "base")
+    with pytest.raises(ConfigError, match="build-engine"):
+        llamacpp.serve_command(tmp_path)
+
+
+def test_vendor_tree_is_extracted_without_the_wrapper(tmp_path: Path) -> None:
+    """Only <sdist>/vendor/llama.cpp is unpacked, at the top of the destination."""
+    archive = tmp_path / "llama_cpp_python-0.0.1.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        for name in (
+            "llama_cpp_python-0.0.1/llama_cpp/__init__.py",
+            "llama_cpp_python-0.0.1/vendor/llama.cpp/CMakeLists.txt",
+            "llama_cpp_python-0.0.1/vendor/llama.cpp/tools/server/server.cpp",
+        ):
+            data = name.encode()
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    dest = tmp_path / "src"
+    llamacpp._extract_vendor(archive, dest)
+    found = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert found == ["CMakeLists.txt", "tools/server/server.cpp"]
+
+
+def test_export_without_the_converters_says_to_build(tmp_path: Path) -> None:
+    """export_gguf before build-engine refuses, naming the command that fetches the source."""
+    with pytest.raises(ConfigError, match="build-engine"):
+        llamacpp.export_gguf(tmp_path, tmp_path / "base", {})
+
+
+def test_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
+    """start_server raises ModelError with the server's own last words when it dies."""
+    script = tmp_path / "fail.sh"
+    script.write_text("#!/bin/sh\necho 'error: unable to load model'\nexit 3\n")
+    script.chmod(0o755)
+    with pytest.raises(ModelError, match="unable to load model"):
+        llamacpp.start_server(
+            [str(script)], "http://127.0.0.1:9", timeout=20, log=tmp_path / "s.log"
+        )
