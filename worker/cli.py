@@ -26,7 +26,6 @@ console = Console()
 
 def _register_plugins() -> None:
     # Each area owns its commands; importing their CLI modules loads no torch.
-    from examples.acme.cli import register as register_acme
     from worker.audit.cli import register as register_audit
     from worker.audit.keys_cli import register as register_keys
     from worker.data.cli import register as register_data
@@ -42,7 +41,7 @@ def _register_plugins() -> None:
     register_training(app)
     register_eval(app)
     register_data(app)
-    register_acme(app)
+    _register_world()
     register_audit(app)
     register_keys(app)
     register_gates(app)
@@ -51,6 +50,19 @@ def _register_plugins() -> None:
     register_health(app)
     register_models(models_app)
     register_rollout(app)
+
+
+def _register_world() -> None:
+    # The configured back office adds its own group (Acme: ``umiq acme``). A world that
+    # does not load adds nothing here; the commands that need it say why.
+    from worker.errors import ConfigError
+    from worker.settings import Settings
+    from worker.world import load_world
+
+    try:
+        load_world(Settings().world or "").register_cli(app)
+    except (ConfigError, ValueError):
+        return
 
 
 _register_plugins()

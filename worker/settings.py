@@ -15,6 +15,8 @@ from typing import Any, Literal
 from pydantic import BaseModel, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from worker.world import DEFAULT_WORLD, world_settings
+
 Mode = Literal["off", "shadow", "review", "auto"]
 
 DEFAULT_BASE = "smollm2-135m-instruct"
@@ -58,120 +60,21 @@ class DepartmentSettings(BaseModel):
     request or the records it names; ``Settings.scope`` has the words per tool)."""
 
 
-#: The company's own mail domain (Acme's employees).
-COMPANY_DOMAINS: list[str] = ["acme-corp.nl"]
-#: The domains finance mails besides the company's: its vendors' (Acme's vendor master).
-VENDOR_DOMAINS: list[str] = [
-    "nordlicht-buero.de",
-    "atelier-mercier.fr",
-    "vandijk-logistics.nl",
-    "ferraro-componenti.it",
-    "iberia-suministros.es",
-    "brouwer-peeters.be",
-    "alpenwerk.at",
-    "lindqvist-data.se",
-    "thames-office.co.uk",
-    "kowalski-druk.pl",
-]
-
-
-def _outbound_mail_rules(domains: list[str]) -> list[dict[str, Any]]:
-    """Mail to a recipient outside ``domains``, or carrying bank accounts, card numbers or
-    national ids (as sent: tokens resolved), waits for a human (an injected instruction
-    could ask the agent to send them)."""
-    return [
-        {
-            "tool": "mail:send_email",
-            "when": [["to", "domain not in", list(domains)]],
-            "reason": "mail to a recipient outside the company needs approval",
-        },
-        *(
-            {
-                "tool": "mail:send_email",
-                "when": [[field, "carries", ["IBAN", "CARD", "NATIONAL_ID"]]],
-                "reason": "mail carrying bank, card or national-id numbers needs approval",
-            }
-            for field in ("body", "subject")
-        ),
-    ]
-
-
-#: Payment and credit-note limits per currency (about 50,000 and 10,000 EUR); a currency
-#: not listed, or a call whose currency is unknown, waits for a human.
-PAYMENT_LIMITS: dict[str, float] = {
-    "EUR": 50000, "SEK": 550000, "GBP": 43000, "PLN": 215000, "USD": 54000, "CHF": 47000,
-}  # fmt: skip
-CREDIT_NOTE_LIMITS: dict[str, float] = {k: v / 5 for k, v in PAYMENT_LIMITS.items()}
-
-
-def _default_departments() -> dict[str, DepartmentSettings]:
-    # The sample back office: finance works in the ERP, HR in the HR database; both mail.
+def world_departments(world: str | None) -> dict[str, DepartmentSettings]:
+    """The departments world ``world`` runs with by default (none without a world)."""
     return {
-        "finance": DepartmentSettings(
-            mode="auto",
-            tools=["erp:*", "mail:*"],
-            may_write=True,
-            approvals=[
-                {
-                    "tool": "schedule_payment",
-                    "when": [["amount", ">", dict(PAYMENT_LIMITS)]],
-                    "reason": "payments above 50,000 EUR (or its equivalent) need a second person",
-                    "distinct_approvers": True,
-                },
-                {
-                    "tool": "create_credit_note",
-                    "when": [["amount", ">", dict(CREDIT_NOTE_LIMITS)]],
-                    "reason": "credit notes above 10,000 EUR (or its equivalent) need a second "
-                    "person",
-                    "distinct_approvers": True,
-                },
-                *_outbound_mail_rules([*COMPANY_DOMAINS, *VENDOR_DOMAINS]),
-            ],
-        ),
-        "hr": DepartmentSettings(
-            mode="auto",
-            tools=["hr:*", "mail:*"],
-            may_write=True,
-            approvals=_outbound_mail_rules(COMPANY_DOMAINS),
-        ),
+        name: DepartmentSettings.model_validate(dept)
+        for name, dept in world_settings(world).get("departments", {}).items()
     }
 
 
-#: What the model may see of each tool's response (allow-list projection, DESIGN §6);
-#: every value it sees is still pseudonymized. Tools not named here keep all fields.
-ACME_MINIMIZATION: dict[str, list[str] | None] = {
-    "erp:get_vendor": ["id", "name", "country", "contact_name", "email"],
-    "erp:list_vendors": ["[].id", "[].name", "[].country"],
-    "hr:get_employee": [
-        "id",
-        "name",
-        "email",
-        "hire_date",
-        "job_title",
-        "department",
-        "manager_id",
-    ],
-    "hr:get_manager": ["id", "name", "email", "job_title", "department"],
-    # Minimization is deny-by-default: a tool no rule names shows no field. Acme's other
-    # tools (invoices, payments, leave requests, mail) carry no personal data beyond what
-    # the detector tokenizes, so they are kept whole, explicitly, by this last rule.
-    "*": None,
-}
+def _world_default(key: str) -> Any:
+    """A default factory of setting ``key``: the configured world's (``Settings.world``)."""
 
+    def factory(data: dict[str, Any]) -> Any:
+        return dict(world_settings(data.get("world")).get(key, {}))
 
-#: The words of a request that ask for each write tool (regular expressions matched at a
-#: word start, case-insensitive): a write the request does not ask for waits for a human.
-ACME_SCOPE: dict[str, list[str]] = {
-    "schedule_payment": ["pay", "paid", "schedul"],
-    "dispute_invoice": ["disput"],
-    "create_credit_note": ["credit"],
-    "approve_leave_request": ["approv", "grant", "sign\\s+off"],
-    "reject_leave_request": ["reject", "declin", "turn\\s+down", "refus", "deny"],
-    "send_email": [
-        "e-?mail", "mail", "notif", "tell", "inform", "writ", "remind", "nudge", "message",
-        "let\\b[^.;]{0,60}\\bknow", "send",
-    ],
-}  # fmt: skip
+    return factory
 
 
 def _default_data_dir() -> Path:
@@ -260,15 +163,24 @@ class Settings(BaseSettings):
     tool_top_k: int = Field(default=8, ge=1)
     """Tools the compact view shows per step (plus any the task already called)."""
 
+
+    world: str | None = DEFAULT_WORLD
+    """The back office that evaluation, data building and the demo work on, and whose
+    defaults the three settings below take when unset: an alias of
+    ``worker.world.WORLDS`` (``acme``) or ``"package.module:world"`` (``worker.world``).
+    Empty: none (no default departments; every tool's response fully minimized)."""
     connectors: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """Connectors by name, e.g. ``{"erp": {"kind": "http", "base_url": "http://127.0.0.1:8701"}}``."""
-    departments: dict[str, DepartmentSettings] = Field(default_factory=_default_departments)
+    departments: dict[str, DepartmentSettings] = Field(
+        default_factory=lambda data: world_departments(data.get("world"))
+    )
+    """Departments by name; default: the world's (Acme's finance and hr)."""
     minimization: dict[str, list[str] | None] = Field(
-        default_factory=lambda: dict(ACME_MINIMIZATION)
+        default_factory=_world_default("minimization")
     )
     """Per tool (name or ``connector:glob``), the response fields the model may see; None
     keeps all. Values it sees are pseudonymized unless a path is in ``pii_allow_raw``."""
-    scope: dict[str, Any] = Field(default_factory=lambda: dict(ACME_SCOPE))
+    scope: dict[str, Any] = Field(default_factory=_world_default("scope"))
     """Per write tool (name or ``connector:glob``), the words of a request that ask for it
     (``{"schedule_payment": ["pay", "schedul"]}``), or ``{"asks": [...], "keys": [...]}``
     to name its key arguments too (default: ``id``, ``*_id``, ``to``, ``cc``, ``bcc``)."""

@@ -12,11 +12,12 @@ from typing import Any
 
 import pytest
 
-from examples.acme.tasks import Facts, TaskInstance, World, solve
+from examples.acme.tasks import TaskInstance, World, solve
+from examples.acme.world import world as acme_world
 from worker.agent import protocol
 from worker.audit import AuditLog, ensure_schema
 from worker.evaluation.causes import CAUSES
-from worker.evaluation.live import acme_running, score_task, select_tasks
+from worker.evaluation.live import score_task, select_tasks
 
 pytestmark = [pytest.mark.integration]
 
@@ -145,9 +146,10 @@ FAMILIES = [
 @pytest.fixture(scope="module")
 def acme(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[World, list[TaskInstance]]]:
     """The real Acme services and one held-out task of each family above."""
-    with acme_running(tmp_path_factory.mktemp("acme"), seed=0) as (_office, world):
+    with acme_world.start(tmp_path_factory.mktemp("acme"), seed=0) as office:
+        world = office.systems
         instances = select_tasks(
-            Facts.gather(world), split="test", seed=0, per_family=1, families=FAMILIES
+            world, split="test", seed=0, per_family=1, families=FAMILIES, world=acme_world
         )
         yield world, instances
 

@@ -306,10 +306,11 @@ def scripted(tmp_path_factory: pytest.TempPathFactory, amqp_url: str) -> Iterato
 def _departments_mailing_acme_invalid() -> str:
     """The default departments, hr's mail also allowed to acme.invalid: hr-errors needs
     the mail server's refusal (by default an outside recipient waits for approval)."""
-    from worker.settings import COMPANY_DOMAINS, _default_departments, _outbound_mail_rules
+    from examples.acme.defaults import COMPANY_DOMAINS, outbound_mail_rules
+    from worker.settings import world_departments
 
-    departments = {name: d.model_dump() for name, d in _default_departments().items()}
-    departments["hr"]["approvals"] = _outbound_mail_rules([*COMPANY_DOMAINS, "acme.invalid"])
+    departments = {name: d.model_dump() for name, d in world_departments("acme").items()}
+    departments["hr"]["approvals"] = outbound_mail_rules([*COMPANY_DOMAINS, "acme.invalid"])
     return json.dumps(departments)
 
 

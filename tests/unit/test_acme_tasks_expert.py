@@ -108,8 +108,8 @@ def test_model_view_trains_on_what_the_worker_shows(world, drawn):
     answer the checker sees stays raw."""
     import json
 
+    from examples.acme.defaults import MINIMIZATION as ACME_MINIMIZATION
     from worker.data.build import model_view
-    from worker.settings import ACME_MINIMIZATION
 
     inst = first(drawn, "vendor_country")
     world.reset()

@@ -15,8 +15,6 @@ OUTSIDE = {
     # control flow inside the agent loop, never raised out of it
     "worker.agent.episode._AwaitingApproval",
     "worker.agent.episode._ReplayMismatch",
-    # moves under UmiqError when worker/data/build.py is reworked (issue 20, item 1)
-    "worker.data.build.BuildError",
 }
 
 

@@ -16,11 +16,13 @@ import pytest
 ROOT = Path(__file__).parents[2]
 
 
-def _imports(package: str) -> dict[str, set[str]]:
+def _imports(package: str | Path) -> dict[str, set[str]]:
     """``{module: names it imports}`` for every module under ``package`` (a folder)."""
     out: dict[str, set[str]] = {}
-    for path in sorted((ROOT / package).rglob("*.py")):
-        module = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+    top = ROOT / package  # an absolute ``package`` (a test's folder) stays as it is
+    base = ROOT if top.is_relative_to(ROOT) else top.parent
+    for path in sorted(top.rglob("*.py")):
+        module = ".".join(path.relative_to(base).with_suffix("").parts)
         names: set[str] = set()
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
@@ -39,6 +41,26 @@ def _offending(package: str, forbidden: tuple[str, ...]) -> list[str]:
         for name in names
         if name in forbidden or name.startswith(tuple(f"{f}." for f in forbidden))
     )
+
+
+def test_the_product_never_imports_examples() -> None:
+    """worker, policies and connectors import no module of examples (a back office plugs
+    in as a world named in settings, worker.world)."""
+    found = [
+        offence
+        for package in ("worker", "policies", "connectors")
+        for offence in _offending(package, ("examples",))
+    ]
+    assert found == []
+
+
+def test_the_rule_sees_lazy_imports(tmp_path: Path) -> None:
+    """An import inside a function body counts as much as one at the top of a module."""
+    package = tmp_path / "pkg"
+    package.mkdir()
+    (package / "mod.py").write_text("def f():\n    from examples.acme import world\n")
+    names = {name for found in _imports(package).values() for name in found}
+    assert "examples.acme" in names and "examples.acme.world" in names
 
 
 def test_connectors_never_import_worker_or_examples() -> None:

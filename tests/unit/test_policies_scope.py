@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from examples.acme.defaults import SCOPE as ACME_SCOPE
 from policies import ScopePolicy, Seen, check_scope
-from worker.settings import ACME_SCOPE
 
 POLICY = ScopePolicy.from_settings(ACME_SCOPE)
 INVOICE = {"id": "INV-1002", "vendor_id": "V-0042", "amount": 9106.5, "currency": "EUR"}

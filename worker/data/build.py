@@ -1,8 +1,10 @@
-"""Build the Acme training data: gold trajectories from the scripted expert, checked.
+"""Build training data from a world (``worker.world``; Acme by default): gold
+trajectories from its scripted expert, checked.
 
-``build_dataset`` starts fresh Acme systems in a temporary folder, draws task instances
-from the catalogue, has the expert solve each one on the live systems (resetting them
-between tasks), checks every result with the family's checker, and writes:
+``build_dataset`` starts the world's systems fresh in a temporary folder, draws task
+instances from its families, has the expert solve each one on the live systems
+(resetting them between tasks), checks every result with the world's checker, and
+writes:
 
 - ``train.json``, ``dev.json``, ``test.json``: trajectories in the normalised ToolBench
   form; dev and test hold out whole phrasings and slot combinations (asserted: no dev or
@@ -37,13 +39,11 @@ from typing import Any
 
 from worker.agent.samples import ROLES, role_samples
 from worker.agent.views import recall_at_k, view_of
+from worker.errors import BuildError
+from worker.world import World, load_world
 
 REPO = Path(__file__).resolve().parents[2]
 SPLITS = ("train", "dev", "test")
-
-
-class BuildError(RuntimeError):
-    """The data cannot be built as promised (a checker failed, a split leaks)."""
 
 
 @dataclass
@@ -59,18 +59,21 @@ class BuildResult:
 Progress = Callable[[str, int, int], None]
 
 
-def model_view(family: str, known_names: Sequence[str], settings: Any = None) -> Any:
-    """A fresh :class:`~worker.agent.guard.Guard` of the department that owns ``family``:
-    what the worker shows the model of one such task (``known_names``: the people in the
-    systems' records, for the name detector)."""
-    from examples.acme.tasks import department_for
+def model_view(
+    family: str, known_names: Sequence[str], settings: Any = None, *, world: World | None = None
+) -> Any:
+    """A fresh :class:`~worker.agent.guard.Guard` of the department that owns ``family``
+    (in ``world``, default: the configured one): what the worker shows the model of one
+    such task (``known_names``: the people in the systems' records, for the name
+    detector)."""
     from worker.agent.guard import Guard
     from worker.settings import Settings
 
     base = settings if settings is not None else Settings()
+    department = (world or load_world(base.world or "")).department_for(family)
     names = [*base.pii_known_names, *known_names]
     view_settings = base.model_copy(update={"pii_known_names": names})
-    return Guard.for_department(view_settings, department_for(family))
+    return Guard.for_department(view_settings, department)
 
 
 def build_dataset(
@@ -82,34 +85,27 @@ def build_dataset(
     splits: Mapping[str, int] | None = None,
     progress: Progress | None = None,
     view: bool = True,
+    world: World | None = None,
 ) -> BuildResult:
-    """Generate, solve, check and write the Acme dataset under ``out`` (see the module)."""
-    from examples.acme.serve import known_names
-    from examples.acme.tasks import (
-        Facts,
-        available_families,
-        check,
-        generate,
-        running_world,
-        solve,
-    )
-    from examples.acme.tasks.checkers import observed_in_trajectory
+    """Generate, solve, check and write ``world``'s dataset (default: the configured
+    world's) under ``out`` (see the module)."""
     from worker.agent.views import COMPACT, PromptView
 
+    world = world or load_world()
     out = Path(out)
     started = time.perf_counter()
     prompt_view = PromptView(COMPACT)
     with (
-        tempfile.TemporaryDirectory(prefix="umiq-acme-") as tmp,
-        running_world(tmp, seed=seed) as world,
+        tempfile.TemporaryDirectory(prefix=f"umiq-{world.name}-") as tmp,
+        world.start(Path(tmp), seed=seed) as office,
     ):
-        chosen = list(families) if families is not None else available_families(world)
-        facts = Facts.gather(world)
-        names = known_names(tmp)
-        instances = generate(
-            facts, seed=seed, per_family=per_family, families=chosen, splits=splits
+        systems = office.systems
+        chosen = list(families) if families is not None else world.families(systems)
+        names = office.known_names()
+        instances = world.draw(
+            systems, seed=seed, per_family=per_family, families=chosen, splits=splits
         )
-        assert_disjoint(instances)
+        assert_disjoint(instances, world=world)
         total = sum(len(items) for items in instances.values())
         trajectories: dict[str, list[dict[str, Any]]] = {split: [] for split in instances}
         outcomes: dict[str, list[str]] = {split: [] for split in instances}
@@ -117,13 +113,14 @@ def build_dataset(
         done = 0
         for split, items in instances.items():
             for instance in items:
-                world.reset()
-                shown = model_view(instance.family, names) if view else None
-                solution = solve(world, instance, seed=seed, view=shown)
+                systems.reset()
+                shown = model_view(instance.family, names, world=world) if view else None
+                solution = world.solve(systems, instance, seed=seed, view=shown)
                 if view:
-                    solution.trajectory["prompt_view"] = prompt_view.name
-                observed = observed_in_trajectory(solution.trajectory)
-                result = check(instance, world, solution.answer, observed)
+                    solution.trajectory["prompt_view"] = prompt_view.spec()
+                result = world.check(
+                    instance, systems, solution.answer, trajectory=solution.trajectory
+                )
                 if not result.passed:
                     failures.append(f"{instance.uid} ({instance.instruction!r}): {result.reasons}")
                 trajectories[split].append(solution.trajectory)
@@ -131,7 +128,7 @@ def build_dataset(
                 done += 1
                 if progress is not None:
                     progress(instance.family, done, total)
-        world.reset()
+        systems.reset()
     if failures:
         raise BuildError(
             f"{len(failures)} of {total} gold trajectories fail their checker:\n"
@@ -148,7 +145,9 @@ def build_dataset(
     samples = split_roles(trajectories.get("train", []))
     for role, rows in samples.items():
         _dump(out / f"train_{role}.json", rows)
-    stats = statistics_of(instances, trajectories, samples, seed=seed, per_family=per_family)
+    stats = statistics_of(
+        instances, trajectories, samples, seed=seed, per_family=per_family, world=world
+    )
     stats["model_view"] = view
     if view:
         stats["retrieval"] = {
@@ -169,16 +168,17 @@ def split_roles(trajectories: Sequence[Mapping[str, Any]]) -> dict[str, list[dic
     return out
 
 
-def assert_disjoint(instances: Mapping[str, Sequence[Any]]) -> None:
-    """Raise BuildError if a dev or test instruction, phrasing or slot combination is in train."""
-    from examples.acme.tasks.catalogue import FAMILIES, combination_key
+def assert_disjoint(instances: Mapping[str, Sequence[Any]], *, world: World | None = None) -> None:
+    """Raise BuildError if a dev or test instruction, phrasing or slot combination is in
+    train (``world``, default the configured one, names an instance's combination)."""
+    world = world or load_world()
 
     def seen(split: str) -> tuple[set[str], set[tuple[str, int]], set[tuple[str, str]]]:
         items = instances.get(split, [])
         return (
             {i.instruction for i in items},
             {(i.family, i.template) for i in items},
-            {(i.family, combination_key(i.slots, FAMILIES[i.family].key)) for i in items},
+            {(i.family, world.combination(i)) for i in items},
         )
 
     train = seen("train")
@@ -240,10 +240,10 @@ def statistics_of(
     *,
     seed: int,
     per_family: int,
+    world: World | None = None,
 ) -> dict[str, Any]:
     """Counts and token lengths of a build, as ``stats.json`` records them."""
-    from examples.acme.tasks.catalogue import FAMILIES
-
+    world = world or load_world()
     count, tokenizer_name = tokenizer()
     per_family_split: dict[str, dict[str, int]] = {}
     for split, items in instances.items():
@@ -256,8 +256,8 @@ def statistics_of(
         "tasks": {split: len(items) for split, items in instances.items()},
         "families": {
             fid: {
-                "kind": FAMILIES[fid].kind,
-                "systems": list(FAMILIES[fid].systems),
+                "kind": world.family(fid)["kind"],
+                "systems": list(world.family(fid)["systems"]),
                 **per_family_split[fid],
             }
             for fid in per_family_split

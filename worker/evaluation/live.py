@@ -1,17 +1,18 @@
-"""Live evaluation: held-out Acme tasks end to end through a real worker, scored on the
-systems' state.
+"""Live evaluation: held-out tasks of the world (``UMIQ_WORLD``, Acme by default) end to
+end through a real worker, scored on the systems' state.
 
-``run_live`` starts the Acme back office (ERP over HTTP, HR database, SMTP mail, in
-``<work>/acme``), a ``umiq worker`` subprocess consuming from the broker (the embedded
-SQLite broker in ``<work>``, or ``UMIQ_BROKER_URL`` / ``UMIQ_DATABASE_URL`` from the
-environment), and then, one task at a time:
+``run_live`` starts the world's services (Acme: ERP over HTTP, HR database, SMTP mail,
+in ``<work>/acme``; see ``worker.world``), a ``umiq worker`` subprocess consuming from
+the broker (the embedded SQLite broker in ``<work>``, or ``UMIQ_BROKER_URL`` /
+``UMIQ_DATABASE_URL`` from the environment), and then, one task at a time:
 
 1. resets the systems to their seed, lets the scripted expert solve the task (its
    calls are the reference for the failure cause) and resets again;
-2. sends the task as a Celery task with the normal envelope (department ``hr`` for
-   tasks on the HR system, ``finance`` for the ERP ones; mail goes with either);
-3. waits for the result, reads the task's audit trail and scores it with the task's
-   checker (``examples.acme.tasks.checkers.check``) against the systems' state;
+2. sends the task as a Celery task with the normal envelope (the department the world
+   names for its family: Acme's ``hr`` for tasks on the HR system, ``finance`` for the
+   ERP ones);
+3. waits for the result, reads the task's audit trail and scores it with the world's
+   checker (``World.check``) against the systems' state;
 4. classifies a failure (``worker.evaluation.causes``).
 
 Tasks run strictly one after another: the next reset would otherwise change the
@@ -30,7 +31,7 @@ afterwards) and, with the embedded default, its own broker and audit files in ``
 ``task_timeout``: 300 s + 180 s per allowed step) is recorded as ``error``; the worker is
 killed and, if tasks remain, replaced by a fresh one on fresh queues.
 
-Tasks come from the catalogue's ``split`` (``generate`` with ``per_family`` instances per
+Tasks come from the world's ``split`` (``World.draw`` with ``per_family`` instances per
 family: the first ``per_family`` of what ``umiq data build --seed S`` puts in that split,
 e.g. its whole ``test.json`` for ``--per-family 12``), ordered round-robin over families
 so that ``limit`` N covers N families.
@@ -43,22 +44,18 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from examples.acme.tasks import department_for
 from worker.data.build import model_view
 from worker.errors import ConfigError
 from worker.evaluation.causes import CAUSES, agent_calls, classify, expert_calls
 from worker.evaluation.modelsets import ModelSet
 from worker.process import WorkerProcess
-
-if TYPE_CHECKING:
-    from examples.acme.tasks import Facts, Solution, TaskInstance, World
+from worker.world import Instance, Solution, Systems, World, load_world
 
 LIVE_FILE = "live.json"
 FORMAT_VERSION = 1
@@ -67,21 +64,22 @@ PASSING_OUTCOMES = ("answered", "gave_up")
 
 
 def select_tasks(
-    facts: Facts,
+    systems: Systems,
     *,
     split: str,
     seed: int,
     per_family: int,
     families: Sequence[str],
     limit: int | None = None,
-) -> list[TaskInstance]:
-    """The split's instances, round-robin over ``families``, the first ``limit`` of them."""
-    from examples.acme.tasks import generate
-
-    drawn = generate(
-        facts, seed=seed, per_family=per_family, families=families, splits={split: per_family}
+    world: World | None = None,
+) -> list[Instance]:
+    """The split's instances of ``world`` (default: the configured one) drawn from the
+    freshly reset ``systems``, round-robin over ``families``, the first ``limit`` of them."""
+    world = world or load_world()
+    drawn = world.draw(
+        systems, seed=seed, per_family=per_family, families=families, splits={split: per_family}
     )[split]
-    by_family: dict[str, list[TaskInstance]] = {}
+    by_family: dict[str, list[Instance]] = {}
     for instance in drawn:
         by_family.setdefault(instance.family, []).append(instance)
     ordered = [
@@ -130,26 +128,25 @@ class LiveTask:
 
 
 def score_task(
-    instance: TaskInstance,
-    world: World,
+    instance: Instance,
+    systems: Systems,
     result: Mapping[str, Any] | None,
     audit: Any = None,
     *,
     expert: Solution | None = None,
     wall_s: float = 0.0,
     task_id: str | None = None,
+    world: World | None = None,
 ) -> LiveTask:
-    """Check a finished task against the world's state and, if it failed, say why.
+    """Check a finished task against the systems' state and, if it failed, say why.
 
     ``result`` is the task's result dict (``EpisodeResult.as_dict()``; None when none
     came back); ``audit`` an ``AuditLog`` (its steps of the task are read, else the
     result's own steps are used); ``expert`` the expert's solution of the same instance,
-    compared with the agent's calls to name the failure cause. The world must still be
-    in the state the task left.
+    compared with the agent's calls to name the failure cause. The systems must still
+    be in the state the task left; ``world`` (default: the configured one) checks it.
     """
-    from examples.acme.tasks import FAMILIES, check
-    from examples.acme.tasks.checkers import answer_reasons, give_up_reasons, observed_calls
-
+    world = world or load_world()
     result = dict(result or {})
     task_id = result.get("task_id") or task_id
     steps: Sequence[Any] = result.get("steps") or []
@@ -168,27 +165,21 @@ def score_task(
         from worker.agent.guard import reveal
 
         answer = reveal(audit, task_id, answer)
-    observed = observed_calls(tool_calls) if audit is not None and task_id else None
-    verdict = check(instance, world, answer, observed)
+    calls = tool_calls if audit is not None and task_id else None
+    verdict = world.check(instance, systems, answer, calls)
     passed = verdict.passed and outcome in PASSING_OUTCOMES
     reasons = list(verdict.reasons)
     if verdict.passed and not passed:
         reasons.append(f"the episode ended {outcome or 'without a result'}")
-    answer_problems = answer_reasons(instance.expected, answer)
-    give_up_problems = (
-        give_up_reasons(instance.expected, FAMILIES[instance.family].needs_tools, observed)
-        if observed is not None
-        and (not answer or instance.expected.get("not_found"))
-        and instance.family in FAMILIES
-        else []
-    )
+    answer_problems = list(verdict.answer_reasons)
+    give_up_problems = list(verdict.give_up_reasons)
     state_problems = [
         r for r in verdict.reasons if r not in answer_problems and r not in give_up_problems
     ]
 
     diagnosis = None
     if not passed:
-        write_tools = {spec.name for spec in world.specs() if spec.effect == "write"}
+        write_tools = {spec.name for spec in systems.specs() if spec.effect == "write"}
         write_tools |= {
             _field(call, "tool") for call in tool_calls if _field(call, "effect") == "write"
         }
@@ -220,7 +211,7 @@ def score_task(
         role_ms=role_ms,
         uid=instance.uid,
         family=instance.family,
-        department=department_for(instance.family),
+        department=world.department_for(instance.family),
         instruction=instance.instruction,
         task_id=task_id,
         passed=passed,
@@ -346,6 +337,8 @@ class LiveConfig:
     ready_timeout: float = 600.0
     work_dir: Path | None = None
     command: str = ""
+    world: str | None = None
+    """The world to evaluate on (``worker.world``); None: ``settings.world``."""
 
     def __post_init__(self) -> None:
         if self.split not in ("train", "dev", "test"):
@@ -358,7 +351,7 @@ class LiveConfig:
 
     @property
     def work(self) -> Path:
-        """Broker, audit log, worker log and the Acme data of the run."""
+        """Broker, audit log, worker log and the world's data of the run."""
         return (self.work_dir or self.out / "work").expanduser().resolve()
 
 
@@ -382,7 +375,7 @@ class Hooks:
     def tasks(self, total: int) -> None:
         """The number of tasks is known."""
 
-    def task_started(self, index: int, instance: TaskInstance) -> None:
+    def task_started(self, index: int, instance: Instance) -> None:
         """Task ``index`` (from 1) is sent."""
 
     def task_done(self, task: LiveTask) -> None:
@@ -395,44 +388,14 @@ def _redact(url: str) -> str:
     return str(maybe_sanitize_url(url))
 
 
-def acme_world(office: Any) -> World:
-    """A ``World`` over a started ``AcmeBackOffice`` (its connectors, reset and mailbox)."""
-    from examples.acme.tasks import World
-
-    def mailbox() -> dict[str, Any]:
-        return {"mail": {str(i): dict(m) for i, m in enumerate(office.messages())}}
-
-    return World(dict(office.build_connectors()), office.reset, mailbox)
-
-
-@contextmanager
-def acme_running(data_dir: Path, seed: int) -> Iterator[tuple[Any, World]]:
-    """The three Acme systems served from ``data_dir``, reset, and a ``World`` over them."""
-    from examples.acme.serve import start_acme
-
-    office = start_acme(data_dir, seed=seed)
-    try:
-        world = acme_world(office)
-        try:
-            world.reset()
-            yield office, world
-        finally:
-            world.close()
-    finally:
-        office.stop()
-
-
-def _choose_families(world: World, wanted: Sequence[str] | None) -> list[str]:
-    from examples.acme.tasks import FAMILIES, available_families
-
-    available = available_families(world)
+def _choose_families(world: World, systems: Systems, wanted: Sequence[str] | None) -> list[str]:
+    available = world.families(systems)
     if not wanted:
         return available
-    unknown = [f for f in wanted if f not in FAMILIES]
+    known = world.families()
+    unknown = [f for f in wanted if f not in known]
     if unknown:
-        raise ConfigError(
-            f"unknown task families: {', '.join(unknown)}; known: {', '.join(FAMILIES)}"
-        )
+        raise ConfigError(f"unknown task families: {', '.join(unknown)}; known: {', '.join(known)}")
     missing = [f for f in wanted if f not in available]
     if missing:
         raise ConfigError(f"the running systems lack tools for: {', '.join(missing)}")
@@ -440,7 +403,11 @@ def _choose_families(world: World, wanted: Sequence[str] | None) -> list[str]:
 
 
 def _worker_env(
-    config: LiveConfig, settings: Any, queues: tuple[str, str], connectors: Mapping[str, Any]
+    config: LiveConfig,
+    settings: Any,
+    queues: tuple[str, str],
+    connectors: Mapping[str, Any],
+    world: tuple[str, World],
 ) -> dict[str, str]:
     env = config.model_set.environ()
     env.update(
@@ -453,13 +420,19 @@ def _worker_env(
             "UMIQ_MAX_STEPS": str(config.max_steps or settings.max_steps),
             "UMIQ_MAX_NEW_TOKENS": str(config.max_new_tokens or settings.max_new_tokens),
             "UMIQ_LOG_FORMAT": "json",
+            "UMIQ_WORLD": world[0],
         }
     )
-    # The default finance and hr departments are scored; the warm-up department runs the
-    # model (mode auto) with no tools, so its task loads the role models and ends refused.
-    from worker.settings import DepartmentSettings, _default_departments
+    # The world's default departments (Acme's finance and hr) are scored; the warm-up
+    # department runs the model (mode auto) with no tools, so its task loads the role
+    # models and ends refused.
+    from worker.settings import DepartmentSettings
 
-    departments = {**_default_departments(), WARMUP_DEPARTMENT: DepartmentSettings(tools=[])}
+    defaults = world[1].settings().get("departments", {})
+    departments = {
+        **{name: DepartmentSettings.model_validate(dept) for name, dept in defaults.items()},
+        WARMUP_DEPARTMENT: DepartmentSettings(tools=[]),
+    }
     env["UMIQ_DEPARTMENTS"] = json.dumps(
         {name: dept.model_dump(mode="json") for name, dept in departments.items()}
     )
@@ -470,7 +443,6 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
     """Run the configured tasks one at a time through a real worker and score each."""
     from celery.exceptions import TimeoutError as CeleryTimeout
 
-    from examples.acme.tasks import ExpertError, Facts, solve
     from worker.audit import AuditLog, ensure_schema
     from worker.audit.keyring import load_keyring
     from worker.audit.sealing import Sealer
@@ -488,19 +460,23 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
     max_steps = config.max_steps or base_settings.max_steps
     max_new_tokens = config.max_new_tokens or base_settings.max_new_tokens
     timeout = config.timeout or task_timeout(max_steps)
+    world_name = config.world or base_settings.world or ""
+    world = load_world(world_name)
 
-    hooks.status("starting the Acme systems (ERP, HR, mail)…")
-    with acme_running(work / "acme", config.seed) as (office, world):
-        seed_state = world.baseline
+    hooks.status(f"starting the {world.name} systems…")
+    with world.start(work / world.name, seed=config.seed) as office:
+        systems = office.systems
+        seed_state = systems.baseline
         names = office.known_names()
-        families = _choose_families(world, config.families)
+        families = _choose_families(world, systems, config.families)
         instances = select_tasks(
-            Facts.gather(world),
+            systems,
             split=config.split,
             seed=config.seed,
             per_family=config.per_family,
             families=families,
             limit=config.limit,
+            world=world,
         )
         if not instances:
             raise ConfigError(f"no {config.split} tasks for families {families}")
@@ -524,7 +500,11 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
 
         def start_worker(settings: Settings) -> tuple[WorkerProcess, Any]:
             env = _worker_env(
-                config, base_settings, (settings.queue, settings.dead_letter_queue), connectors
+                config,
+                base_settings,
+                (settings.queue, settings.dead_letter_queue),
+                connectors,
+                (world_name, world),
             )
             worker = WorkerProcess(env, log_path)
             hooks.status("starting the worker…")
@@ -563,20 +543,20 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
                 )
 
             for index, instance in enumerate(instances, 1):
-                world.reset()
+                systems.reset()
                 try:
                     # The expert's calls as the model would write them (tokens), to
                     # compare with the agent's recorded calls.
-                    view = model_view(instance.family, names)
-                    expert = solve(world, instance, seed=config.seed, view=view)
-                except ExpertError:
+                    view = model_view(instance.family, names, world=world)
+                    expert = world.solve(systems, instance, seed=config.seed, view=view)
+                except world.expert_error:
                     expert = None
-                world.reset()
-                reset_verified = world.baseline == seed_state and not world.changes()
+                systems.reset()
+                reset_verified = systems.baseline == seed_state and not systems.changes()
                 task_id = f"eval-{run_id}-{index:03d}"
                 envelope = {
                     "task_id": task_id,
-                    "department": department_for(instance.family),
+                    "department": world.department_for(instance.family),
                     "query": instance.instruction,
                     "requested_by": "umiq-eval",
                     "context": {"eval": {"uid": instance.uid, "family": instance.family}},
@@ -592,7 +572,14 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
                     result = None
                 wall = time.perf_counter() - sent
                 record = score_task(
-                    instance, world, result, audit, expert=expert, wall_s=wall, task_id=task_id
+                    instance,
+                    systems,
+                    result,
+                    audit,
+                    expert=expert,
+                    wall_s=wall,
+                    task_id=task_id,
+                    world=world,
                 )
                 if result is None:
                     record.reason = f"no result within {timeout:.0f}s"
@@ -614,6 +601,7 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
     run = {
         "run_id": run_id,
         "command": config.command,
+        "world": world.name,
         "started_at": started_at,
         "wall_s": round(time.perf_counter() - started, 1),
         "worker_warmup_s": warmup_s,
@@ -679,6 +667,7 @@ def write_split_trajectories(
     families: Sequence[str] | None = None,
     limit: int | None = None,
     work_dir: Path | None = None,
+    world: World | None = None,
 ) -> int:
     """Write the expert's trajectories of the tasks ``run_live`` would run; return how many.
 
@@ -687,27 +676,28 @@ def write_split_trajectories(
     """
     import tempfile
 
-    from examples.acme.tasks import Facts, solve
-
+    world = world or load_world()
     with (
         tempfile.TemporaryDirectory(prefix="umiq-eval-", dir=work_dir) as tmp,
-        acme_running(Path(tmp), seed) as (office, world),
+        world.start(Path(tmp), seed=seed) as office,
     ):
-        chosen = _choose_families(world, families)
+        systems = office.systems
+        chosen = _choose_families(world, systems, families)
         instances = select_tasks(
-            Facts.gather(world),
+            systems,
             split=split,
             seed=seed,
             per_family=per_family,
             families=chosen,
             limit=limit,
+            world=world,
         )
         names = office.known_names()
         trajectories = []
         for instance in instances:
-            world.reset()
-            view = model_view(instance.family, names)
-            trajectories.append(solve(world, instance, seed=seed, view=view).trajectory)
+            systems.reset()
+            view = model_view(instance.family, names, world=world)
+            trajectories.append(world.solve(systems, instance, seed=seed, view=view).trajectory)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(trajectories, indent=2, ensure_ascii=False), encoding="utf-8")
     return len(trajectories)
