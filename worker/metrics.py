@@ -116,7 +116,10 @@ def observe_step(step: dict[str, Any], department: str, mode: str) -> None:
     elif kind == "rejected":
         TASKS.labels(department, mode, "rejected").inc()
     elif kind == "policy" and details.get("allowed") is False:
-        if details.get("status") == _APPROVAL_REQUESTED:
+        if details.get("policy") == "connector":  # the system was down: no call committed
+            CONNECTOR_CALLS.labels(_label(details.get("tool")), "error").inc()
+            CONNECTOR_ERRORS.labels(_label(details.get("tool"))).inc()
+        elif details.get("status") == _APPROVAL_REQUESTED:
             APPROVALS_REQUESTED.labels(department).inc()
         else:
             POLICY_REFUSALS.labels(department, _label(details.get("policy"))).inc()

@@ -93,6 +93,17 @@ def test_failed_connector_calls_are_errors_by_tool(audit: Any, settings: Setting
     assert value("umiq_connector_calls_total", tool="get_invoice", outcome="ok") == ok + 1
 
 
+def test_a_system_down_is_a_connector_error_not_a_refusal(
+    audit: Any, settings: Settings, finance: None
+) -> None:
+    """An outage step (policy 'connector') moves the tool's connector errors."""
+    metered = MeteredAuditLog(audit, settings)
+    errors = value("umiq_connector_errors_total", tool="get_invoice")
+    step(metered, "m-5", 1, "policy", policy="connector", allowed=False, tool="get_invoice")
+    assert value("umiq_connector_errors_total", tool="get_invoice") == errors + 1
+    assert value("umiq_policy_refusals_total", department="finance", policy="connector") == 0
+
+
 def test_a_step_the_database_refuses_counts_nothing(audit: Any, settings: Settings) -> None:
     """Counters move only for rows that were committed."""
     metered = MeteredAuditLog(audit, settings)

@@ -15,6 +15,12 @@ Approval: a call that needs a human ends the episode as ``awaiting_approval`` (t
 request is a ``policy`` step naming the call's key). ``Episode.resume`` rebuilds the
 history from the audit log, runs the approved call and goes on.
 
+Crashes and outages: ``Episode.recover`` goes on with a task whose run was cut off,
+replaying its recorded steps (``worker.agent.replay``); a committed call is replayed only
+to the same call. A system that is down (``ConnectorUnavailable`` after the connector's
+retries, or its open circuit) is a denied ``connector`` policy step and the error goes up
+for the task to be retried; the model never reads an outage.
+
 Claims: an answer that states a change (*scheduled*, *paid*, *sent*, …) no successful
 call of the task made or read is not delivered as done: the ``claims`` policy step
 records why and the episode ends ``held``, for a human to read.
