@@ -11,6 +11,7 @@ from connectors import ConnectorError
 from worker import rollout, runtime
 from worker.agent.episode import Episode, EpisodeResult
 from worker.agent.guard import Guard, restore_tokens
+from worker.agent.replay import cut_off_after_approval
 from worker.agent.views import PromptView
 from worker.audit.requester import SEALED_FIELD, pseudonym, without_sealed
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
@@ -211,7 +212,9 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
         steps = audit.steps(task_id)
         ok, why = approved_key(steps, key)
         task = audit.task(task_id)
-        if not ok or task is None:
+        # a resume that had begun when its worker died: this redelivery goes on by replay
+        cut_off = not ok and cut_off_after_approval(steps, key)
+        if not (ok or cut_off) or task is None:
             log.info("task.resume_skipped", key=key, reason=why or "unknown task")
             return audit.outcome(task_id) or {"task_id": task_id, "outcome": None, "reason": why}
         structlog.contextvars.bind_contextvars(department=task.department)
@@ -243,7 +246,13 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
             department_settings=plan.department,
         )
         toolbox = plan.toolbox(runtime.toolbox())
-        result = _episode(env, guard, audit, toolbox).resume(steps, key)
+        episode = _episode(env, guard, audit, toolbox)
+        if cut_off:
+            log.info("task.resuming", recorded=len(steps), key=key)
+            guard.approve(key)  # a human approved it: the replayed call is not held again
+            result = episode.recover(steps)
+        else:
+            result = episode.resume(steps, key)
     except (AuditError, ModelError, ConfigError, ConnectorError, OSError) as exc:
         if self.request.retries < self.max_retries:
             log.warning("task.resume_retry", error=str(exc), retries=self.request.retries)

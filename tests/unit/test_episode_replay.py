@@ -287,3 +287,41 @@ def test_an_outage_is_audited_and_raised_and_the_retry_makes_the_call(tmp_path: 
     assert result.outcome == "answered", result.reason
     assert [call.tool for call, _ in up.calls] == ["get_invoice", "schedule_payment"]
     assert not any("cannot reach" in r.prompt for r in second.requests)
+
+
+def test_a_resume_after_approval_cut_off_goes_on_by_replay(tmp_path: Path) -> None:
+    """Killed after the approved payment was made: the redelivered resume is recognised,
+    replays the payment's committed result and ends answered with one payment."""
+    from tests.unit.test_approvals import PAY as PAY_OVER_LIMIT
+    from tests.unit.test_approvals import guard as approval_guard
+    from worker.agent.replay import cut_off_after_approval
+    from worker.approvals import approved_key, decide
+
+    audit = make_audit(tmp_path)
+    audit.append_task(task_id="t-1", department="finance", query=ENV.query, requested_by="a")
+    connector = erp()
+
+    def held(model: Any) -> Episode:
+        return Episode(
+            ENV, model=model, toolbox=Toolbox([connector]), guard=approval_guard(), audit=audit
+        )
+
+    first = Scripted(planner=["Pay it.\n Next: caller."], caller=[PAY_OVER_LIMIT])
+    assert held(first).run().outcome == "awaiting_approval"
+    assert not cut_off_after_approval(audit.steps("t-1"), "t-1:2")  # not approved yet
+    decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=lambda t, k: None)
+    assert not cut_off_after_approval(audit.steps("t-1"), "t-1:2")  # approved, not begun
+    dying = Dies(1, planner=["Paid.\n Next: conclusion."], summarizer=["INV-1 is paid."])
+    with pytest.raises(Killed):
+        held(dying).resume(audit.steps("t-1"), "t-1:2")
+
+    steps = audit.steps("t-1")
+    assert approved_key(steps, "t-1:2")[0] is False  # a plain resume would skip it
+    assert cut_off_after_approval(steps, "t-1:2")
+    episode = held(Scripted(**dying.scripts))
+    episode.guard.approve("t-1:2")
+    result = episode.recover(steps)
+    assert result.outcome == "answered", result.reason
+    assert [call.tool for call, _ in connector.calls] == ["schedule_payment"]
+    assert not cut_off_after_approval(audit.steps("t-1"), "t-1:2")  # it has ended
+    assert audit.verify().ok

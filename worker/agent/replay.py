@@ -18,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from worker.audit.events import APPROVED, OutcomeDetails, PolicyDetails
+
 #: The history turn each recorded step kind becomes when an episode is replayed.
 TURN_OF_STEP = {
     "planner": "assistant",
@@ -112,3 +114,25 @@ def call_mismatch(
         "its response is not handed to another call and no new call is made: a person "
         "must look at this task"
     )
+
+
+def cut_off_after_approval(recorded: Sequence[Any], key: str) -> bool:
+    """Whether the episode resumed after a human approved call ``key`` and was cut off
+    before it ended: the last outcome is still the wait for ``key``, an approval of
+    ``key`` follows it, and steps follow the approval (a resume had begun)."""
+    outcomes = [s for s in recorded if s.kind == "outcome"]
+    if not outcomes:
+        return False
+    wait = OutcomeDetails.from_details(outcomes[-1].details)
+    if wait.outcome != "awaiting_approval" or wait.key != key:
+        return False
+    decisions = [
+        s
+        for s in recorded
+        if s.seq > outcomes[-1].seq
+        and s.kind == "policy"
+        and PolicyDetails.from_details(s.details).decides_call(key)
+    ]
+    if not decisions or PolicyDetails.from_details(decisions[-1].details).status != APPROVED:
+        return False
+    return any(s.seq > decisions[-1].seq for s in recorded)
