@@ -29,7 +29,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from worker.errors import ProtocolError
+from umiq_protocol._errors import ProtocolError
 
 Turn = Mapping[str, str]
 Tool = Mapping[str, Any]

@@ -25,6 +25,8 @@ be opened or made).
 
 from __future__ import annotations
 
+import umiq_protocol as _protocol
+
 
 class UmiqError(Exception):
     """Base class of every umiq error."""
@@ -63,8 +65,10 @@ class AgentError(UmiqError):
     """The agent loop cannot go on."""
 
 
-class ProtocolError(AgentError):
-    """A role output that does not follow the α-UMi format."""
+class ProtocolError(AgentError, _protocol.ProtocolError):
+    """A role output that does not follow the α-UMi format (also the pure protocol
+    package's ``umiq_protocol.ProtocolError``, which ``worker.agent.protocol`` turns into
+    this one)."""
 
 
 class AuditError(UmiqError):

@@ -14,6 +14,7 @@ LIGHT_MODULES = [
     "worker.errors",
     "worker.logs",
     "worker.audit",
+    "umiq_protocol",
     "worker.agent.protocol",
     "worker.agent.samples",
     "worker.agent.roles",

@@ -63,6 +63,27 @@ def test_the_rule_sees_lazy_imports(tmp_path: Path) -> None:
     assert "examples.acme" in names and "examples.acme.world" in names
 
 
+def test_the_protocol_package_imports_nothing_of_ours() -> None:
+    """umiq_protocol (the α-UMi prompts and parsers) is pure, like policies."""
+    assert _offending("umiq_protocol", ("worker", "connectors", "policies", "examples")) == []
+
+
+def test_the_acme_world_never_imports_worker() -> None:
+    """Acme's world, defaults and task families (what the product loads as a world)
+    implement the world protocol structurally and take the α-UMi protocol from
+    umiq_protocol: they import nothing of worker. (Acme's drivers, such as its shadow
+    run, are clients of the product and may.)"""
+    loaded = ("examples.acme.world", "examples.acme.defaults", "examples.acme.tasks")
+    found = [
+        f"{module} imports {name}"
+        for module, names in _imports("examples").items()
+        if module.startswith(loaded)
+        for name in names
+        if name == "worker" or name.startswith("worker.")
+    ]
+    assert found == []
+
+
 def test_connectors_never_import_worker_or_examples() -> None:
     """connectors depends on no umiq package above it."""
     assert _offending("connectors", ("worker", "examples")) == []
@@ -116,6 +137,7 @@ def test_the_role_lists_are_defined_once() -> None:
     "module",
     [
         "policies",
+        "umiq_protocol",
         "connectors",
         "connectors.testing",
         "worker.audit",

@@ -21,9 +21,9 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import umiq_protocol as protocol
 from examples.acme.tasks.catalogue import FAMILIES, TaskInstance
 from examples.acme.tasks.world import World
-from worker.agent import protocol
 
 
 @dataclass(frozen=True)

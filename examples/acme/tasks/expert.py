@@ -27,10 +27,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import umiq_protocol as protocol
 from connectors import ToolResult, ToolSpec
 from examples.acme.tasks.catalogue import FAMILIES, TaskInstance, money
 from examples.acme.tasks.world import World, docs
-from worker.agent import protocol
 
 
 class View(Protocol):
