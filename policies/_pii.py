@@ -1,9 +1,17 @@
-"""Detection of personal data in text: e-mails, phones, IBANs, cards, national ids, names.
+"""Detection of personal data in text: e-mails, phones, IBANs, cards, national ids, dates
+of birth, names.
 
 Every detector but names checks what it finds: IBANs by their country's length and the
 mod-97 checksum, card numbers by Luhn, Dutch BSNs by the 11-test, US SSNs by the rules
 for valid areas, groups and serials, phone numbers by the ``phonenumbers`` metadata.
-Names are the full names the back office's records hold, given at construction.
+Each is found in its common spellings: IBANs glued to a word, split by spaces or dashes,
+or mistyped (an IBAN-shaped string of the country's length that fails mod-97 is still
+someone's account); BSNs and cards in groups of any of the usual separators; e-mail
+addresses with international (IDN) domains. A date is a date of birth when a birth word
+(``born``, ``DOB``, ``geboren``…) comes just before it. Names are the full names the back
+office's records hold, given at construction; their surnames alone (``ask Meijer``,
+unless a capitalized word or ``&`` follows, as in a company's name: ``Van Dijk
+Logistics``); and any capitalized name after a title (``Mrs Zwartkop``, ``dhr. De Vries``).
 
 Overlapping findings are resolved deterministically: the longest span wins; between
 spans of equal length the more specific kind wins, in the order of ``PiiKind``
@@ -28,6 +36,7 @@ class PiiKind(StrEnum):
     IBAN = "IBAN"
     CARD = "CARD"
     NATIONAL_ID = "NATIONAL_ID"
+    BIRTH_DATE = "BIRTH_DATE"
     PHONE = "PHONE"
     NAME = "NAME"
 
@@ -70,7 +79,8 @@ _EMAIL = re.compile(
     # no apostrophe in the local part: error messages quote values ('a.b@c.nl'), and a
     # quote taken into the address would give the same address a second token
     r"(?<![\w.%+-])[\w%+-]+(?:\.[\w%+-]+)*"
-    r"@(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?\.)+[A-Za-z]{2,}(?![\w-])"
+    # domain labels of any script (IDN: bäckerei.de, 例え.jp), or their punycode
+    r"@(?:[^\W_](?:[\w-]*[^\W_])?\.)+(?:[^\W\d_]{2,}|xn--[A-Za-z0-9-]+)(?![\w-])"
 )
 # Letters may come right before an IBAN ("ibanNL91…", "x<IBAN_1>"): mod-97 and the
 # country's length make a false start in a word vanishingly unlikely.
@@ -87,11 +97,37 @@ _CARD = re.compile(
     + r"|\d{4}[ .-]\d{4}[ .-]\d{4}[ .-]\d{1,4})"
     + _AFTER
 )
-# Nine digits, or written in groups: 123.456.782, 123 456 782, 1234.56.782.
+# Nine digits, or written in groups: 123.456.782, 123 456 782, 123-456-782, 1234.56.782.
 _BSN = re.compile(
     _BEFORE
-    + r"(?:\d{9}|\d{3}(?P<b1>[. ])\d{3}(?P=b1)\d{3}|\d{4}(?P<b2>[. ])\d{2}(?P=b2)\d{3})"
+    + r"(?:\d{9}|\d{3}(?P<b1>[. -])\d{3}(?P=b1)\d{3}|\d{4}(?P<b2>[. -])\d{2}(?P=b2)\d{3})"
     + _AFTER
+)
+_MONTHS = (
+    "jan(?:uary|uari)?|feb(?:ruary|ruari)?|mar(?:ch)?|maart|apr(?:il)?|may|mei|jun(?:e|i)?"
+    "|jul(?:y|i)?|aug(?:ust|ustus)?|sep(?:t|tember)?|o[ck]t(?:ober)?|nov(?:ember)?|dec(?:ember)?"
+)
+_DATE = (
+    r"(?:\d{4}-\d{1,2}-\d{1,2}"
+    r"|\d{1,2}[-/.]\d{1,2}[-/.](?:\d{4}|\d{2})"
+    rf"|\d{{1,2}}(?:st|nd|rd|th)?\s+(?:{_MONTHS})\.?,?\s+\d{{4}}"
+    rf"|(?:{_MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})"
+)
+# A birth word, then within a few words a date: only that date is the finding.
+_BIRTH = re.compile(
+    r"(?<!\w)(?:born|birth(?:day|date)?|d\.?o\.?b\.?|geboren|geb\.|geboortedatum|"
+    r"geburtsdatum|n[ée]e?)(?!\w)"
+    r"[^\d\n]{0,24}?"
+    rf"(?P<date>(?<![\w-]){_DATE}(?![\w-]))",
+    re.IGNORECASE,
+)
+_PARTICLES = r"(?:van|von|de|der|den|ter|ten|te|el|al|da|di|du|le|la|del|dos|op|in\s+'t|'t)"
+# A title, then a capitalized name (a surname alone, or given name and surname).
+_TITLED = re.compile(
+    r"(?<!\w)(?i:mr|mrs|ms|miss|mx|dr|prof|dhr|mevr|mevrouw|meneer|mw|herr|frau|mme|mlle|"
+    r"monsieur|madame|sr|sra|sig|sig\.ra)\.?\s+"
+    rf"(?P<name>(?:(?i:{_PARTICLES})\s+){{0,3}}[^\W\d_][\w'’-]*"
+    rf"(?:\s+(?:(?i:{_PARTICLES})\s+){{0,3}}[^\W\d_][\w'’-]*)?)"
 )
 _SSN = re.compile(_BEFORE + r"(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}" + _AFTER)
 _DIGIT = re.compile(r"\d")
@@ -109,6 +145,16 @@ def iban_is_valid(value: str) -> bool:
         return False
     rearranged = compact[4:] + compact[:4]
     return int("".join(str(int(ch, 36)) for ch in rearranged)) % 97 == 1
+
+
+def _iban_shaped(compact: str) -> bool:
+    """Whether ``compact`` (the country's length, no separators) looks like an IBAN with a
+    typo: two check digits, then mostly digits (at least 8 of them, at most 4 letters
+    before them): a mistyped account number is still someone's."""
+    bban = compact[4:]
+    letters = len(bban) - len(bban.lstrip("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"))
+    rest = bban[letters:]
+    return compact[2:4].isdigit() and letters <= 4 and rest.isdigit() and len(rest) >= 8
 
 
 def luhn_is_valid(digits: str) -> bool:
@@ -132,6 +178,36 @@ def bsn_is_valid(digits: str) -> bool:
     return sum(int(d) * w for d, w in zip(digits, weights, strict=True)) % 11 == 0
 
 
+_PARTICLE_WORDS = frozenset((
+    "van", "von", "de", "der", "den", "ter", "ten", "te", "el", "al", "da", "di", "du",
+    "le", "la", "del", "dos", "op", "in", "'t",
+))  # fmt: skip
+
+
+def _surnames(names: Iterable[str]) -> set[str]:
+    """The surname of each full name (every word after the first): ``van Dijk``, ``El
+    Amrani``, ``Meijer``; too short ones (under 3 letters) are left out."""
+    found = set()
+    for name in names:
+        words = name.split()
+        if len(words) >= 2 and len("".join(words[1:])) >= 3:
+            found.add(" ".join(words[1:]))
+    return found
+
+
+def _titled_name(name: str) -> tuple[int, int] | None:
+    """Where the name after a title ends: capitalized words and particles, up to the first
+    other word; ``(start, end)`` within ``name``, or None with no capitalized word."""
+    end, capitalized = 0, False
+    for match in re.finditer(r"\S+", name):
+        word = match.group()
+        if word[0].isupper():
+            end, capitalized = match.end(), True
+        elif word.casefold() not in _PARTICLE_WORDS:
+            break
+    return (0, end) if capitalized else None
+
+
 def _name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     variants = {" ".join(name.split()) for name in names if name and name.strip()}
     if not variants:
@@ -140,6 +216,24 @@ def _name_pattern(names: Iterable[str]) -> re.Pattern[str] | None:
     ordered = sorted(variants, key=lambda name: (-len(name), name.casefold()))
     alternatives = (r"\s+".join(map(re.escape, name.split())) for name in ordered)
     return re.compile(r"(?<!\w)(?:" + "|".join(alternatives) + r")(?!\w)", re.IGNORECASE)
+
+
+def _alone(text: str, start: int, end: int) -> bool:
+    """Whether a surname at ``text[start:end]`` names a person: written capitalized, and
+    not part of a company's name (a capitalized word or ``&`` right after it, ``&``
+    right before it: ``Van Dijk Logistics``, ``Brouwer & Peeters``)."""
+    found = text[start:end].split()
+    if not found or not found[-1][:1].isupper():
+        return False
+    after = text[end:].lstrip(" ")
+    if (
+        end < len(text)
+        and text[end] == " "
+        and after[:1]
+        and (after[0].isupper() or after[0] == "&")
+    ):
+        return False
+    return not text[:start].rstrip(" ").endswith("&")
 
 
 class Detector:
@@ -161,6 +255,7 @@ class Detector:
         )
         self.phone_regions: tuple[str, ...] = tuple(phone_regions)
         self._names = _name_pattern(self.known_names)
+        self._surnames = _name_pattern(_surnames(self.known_names))
 
     def find(self, text: str) -> list[Span]:
         """The personal data in ``text``, without overlaps, in order of position."""
@@ -200,15 +295,27 @@ class Detector:
                 if luhn_is_valid(re.sub(r"[ .-]", "", m.group())):
                     yield Span(PiiKind.CARD, m.start(), m.end(), m.group())
             for m in _BSN.finditer(text):
-                if bsn_is_valid(re.sub(r"[. ]", "", m.group())):
+                if bsn_is_valid(re.sub(r"[. -]", "", m.group())):
                     yield Span(PiiKind.NATIONAL_ID, m.start(), m.end(), m.group())
             for m in _SSN.finditer(text):
                 yield Span(PiiKind.NATIONAL_ID, m.start(), m.end(), m.group())
         if digits >= 7:
             yield from self._phones(text)
+        if digits >= 4 and len(text) >= 10:
+            for m in _BIRTH.finditer(text):
+                yield Span(PiiKind.BIRTH_DATE, m.start("date"), m.end("date"), m.group("date"))
         if self._names is not None:
             for m in self._names.finditer(text):
                 yield Span(PiiKind.NAME, m.start(), m.end(), m.group())
+        if self._surnames is not None:
+            for m in self._surnames.finditer(text):
+                if _alone(text, m.start(), m.end()):
+                    yield Span(PiiKind.NAME, m.start(), m.end(), m.group())
+        for m in _TITLED.finditer(text):
+            found = _titled_name(m.group("name"))
+            if found is not None:
+                start, end = m.start("name") + found[0], m.start("name") + found[1]
+                yield Span(PiiKind.NAME, start, end, text[start:end])
 
     def _ibans(self, text: str) -> Iterator[Span]:
         for m in _IBAN_START.finditer(text):
@@ -216,22 +323,28 @@ class Detector:
             length = IBAN_LENGTHS.get(text[start : start + 2].upper())
             if length is None:
                 continue
-            # Take the country's number of characters, single spaces allowed between them.
+            # Take the country's number of characters, single spaces or dashes allowed
+            # between them.
             count, end = 0, start
             while end < len(text) and count < length:
                 ch = text[end]
                 if ch.isascii() and ch.isalnum():
                     count, end = count + 1, end + 1
-                elif ch == " " and count and end + 1 < len(text) and text[end + 1] != " ":
+                elif ch in " -" and count and end + 1 < len(text) and text[end + 1].isalnum():
                     end += 1
                 else:
                     break
-            # more letters or digits right after: a longer code, not an IBAN (the outbound
-            # check finds a token's IBAN glued to text by its raw value instead)
-            if count != length or (end < len(text) and text[end].isalnum()):
+            if count != length:
                 continue
-            if iban_is_valid(text[start:end]):
-                yield Span(PiiKind.IBAN, start, end, text[start:end])
+            value = text[start:end]
+            compact = re.sub(r"[ -]", "", value)
+            # more digits right after: a longer number, not an IBAN; letters right after
+            # ("…4300EUR") only when the checksum holds
+            glued = end < len(text) and text[end].isalnum()
+            if glued and (text[end].isdigit() or not iban_is_valid(compact)):
+                continue
+            if iban_is_valid(compact) or _iban_shaped(compact):
+                yield Span(PiiKind.IBAN, start, end, value)
 
     def _phones(self, text: str) -> Iterator[Span]:
         seen: set[tuple[int, int]] = set()

@@ -115,16 +115,30 @@ def test_valid_iban_is_found(iban: str) -> None:
 @pytest.mark.parametrize(
     "iban",
     [
-        "NL91ABNA0417164301",  # one digit changed
-        "NL92ABNA0417164300",  # check digits changed
-        "DE89370400440532013001",
         "NL91ABNA04171643",  # too short for NL
         "XX91ABNA0417164300",  # no such country
+        "NL91ABNAB417164301",  # fails mod-97 and is not account-shaped (letters in it)
     ],
 )
 def test_invalid_iban_is_not_found(iban: str) -> None:
-    """A string shaped like an IBAN that fails the checksum or length is not an IBAN."""
+    """A string of the wrong length, or failing the checksum without an account's shape,
+    is not an IBAN."""
     assert ("IBAN", iban) not in found(f"pay to {iban} today")
+
+
+@pytest.mark.parametrize(
+    "iban",
+    [
+        "NL91ABNA0417164301",  # one digit changed
+        "NL92ABNA0417164300",  # check digits changed
+        "DE89370400440532013001",
+        "NL91 ABNA 0417 1643 01",  # mistyped and spaced
+    ],
+)
+def test_mistyped_iban_is_still_found(iban: str) -> None:
+    """An IBAN with a typo (the country's length, check digits, an account number of
+    digits, failing mod-97) is still someone's account: found."""
+    assert ("IBAN", iban) in found(f"pay to {iban} today")
 
 
 def test_iban_stops_at_its_country_length() -> None:
@@ -292,6 +306,7 @@ def test_kinds_are_ordered_most_specific_first() -> None:
         PiiKind.IBAN,
         PiiKind.CARD,
         PiiKind.NATIONAL_ID,
+        PiiKind.BIRTH_DATE,
         PiiKind.PHONE,
         PiiKind.NAME,
     ]
