@@ -1,4 +1,4 @@
-"""``umiq data``: build the Acme dataset, import and export ToolBench data."""
+"""``umiq data``: build the world's dataset (Acme by default), import and export ToolBench data."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ console = Console()
 def register(app: typer.Typer) -> None:
     """Add the ``data`` command group to ``app``."""
     data_app = typer.Typer(
-        no_args_is_help=True, help="Training data: Acme gold trajectories, ToolBench."
+        no_args_is_help=True,
+        help="Training data: the world's gold trajectories (UMIQ_WORLD, Acme), ToolBench.",
     )
     data_app.command("build")(build)
     data_app.command("import-toolbench")(import_toolbench)
@@ -26,7 +27,7 @@ def register(app: typer.Typer) -> None:
 
 def build(
     out: Path = typer.Option(..., "--out", help="Folder to write the dataset to."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the Acme world and of the task draw."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the world's systems and of the task draw."),
     per_family: int = typer.Option(
         20, "--per-family", help="Train tasks per family (dev/test: a fifth, at least 2)."
     ),
@@ -36,7 +37,7 @@ def build(
         help="Write the raw records instead of what the model sees (tokens, minimized).",
     ),
 ) -> None:
-    """Solve catalogue tasks on fresh Acme systems, check every one, write the splits."""
+    """Solve the world's tasks on its fresh systems, check every one, write the splits."""
     from rich.progress import Progress
 
     from worker.data.build import BuildError, build_dataset

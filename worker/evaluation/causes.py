@@ -12,7 +12,7 @@ first that applies wins):
    an episode the policies ended (``refused``, ``awaiting_approval``). The rest of the
    episode follows from it.
 4. ``wrong tool`` / ``wrong argument`` / ``wrong plan`` on the calls: the agent's calls
-   are walked in order against the expert's (``examples.acme.tasks.expert.solve``); the
+   are walked in order against the expert's (the world's ``solve``, ``worker.world``); the
    first call that matches no expert call still to make is the divergence: its tool is
    the tool of such a call → ``wrong argument``; its tool is not needed at all (or an
    unparseable call) → ``wrong tool``. Exact repeats of a call already made are
