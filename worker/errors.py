@@ -8,7 +8,8 @@
     │   ├── ModelStoreError         the base checkpoint cannot be fetched or converted
     │   └── AdapterError            an adapter that is corrupt or does not fit the base
     ├── AgentError                  the agent loop
-    │   └── ProtocolError           a role output that does not follow the α-UMi format
+    │   ├── ProtocolError           a role output that does not follow the α-UMi format
+    │   └── Checkpointed            an episode stopped at a step boundary: the worker shuts down
     ├── AuditError                  the audit log
     │   └── ChainBroken             a row whose hash does not follow from its predecessor
     ├── BuildError                  a dataset build whose gold data fails its checker or leaks
@@ -69,6 +70,19 @@ class ProtocolError(AgentError, _protocol.ProtocolError):
     """A role output that does not follow the α-UMi format (also the pure protocol
     package's ``umiq_protocol.ProtocolError``, which ``worker.agent.protocol`` turns into
     this one)."""
+
+
+class Checkpointed(AgentError):
+    """The worker is shutting down: the episode stopped before its next model step, every
+    step so far committed (a ``shutdown`` policy step says where). The task goes back to
+    the queue and resumes by replay on the next worker (``worker.shutdown``)."""
+
+    def __init__(self, task_id: str, after_step: int) -> None:
+        self.task_id = task_id
+        self.after_step = after_step
+        super().__init__(
+            f"task {task_id!r} stopped after step {after_step}: the worker is shutting down"
+        )
 
 
 class AuditError(UmiqError):

@@ -118,6 +118,10 @@ class Settings(BaseSettings):
     """AMQP heartbeat interval in seconds (0 turns heartbeats off). The worker's consumer
     thread answers them while episodes run in the pool's threads, so a long episode on a
     CPU keeps its connection; RabbitMQ drops a peer after two missed intervals."""
+    shutdown_finish_s: float = Field(default=0.0, ge=0.0)
+    """After a warm shutdown began (SIGTERM), how long a running episode may go on to
+    finish; past it, the episode stops before its next model step and its task goes back
+    to the queue, to resume by replay (``worker.shutdown``). 0: stop at the next step."""
 
     model_dir: Path | None = None
     """Where fetched and converted base checkpoints live (default: ``<data_dir>/models``)."""

@@ -5,10 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
+from celery.exceptions import Ignore
 from celery.signals import task_postrun, task_prerun
 
 from connectors import ConnectorError
-from worker import rollout, runtime
+from worker import rollout, runtime, shutdown
 from worker.agent.episode import Episode, EpisodeResult
 from worker.agent.guard import Guard, restore_tokens
 from worker.agent.replay import cut_off_after_approval
@@ -17,7 +18,7 @@ from worker.audit.requester import SEALED_FIELD, pseudonym, without_sealed
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
-from worker.errors import AuditError, ConfigError, EnvelopeError, ModelError
+from worker.errors import AuditError, Checkpointed, ConfigError, EnvelopeError, ModelError
 from worker.lease import task_lease
 
 log = structlog.get_logger("umiq.tasks")
@@ -47,6 +48,7 @@ def _episode(env: Envelope, guard: Guard, audit: Any, toolbox: Any = None) -> Ep
         max_new_tokens=settings.max_new_tokens,
         agent=settings.agent,
         view=PromptView(settings.prompt_view, settings.tool_top_k),
+        should_stop=shutdown.checker(settings.shutdown_finish_s),
     )
 
 
@@ -123,6 +125,18 @@ def _backoff(exc: BaseException, retries: int) -> float:
     return max(float(2**retries), float(getattr(exc, "retry_after", 0.0)))
 
 
+def _send_back(task: Any, stop: Checkpointed) -> Ignore:
+    """Publish this delivery again as it came (same arguments, queue and retries count:
+    a shutdown is neither a retry nor a redelivery) and have Celery ack this one.
+
+    The copy goes out before the ack: a worker killed in between leaves two messages;
+    one resumes the task, the other waits for its lease and finds it finished.
+    """
+    task.signature_from_request(task.request, retries=task.request.retries).apply_async()
+    log.info("task.sent_back", after_step=stop.after_step, retries=task.request.retries)
+    return Ignore(str(stop))
+
+
 def _check_pin(department: str, pin: str, described: dict[str, Any]) -> None:
     """Refuse to run a pinned department's task on a model of another version.
 
@@ -160,6 +174,8 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
     settings = runtime.settings()
     try:
         result = _run_episode(env, audit)
+    except Checkpointed as stop:  # the worker is shutting down: resume elsewhere
+        raise _send_back(self, stop) from stop
     except (AuditError, ModelError, ConfigError, ConnectorError, OSError) as exc:
         # Infrastructure trouble (database, model file, a dead service): retry with
         # backoff, then dead-letter with the reason.
@@ -253,6 +269,8 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
             result = episode.recover(steps)
         else:
             result = episode.resume(steps, key)
+    except Checkpointed as stop:
+        raise _send_back(self, stop) from stop
     except (AuditError, ModelError, ConfigError, ConnectorError, OSError) as exc:
         if self.request.retries < self.max_retries:
             log.warning("task.resume_retry", error=str(exc), retries=self.request.retries)

@@ -21,6 +21,10 @@ to the same call. A system that is down (``ConnectorUnavailable`` after the conn
 retries, or its open circuit) is a denied ``connector`` policy step and the error goes up
 for the task to be retried; the model never reads an outage.
 
+Shutdown: when ``should_stop`` says so (the worker is shutting down, ``worker.shutdown``),
+the episode stops before its next model step: a ``shutdown`` policy step records where,
+and ``Checkpointed`` goes up for the task to go back to the queue and resume by replay.
+
 Claims: an answer that states a change (*scheduled*, *paid*, *sent*, …) no successful
 call of the task made or read is not delivered as done: the ``claims`` policy step
 records why and the episode ends ``held``, for a human to read.
@@ -30,7 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -52,7 +56,7 @@ from worker.agent.guard import Guard
 from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel
 from worker.agent.views import ALPHA_UMI, PromptView
 from worker.envelope import Envelope
-from worker.errors import AuditError, ProtocolError
+from worker.errors import AuditError, Checkpointed, ProtocolError
 from worker.toolbox import Toolbox
 
 Outcome = Literal[
@@ -151,6 +155,7 @@ class Episode:
         agent: str = "multi",
         guard: Guard | None = None,
         view: PromptView | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> None:
         if agent not in ("multi", "single"):
             raise ValueError(f"agent must be 'multi' or 'single', got {agent!r}")
@@ -163,6 +168,7 @@ class Episode:
         self.max_new_tokens = max_new_tokens
         self.agent = agent
         self.view = view if view is not None else PromptView(ALPHA_UMI)
+        self.should_stop = should_stop
         self.query = self.guard.tokenize(envelope.query)
         self.guard.set_request(envelope.query)  # writes must follow from it (scope check)
         self.turns: list[dict[str, str]] = [{"from": "user", "value": self.query}]
@@ -551,7 +557,25 @@ class Episode:
 
     # -- model and audit helpers ---------------------------------------------------
 
+    def _checkpoint_if_asked(self) -> None:
+        """Stop here, before a model step, when the worker is shutting down.
+
+        Every step so far is committed; the ``shutdown`` policy step says where the
+        episode stopped, and a redelivery resumes after it by replay.
+        """
+        if self.should_stop is None or not self.should_stop():
+            return
+        after = self._index
+        reason = (
+            f"the worker is shutting down: stopped after step {after}, before the next "
+            "model step; the task goes back to the queue and resumes by replay"
+        )
+        self._record_decisions([Decision(True, "shutdown", (reason,))], None)
+        log.info("episode.checkpointed", task_id=self.envelope.task_id, after_step=after)
+        raise Checkpointed(self.envelope.task_id, after)
+
     def _generate(self, role: str, prompt: str, constraint: CallerConstraint | None = None) -> str:
+        self._checkpoint_if_asked()
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(role=role):
             request = GenerationRequest(
