@@ -60,6 +60,25 @@ def role_model() -> Any:
     return _once("model", make)
 
 
+def prompt_view() -> Any:
+    """The prompt view this process serves: ``UMIQ_PROMPT_VIEW``/``UMIQ_TOOL_TOP_K`` where
+    set, else what the served adapters were trained on (their training record), else the
+    compact view. A model set is thus shown the prompts it was trained on by default."""
+
+    def make() -> Any:
+        from worker.agent.views import COMPACT, DEFAULT_TOP_K, PromptView, parse_view
+        from worker.models.adapters import trained_view
+
+        s = settings()
+        trained = trained_view(s.resolved_adapters_dir) if not s.role_checkpoints else None
+        view = parse_view(trained) if trained else PromptView(COMPACT, DEFAULT_TOP_K)
+        return PromptView(
+            s.prompt_view or view.name, s.tool_top_k if s.tool_top_k is not None else view.top_k
+        )
+
+    return _once("prompt_view", make)
+
+
 def reset() -> None:
     """Forget every singleton (tests, and after settings change)."""
     with _lock:

@@ -160,13 +160,16 @@ class Settings(BaseSettings):
     prompt_window: int | None = None
     """Prompt tokens the role models see: the last ones, after a leading BOS, as training
     cuts a prompt longer than its ``max_length``; unset sends prompts whole."""
-    prompt_view: Literal["compact", "alpha-umi"] = "compact"
+    prompt_view: Literal["compact", "alpha-umi"] | None = None
     """How prompts show tools: ``compact`` (the ``tool_top_k`` tools retrieved for the
     request, one short line each, what umiq's adapters are trained on) or ``alpha-umi``
     (every tool as a JSON doc, the reference form of ToolBench-trained models)."""
-    tool_top_k: int = Field(default=8, ge=1)
-    """Tools the compact view shows per step (plus any the task already called)."""
+    tool_top_k: int | None = Field(default=None, ge=1)
+    """Tools the compact view shows per step (plus any the task already called).
 
+    Both unset (the default): the view the served adapters were trained on, as their
+    training record (``umiq-train.json``) states it, else ``compact`` with 8 tools; set,
+    they override it (``worker.runtime.prompt_view``)."""
 
     world: str | None = DEFAULT_WORLD
     """The back office that evaluation, data building and the demo work on, and whose

@@ -13,7 +13,6 @@ from worker import rollout, runtime, shutdown
 from worker.agent.episode import Episode, EpisodeResult
 from worker.agent.guard import Guard, restore_tokens
 from worker.agent.replay import cut_off_after_approval
-from worker.agent.views import PromptView
 from worker.audit.requester import SEALED_FIELD, pseudonym, without_sealed
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
@@ -47,7 +46,7 @@ def _episode(env: Envelope, guard: Guard, audit: Any, toolbox: Any = None) -> Ep
         max_steps=settings.max_steps,
         max_new_tokens=settings.max_new_tokens,
         agent=settings.agent,
-        view=PromptView(settings.prompt_view, settings.tool_top_k),
+        view=runtime.prompt_view(),
         should_stop=shutdown.checker(settings.shutdown_finish_s),
     )
 

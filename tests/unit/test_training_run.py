@@ -318,6 +318,8 @@ def test_model_card_metrics_and_curve_are_written(glpft: TrainResult) -> None:
     assert f"transformers {transformers.__version__}" in (out / "README.md").read_text()
     assert record["evaluation"] is None
     assert set(record["stages"]) == {"global", *ROLE_DIRS}
+    # ToolBench data names no view: the adapters were trained on the α-UMi reference form
+    assert record["prompt_view"] == {"name": "alpha-umi"}
     assert all(s["tokens_per_s"] > 0 for s in record["stages"].values())
     readme = (out / "README.md").read_text()
     assert "## Evaluation" in readme
@@ -408,7 +410,8 @@ def test_cli_train_command_trains_with_the_options_given(tiny: dict[str, Any]) -
     config = json.loads((out / "train-config.json").read_text())
     assert (config["lora_r"], config["seed"], config["epochs"]["global"]) == (2, 3, 1)
     assert config["balance"] == ["planner"]
-    assert config["stage_lr"] == {"planner": 0.001, "global": 0.003}  # added to the preset's
+    assert config["stage_lr"] == {"global": 0.003}  # the preset's 5e-4 overridden
+    assert config["lr"] == 0.001  # the preset's peak for the other stages
     assert json.loads((out / "single" / "done").read_text())["lr"] == 0.003
 
 

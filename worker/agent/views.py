@@ -166,6 +166,14 @@ class PromptView:
         keep = set(ranked[: self.top_k]) | set(called_tools(turns))
         return [tool for tool in tools if tool["Name"] in keep]
 
+    def spec(self) -> dict[str, Any]:
+        """The view as data (``{"name": "compact", "top_k": 8}``): what a dataset records
+        in its trajectories and a training run in its card, so that serving can show a
+        model set the prompts it was trained on (``view_of`` reads it back)."""
+        if self.name == ALPHA_UMI:
+            return {"name": ALPHA_UMI}
+        return {"name": self.name, "top_k": self.top_k}
+
     def _docs(self, tools: Sequence[Tool]) -> str:
         return protocol.tool_docs(tools) if self.name == ALPHA_UMI else compact_docs(tools)
 
@@ -190,10 +198,18 @@ class PromptView:
 
 
 def view_of(trajectory: Mapping[str, Any], default: str = ALPHA_UMI) -> PromptView:
-    """The view a trajectory was written for (its ``prompt_view``; ToolBench data has none)."""
-    spec = trajectory.get("prompt_view") or default
+    """The view a trajectory was written for (its ``prompt_view``; ToolBench data has none).
+
+    ``prompt_view`` is a spec (``PromptView.spec``) or, in older datasets, a view name
+    alone (the compact view then shows ``DEFAULT_TOP_K`` tools)."""
+    return parse_view(trajectory.get("prompt_view") or default)
+
+
+def parse_view(spec: str | Mapping[str, Any]) -> PromptView:
+    """A view from its spec (``{"name": …, "top_k": …}``) or its name; ValueError when
+    the spec names no known view or a bad k."""
     if isinstance(spec, Mapping):
-        return PromptView(str(spec.get("name", default)), int(spec.get("top_k", DEFAULT_TOP_K)))
+        return PromptView(str(spec.get("name", "")), int(spec.get("top_k", DEFAULT_TOP_K)))
     return PromptView(str(spec))
 
 

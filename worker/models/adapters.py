@@ -154,6 +154,24 @@ def find_adapters(adapters_dir: Path | None, *, agent: str = "multi") -> dict[st
     return found
 
 
+#: The training record a run writes next to its adapters (``worker.training``).
+TRAIN_RECORD = "umiq-train.json"
+
+
+def trained_view(adapters_dir: Path | None) -> dict[str, Any] | None:
+    """The prompt view (``PromptView.spec``) the adapters under ``adapters_dir`` were
+    trained on, as their training record states it; None when there is no record, it
+    names none, or it cannot be read (serving then falls back to its default view)."""
+    if adapters_dir is None:
+        return None
+    try:
+        record = json.loads((Path(adapters_dir) / TRAIN_RECORD).read_text())
+    except (OSError, ValueError):
+        return None
+    view = record.get("prompt_view") if isinstance(record, dict) else None
+    return view if isinstance(view, dict) and view.get("name") else None
+
+
 def read_adapter(role: str, path: Path) -> AdapterInfo:
     """Parse an adapter directory's config and locate its weights, or raise AdapterError."""
     path = Path(path)

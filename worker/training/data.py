@@ -66,6 +66,19 @@ def load_samples(path: str | Path) -> dict[str, list[dict[str, Any]]]:
     return out
 
 
+def data_view(path: str | Path) -> dict[str, Any] | None:
+    """The prompt view every trajectory at ``path`` was written for (``PromptView.spec``),
+    or None when they name different views. The card records it: serving shows a model
+    set the prompts it was trained on."""
+    from worker.agent.views import view_of
+
+    specs = {
+        json.dumps(view_of(t).spec(), sort_keys=True)
+        for t in load_trajectories(Path(path).expanduser())
+    }
+    return json.loads(specs.pop()) if len(specs) == 1 else None
+
+
 def data_hash(samples: dict[str, list[dict[str, Any]]]) -> str:
     """sha256 of the canonical JSON of the samples (roles sorted, keys sorted)."""
     canonical = json.dumps(

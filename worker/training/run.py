@@ -35,6 +35,7 @@ from worker.training.config import RUNTIME_FIELDS, TrainConfig
 from worker.training.data import (
     Stage,
     data_hash,
+    data_view,
     load_samples,
     select,
     select_balanced,
@@ -401,6 +402,7 @@ def _record(
             "hash": digest,
             "samples": {role: len(items) for role, items in samples.items()},
         },
+        "prompt_view": data_view(config.data),
         "config": config.to_dict(),
         "hardware": _card.hardware(device),
         "stages": {s.name: summaries[s.name] for s in stages if s.name in summaries},
