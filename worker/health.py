@@ -25,7 +25,7 @@ from worker.settings import Settings
 
 Status = Literal["ok", "fail", "skip"]
 
-CHECKS = ("broker", "database", "migrations", "model", "keyring", "decisions")
+CHECKS = ("broker", "database", "migrations", "model", "engine", "keyring", "decisions")
 """Every check, in the order they run."""
 
 
@@ -278,6 +278,29 @@ def check_model(settings: Settings, *, load: bool = False) -> Check:
 # -- key ring ------------------------------------------------------------------------
 
 
+def check_engine(settings: Settings, timeout: float = 5.0) -> Check:
+    """The inference engine answers ``GET /health`` with 200 (llama.cpp's server and vLLM
+    both do, once their weights are loaded); skipped when the role models run in process
+    (``UMIQ_MODEL_BACKEND=hf``) or a ``UMIQ_ROLE_MODEL`` plug-in serves them."""
+    import httpx
+
+    if settings.role_model or settings.model_backend != "openai":
+        return Check("engine", "skip", "not used: the role models run in this process")
+    url = settings.engine_url.rstrip("/") + "/health"
+    shown = _masked(url)
+    try:
+        answer = httpx.get(url, timeout=timeout)
+    except httpx.HTTPError as exc:
+        return Check("engine", "fail", f"the engine at {shown} does not answer: {_reason(exc)}")
+    if answer.status_code != 200:
+        why = "still loading the model" if answer.status_code == 503 else answer.text[:200]
+        return Check(
+            "engine", "fail", f"the engine at {shown} answered {answer.status_code}: {why}"
+        )
+    facts = {"url": shown, "dialect": settings.engine_dialect}
+    return Check("engine", "ok", f"{settings.engine_dialect} engine at {shown} is up", facts=facts)
+
+
 def _wrapping_kids(settings: Settings, timeout: float) -> set[str]:
     """The key ids that wrap the data keys in the audit database's ``sealed_key`` table."""
     from sqlalchemy import text
@@ -418,6 +441,8 @@ def run_checks(
             run = partial(check_migrations, settings, timeout)
         elif name == "model":
             run = partial(check_model, settings, load=load_model)
+        elif name == "engine":
+            run = partial(check_engine, settings, timeout)
         elif name == "decisions":
             run = partial(check_decisions, settings)
         else:

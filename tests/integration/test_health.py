@@ -61,6 +61,7 @@ def test_a_deployment_on_the_real_services_is_healthy(env: dict[str, str]) -> No
         "database": "ok",
         "migrations": "ok",
         "model": "ok",
+        "engine": "skip",  # the role models run in process here
         "keyring": "ok",
         "decisions": "ok",
     }
@@ -79,11 +80,28 @@ def test_a_dead_broker_is_named(env: dict[str, str]) -> None:
         "database": "ok",
         "migrations": "ok",
         "model": "ok",
+        "engine": "skip",  # the role models run in process here
         "keyring": "ok",
         "decisions": "ok",
     }
     assert f"127.0.0.1:{port}" in done.stdout
     assert "unhealthy: broker" in done.stderr
+
+
+def test_a_dead_engine_is_named(env: dict[str, str]) -> None:
+    """With the engine backend and nothing on the engine's port, the engine check alone
+    fails; exit 1 naming it and its URL."""
+    port = closed_port()
+    url = f"http://127.0.0.1:{port}"
+    dead = {k: v for k, v in env.items() if k != "UMIQ_ROLE_MODEL"}
+    dead.update({"UMIQ_MODEL_BACKEND": "openai", "UMIQ_ENGINE_URL": url})
+    done = umiq(dead, "health", "--timeout", "2")
+    assert done.returncode == 1, done.stdout + done.stderr
+    got = statuses(done.stdout)
+    assert got["engine"] == "fail", done.stdout
+    assert [name for name, status in got.items() if status == "fail"] == ["engine"]
+    assert f"{url}/health" in done.stdout
+    assert "unhealthy: engine" in done.stderr
 
 
 def test_a_dead_database_is_named(env: dict[str, str]) -> None:
