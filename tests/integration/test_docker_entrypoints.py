@@ -239,3 +239,95 @@ def test_the_image_commands_run_a_deployment(
         process.terminate()
         process.wait(timeout=30)
         review_log.close()
+
+
+def _engine_command(binary: Path, gguf: Path, port: int) -> list[str]:
+    """The engine image's ENTRYPOINT + CMD with this machine's binary, files and port."""
+    text = (REPO / "docker" / "engine.Dockerfile").read_text(encoding="utf-8")
+    words = []
+    for instruction in ("ENTRYPOINT", "CMD"):
+        found = re.search(rf"^{instruction} (\[.*\])$", text, flags=re.M)
+        assert found is not None, instruction
+        words += json.loads(found.group(1))
+    assert words[0] == "/opt/llama.cpp/bin/llama-server"
+    out = [str(binary), *(w.replace("/models/", f"{gguf}/") for w in words[1:])]
+    out[out.index("--port") + 1] = str(port)
+    out[out.index("--host") + 1] = "127.0.0.1"
+    return [*out, "--threads", "1", "--threads-batch", "1"]  # a shared machine
+
+
+def test_the_engine_image_command_serves_the_role_adapters(tmp_path: Path) -> None:
+    """The engine image's command, run outside Docker with the built llama-server and the
+    exported GGUF files, passes the image's health check and serves one adapter per role."""
+    from worker.models.llamacpp import find_binary, gguf_dir, gguf_files
+
+    data_dir = Settings().data_dir
+    binary = find_binary("llama-server", data_dir)
+    if binary is None:
+        pytest.skip(
+            "llama-server is not built here (the engine image builds it): run "
+            "`umiq models build-engine` to run the image's command outside Docker"
+        )
+    missing = [
+        n for n in ("base", "planner", "caller", "summarizer") if n not in gguf_files(data_dir)
+    ]
+    if missing:
+        pytest.skip(f"no GGUF for {missing}: run `umiq models export-gguf`")
+    port = free_port()
+    log_path = tmp_path / "engine.log"
+    with log_path.open("wb") as log_file:
+        process = subprocess.Popen(
+            ["nice", "-n", "19", *_engine_command(binary, gguf_dir(data_dir), port)],
+            stdout=log_file, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        text = (REPO / "docker" / "engine.Dockerfile").read_text(encoding="utf-8")
+        found = re.search(r"^HEALTHCHECK [^\n]*\\\n\s+CMD (\[.*\])", text, flags=re.M)
+        assert found is not None
+        check = [w.replace("8080", str(port)) for w in json.loads(found.group(1))]
+        assert check[0] == "python"
+        deadline = time.monotonic() + 300
+        while True:
+            assert process.poll() is None, log_path.read_text(errors="replace")[-3000:]
+            done = subprocess.run([sys.executable, *check[1:]], capture_output=True, timeout=30)
+            if done.returncode == 0 or time.monotonic() > deadline:
+                break
+            time.sleep(1)
+        assert done.returncode == 0, log_path.read_text(errors="replace")[-3000:]
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/lora-adapters", timeout=10) as page:
+            adapters = json.loads(page.read())
+        names = sorted(Path(a["path"]).name for a in adapters)
+        assert names == ["caller.gguf", "planner.gguf", "summarizer.gguf"]
+        assert all(a["scale"] == 0 for a in adapters)  # each request picks its role's
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def test_the_vllm_models_job_copies_the_base_and_one_adapter_per_role(
+    compose: dict[str, Any], model_dir: Path, tmp_path: Path
+) -> None:
+    """The `vllm-models` job, run outside Docker with the image's environment, leaves the
+    base checkpoint and each role's adapter where the vllm service's command reads them."""
+    service = compose["services"]["vllm-models"]
+    assert service["entrypoint"] == ["python", "-c"]
+    export = tmp_path / "export"
+    [script] = service["command"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    env.update(image_env())
+    env.update({"UMIQ_DATA_DIR": str(tmp_path / "data"), "UMIQ_MODEL_DIR": str(model_dir)})
+    done = subprocess.run(
+        [sys.executable, "-c", script.replace("/export", str(export))], env=env, cwd=REPO,
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert (export / "base" / "config.json").is_file()
+    assert (export / "base" / "tokenizer.json").is_file()
+    vllm = compose["services"]["vllm"]["command"]
+    assert vllm[0] == "/models/base"
+    for module in [w for w in vllm if "=/models/adapters/" in w]:
+        role, path = module.split("=", 1)
+        copied = export / path.removeprefix("/models/")
+        shipped = Settings().resolved_adapters_dir / role
+        for name in ("adapter_config.json", "adapter_model.safetensors"):
+            assert (copied / name).read_bytes() == (shipped / name).read_bytes(), (role, name)

@@ -11,6 +11,11 @@ import typer
 def build_engine(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel compile jobs."),
     nice: bool = typer.Option(False, "--nice", help="Compile at the lowest CPU priority."),
+    cmake_flag: list[str] = typer.Option(
+        [],
+        "--cmake-flag",
+        help="An extra CMake flag, repeatable (e.g. -DGGML_NATIVE=OFF for an image).",
+    ),
 ) -> None:
     """Build llama.cpp's llama-server from the llama-cpp-python sdist on PyPI (CMake, C++)."""
     from worker.errors import UmiqError
@@ -20,7 +25,13 @@ def build_engine(
     settings = get_settings()
     typer.echo(f"building llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON} (takes a while)")
     try:
-        bin_dir = build_engine(settings.data_dir, jobs=jobs, nice=nice, progress=typer.echo)
+        bin_dir = build_engine(
+            settings.data_dir,
+            jobs=jobs,
+            nice=nice,
+            cmake_flags=cmake_flag,
+            progress=typer.echo,
+        )
     except UmiqError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc

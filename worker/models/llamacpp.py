@@ -92,12 +92,14 @@ def build_engine(
     version: str = LLAMA_CPP_PYTHON,
     jobs: int = 1,
     nice: bool = False,
+    cmake_flags: Sequence[str] = (),
     progress: Progress = print,
 ) -> Path:
     """Download llama.cpp's source from PyPI and build its server; returns the bin folder.
 
     ``nice`` runs the compiler at the lowest priority (a shared machine). Building twice
-    reuses the CMake build folder, so an interrupted build resumes.
+    reuses the CMake build folder, so an interrupted build resumes. ``cmake_flags`` come
+    after :data:`CMAKE_FLAGS` (an image built for other hosts: ``-DGGML_NATIVE=OFF``).
     """
     home = engines_dir(data_dir) / "llama.cpp"
     src, build, bin_dir = home / "src", home / "build", home / "bin"
@@ -123,7 +125,7 @@ def build_engine(
             )
             archive = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
             _extract_vendor(archive, src)
-    _run(["cmake", "-S", src, "-B", build, *_generator(), *CMAKE_FLAGS], progress)
+    _run(["cmake", "-S", src, "-B", build, *_generator(), *CMAKE_FLAGS, *cmake_flags], progress)
     _run(
         [*prefix, "cmake", "--build", build, "--target", *BINARIES, "-j", str(jobs)],
         progress,
