@@ -17,13 +17,14 @@ from worker.errors import AgentError, Checkpointed
 
 class StopsBefore(Scripted):
     """A scripted model whose worker starts shutting down after its ``after``-th
-    generation: the flag is raised while that generation runs."""
+    generation: the flag is raised while that generation runs (``after`` 0: before the
+    episode starts)."""
 
     def __init__(self, after: int, **scripts: list[str]) -> None:
         super().__init__(**scripts)
         self.after = after
         self.count = 0
-        self.stop = False
+        self.stop = after == 0
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         self.count += 1
@@ -45,7 +46,7 @@ def _no_shutdown() -> Any:
     shutdown.reset()
 
 
-@pytest.mark.parametrize("after", [1, 2, 3, 4, 5])
+@pytest.mark.parametrize("after", [0, 1, 2, 3, 4, 5])
 def test_a_stopped_episode_resumes_as_an_unbroken_run(tmp_path: Path, after: int) -> None:
     """Stopped after any generation, the episode records where it stopped, raises
     Checkpointed, and its resume asks the model what an unbroken run asks, each call once."""
@@ -107,3 +108,37 @@ def test_celery_s_shutting_down_signal_marks_the_shutdown() -> None:
     assert not shutdown.checker(0.0)()
     worker_shutting_down.send(sender="test@host", sig="SIGTERM", how="Warm", exitcode=0)
     assert shutdown.checker(0.0)()
+
+
+def test_a_resume_after_approval_stopped_by_shutdown_goes_on_once(tmp_path: Path) -> None:
+    """A resumed episode stopped after the approved call is recognised as a cut-off
+    resume (what umiq.resume_task checks on redelivery) and ends with the call made once."""
+    from connectors import ToolCall
+    from tests.unit.test_approvals import episode as approval_episode
+    from tests.unit.test_approvals import waiting
+    from tests.unit.test_episode import erp as approval_erp
+    from worker.agent.replay import cut_off_after_approval
+    from worker.approvals import decide
+
+    audit = make_audit(tmp_path)
+    connector = approval_erp()
+    waiting(audit, connector)
+    decide(audit, "t-1", verdict="approved", by="carol", reason="ok", enqueue=lambda t, k: None)
+
+    resumed = approval_episode(Scripted(), connector, audit)
+    resumed.should_stop = lambda: True
+    with pytest.raises(Checkpointed):
+        resumed.resume(audit.steps("t-1"), "t-1:2")
+    steps = audit.steps("t-1")
+    assert [s.kind for s in steps[-2:]] == ["tool", "policy"]
+    assert steps[-1].details["policy"] == "shutdown"
+    assert cut_off_after_approval(steps, "t-1:2")
+
+    model = Scripted(planner=["Paid.\n Next: conclusion."], summarizer=["INV-1 is scheduled."])
+    again = approval_episode(model, connector, audit)
+    again.guard.approve("t-1:2")
+    assert again.recover(steps).outcome == "answered"
+    assert connector.calls == [
+        (ToolCall("schedule_payment", {"invoice_id": "INV-1", "amount": 12500}), "t-1:2")
+    ]
+    assert audit.verify().ok
