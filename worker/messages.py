@@ -67,10 +67,12 @@ def decode_json(body: Any, content_type: str | None, content_encoding: str | Non
         raise ValueError(
             f"refusing content of type {content_type!r}: only application/json is accepted"
         )
+    # Checked for text bodies too: py-amqp decodes a body by its declared encoding when it
+    # can, so a latin-1 message would otherwise pass when decodable and fail when not.
+    encoding = (content_encoding or "utf-8").lower()
+    if encoding not in ("utf-8", "utf8", "binary"):
+        raise ValueError(f"refusing content encoding {content_encoding!r}: only utf-8")
     if isinstance(body, bytes | bytearray | memoryview):
-        encoding = (content_encoding or "utf-8").lower()
-        if encoding not in ("utf-8", "utf8", "binary"):
-            raise ValueError(f"refusing content encoding {content_encoding!r}: only utf-8")
         try:
             body = bytes(body).decode("utf-8")
         except UnicodeDecodeError as exc:

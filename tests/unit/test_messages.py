@@ -125,6 +125,22 @@ def test_redelivery_above_the_limit_is_refused() -> None:
     assert "redelivered 4 times" in verdict.reason
 
 
+@pytest.mark.parametrize("encoding", ["latin-1", "ascii", "utf-16", "gzip"])
+def test_other_content_encodings_are_refused_whether_or_not_amqp_decoded_the_body(
+    encoding: str,
+) -> None:
+    """py-amqp hands over a body it could decode by its declared encoding as text: a
+    latin-1 message is refused as text as well as bytes, not run when it happens to decode."""
+    raw = json.dumps(GOOD)
+    for body in (raw, raw.encode()):
+        verdict = check_message(headers(), body, content_type="application/json",
+                                content_encoding=encoding, tasks=TASKS, now=NOW)  # fmt: skip
+        assert isinstance(verdict, Refusal) and verdict.field == "body", (body, verdict)
+        assert "content encoding" in verdict.reason
+    assert check_message(headers(), raw, content_type="application/json",
+                         content_encoding="UTF-8", tasks=TASKS, now=NOW) is None  # fmt: skip
+
+
 def test_reason_never_carries_the_value() -> None:
     """A refusal describes a bad value by its kind, not its content."""
     verdict = check(GOOD, headers(id={"secret": "NL91ABNA0417164300"}))
