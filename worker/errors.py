@@ -6,7 +6,8 @@
     ├── EnvelopeError               a task message that is not a valid envelope (names the field)
     ├── ModelError                  role models
     │   ├── ModelStoreError         the base checkpoint cannot be fetched or converted
-    │   └── AdapterError            an adapter that is corrupt or does not fit the base
+    │   ├── AdapterError            an adapter that is corrupt or does not fit the base
+    │   └── GrammarError            a tool schema the caller's GBNF grammar cannot express
     ├── AgentError                  the agent loop
     │   ├── ProtocolError           a role output that does not follow the α-UMi format
     │   └── Checkpointed            an episode stopped at a step boundary: the worker shuts down
@@ -60,6 +61,11 @@ class ModelStoreError(ModelError):
 
 class AdapterError(ModelError):
     """An adapter is corrupt or does not fit the loaded base model."""
+
+
+class GrammarError(ModelError, ValueError):
+    """A tool schema uses something ``worker.models.gbnf`` cannot turn into GBNF (also a
+    ``ValueError``, as it was before it joined the tree)."""
 
 
 class AgentError(UmiqError):

@@ -214,3 +214,13 @@ def test_unsupported_schemas_are_refused_with_a_reason(parameters: dict, reason:
     with pytest.raises(GrammarError, match=reason) as info:
         caller_gbnf([ToolSpec(name="t", description="", parameters=parameters)])
     assert "tool t" in str(info.value)
+
+
+def test_grammar_error_is_a_model_error_and_still_a_value_error() -> None:
+    """GrammarError sits under ModelError in umiq's tree and is still caught as ValueError."""
+    from worker.errors import ModelError
+
+    with pytest.raises(ModelError):
+        caller_gbnf([])
+    with pytest.raises(ValueError):
+        caller_gbnf([])

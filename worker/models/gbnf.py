@@ -32,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from connectors import ToolSpec
+from worker.errors import GrammarError
 
 Whitespace = Literal["bounded", "compact"]
 MAX_WHITESPACE = 12
@@ -51,10 +52,6 @@ _COMMON = {
     "json-null": '"null"',
     "json-date": '[0-9]{4} "-" ("0" [1-9] | "1" [0-2]) "-" ("0" [1-9] | [12] [0-9] | "3" [01])',
 }
-
-
-class GrammarError(ValueError):
-    """A tool schema uses something this module cannot turn into GBNF."""
 
 
 def literal(text: str) -> str:
