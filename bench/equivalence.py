@@ -85,6 +85,34 @@ def valid_call(text: str, request: GenerationRequest) -> bool:
     return spec is not None and is_valid(call.arguments, spec.parameters)
 
 
+def in_process(
+    requests: list[GenerationRequest], settings: Settings, args: argparse.Namespace
+) -> tuple[list[str], float]:
+    """The in-process outputs (one prompt per batch), from the cache file when it has them."""
+    cache = args.in_process_cache
+    key = [[r.role, r.prompt, r.max_new_tokens, r.constraint is not None] for r in requests]
+    if cache is not None and cache.is_file():
+        stored = json.loads(cache.read_text())
+        if stored["key"] == key:
+            print(f"in-process outputs from {cache}", flush=True)
+            return stored["texts"], stored["seconds"]
+    import torch
+
+    from worker.models.backend import from_settings as hf_from_settings
+
+    torch.set_num_threads(args.torch_threads)
+    local = hf_from_settings(settings)
+    t0 = time.monotonic()
+    texts = []
+    for i, request in enumerate(requests):
+        texts.append(local.generate([request])[0].text)
+        print(f"in-process {i + 1}/{len(requests)} {request.role}", flush=True)
+    seconds = time.monotonic() - t0
+    if cache is not None:
+        cache.write_text(json.dumps({"key": key, "texts": texts, "seconds": seconds}))
+    return texts, seconds
+
+
 def _free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -100,6 +128,14 @@ def main() -> int:
     parser.add_argument("--start", action="store_true", help="start llama-server from the GGUF")
     parser.add_argument("--threads", type=int, default=1, help="llama-server threads (--start)")
     parser.add_argument("--out", type=Path, default=Path("equivalence.json"))
+    parser.add_argument(
+        "--in-process-cache",
+        type=Path,
+        default=None,
+        help="reuse (or first write) the in-process outputs of these prompts from this file",
+    )
+    parser.add_argument("--in-process-only", action="store_true", help="stop after in-process")
+    parser.add_argument("--torch-threads", type=int, default=1)
     args = parser.parse_args()
 
     from worker.models.engine import from_settings as engine_from_settings
@@ -107,6 +143,10 @@ def main() -> int:
     settings = Settings(max_new_tokens=args.max_new_tokens)
     requests = requests_from(args.data, args.per_role, args.max_new_tokens)
     print(f"{len(requests)} prompts from {args.data}", flush=True)
+
+    inproc, local_s = in_process(requests, settings, args)
+    if args.in_process_only:
+        return 0
 
     proc = None
     url = args.engine_url or settings.engine_url
@@ -129,23 +169,16 @@ def main() -> int:
             proc.terminate()
             proc.wait(timeout=30)
 
-    from worker.models.backend import from_settings as hf_from_settings
-
-    local = hf_from_settings(settings)
-    t0 = time.monotonic()
-    inproc = [local.generate([r])[0] for r in requests]
-    local_s = time.monotonic() - t0
-
     rows: list[dict[str, Any]] = []
     for req, a, b in zip(requests, inproc, served, strict=True):
         rows.append(
             {
                 "role": req.role,
                 "constrained": req.constraint is not None,
-                "same": a.text == b.text,
-                "in_process": a.text,
+                "same": a == b.text,
+                "in_process": a,
                 "engine": b.text,
-                "in_process_valid": valid_call(a.text, req),
+                "in_process_valid": valid_call(a, req),
                 "engine_valid": valid_call(b.text, req),
             }
         )
