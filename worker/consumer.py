@@ -114,7 +114,7 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
 
         refuse(
             self.app,
-            message.body,
+            raw_body(message),
             reason=reason,
             field=field or "<message>",
             audit=runtime.audit_log(),
@@ -143,6 +143,23 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
 
     def on_invalid_task(self, body: Any, message: Any, exc: Exception) -> None:
         self._refuse(message, f"invalid task message: {exc}", "<message>")
+
+
+def raw_body(message: Any) -> Any:
+    """The message's body as the bytes that came, as near as py-amqp lets us.
+
+    py-amqp decodes a body by its declared ``content_encoding`` when it can (and keeps
+    the bytes when it cannot); encoding the text back gives the bytes that came for
+    UTF-8 and the single-byte codecs. A UTF-16 or UTF-32 body may come back with or
+    without its byte-order mark, which the decoding dropped.
+    """
+    body = message.body
+    if isinstance(body, str):
+        try:
+            return body.encode(message.content_encoding or "utf-8")
+        except (LookupError, UnicodeError):
+            return body.encode("utf-8")
+    return body
 
 
 def _redact_reprs(message: Any) -> None:

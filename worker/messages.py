@@ -202,6 +202,12 @@ def check_message(
     claimed = _claimed_task_id(payload)
     if "task" not in headers:
         if isinstance(payload, dict) and "task" not in payload:
+            # Checked here, not by the task it becomes: refused now, the dead letter is
+            # this message (its bytes and headers), not a re-sent copy of its envelope.
+            try:
+                parse_envelope(payload)
+            except EnvelopeError as exc:
+                return Refusal(exc.field, exc.reason, claimed, "invalid envelope")
             return PlainEnvelope(payload)
         if isinstance(payload, dict):
             return Refusal(

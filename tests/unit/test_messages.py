@@ -111,6 +111,16 @@ def test_bare_envelope_is_run_as_a_task() -> None:
     assert check(ENVELOPE, {}) == PlainEnvelope(ENVELOPE)
 
 
+def test_bare_object_that_is_no_envelope_is_refused_as_it_came() -> None:
+    """A JSON object without Celery's headers that is not a valid envelope is refused by
+    the check (so the dead letter is that message), naming the field and the claimed id."""
+    verdict = check({**ENVELOPE, "department": "Finance!"}, {})
+    assert isinstance(verdict, Refusal) and verdict.field == "department", verdict
+    assert verdict.task_id == "m-1" and str(verdict).startswith("invalid envelope: ")
+    missing = check({"query": "pay it"}, {})
+    assert isinstance(missing, Refusal) and missing.task_id is None, missing
+
+
 def test_claimed_task_id_is_kept() -> None:
     """A refusal says which task id the message claimed."""
     verdict = check([[ENVELOPE], {}, {}], headers(id=None))
