@@ -41,8 +41,6 @@ ALLOWED: dict[str, str] = {
     "(issue 20, item 5), being changed elsewhere",
     "examples/acme/tasks/expert_erp.py": "split pending: the expert's phrasings as tables "
     "(issue 20, item 5)",
-    "examples/acme/erp/app.py": "split pending: the ERP's list endpoints as one table "
-    "(issue 20, item 5)",
 }
 
 

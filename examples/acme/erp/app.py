@@ -16,7 +16,7 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Depends, FastAPI, Header, HTTPException, Request
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -25,6 +25,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from examples.acme.erp.db import ErpDatabase
+from examples.acme.erp.listings import (
+    CREDIT_NOTES,
+    GOODS_RECEIPTS,
+    INVOICES,
+    PAYMENTS,
+    PURCHASE_ORDERS,
+    VENDORS,
+    add_listing,
+)
 from examples.acme.erp.models import (
     CreditNote,
     CreditNoteOut,
@@ -36,14 +45,11 @@ from examples.acme.erp.models import (
     IdempotencyRecord,
     Invoice,
     InvoiceOut,
-    InvoiceStatus,
     Payment,
     PaymentOut,
     PaymentRequest,
-    PaymentStatus,
     PurchaseOrder,
     PurchaseOrderOut,
-    PurchaseOrderStatus,
     Vendor,
     VendorOut,
     cents,
@@ -111,23 +117,7 @@ def create_app(db: ErpDatabase | str | Path) -> FastAPI:
     def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    @app.get(
-        "/vendors",
-        operation_id="list_vendors",
-        response_model=list[VendorOut],
-        description="List vendors, optionally by country or by a part of the name.",
-    )
-    def list_vendors(
-        session: Db,
-        country: Annotated[str | None, Query(description="ISO country code, e.g. DE.")] = None,
-        name: Annotated[str | None, Query(description="Part of the vendor name.")] = None,
-    ) -> list[VendorOut]:
-        query = select(Vendor).order_by(Vendor.id)
-        if country:
-            query = query.where(Vendor.country == country.upper())
-        if name:
-            query = query.where(Vendor.name.icontains(name))
-        return [VendorOut.model_validate(v) for v in session.scalars(query)]
+    add_listing(app, VENDORS, Db)
 
     @app.get(
         "/vendors/{vendor_id}",
@@ -139,23 +129,7 @@ def create_app(db: ErpDatabase | str | Path) -> FastAPI:
     def get_vendor(session: Db, vendor_id: Annotated[str, VENDOR_ID]) -> VendorOut:
         return VendorOut.model_validate(_get(session, Vendor, vendor_id, "vendor"))
 
-    @app.get(
-        "/purchase-orders",
-        operation_id="list_purchase_orders",
-        response_model=list[PurchaseOrderOut],
-        description="List purchase orders, optionally by vendor or status.",
-    )
-    def list_purchase_orders(
-        session: Db,
-        vendor_id: Annotated[str | None, Query(description="Only this vendor's orders.")] = None,
-        status: Annotated[PurchaseOrderStatus | None, Query(description="Order status.")] = None,
-    ) -> list[PurchaseOrderOut]:
-        query = select(PurchaseOrder).order_by(PurchaseOrder.id)
-        if vendor_id:
-            query = query.where(PurchaseOrder.vendor_id == vendor_id)
-        if status:
-            query = query.where(PurchaseOrder.status == status)
-        return [po_out(po) for po in session.scalars(query)]
+    add_listing(app, PURCHASE_ORDERS, Db)
 
     @app.get(
         "/purchase-orders/{po_id}",
@@ -167,26 +141,7 @@ def create_app(db: ErpDatabase | str | Path) -> FastAPI:
     def get_purchase_order(session: Db, po_id: Annotated[str, PO_ID]) -> PurchaseOrderOut:
         return po_out(_get(session, PurchaseOrder, po_id, "purchase order"))
 
-    @app.get(
-        "/invoices",
-        operation_id="list_invoices",
-        response_model=list[InvoiceOut],
-        description="List invoices, optionally by vendor, purchase order or status.",
-    )
-    def list_invoices(
-        session: Db,
-        vendor_id: Annotated[str | None, Query(description="Only this vendor's.")] = None,
-        po_id: Annotated[str | None, Query(description="Only those billing this PO.")] = None,
-        status: Annotated[InvoiceStatus | None, Query(description="Invoice status.")] = None,
-    ) -> list[InvoiceOut]:
-        query = select(Invoice).order_by(Invoice.id)
-        if vendor_id:
-            query = query.where(Invoice.vendor_id == vendor_id)
-        if po_id:
-            query = query.where(Invoice.po_id == po_id)
-        if status:
-            query = query.where(Invoice.status == status)
-        return [invoice_out(inv) for inv in session.scalars(query)]
+    add_listing(app, INVOICES, Db)
 
     @app.get(
         "/invoices/{invoice_id}",
@@ -222,23 +177,7 @@ def create_app(db: ErpDatabase | str | Path) -> FastAPI:
         payload = {"invoice_id": invoice_id, **body.model_dump(mode="json")}
         return _idempotent(request, idempotency_key, "dispute_invoice", payload, act, 200)
 
-    @app.get(
-        "/payments",
-        operation_id="list_payments",
-        response_model=list[PaymentOut],
-        description="List payments, optionally for one invoice or by status.",
-    )
-    def list_payments(
-        session: Db,
-        invoice_id: Annotated[str | None, Query(description="Only this invoice's.")] = None,
-        status: Annotated[PaymentStatus | None, Query(description="Payment status.")] = None,
-    ) -> list[PaymentOut]:
-        query = select(Payment).order_by(Payment.id)
-        if invoice_id:
-            query = query.where(Payment.invoice_id == invoice_id)
-        if status:
-            query = query.where(Payment.status == status)
-        return [payment_out(p) for p in session.scalars(query)]
+    add_listing(app, PAYMENTS, Db)
 
     @app.post(
         "/payments",
@@ -260,21 +199,7 @@ def create_app(db: ErpDatabase | str | Path) -> FastAPI:
         payload = body.model_dump(mode="json")
         return _idempotent(request, idempotency_key, "schedule_payment", payload, act, 201)
 
-    @app.get(
-        "/goods-receipts",
-        operation_id="list_goods_receipts",
-        response_model=list[GoodsReceiptOut],
-        description="List goods receipts (deliveries booked in), optionally for one purchase "
-        "order; compare received quantities with the order and the invoice.",
-    )
-    def list_goods_receipts(
-        session: Db,
-        po_id: Annotated[str | None, Query(description="Only deliveries for this PO.")] = None,
-    ) -> list[GoodsReceiptOut]:
-        query = select(GoodsReceipt).order_by(GoodsReceipt.id)
-        if po_id:
-            query = query.where(GoodsReceipt.po_id == po_id)
-        return [goods_receipt_out(r) for r in session.scalars(query)]
+    add_listing(app, GOODS_RECEIPTS, Db)
 
     @app.get(
         "/goods-receipts/{receipt_id}",
@@ -286,23 +211,7 @@ def create_app(db: ErpDatabase | str | Path) -> FastAPI:
     def get_goods_receipt(session: Db, receipt_id: Annotated[str, RECEIPT_ID]) -> GoodsReceiptOut:
         return goods_receipt_out(_get(session, GoodsReceipt, receipt_id, "goods receipt"))
 
-    @app.get(
-        "/credit-notes",
-        operation_id="list_credit_notes",
-        response_model=list[CreditNoteOut],
-        description="List credit notes, optionally for one invoice or one vendor.",
-    )
-    def list_credit_notes(
-        session: Db,
-        invoice_id: Annotated[str | None, Query(description="Only this invoice's.")] = None,
-        vendor_id: Annotated[str | None, Query(description="Only this vendor's.")] = None,
-    ) -> list[CreditNoteOut]:
-        query = select(CreditNote).order_by(CreditNote.id)
-        if invoice_id:
-            query = query.where(CreditNote.invoice_id == invoice_id)
-        if vendor_id:
-            query = query.where(CreditNote.vendor_id == vendor_id)
-        return [credit_note_out(note) for note in session.scalars(query)]
+    add_listing(app, CREDIT_NOTES, Db)
 
     @app.post(
         "/credit-notes",
