@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from examples.acme.tasks import phrasings_hr as P
 from examples.acme.tasks.catalogue import TaskInstance, money
 from examples.acme.tasks.expert import (
     _FINAL,
@@ -17,52 +18,17 @@ from examples.acme.tasks.families_hr import days
 
 def _find_person(rec: Recorder, name: str) -> dict[str, Any] | None:
     """The one employee called ``name``, or a give-up when there is none."""
-    found = rec.read(
-        rec.say(
-            (
-                "First I need {n}'s employee id, so I'll search HR by name.",
-                "Let me find {n} in the HR database.",
-                "I'll look {n} up among the employees.",
-            ),
-            n=name,
-        ),
-        "find_employee",
-        name=name,
-    )
+    found = rec.read(rec.say(P.FIND_PERSON_FIND_EMPLOYEE, n=name), "find_employee", name=name)
     exact = [row for row in found if row["name"].lower() == name.lower()]
     if len(exact) == 1:
         return exact[0]
-    rec.conclude(
-        rec.say(
-            (
-                "Nobody called {n} works here; I'll say so.",
-                "HR has no employee named {n}, which is the answer.",
-                "The search found no {n}, so there is no one to act on.",
-            ),
-            n=name,
-        ),
-        rec.say(
-            (
-                "There is no employee called {n} in HR, so I did not change anything.",
-                "{n} does not work here: HR has no record of them.",
-                "I could not find {n} among our employees; nothing was done.",
-            ),
-            n=name,
-        ),
-    )
+    rec.conclude(rec.say(P.FIND_PERSON_CONCLUDE, n=name), rec.say(P.FIND_PERSON_ANSWER, n=name))
     return None
 
 
 def _get_request(rec: Recorder, request_id: str) -> dict[str, Any]:
     return rec.read(
-        rec.say(
-            (
-                "I'll open leave request {r} first.",
-                "Let me read {r}: who asked, for which days, and its status.",
-                "First, the details of {r}.",
-            ),
-            r=request_id,
-        ),
+        rec.say(P.GET_REQUEST_GET_LEAVE_REQUEST, r=request_id),
         "get_leave_request",
         request_id=request_id,
     )
@@ -77,11 +43,7 @@ def _leave_balance(rec: Recorder, inst: TaskInstance) -> None:
     if person is None:
         return
     balance = rec.read(
-        rec.say(
-            ("{n} is {e}; now the leave balance.", "Found {e}. I'll fetch the 2025 balance."),
-            n=person["name"],
-            e=person["id"],
-        ),
+        rec.say(P.LEAVE_BALANCE_GET_LEAVE_BALANCE, n=person["name"], e=person["id"]),
         "get_leave_balance",
         employee_id=person["id"],
     )
@@ -100,20 +62,12 @@ def _manager_of(rec: Recorder, inst: TaskInstance) -> None:
     if person is None:
         return
     manager = rec.read(
-        rec.say(
-            ("Now I'll ask HR for {e}'s manager.", "With the id {e} I can get the manager."),
-            e=person["id"],
-        ),
-        "get_manager",
-        employee_id=person["id"],
+        rec.say(P.MANAGER_OF_GET_MANAGER, e=person["id"]), "get_manager", employee_id=person["id"]
     )
     rec.conclude(
-        rec.say(("I know who the manager is.", *_FINAL)),
+        rec.say(P.MANAGER_OF_CONCLUDE),
         rec.say(
-            (
-                "{n} reports to {m}, {t} ({mail}).",
-                "{n}'s manager is {m} ({t}).",
-            ),
+            P.MANAGER_OF_ANSWER,
             n=person["name"],
             m=manager["name"],
             t=manager["job_title"],
@@ -128,20 +82,14 @@ def _pending_leave_team(rec: Recorder, inst: TaskInstance) -> None:
     if person is None:
         return
     rows = rec.read(
-        rec.say(
-            (
-                "Now the pending requests of {e}'s direct reports.",
-                "I'll list pending leave requests for the team managed by {e}.",
-            ),
-            e=person["id"],
-        ),
+        rec.say(P.PENDING_LEAVE_TEAM_LIST_LEAVE_REQUESTS, e=person["id"]),
         "list_leave_requests",
         manager_id=person["id"],
         status="pending",
     )
     if not rows:
         rec.conclude(
-            rec.say(("The list is empty.",)),
+            rec.say(P.PENDING_LEAVE_TEAM_CONCLUDE),
             f"None: no leave request from {person['name']}'s team is waiting for a decision.",
         )
         return
@@ -151,7 +99,7 @@ def _pending_leave_team(rec: Recorder, inst: TaskInstance) -> None:
         for r in rows
     )
     rec.conclude(
-        rec.say(("{k} request(s) are pending.",), k=len(rows)),
+        rec.say(P.PENDING_LEAVE_TEAM_CONCLUDE_2, k=len(rows)),
         f"{person['name']} has {len(rows)} pending leave request(s) to decide: {listed}.",
     )
 
@@ -164,10 +112,7 @@ def _approve_if_possible(rec: Recorder, request: dict[str, Any]) -> bool:
     if request["leave_type"] == "annual":
         balance = rec.read(
             rec.say(
-                (
-                    "It is annual leave for {d} days; I'll check {e}'s balance.",
-                    "Before approving I need to know whether {e} has {d} days left.",
-                ),
+                P.APPROVE_IF_POSSIBLE_GET_LEAVE_BALANCE,
                 d=days(request["days"]),
                 e=request["employee_id"],
             ),
@@ -178,23 +123,13 @@ def _approve_if_possible(rec: Recorder, request: dict[str, Any]) -> bool:
         if request["days"] > balance["remaining_days"]:
             left = days(balance["remaining_days"])
             rec.conclude(
-                rec.say(
-                    ("Only {l} days remain, less than the {d} requested.",),
-                    l=left,
-                    d=days(request["days"]),
-                ),
+                rec.say(P.APPROVE_IF_POSSIBLE_CONCLUDE, l=left, d=days(request["days"])),
                 f"I did not approve {request['id']}: {request['employee_name']} asks for "
                 f"{days(request['days'])} days of annual leave but only {left} remain.",
             )
             return False
     rec.read(
-        rec.say(
-            (
-                "The request can be granted; approving {r}.",
-                "Everything checks out, so I'll approve {r}.",
-            ),
-            r=request["id"],
-        ),
+        rec.say(P.APPROVE_IF_POSSIBLE_APPROVE_LEAVE_REQUEST, r=request["id"]),
         "approve_leave_request",
         request_id=request["id"],
     )
@@ -208,7 +143,7 @@ def _approve_leave(rec: Recorder, inst: TaskInstance) -> None:
         raise ExpertError(f"{inst.uid}: {request['id']} is {request['status']}, not pending")
     if _approve_if_possible(rec, request):
         rec.conclude(
-            rec.say(("The approval went through.", "Done.")),
+            rec.say(P.APPROVE_LEAVE_CONCLUDE),
             f"Approved {request['id']}: {request['employee_name']}'s {request['leave_type']} "
             f"leave from {request['start_date']} to {request['end_date']} "
             f"({days(request['days'])} days).",
@@ -219,17 +154,13 @@ def _approve_leave(rec: Recorder, inst: TaskInstance) -> None:
 def _reject_leave(rec: Recorder, inst: TaskInstance) -> None:
     rid, reason = inst.slots["request_id"], inst.slots["reason"]
     request = rec.read(
-        rec.say(
-            ("I'll reject {r} with the reason given.", "Rejecting {r}: {why}."),
-            r=rid,
-            why=reason,
-        ),
+        rec.say(P.REJECT_LEAVE_REJECT_LEAVE_REQUEST, r=rid, why=reason),
         "reject_leave_request",
         request_id=rid,
         reason=reason,
     )
     rec.conclude(
-        rec.say(("The request is rejected.", "HR recorded the rejection.")),
+        rec.say(P.REJECT_LEAVE_CONCLUDE),
         f"Leave request {rid} from {request['employee_name']} is rejected (reason: {reason}).",
     )
 
@@ -241,14 +172,7 @@ def _decide_closed_leave(rec: Recorder, inst: TaskInstance) -> None:
         raise ExpertError(f"{inst.uid}: {request['id']} is still pending")
     note = f" ({request['decision_note']})" if request["decision_note"] else ""
     rec.conclude(
-        rec.say(
-            (
-                "{r} was already {s}, so it cannot be decided again.",
-                "It is no longer pending ({s}); I won't change it.",
-            ),
-            r=request["id"],
-            s=request["status"],
-        ),
+        rec.say(P.DECIDE_CLOSED_LEAVE_CONCLUDE, r=request["id"], s=request["status"]),
         f"I could not {inst.slots['action']} {request['id']}: it was already "
         f"{request['status']}{note}. Only pending requests can be decided.",
     )
@@ -273,9 +197,7 @@ def _ask_manager_decision(rec: Recorder, inst: TaskInstance) -> None:
     request = _get_request(rec, inst.slots["request_id"])
     manager = rec.read(
         rec.say(
-            ("{n} filed it; now I need their manager.", "Next, who manages {e}."),
-            n=request["employee_name"],
-            e=request["employee_id"],
+            P.ASK_MANAGER_DECISION_GET_MANAGER, n=request["employee_name"], e=request["employee_id"]
         ),
         "get_manager",
         employee_id=request["employee_id"],
@@ -283,11 +205,7 @@ def _ask_manager_decision(rec: Recorder, inst: TaskInstance) -> None:
     first = manager["name"].split()[0]
     _send(
         rec,
-        rec.say(
-            ("I'll e-mail {m} at {a}.", "Writing to {m} to ask for a decision."),
-            m=manager["name"],
-            a=manager["email"],
-        ),
+        rec.say(P.ASK_MANAGER_DECISION_THOUGHT, m=manager["name"], a=manager["email"]),
         manager["email"],
         f"Leave request {request['id']} awaits your decision",
         f"Dear {first},\n\n{request['employee_name']} asked for {request['leave_type']} leave "
@@ -295,7 +213,7 @@ def _ask_manager_decision(rec: Recorder, inst: TaskInstance) -> None:
         f"request {request['id']}. Could you approve or reject it?\n\nThank you.",
     )
     rec.conclude(
-        rec.say(("The mail is sent.", "The manager has been asked.")),
+        rec.say(P.ASK_MANAGER_DECISION_CONCLUDE),
         f"I e-mailed {manager['name']} ({manager['email']}) asking for a decision on "
         f"{request['id']} from {request['employee_name']}.",
     )
@@ -307,19 +225,14 @@ def _approve_and_notify(rec: Recorder, inst: TaskInstance) -> None:
     if not _approve_if_possible(rec, request):
         raise ExpertError(f"{inst.uid}: {request['id']} cannot be approved")
     found = rec.read(
-        rec.say(
-            ("Approved. Now {n}'s e-mail address.", "I need {n}'s address for the confirmation."),
-            n=request["employee_name"],
-        ),
+        rec.say(P.APPROVE_AND_NOTIFY_FIND_EMPLOYEE, n=request["employee_name"]),
         "find_employee",
         name=request["employee_name"],
     )
     person = next(row for row in found if row["id"] == request["employee_id"])
     _send(
         rec,
-        rec.say(
-            ("Sending {n} the confirmation.", "I'll confirm it to {n} by e-mail."), n=person["name"]
-        ),
+        rec.say(P.APPROVE_AND_NOTIFY_THOUGHT, n=person["name"]),
         person["email"],
         f"Leave request {request['id']} approved",
         f"Dear {person['name'].split()[0]},\n\nyour {request['leave_type']} leave from "
@@ -327,20 +240,13 @@ def _approve_and_notify(rec: Recorder, inst: TaskInstance) -> None:
         "approved.\n\nKind regards.",
     )
     rec.conclude(
-        rec.say(("Approved and notified.", *_FINAL)),
+        rec.say(P.APPROVE_AND_NOTIFY_CONCLUDE),
         f"{request['id']} is approved and {person['name']} was notified at {person['email']}.",
     )
 
 
 def _vendor(rec: Recorder, vendor_id: str) -> dict[str, Any]:
-    return rec.read(
-        rec.say(
-            ("Now the vendor {v}, for its contact address.", "I need {v}'s contact to write to."),
-            v=vendor_id,
-        ),
-        "get_vendor",
-        vendor_id=vendor_id,
-    )
+    return rec.read(rec.say(P.VENDOR_GET_VENDOR, v=vendor_id), "get_vendor", vendor_id=vendor_id)
 
 
 @solver("dispute_and_notify_vendor")
@@ -351,7 +257,7 @@ def _dispute_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
     reason = inst.slots["reason"]
     rec.read(
         rec.say(
-            ("{i} is {s}; I'll dispute it.", "Disputing {i} because {why}."),
+            P.DISPUTE_AND_NOTIFY_VENDOR_DISPUTE_INVOICE,
             i=invoice["id"],
             s=invoice["status"],
             why=reason,
@@ -363,11 +269,7 @@ def _dispute_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
     vendor = _vendor(rec, invoice["vendor_id"])
     _send(
         rec,
-        rec.say(
-            ("Letting {c} know at {a}.", "I'll e-mail {c} about the dispute."),
-            c=vendor["contact_name"],
-            a=vendor["email"],
-        ),
+        rec.say(P.DISPUTE_AND_NOTIFY_VENDOR_THOUGHT, c=vendor["contact_name"], a=vendor["email"]),
         vendor["email"],
         f"Invoice {invoice['id']} disputed",
         f"Dear {vendor['contact_name']},\n\nwe have disputed invoice {invoice['id']} "
@@ -375,7 +277,7 @@ def _dispute_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
         "corrected invoice or a credit note.\n\nKind regards,\nAcme Accounts Payable",
     )
     rec.conclude(
-        rec.say(("Disputed and notified.", *_FINAL)),
+        rec.say(P.DISPUTE_AND_NOTIFY_VENDOR_CONCLUDE),
         f"{invoice['id']} is now disputed ({reason}), and I e-mailed {vendor['contact_name']} "
         f"of {vendor['name']} at {vendor['email']}.",
     )
@@ -389,10 +291,7 @@ def _pay_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
     amount = money(invoice["amount"], invoice["currency"])
     payment = rec.read(
         rec.say(
-            (
-                "{i} is open for {m}; scheduling it on {d}.",
-                "I'll schedule the {m} payment for {d}.",
-            ),
+            P.PAY_AND_NOTIFY_VENDOR_SCHEDULE_PAYMENT,
             i=invoice["id"],
             m=amount,
             d=inst.slots["date"],
@@ -405,11 +304,7 @@ def _pay_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
     vendor = _vendor(rec, invoice["vendor_id"])
     _send(
         rec,
-        rec.say(
-            ("Sending the payment notice to {a}.", "Now the e-mail to {c}."),
-            a=vendor["email"],
-            c=vendor["contact_name"],
-        ),
+        rec.say(P.PAY_AND_NOTIFY_VENDOR_THOUGHT, a=vendor["email"], c=vendor["contact_name"]),
         vendor["email"],
         f"Payment of invoice {invoice['id']}",
         f"Dear {vendor['contact_name']},\n\nwe have scheduled payment {payment['id']} of "
@@ -417,7 +312,7 @@ def _pay_and_notify_vendor(rec: Recorder, inst: TaskInstance) -> None:
         "Kind regards,\nAcme Accounts Payable",
     )
     rec.conclude(
-        rec.say(("Paid and notified.", *_FINAL)),
+        rec.say(P.PAY_AND_NOTIFY_VENDOR_CONCLUDE),
         f"Payment {payment['id']} of {amount} for {invoice['id']} is scheduled on "
         f"{payment['scheduled_date']}, and {vendor['contact_name']} was notified at "
         f"{vendor['email']}.",
