@@ -168,7 +168,7 @@ class Settings(BaseSettings):
     """Tools the compact view shows per step (plus any the task already called).
 
     Both unset (the default): the view the served adapters were trained on, as their
-    training record (``umiq-train.json``) states it, else ``compact`` with 8 tools; set,
+    training record (``umiq-train.json``) states it, else ``compact`` with 6 tools; set,
     they override it (``worker.runtime.prompt_view``)."""
 
     world: str | None = DEFAULT_WORLD

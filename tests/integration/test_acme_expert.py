@@ -148,7 +148,7 @@ def test_build_writes_checked_splits(tmp_path):
     train = json.loads((tmp_path / "train.json").read_text())
     assert len(train) == 8
     assert set(train[0]) == {"tools", "instruction", "conversations", "prompt_view"}
-    assert train[0]["prompt_view"] == {"name": "compact", "top_k": 8}
+    assert train[0]["prompt_view"] == {"name": "compact", "top_k": 6}
     assert set(result.stats["families"]) == set(families)
 
 

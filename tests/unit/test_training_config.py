@@ -130,14 +130,12 @@ def test_the_shipped_adapters_are_what_the_demo_preset_trains() -> None:
 def test_a_stage_may_have_its_own_learning_rate() -> None:
     """``stage_lr`` sets one stage's peak lr; the others (and ``single`` as ``global``)
     keep ``lr``; an unknown stage or a rate <= 0 is refused."""
-    config = TrainConfig.preset(
-        "demo", data="d.json", out="o", stage_lr={"global": 5e-4, "planner": 2e-3}
-    )
+    config = TrainConfig.preset("demo", data="d.json", out="o", stage_lr={"planner": 2e-3})
     assert [config.lr_for(s) for s in ("global", "single", "planner", "caller")] == [
         5e-4,
         5e-4,
         2e-3,
-        1e-3,
+        5e-4,
     ]
     assert TrainConfig.from_dict(config.to_dict()) == config
     with pytest.raises(ConfigError, match="stage_lr has unknown stages"):
@@ -156,7 +154,6 @@ def test_a_stage_learning_rate_changes_only_that_stages_fingerprint() -> None:
         return fingerprints(config, "data", "cpu", "base")
 
     plain = prints()
-    faster = prints(stage_lr={"global": 5e-4, "planner": 2e-3})
+    faster = prints(stage_lr={"planner": 2e-3})
     assert [k for k in plain if plain[k] != faster[k]] == ["planner"]
-    # the planner's own lr set to the preset's peak (1e-3) is the preset
-    assert prints(stage_lr={"global": 5e-4, "planner": 1e-3}) == plain
+    assert prints(stage_lr={"planner": 1e-3}) == plain  # the preset's own planner lr

@@ -410,8 +410,7 @@ def test_cli_train_command_trains_with_the_options_given(tiny: dict[str, Any]) -
     config = json.loads((out / "train-config.json").read_text())
     assert (config["lora_r"], config["seed"], config["epochs"]["global"]) == (2, 3, 1)
     assert config["balance"] == ["planner"]
-    assert config["stage_lr"] == {"global": 0.003}  # the preset's 5e-4 overridden
-    assert config["lr"] == 0.001  # the preset's peak for the other stages
+    assert config["stage_lr"] == {"planner": 0.001, "global": 0.003}  # added to the preset's
     assert json.loads((out / "single" / "done").read_text())["lr"] == 0.003
 
 

@@ -42,7 +42,7 @@ COMPACT = "compact"
 VIEWS = (ALPHA_UMI, COMPACT)
 
 #: How many tools the compact view shows when the history has called none yet.
-DEFAULT_TOP_K = 8
+DEFAULT_TOP_K = 6
 
 # "Invoice id, e.g. INV-1001." / "(e.g. its amount does not match …)" / "for example X."
 _EXAMPLE = re.compile(

@@ -274,21 +274,21 @@ class TrainConfig:
 
 
 # demo: sized for the Acme training split on a 2-core CPU. SmolLM2-135M with LoRA runs
-# ~140–185 tokens/s forward+backward (fp32) here on an idle machine, ~80–100 on one
+# ~140–185 tokens/s forward+backward (fp32) here on an idle machine, ~90–100 on one
 # thread (OMP_NUM_THREADS=1) while the other core is busy. Acme prompts are in the
-# compact view (``worker.agent.views``: the 8 tools retrieved for the request, one line
-# each), so the planner's prompts are ~830 tokens on average (p95 ~1,280, the longest
-# ~1,770) instead of ~1,290 with every tool's JSON doc, and ``max_length`` 2048 cuts
-# none: the adapters train on exactly the prompts serving sends. Batches of one (4
+# compact view (``worker.agent.views``: the tools retrieved for the request, one line
+# each), so the planner's prompts are ~720 tokens on average with 6 tools (~830 with
+# 8) instead of ~1,290 with every tool's JSON doc, and ``max_length`` 2048 cuts none:
+# the adapters train on exactly the prompts serving sends. Batches of one (4
 # accumulated per optimizer step) waste no tokens on padding. One epoch per stage:
-#   global 48 + planner 320 + caller 128 + summarizer all (348) samples
-#   ≈ 46k + 273k + 116k + 160k ≈ 595k tokens / 93 tok/s ≈ 107 min on one thread.
-# An earlier run with 256/96/128 samples undertrained the planner (it concluded before
-# the write a task asks for) and the caller; every role stage now peaks at lr 1e-3, the
-# global stage (which all roles start from) at 5e-4. The summarizer gets every sample:
-# with 128 its loss ended at 1.41 and its answers read the history poorly ("I did not
-# find INV-1004" after the invoice came back); its samples are the shortest (~430
-# tokens), so all 348 cost ~28 min.
+#   global 48 + planner 256 + caller 96 + summarizer 128 samples
+#   ≈ 35k + 185k + 72k + 55k ≈ 350k tokens / 90 tok/s ≈ 65 min on one thread.
+# The planner gets the most samples and a higher peak lr (1e-3). A larger run on 8
+# tools (planner 320, caller 128 and every role at lr 1e-3, summarizer all 348:
+# 6,604 s) did worse live (1 of 60 with 128 summarizer samples, against 5 of 60 for
+# this preset): its planner kept asking for calls after the answer had come back and
+# its caller repeated them (18 repeat refusals); see docs/results. This preset stays
+# the shipped one until a run beats it on the whole test split.
 # LoRA rank 4 on all linear layers keeps one adapter at ~4.9 MB (1.22M fp32
 # parameters), so the three shipped role adapters stay under the 20 MB budget for
 # committed weights. Warmup is a flat 0.1.
@@ -298,12 +298,12 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "max_length": 2048,
-        "max_samples": {"global": 48, "planner": 320, "caller": 128, "summarizer": None},
+        "max_samples": {"global": 48, "planner": 256, "caller": 96, "summarizer": 128},
         "epochs": {"global": 1, "planner": 1, "caller": 1, "summarizer": 1},
         "lora_r": 4,
         "lora_alpha": 8,
-        "lr": 1e-3,
-        "stage_lr": {"global": 5e-4},
+        "lr": 5e-4,
+        "stage_lr": {"planner": 1e-3},
         "batch_size": 1,
         "grad_accum": 4,
         "warmup_ratio": 0.1,
