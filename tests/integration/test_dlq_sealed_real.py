@@ -9,7 +9,6 @@ back); the letter RabbitMQ keeps is read raw and searched.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Iterator
@@ -19,7 +18,7 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Queue
 
-from tests.support.cli import steps_of, umiq
+from tests.support.cli import steps_of, umiq, worker_env
 from tests.support.leaks import search
 from worker.celery_app import TASK_NAME, create_app, task_queue
 from worker.process import WorkerProcess
@@ -45,21 +44,7 @@ SCRIPT = [{"tool": "get_invoice", "arguments": {"invoice_id": "INV-1001"}}]
 def env(
     tmp_path: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str], erp: Any
 ) -> dict[str, str]:
-    queue, dead = queue_names
-    environment = dict(os.environ)
-    environment.update({
-        "UMIQ_DATA_DIR": str(tmp_path / "data"),
-        "UMIQ_BROKER_URL": amqp_url,
-        "UMIQ_DATABASE_URL": postgres_url,
-        "UMIQ_QUEUE": queue,
-        "UMIQ_DEAD_LETTER_QUEUE": dead,
-        "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp.url}}),
-        "UMIQ_ROLE_MODEL": "tests.support.scripted:factory",
-        "UMIQ_LOG_FORMAT": "json",
-    })  # fmt: skip
-    done = umiq(environment, "db", "upgrade")
-    assert done.returncode == 0, done.stderr
-    return environment
+    return worker_env(tmp_path / "data", amqp_url, postgres_url, queue_names, erp.url)
 
 
 @pytest.fixture

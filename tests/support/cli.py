@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,29 @@ def umiq(
         text=True,
         timeout=timeout,
     )
+
+
+def worker_env(
+    data_dir: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str], erp_url: str
+) -> dict[str, str]:
+    """The environment of a real worker on RabbitMQ and Postgres with the scripted model
+    and the ERP at ``erp_url``, its audit schema upgraded (the poison, dead-letter and
+    task-repr tests share it)."""
+    queue, dead = queue_names
+    environment = dict(os.environ)
+    environment.update({
+        "UMIQ_DATA_DIR": str(data_dir),
+        "UMIQ_BROKER_URL": amqp_url,
+        "UMIQ_DATABASE_URL": postgres_url,
+        "UMIQ_QUEUE": queue,
+        "UMIQ_DEAD_LETTER_QUEUE": dead,
+        "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp_url}}),
+        "UMIQ_ROLE_MODEL": "tests.support.scripted:factory",
+        "UMIQ_LOG_FORMAT": "json",
+    })  # fmt: skip
+    done = umiq(environment, "db", "upgrade")
+    assert done.returncode == 0, done.stderr
+    return environment
 
 
 def steps_of(url: str, task_id: str) -> list[dict[str, Any]]:
