@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from examples.acme.tasks import Facts, TaskInstance, check, generate, solve
+from examples.acme.tasks.catalogue import money
 from examples.acme.tasks.checkers import (
     Observed,
     observed_calls,
@@ -40,6 +41,43 @@ def pay(world, invoice_id: str, amount: float, date: str = "2025-04-01") -> None
 def test_amounts_match_with_or_without_thousands_separators():
     """A fact of 1250.00 EUR is stated by an answer saying 1,250.00 EUR."""
     assert states("It is for 1,250.00 EUR.", "1250.00 EUR")
+
+
+@pytest.mark.parametrize(
+    ("answer", "fact"),
+    [
+        ("It is for 1250.0 EUR.", "1,250.00 EUR"),  # the record's form states the fact
+        ("It is for 6,212.60 EUR.", "6212.6 EUR"),
+        ("Total: 12500 EUR", "12500.0 EUR"),
+        ("It was paid on March 18, 2025.", "2025-03-18"),
+        ("It was paid on 18 march 2025.", "2025-03-18"),
+        ("Due 2025-03-04.", "March 4, 2025"),
+    ],
+)
+def test_an_amount_or_a_date_is_stated_in_any_form_of_its_value(answer, fact):
+    """Checkers judge the value, not its spelling: the records hold 1250.0 and ISO dates."""
+    assert states(answer, fact)
+
+
+@pytest.mark.parametrize(
+    ("answer", "fact"),
+    [
+        ("It is for 1250.5 EUR.", "1250.0 EUR"),  # another amount
+        ("It is for 12500.0 EUR.", "1250.0 EUR"),
+        ("It was paid on March 18, 2025.", "2025-03-19"),  # another day
+        ("INV-1005 is due on 10/1005.", "2025-10-10"),  # garbled
+        ("Vendor V-0042.", "42"),  # an id's digits are not an amount
+    ],
+)
+def test_another_value_is_not_the_fact(answer, fact):
+    assert not states(answer, fact)
+
+
+def test_money_quotes_the_amount_as_the_record_holds_it():
+    """The expert's answers copy the observation's number (1250.0), not a reformat."""
+    assert money(1250.0, "EUR") == "1250.0 EUR"
+    assert money(6212.6, "EUR") == "6212.6 EUR"
+    assert money(0.1 + 0.2, "PLN") == "0.3 PLN"
 
 
 def test_a_fact_must_be_a_whole_word():

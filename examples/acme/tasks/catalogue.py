@@ -68,8 +68,14 @@ LIMITS = (500, 1000, 2500, 5000, 10000, 20000)
 
 
 def money(amount: float, currency: str) -> str:
-    """``1,250.00 EUR``: how amounts appear in instructions and answers."""
-    return f"{amount:,.2f} {currency}"
+    """``1250.0 EUR``: an amount as the ERP's records hold it (JSON's form of the number)
+    and its currency: how the expert's answers quote it and what the checkers expect.
+
+    Answers quote values as the observation shows them: a 135M summarizer copies
+    ``"amount": 6212.6`` reliably and garbles a reformatted ``6,212.60`` (measured: "258.2,
+    000,000 PLN"). The checkers compare amounts as numbers, so an answer that writes
+    ``6,212.60 EUR`` states the same fact."""
+    return f"{json.dumps(round(float(amount), 2))} {currency}"
 
 
 def date_text(iso: str) -> str:

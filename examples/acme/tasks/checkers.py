@@ -38,11 +38,50 @@ class CheckResult:
 
 
 _NUMBER_COMMA = re.compile(r"(?<=\d),(?=\d{3})")
+# A decimal amount (after thousands separators are gone): "1250.00", "6212.6". Not a part
+# of an id or a date ("INV-1001", "2025-03-18") and not a dotted number ("1.2.3").
+_DECIMAL = re.compile(r"(?<![\w.-])(\d+)\.(\d+)(?![\w-]|\.\d)")
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH = "|".join(_MONTHS)
+# "March 18, 2025", "March 18 2025", "18 March 2025" (any case; after lower-casing).
+_DATE_TEXT = re.compile(
+    rf"\b(?:({_MONTH}) (\d{{1,2}})(?:st|nd|rd|th)?,? (\d{{4}})"
+    rf"|(\d{{1,2}})(?:st|nd|rd|th)? ({_MONTH}),? (\d{{4}}))\b"
+)
+
+
+def _decimal(match: re.Match[str]) -> str:
+    whole, fraction = match.group(1), match.group(2).rstrip("0")
+    return f"{whole}.{fraction}" if fraction else whole
+
+
+def _iso(match: re.Match[str]) -> str:
+    month, day, year = match.group(1, 2, 3) if match.group(1) else match.group(5, 4, 6)
+    return f"{year}-{_MONTHS.index(month) + 1:02d}-{int(day):02d}"
 
 
 def normalise(text: str) -> str:
-    """Lower case, thousands separators dropped, whitespace collapsed."""
-    return " ".join(_NUMBER_COMMA.sub("", text).lower().split())
+    """Lower case, whitespace collapsed, and values in one form each: thousands
+    separators dropped and trailing decimal zeros too (``1,250.00`` and ``1250.0`` are
+    ``1250``), dates written out as ISO dates (``March 18, 2025`` is ``2025-03-18``).
+
+    A checker judges the value an answer states, not how it is written: the records hold
+    ``1250.0`` and ``2025-03-18``, people write ``1,250.00`` and ``March 18, 2025``."""
+    text = " ".join(_NUMBER_COMMA.sub("", text).lower().split())
+    return _DATE_TEXT.sub(_iso, _DECIMAL.sub(_decimal, text))
 
 
 #: Words that negate the fact right after them ("not open", "no dispute"); "isn't paid"
