@@ -171,6 +171,12 @@ class Settings(BaseSettings):
     training record (``umiq-train.json``) states it, else ``compact`` with 6 tools; set,
     they override it (``worker.runtime.prompt_view``)."""
 
+    ground_arguments: bool = True
+    """Whether the caller's grammar admits, for an id argument (an id-form pattern such as
+    ``^INV-\\d{4}$``), only ids the task has seen in its request or in responses
+    (``worker.agent.grounding``). Off (``UMIQ_GROUND_ARGUMENTS=0``) the schema's pattern
+    alone applies: for measuring what grounding does."""
+
     world: str | None = DEFAULT_WORLD
     """The back office that evaluation, data building and the demo work on, and whose
     defaults the three settings below take when unset: an alias of

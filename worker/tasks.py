@@ -47,6 +47,7 @@ def _episode(env: Envelope, guard: Guard, audit: Any, toolbox: Any = None) -> Ep
         max_new_tokens=settings.max_new_tokens,
         agent=settings.agent,
         view=runtime.prompt_view(),
+        ground_arguments=settings.ground_arguments,
         should_stop=shutdown.checker(settings.shutdown_finish_s),
     )
 

@@ -51,7 +51,7 @@ from connectors import (
 from connectors._schema import validate_arguments
 from policies import AccessRule, Decision, check_claims
 from policies._claims import check_form
-from worker.agent import protocol, replay
+from worker.agent import grounding, protocol, replay
 from worker.agent.guard import Guard
 from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel
 from worker.agent.views import ALPHA_UMI, PromptView
@@ -155,6 +155,7 @@ class Episode:
         agent: str = "multi",
         guard: Guard | None = None,
         view: PromptView | None = None,
+        ground_arguments: bool = True,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         if agent not in ("multi", "single"):
@@ -169,6 +170,7 @@ class Episode:
         self.agent = agent
         self.view = view if view is not None else PromptView(ALPHA_UMI)
         self.should_stop = should_stop
+        self.ground_arguments = ground_arguments
         self.query = self.guard.tokenize(envelope.query)
         self.guard.set_request(envelope.query)  # writes must follow from it (scope check)
         self.turns: list[dict[str, str]] = [{"from": "user", "value": self.query}]
@@ -303,15 +305,22 @@ class Episode:
             self.turns.append({"from": "conclusion", "value": answer})
             self._record("summarizer", "summarizer", answer, {})
             return self._conclude(answer, "the summarizer answered")
+        callable_ = self._callable()
+        grounded = (
+            grounding.ground(callable_, self.turns, self.allowed)
+            if self.ground_arguments
+            else callable_
+        )
         text = self._generate(
             "caller",
             self.view.caller(self.docs, self.turns, thought),
-            constraint=CallerConstraint(self._callable()),
+            constraint=CallerConstraint(grounded),
         )
         repeated = self._repeated_call(text)
         if repeated is not None:
             return self._refuse_repeat(text, repeated)
-        self._handle_call(text, role="caller")
+        narrowed = grounding.grounded_values(grounded, callable_)
+        self._handle_call(text, role="caller", extra={"grounded": narrowed} if narrowed else {})
         return None
 
     def _repeated_call(self, text: str) -> protocol.CallerOutput | None:
@@ -399,17 +408,19 @@ class Episode:
             return {}
         return {"tools_shown": [t["Name"] for t in self.view.shown(self.docs, self.turns)]}
 
-    def _handle_call(self, text: str, *, role: str) -> None:
-        """Parse a call, run it through the policies and the connector, observe the result."""
+    def _handle_call(self, text: str, *, role: str, extra: dict[str, Any] | None = None) -> None:
+        """Parse a call, run it through the policies and the connector, observe the result.
+        ``extra`` joins the caller step's details (the ids grounding admitted)."""
         self.turns.append({"from": "caller", "value": text})
         try:
             parsed = protocol.parse_caller(text)
         except ProtocolError as exc:
-            self._record("caller", role, text, {"error": str(exc)})
+            self._record("caller", role, text, {"error": str(exc), **(extra or {})})
             self._observe(ToolResult(ok=False, error=f"unparseable call: {exc}"))
             return
         call = ToolCall(parsed.tool, parsed.arguments)
-        self._record("caller", role, text, {"tool": call.tool, "arguments": call.arguments})
+        details = {"tool": call.tool, "arguments": call.arguments, **(extra or {})}
+        self._record("caller", role, text, details)
         self._observe(self._execute(call, self._index))
 
     # -- one call through the policies -----------------------------------------------

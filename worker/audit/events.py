@@ -108,6 +108,9 @@ class CallerDetails(StepDetails):
     tool: str | None = None
     arguments: dict[str, Any] | None = None
     error: str | None = None
+    grounded: dict[str, dict[str, list[str]]] | None = None
+    """Per tool and argument, the ids the caller's grammar admitted: those the task had
+    seen (``worker.agent.grounding``); absent when it narrowed nothing."""
 
 
 @dataclass(frozen=True, kw_only=True)

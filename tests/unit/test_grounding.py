@@ -1,0 +1,244 @@
+"""Grounded arguments: the caller's grammar admits only ids the task has seen."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from connectors import ToolCall, ToolResult, ToolSpec
+from connectors._schema import validate_arguments
+from connectors.testing import FunctionConnector
+from policies import AccessRule
+from worker.agent.episode import Episode
+from worker.agent.grounding import (
+    evidence,
+    ground,
+    grounded_parameters,
+    grounded_values,
+    id_form,
+    id_forms,
+    ids_in,
+)
+from worker.agent.roles import Generation, GenerationRequest
+from worker.audit import AuditLog, ensure_schema
+from worker.envelope import Envelope
+from worker.toolbox import Toolbox
+
+INVOICE = {"type": "string", "pattern": r"^INV-\d{4}$"}
+GET_INVOICE = ToolSpec(
+    "get_invoice",
+    "Get one invoice.",
+    {"type": "object", "properties": {"invoice_id": INVOICE}, "required": ["invoice_id"]},
+)
+LIST_PAYMENTS = ToolSpec(
+    "list_payments",
+    "Payments, filtered.",
+    {
+        "type": "object",
+        "properties": {"invoice_id": {"type": "string"}, "status": {"type": "string"}},
+    },
+)
+GET_ORDER = ToolSpec(
+    "get_purchase_order",
+    "Get one purchase order.",
+    {
+        "type": "object",
+        "properties": {"po_id": {"type": "string", "pattern": r"^PO-\d{4}$"}},
+        "required": ["po_id"],
+    },
+)
+
+
+def turns(request: str, *observations: tuple[bool, Any]) -> list[dict[str, str]]:
+    out = [{"from": "user", "value": request}]
+    for ok, body in observations:
+        out.append({"from": "assistant", "value": "Fetch it. INV-9999\n Next: caller."})
+        out.append({"from": "caller", "value": 'Action: x\nAction Input: {"a": "INV-8888"}'})
+        observed = {"error": "", "response": body} if ok else {"error": body, "response": None}
+        out.append({"from": "observation", "value": json.dumps(observed)})
+    return out
+
+
+def test_id_forms_are_read_from_patterns_and_other_patterns_are_not() -> None:
+    assert id_form(r"^INV-\d{4}$") is not None
+    assert id_form(r"^E-[0-9]{4}$") is not None
+    assert id_form(r"^PAY_\d{6}$") is not None
+    for other in (r"^\d{4}-\d{2}-\d{2}$", r"^[a-z]+$", r"INV-\d{4}", r"^INV-\d+$", ""):
+        assert id_form(other) is None, other
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["INV-1008", "inv-1008", "Inv 1008", "INV1008", "inv_1008", "(INV-1008)", "INV/1008."],
+)
+def test_an_id_is_found_in_every_common_spelling_and_admitted_in_the_schemas(text: str) -> None:
+    assert ids_in(r"^INV-\d{4}$", [f"please check {text} today"]) == ["INV-1008"]
+
+
+@pytest.mark.parametrize("text", ["INV-10080", "XINV-1008", "INV-108", "invoice 1008", "PINV1008"])
+def test_near_misses_are_not_ids(text: str) -> None:
+    assert ids_in(r"^INV-\d{4}$", [text]) == []
+
+
+def test_ids_come_first_seen_first_once_each() -> None:
+    texts = ["INV-1002 and inv-1001", "INV-1002 again, then INV-1003"]
+    assert ids_in(r"^INV-\d{4}$", texts) == ["INV-1002", "INV-1001", "INV-1003"]
+
+
+def test_evidence_is_the_request_and_successful_responses_only() -> None:
+    """The model's own words (thoughts, calls) and failed calls ground nothing."""
+    history = turns(
+        "Is INV-1001 paid?",
+        (True, {"id": "INV-1001", "po_id": "PO-4501"}),
+        (False, "INV-7777 not found"),
+    )
+    found = ids_in(r"^INV-\d{4}$", evidence(history))
+    assert found == ["INV-1001"]
+    assert ids_in(r"^PO-\d{4}$", evidence(history)) == ["PO-4501"]
+
+
+def test_an_id_argument_is_narrowed_to_the_ids_seen_and_the_rest_is_unchanged() -> None:
+    params = grounded_parameters(GET_INVOICE.parameters, ["pay inv-1008 and INV-1009"])
+    assert params["properties"]["invoice_id"]["enum"] == ["INV-1008", "INV-1009"]
+    assert params["properties"]["invoice_id"]["pattern"] == INVOICE["pattern"]
+    assert params["required"] == ["invoice_id"]
+    # No id of its form seen: the schema stays as it was (the pattern still holds).
+    assert grounded_parameters(GET_INVOICE.parameters, ["what is open?"]) == dict(
+        GET_INVOICE.parameters
+    )
+    assert GET_INVOICE.parameters["properties"]["invoice_id"] == INVOICE  # not mutated
+
+
+def test_a_filter_without_a_pattern_takes_the_id_form_another_tool_gives_its_name() -> None:
+    grounded = ground([LIST_PAYMENTS], turns("Was INV-1006 paid?"), catalogue=[GET_INVOICE])
+    props = grounded[0].parameters["properties"]
+    assert props["invoice_id"]["enum"] == ["INV-1006"]
+    assert "enum" not in props["status"]
+    # Without a tool that says what an invoice_id looks like, nothing is narrowed.
+    assert ground([LIST_PAYMENTS], turns("Was INV-1006 paid?"))[0] == LIST_PAYMENTS
+
+
+def test_a_name_with_two_id_forms_has_none() -> None:
+    other = ToolSpec(
+        "get_other",
+        "x",
+        {"type": "object", "properties": {"invoice_id": {**INVOICE, "pattern": r"^I-\d{2}$"}}},
+    )
+    assert "invoice_id" not in id_forms([GET_INVOICE, other])
+
+
+def test_grounded_values_name_what_was_narrowed() -> None:
+    tools = [GET_INVOICE, GET_ORDER]
+    grounded = ground(tools, turns("INV-1001?", (True, {"po_id": "PO-4501"})))
+    assert grounded_values(grounded, tools) == {
+        "get_invoice": {"invoice_id": ["INV-1001"]},
+        "get_purchase_order": {"po_id": ["PO-4501"]},
+    }
+    assert grounded_values(ground(tools, turns("hello")), tools) == {}
+
+
+# -- the episode ------------------------------------------------------------------------
+
+
+class Scripted:
+    def __init__(self, **scripts: list[str]) -> None:
+        self.scripts = {role: list(texts) for role, texts in scripts.items()}
+        self.requests: list[GenerationRequest] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        self.requests.extend(requests)
+        return [Generation(self.scripts[r.role].pop(0), 10, 5, "scripted") for r in requests]
+
+    def describe(self) -> dict[str, Any]:
+        return {"base": "scripted"}
+
+
+@pytest.fixture
+def audit(tmp_path: Path) -> AuditLog:
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    ensure_schema(url)
+    return AuditLog.from_url(url)
+
+
+def _episode(audit: AuditLog, model: Scripted, *, ground_arguments: bool = True) -> Any:
+    def handler(call: ToolCall, key: str) -> ToolResult:
+        return ToolResult(ok=True, data={"id": call.arguments.get("invoice_id"), "status": "open"})
+
+    env = Envelope(task_id="t-g", department="finance", query="Is inv 1008 open?", requested_by="a")
+    return Episode(
+        env,
+        model=model,
+        toolbox=Toolbox([FunctionConnector("erp", [GET_INVOICE, LIST_PAYMENTS], handler)]),
+        access=AccessRule("finance", tools=("*",), may_write=True),
+        audit=audit,
+        max_steps=5,
+        ground_arguments=ground_arguments,
+    )
+
+
+def _script() -> Scripted:
+    return Scripted(
+        planner=["Fetch it.\n Next: caller.", "Open.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1008"}'],
+        summarizer=["INV-1008 is open."],
+    )
+
+
+def test_the_callers_grammar_admits_only_the_requests_id_and_the_audit_says_so(audit):
+    model = _script()
+    assert _episode(audit, model).run().outcome == "answered"
+    caller = next(r for r in model.requests if r.role == "caller")
+    assert caller.constraint is not None
+    schemas = {t.name: t.parameters["properties"] for t in caller.constraint.tools}
+    assert schemas["get_invoice"]["invoice_id"]["enum"] == ["INV-1008"]
+    assert schemas["list_payments"]["invoice_id"]["enum"] == ["INV-1008"]
+    step = next(s for s in audit.steps("t-g") if s.kind == "caller")
+    assert step.details["grounded"]["get_invoice"] == {"invoice_id": ["INV-1008"]}
+    assert audit.verify().ok
+
+
+def test_grounding_off_leaves_the_schema_as_it_is(audit):
+    model = _script()
+    _episode(audit, model, ground_arguments=False).run()
+    caller = next(r for r in model.requests if r.role == "caller")
+    assert caller.constraint is not None
+    assert "enum" not in caller.constraint.tools[0].parameters["properties"]["invoice_id"]
+    step = next(s for s in audit.steps("t-g") if s.kind == "caller")
+    assert "grounded" not in step.details
+
+
+# -- every correct Acme call is still admitted ------------------------------------------
+
+
+def test_every_expert_call_of_every_acme_family_is_admitted_by_its_grounded_schema(tmp_path):
+    """Grounding must never exclude a correct call: each id argument of every expert
+    call (every family the in-process world runs, train and test instances) is among
+    the ids grounding admits at that step, and grounding narrows most id arguments."""
+    from examples.acme.tasks import Facts, generate, solve
+    from examples.acme.tasks.catalogue import FAMILIES
+    from examples.acme.tasks.world import in_process_world
+
+    narrowed = checked = 0
+    with in_process_world(tmp_path, seed=3) as world:
+        families = [f for f in FAMILIES if set(FAMILIES[f].systems) <= set(world.systems)]
+        assert len(families) >= 20
+        split = generate(Facts.gather(world), seed=3, per_family=2, families=families)
+        catalogue = world.specs()
+        for instance in split["train"] + split["test"]:
+            world.reset()
+            history = solve(world, instance).trajectory["conversations"]
+            for i, turn in enumerate(history):
+                if turn["from"] != "caller":
+                    continue
+                call = json.loads(turn["value"].split("Action Input:", 1)[1])
+                tool = turn["value"].split("\n", 1)[0].removeprefix("Action: ").strip()
+                spec = ground([world.spec(tool)], history[:i], catalogue)[0]
+                validate_arguments(spec.parameters, call)  # raises InvalidArguments
+                checked += 1
+                narrowed += bool(grounded_values([spec], [world.spec(tool)]))
+    assert checked >= 60
+    assert narrowed >= checked // 2, (narrowed, checked)

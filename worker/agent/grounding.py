@@ -1,0 +1,148 @@
+"""Grounded arguments: a record id the caller passes must be one the task has seen.
+
+A small caller copies ids it has seen in training ("E-1009" in every HR call of one
+measured run, the example of a parameter's description in another) instead of the id in
+the request. Every id a correct call passes comes from the request or from a response the
+task observed (checked over Acme's train, dev and test trajectories: 722 of 722 id
+arguments). So for each string parameter whose schema pattern is an id form
+(``^INV-\\d{4}$``: letters, an optional separator, a fixed number of digits), the
+caller's grammar admits only the ids of that form the task has seen, as an ``enum``:
+
+- seen in the request in any common spelling (``inv-1008``, ``INV 1008``, ``inv1008``),
+  admitted in the schema's spelling (``INV-1008``);
+- seen in the responses of calls that succeeded (a purchase order's id in its invoice).
+
+A list filter with no pattern of its own (``list_payments(invoice_id)``) takes the id
+form another tool gives the same argument name (``get_invoice(invoice_id)``).
+
+Planner thoughts and caller turns are not sources: the model's own words ground nothing.
+A parameter of an id form with no id seen keeps its schema as it is (the pattern still
+holds), so grounding never makes a call impossible that the schema allows and the task
+gives no evidence against. Narrowing only removes options: it can never widen what a
+call may do, and every call still passes the policies and the connector's validation.
+
+Pure: no I/O, no torch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from functools import lru_cache
+from typing import Any
+
+from connectors import ToolSpec
+from worker.agent import protocol
+from worker.agent.protocol import Turn
+
+# An id pattern: ^PREFIX[sep]\d{n}$ (also [0-9]{n}); the separator is one of - _ / .
+_ID_PATTERN = re.compile(r"^\^([A-Za-z]{1,8})([-_/.]?)(?:\\d|\[0-9\])\{(\d{1,2})\}\$$")
+
+
+@lru_cache(maxsize=256)
+def id_form(pattern: str) -> tuple[str, str, re.Pattern[str]] | None:
+    """``(prefix, separator, loose regex)`` of an id pattern, or None for other patterns.
+
+    The loose regex finds the id in text in any case, with any of ``-``, ``_``, ``/``,
+    ``.``, a space or nothing between prefix and digits, as a whole token."""
+    match = _ID_PATTERN.match(pattern)
+    if match is None:
+        return None
+    prefix, separator, digits = match.group(1), match.group(2), int(match.group(3))
+    loose = re.compile(
+        rf"(?<![A-Za-z0-9]){re.escape(prefix)}[-_/. ]?(\d{{{digits}}})(?![\d])", re.IGNORECASE
+    )
+    return prefix, separator, loose
+
+
+def ids_in(pattern: str, texts: Iterable[str]) -> list[str]:
+    """The ids of ``pattern``'s form in ``texts``, in the schema's spelling, first seen
+    first, once each; empty for a pattern that is not an id form."""
+    form = id_form(pattern)
+    if form is None:
+        return []
+    prefix, separator, loose = form
+    seen: list[str] = []
+    for text in texts:
+        for match in loose.finditer(text):
+            value = f"{prefix}{separator}{match.group(1)}"
+            if value not in seen:
+                seen.append(value)
+    return seen
+
+
+def evidence(turns: Sequence[Turn]) -> list[str]:
+    """What grounds an id: the request and the responses of the calls that succeeded."""
+    texts = [t["value"] for t in turns if t.get("from") == "user"]
+    texts += [c.text for c in protocol.calls_seen(turns) if c.ok]
+    return texts
+
+
+def id_forms(tools: Iterable[ToolSpec]) -> dict[str, str]:
+    """Argument name → id pattern, from every tool that gives an argument an id form:
+    ``list_payments(invoice_id)`` has no pattern of its own, ``get_invoice(invoice_id)``
+    says what an ``invoice_id`` looks like. A name given two different id forms has
+    none (ambiguous)."""
+    forms: dict[str, str] = {}
+    clash: set[str] = set()
+    for tool in tools:
+        for name, schema in (tool.parameters.get("properties") or {}).items():
+            pattern = schema.get("pattern") if isinstance(schema, Mapping) else None
+            if not isinstance(pattern, str) or id_form(pattern) is None:
+                continue
+            if forms.setdefault(name, pattern) != pattern:
+                clash.add(name)
+    return {name: pattern for name, pattern in forms.items() if name not in clash}
+
+
+def grounded_parameters(
+    parameters: Mapping[str, Any], texts: Sequence[str], forms: Mapping[str, str] | None = None
+) -> dict[str, Any]:
+    """``parameters`` with each id-form string property narrowed to the ids ``texts``
+    show (an ``enum``); properties with no id seen, or not of an id form, unchanged.
+    A property's id form is its own pattern or, without one, ``forms[name]``."""
+    properties = dict(parameters.get("properties") or {})
+    changed = False
+    for name, schema in properties.items():
+        if not isinstance(schema, Mapping) or schema.get("type") != "string":
+            continue
+        if "enum" in schema or "const" in schema:
+            continue
+        pattern = schema.get("pattern") or (forms or {}).get(name)
+        if not isinstance(pattern, str):
+            continue
+        values = ids_in(pattern, texts)
+        if values:
+            properties[name] = {**schema, "enum": values}
+            changed = True
+    return {**parameters, "properties": properties} if changed else dict(parameters)
+
+
+def ground(
+    tools: Sequence[ToolSpec], turns: Sequence[Turn], catalogue: Sequence[ToolSpec] = ()
+) -> tuple[ToolSpec, ...]:
+    """``tools`` with their id arguments narrowed to the ids the task has seen; id forms
+    come from ``tools`` and ``catalogue`` (the department's other tools)."""
+    texts = evidence(turns)
+    forms = id_forms([*tools, *catalogue])
+    return tuple(
+        replace(tool, parameters=grounded_parameters(tool.parameters, texts, forms))
+        for tool in tools
+    )
+
+
+def grounded_values(
+    tools: Sequence[ToolSpec], original: Sequence[ToolSpec]
+) -> dict[str, dict[str, list[str]]]:
+    """Per tool and argument, the ids grounding admits where ``original`` (the same
+    tools before :func:`ground`) admitted any of its form (for the audit)."""
+    before = {tool.name: tool.parameters.get("properties") or {} for tool in original}
+    out: dict[str, dict[str, list[str]]] = {}
+    for tool in tools:
+        for name, schema in (tool.parameters.get("properties") or {}).items():
+            if not isinstance(schema, Mapping) or "enum" not in schema:
+                continue
+            if "enum" not in (before.get(tool.name, {}).get(name) or {}):
+                out.setdefault(tool.name, {})[name] = list(schema["enum"])
+    return out
