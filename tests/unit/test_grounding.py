@@ -131,6 +131,22 @@ def test_a_name_with_two_id_forms_has_none() -> None:
     assert "invoice_id" not in id_forms([GET_INVOICE, other])
 
 
+def test_a_tool_whose_required_id_was_never_seen_is_not_offered() -> None:
+    """Before any purchase order id came up, get_purchase_order cannot be called right."""
+    tools = [GET_INVOICE, GET_ORDER, LIST_PAYMENTS]
+    assert [t.name for t in ground(tools, turns("Is INV-1001 paid?"))] == [
+        "get_invoice",
+        "list_payments",
+    ]
+    after = ground(tools, turns("Is INV-1001 paid?", (True, {"po_id": "PO-4501"})))
+    assert [t.name for t in after] == ["get_invoice", "get_purchase_order", "list_payments"]
+    # No tool could be called right: all stay rather than none (the patterns still hold).
+    assert [t.name for t in ground([GET_INVOICE, GET_ORDER], turns("hello"))] == [
+        "get_invoice",
+        "get_purchase_order",
+    ]
+
+
 def test_grounded_values_name_what_was_narrowed() -> None:
     tools = [GET_INVOICE, GET_ORDER]
     grounded = ground(tools, turns("INV-1001?", (True, {"po_id": "PO-4501"})))
@@ -198,6 +214,7 @@ def test_the_callers_grammar_admits_only_the_requests_id_and_the_audit_says_so(a
     assert schemas["list_payments"]["invoice_id"]["enum"] == ["INV-1008"]
     step = next(s for s in audit.steps("t-g") if s.kind == "caller")
     assert step.details["grounded"]["get_invoice"] == {"invoice_id": ["INV-1008"]}
+    assert "not_offered" not in step.details  # both tools could be called right
     assert audit.verify().ok
 
 
@@ -208,7 +225,18 @@ def test_grounding_off_leaves_the_schema_as_it_is(audit):
     assert caller.constraint is not None
     assert "enum" not in caller.constraint.tools[0].parameters["properties"]["invoice_id"]
     step = next(s for s in audit.steps("t-g") if s.kind == "caller")
-    assert "grounded" not in step.details
+    assert "grounded" not in step.details and "not_offered" not in step.details
+
+
+def test_audit_details_name_the_ids_admitted_and_the_tools_not_offered() -> None:
+    from worker.agent.grounding import audit_details
+
+    tools = [GET_INVOICE, GET_ORDER]
+    assert audit_details(ground(tools, turns("Is INV-1001 paid?")), tools) == {
+        "grounded": {"get_invoice": {"invoice_id": ["INV-1001"]}},
+        "not_offered": ["get_purchase_order"],
+    }
+    assert audit_details(tools, tools) == {}
 
 
 # -- every correct Acme call is still admitted ------------------------------------------
@@ -222,7 +250,7 @@ def test_every_expert_call_of_every_acme_family_is_admitted_by_its_grounded_sche
     from examples.acme.tasks.catalogue import FAMILIES
     from examples.acme.tasks.world import in_process_world
 
-    narrowed = checked = 0
+    narrowed = checked = dropped = 0
     with in_process_world(tmp_path, seed=3) as world:
         families = [f for f in FAMILIES if set(FAMILIES[f].systems) <= set(world.systems)]
         assert len(families) >= 20
@@ -236,9 +264,12 @@ def test_every_expert_call_of_every_acme_family_is_admitted_by_its_grounded_sche
                     continue
                 call = json.loads(turn["value"].split("Action Input:", 1)[1])
                 tool = turn["value"].split("\n", 1)[0].removeprefix("Action: ").strip()
-                spec = ground([world.spec(tool)], history[:i], catalogue)[0]
-                validate_arguments(spec.parameters, call)  # raises InvalidArguments
+                offered = {t.name: t for t in ground(catalogue, history[:i])}
+                assert tool in offered, (instance.uid, tool, sorted(offered))
+                validate_arguments(offered[tool].parameters, call)  # raises InvalidArguments
                 checked += 1
-                narrowed += bool(grounded_values([spec], [world.spec(tool)]))
+                dropped += len(catalogue) - len(offered)
+                narrowed += bool(grounded_values([offered[tool]], [world.spec(tool)]))
     assert checked >= 60
     assert narrowed >= checked // 2, (narrowed, checked)
+    assert dropped >= checked, (dropped, checked)  # tools with no id seen were not offered

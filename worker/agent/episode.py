@@ -319,8 +319,7 @@ class Episode:
         repeated = self._repeated_call(text)
         if repeated is not None:
             return self._refuse_repeat(text, repeated)
-        narrowed = grounding.grounded_values(grounded, callable_)
-        self._handle_call(text, role="caller", extra={"grounded": narrowed} if narrowed else {})
+        self._handle_call(text, role="caller", extra=grounding.audit_details(grounded, callable_))
         return None
 
     def _repeated_call(self, text: str) -> protocol.CallerOutput | None:

@@ -16,9 +16,10 @@ A list filter with no pattern of its own (``list_payments(invoice_id)``) takes t
 form another tool gives the same argument name (``get_invoice(invoice_id)``).
 
 Planner thoughts and caller turns are not sources: the model's own words ground nothing.
-A parameter of an id form with no id seen keeps its schema as it is (the pattern still
-holds), so grounding never makes a call impossible that the schema allows and the task
-gives no evidence against. Narrowing only removes options: it can never widen what a
+A tool whose *required* id argument has no id seen yet is not offered at that step
+(``get_vendor`` before any vendor id came up: no correct call of it exists yet); an
+optional one keeps its schema as it is. When no tool would be left, all stay.
+Narrowing only removes options: it can never widen what a
 call may do, and every call still passes the policies and the connector's validation.
 
 Pure: no I/O, no torch.
@@ -123,13 +124,33 @@ def ground(
     tools: Sequence[ToolSpec], turns: Sequence[Turn], catalogue: Sequence[ToolSpec] = ()
 ) -> tuple[ToolSpec, ...]:
     """``tools`` with their id arguments narrowed to the ids the task has seen; id forms
-    come from ``tools`` and ``catalogue`` (the department's other tools)."""
+    come from ``tools`` and ``catalogue`` (the department's other tools).
+
+    A tool with a required id argument of which the task has seen no id is left out
+    (``get_purchase_order`` before any purchase order id came up): no correct call of it
+    is possible yet. When that would leave no tool, every tool stays, narrowed."""
     texts = evidence(turns)
     forms = id_forms([*tools, *catalogue])
-    return tuple(
+    grounded = [
         replace(tool, parameters=grounded_parameters(tool.parameters, texts, forms))
         for tool in tools
-    )
+    ]
+    callable_ = [tool for tool in grounded if not _missing_ids(tool, forms)]
+    return tuple(callable_ or grounded)
+
+
+def _missing_ids(tool: ToolSpec, forms: Mapping[str, str]) -> list[str]:
+    """The required id arguments of a grounded ``tool`` for which no id was seen."""
+    properties = tool.parameters.get("properties") or {}
+    missing = []
+    for name in tool.parameters.get("required") or ():
+        schema = properties.get(name)
+        if not isinstance(schema, Mapping) or schema.get("type") != "string" or "enum" in schema:
+            continue
+        pattern = schema.get("pattern") or forms.get(name)
+        if isinstance(pattern, str) and id_form(pattern) is not None:
+            missing.append(name)
+    return missing
 
 
 def grounded_values(
@@ -145,4 +166,17 @@ def grounded_values(
                 continue
             if "enum" not in (before.get(tool.name, {}).get(name) or {}):
                 out.setdefault(tool.name, {})[name] = list(schema["enum"])
+    return out
+
+
+def audit_details(grounded: Sequence[ToolSpec], original: Sequence[ToolSpec]) -> dict[str, Any]:
+    """What grounding did at a step, for the caller step's audit: the ids it admitted
+    (``grounded``) and the tools it did not offer for want of an id (``not_offered``);
+    empty when it changed nothing."""
+    out: dict[str, Any] = {}
+    if narrowed := grounded_values(grounded, original):
+        out["grounded"] = narrowed
+    names = {tool.name for tool in grounded}
+    if dropped := [tool.name for tool in original if tool.name not in names]:
+        out["not_offered"] = dropped
     return out

@@ -111,6 +111,9 @@ class CallerDetails(StepDetails):
     grounded: dict[str, dict[str, list[str]]] | None = None
     """Per tool and argument, the ids the caller's grammar admitted: those the task had
     seen (``worker.agent.grounding``); absent when it narrowed nothing."""
+    not_offered: list[str] | None = None
+    """Tools the caller's grammar did not admit because the task had seen no id for a
+    required id argument of theirs (``worker.agent.grounding``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
