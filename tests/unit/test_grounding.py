@@ -15,6 +15,7 @@ from connectors.testing import FunctionConnector
 from policies import AccessRule
 from worker.agent.episode import Episode
 from worker.agent.grounding import (
+    dates_in,
     evidence,
     ground,
     grounded_parameters,
@@ -41,6 +42,16 @@ LIST_PAYMENTS = ToolSpec(
         "type": "object",
         "properties": {"invoice_id": {"type": "string"}, "status": {"type": "string"}},
     },
+)
+PAY = ToolSpec(
+    "schedule_payment",
+    "Pay an invoice.",
+    {
+        "type": "object",
+        "properties": {"invoice_id": INVOICE, "date": {"type": "string", "format": "date"}},
+        "required": ["invoice_id", "date"],
+    },
+    effect="write",
 )
 GET_ORDER = ToolSpec(
     "get_purchase_order",
@@ -87,6 +98,28 @@ def test_near_misses_are_not_ids(text: str) -> None:
 def test_ids_come_first_seen_first_once_each() -> None:
     texts = ["INV-1002 and inv-1001", "INV-1002 again, then INV-1003"]
     assert ids_in(r"^INV-\d{4}$", texts) == ["INV-1002", "INV-1001", "INV-1003"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["2025-03-14", "March 14, 2025", "march 14 2025", "14 March 2025", "Mar 14th, 2025"],
+)
+def test_a_date_is_found_in_every_usual_spelling_and_admitted_as_iso(text: str) -> None:
+    assert dates_in([f"Pay INV-1001 on {text}."]) == ["2025-03-14"]
+
+
+def test_impossible_dates_and_partial_dates_are_none() -> None:
+    assert dates_in(["2025-02-30", "March 32, 2025", "on March 14", "12025-03-14"]) == []
+
+
+def test_a_date_argument_admits_the_dates_the_request_states_only() -> None:
+    history = turns("Pay INV-1001 on April 2, 2025.", (True, {"due_date": "2025-03-04"}))
+    params = ground([PAY], history)[0].parameters["properties"]
+    assert params["date"]["enum"] == ["2025-04-02"]  # not the record's due date
+    assert params["invoice_id"]["enum"] == ["INV-1001"]
+    # A request that states no date leaves the date as the schema has it.
+    history = turns("Pay INV-1001.", (True, {"due_date": "2025-03-04"}))
+    assert "enum" not in ground([PAY], history)[0].parameters["properties"]["date"]
 
 
 def test_evidence_is_the_request_and_successful_responses_only() -> None:

@@ -1,4 +1,4 @@
-"""Grounded arguments: a record id the caller passes must be one the task has seen.
+"""Grounded arguments: a record id or a date the caller passes must be one the task has seen.
 
 A small caller copies ids it has seen in training ("E-1009" in every HR call of one
 measured run, the example of a parameter's description in another) instead of the id in
@@ -11,6 +11,13 @@ caller's grammar admits only the ids of that form the task has seen, as an ``enu
 - seen in the request in any common spelling (``inv-1008``, ``INV 1008``, ``inv1008``),
   admitted in the schema's spelling (``INV-1008``);
 - seen in the responses of calls that succeeded (a purchase order's id in its invoice).
+
+A date argument (``format: date``) admits only the dates the request states, in any
+usual spelling (``March 14, 2025``, ``14 Mar 2025``), written as ISO dates: the caller
+chooses the date and never converts one (all 58 date arguments of the expert's Acme
+calls are dates the request states). The dates in records are facts about those
+records, not instructions, so they ground nothing; a request that states no date leaves
+the schema as it is.
 
 A list filter with no pattern of its own (``list_payments(invoice_id)``) takes the id
 form another tool gives the same argument name (``get_invoice(invoice_id)``).
@@ -27,6 +34,7 @@ Pure: no I/O, no torch.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
@@ -73,6 +81,52 @@ def ids_in(pattern: str, texts: Iterable[str]) -> list[str]:
     return seen
 
 
+_MONTHS = (
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+)
+_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_DATES = re.compile(
+    r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"  # 2025-03-14
+    rf"|\b{_MONTH} (\d{{1,2}})(?:st|nd|rd|th)?,? (\d{{4}})\b"  # March 14, 2025 / Mar 14 2025
+    rf"|\b(\d{{1,2}})(?:st|nd|rd|th)? {_MONTH},? (\d{{4}})\b",  # 14 March 2025
+    re.IGNORECASE,
+)
+
+
+def dates_in(texts: Iterable[str]) -> list[str]:
+    """The calendar dates ``texts`` state (ISO, ``March 14, 2025``, ``14 Mar 2025``), as
+    ISO dates, first seen first, once each; impossible dates (``2025-02-30``) are none."""
+    seen: list[str] = []
+    for text in texts:
+        for m in _DATES.finditer(text):
+            if m.group(1):
+                year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
+            else:
+                name, day_, year_ = m.group(4, 5, 6) if m.group(4) else m.group(8, 7, 9)
+                month = next(
+                    i for i, full in enumerate(_MONTHS, 1) if full.startswith(name[:3].lower())
+                )
+                year, day = int(year_), int(day_)
+            try:
+                value = dt.date(year, month, day).isoformat()
+            except ValueError:
+                continue
+            if value not in seen:
+                seen.append(value)
+    return seen
+
+
 def evidence(turns: Sequence[Turn]) -> list[str]:
     """What grounds an id: the request and the responses of the calls that succeeded."""
     texts = [t["value"] for t in turns if t.get("from") == "user"]
@@ -98,10 +152,14 @@ def id_forms(tools: Iterable[ToolSpec]) -> dict[str, str]:
 
 
 def grounded_parameters(
-    parameters: Mapping[str, Any], texts: Sequence[str], forms: Mapping[str, str] | None = None
+    parameters: Mapping[str, Any],
+    texts: Sequence[str],
+    forms: Mapping[str, str] | None = None,
+    request: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``parameters`` with each id-form string property narrowed to the ids ``texts``
-    show (an ``enum``); properties with no id seen, or not of an id form, unchanged.
+    show (an ``enum``), and each date property (``format: date``) to the dates the
+    ``request`` states; properties with nothing seen, or of neither kind, unchanged.
     A property's id form is its own pattern or, without one, ``forms[name]``."""
     properties = dict(parameters.get("properties") or {})
     changed = False
@@ -109,6 +167,11 @@ def grounded_parameters(
         if not isinstance(schema, Mapping) or schema.get("type") != "string":
             continue
         if "enum" in schema or "const" in schema:
+            continue
+        if schema.get("format") == "date":
+            if asked := dates_in(request):
+                properties[name] = {**schema, "enum": asked}
+                changed = True
             continue
         pattern = schema.get("pattern") or (forms or {}).get(name)
         if not isinstance(pattern, str):
@@ -130,9 +193,10 @@ def ground(
     (``get_purchase_order`` before any purchase order id came up): no correct call of it
     is possible yet. When that would leave no tool, every tool stays, narrowed."""
     texts = evidence(turns)
+    request = [t["value"] for t in turns if t.get("from") == "user"]
     forms = id_forms([*tools, *catalogue])
     grounded = [
-        replace(tool, parameters=grounded_parameters(tool.parameters, texts, forms))
+        replace(tool, parameters=grounded_parameters(tool.parameters, texts, forms, request))
         for tool in tools
     ]
     callable_ = [tool for tool in grounded if not _missing_ids(tool, forms)]
