@@ -20,6 +20,7 @@ from typing import Any
 import structlog
 from celery.worker.consumer import Consumer
 from kombu.exceptions import MessageStateError
+from kombu.transport import pyamqp
 
 from worker.celery_app import TASK_NAME
 from worker.messages import PlainEnvelope, Refusal, check_message
@@ -56,6 +57,13 @@ def _without_first(fn: Callable[..., Any]) -> Callable[..., Any]:
 class UmiqConsumer(Consumer):  # type: ignore[misc]
     """Celery's consumer, with a check before Celery sees a message, and refusals that
     keep the message and say why."""
+
+    def connect(self) -> Any:
+        """The broker connection, its task channel handing bodies over as the bytes that
+        came (py-amqp would decode them by their declared encoding)."""
+        connection = super().connect()
+        keep_bytes(connection.default_channel)
+        return connection
 
     def create_task_handler(self, *args: Any, **kwargs: Any) -> Callable[[Any], Any]:
         celery_handler = super().create_task_handler(*args, **kwargs)
@@ -109,6 +117,21 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
     def _refuse(
         self, message: Any, reason: str, field: str | None, task_id: str | None = None
     ) -> None:
+        try:
+            self._dead_letter(message, reason, field, task_id)
+        except self.connection_errors:
+            raise  # the broker is gone: the message comes back after the reconnect
+        except Exception:
+            # The refusal itself failed (a value it cannot keep, say): the broker
+            # dead-letters the message as it came (the queue's dead-letter exchange),
+            # rather than the worker dying of it on every start.
+            log.exception("message.refusal_failed", field=field)
+            with contextlib.suppress(MessageStateError):
+                message.reject(requeue=False)
+
+    def _dead_letter(
+        self, message: Any, reason: str, field: str | None, task_id: str | None
+    ) -> None:
         from worker import runtime
         from worker.deadletter import refuse
 
@@ -145,14 +168,40 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
         self._refuse(message, f"invalid task message: {exc}", "<message>")
 
 
-def raw_body(message: Any) -> Any:
-    """The message's body as the bytes that came, as near as py-amqp lets us.
+class _RawBodyMessage(pyamqp.Message):  # type: ignore[misc]
+    """kombu's AMQP message, which also keeps the body as it came (``raw_body``): kombu
+    replaces ``body`` by its decompression when the message names a ``compression``."""
 
-    py-amqp decodes a body by its declared ``content_encoding`` when it can (and keeps
-    the bytes when it cannot); encoding the text back gives the bytes that came for
-    UTF-8 and the single-byte codecs. A UTF-16 or UTF-32 body may come back with or
-    without its byte-order mark, which the decoding dropped.
+    def __init__(self, msg: Any, channel: Any = None, **kwargs: Any) -> None:
+        super().__init__(msg, channel=channel, **kwargs)
+        self.raw_body = msg.body
+
+
+def keep_bytes(channel: Any) -> None:
+    """Have a py-amqp ``channel`` hand message bodies over as the bytes that came.
+
+    py-amqp decodes a body by its declared ``content_encoding`` when it can, and
+    decoding then encoding again is not the identity for every codec: a UTF-16 or UTF-32
+    body loses, gains or flips its byte-order mark, ``utf-8-sig`` gains one. kombu
+    decompresses a compressed one. A refused message must be dead-lettered as the bytes
+    that came, with their SHA-256; Celery and kombu decode bytes themselves. Other
+    transports have no such switch and are left as they are.
     """
+    if isinstance(channel, pyamqp.Channel):
+        channel.auto_decode = False
+        channel.Message = _RawBodyMessage
+
+
+def raw_body(message: Any) -> Any:
+    """The message's body as the bytes that came.
+
+    The worker's task channel keeps them (:func:`keep_bytes`); a body that comes as text
+    from another channel or transport is encoded back by its declared encoding, which
+    gives the bytes that came for UTF-8 and the single-byte codecs.
+    """
+    kept = getattr(message, "raw_body", None)
+    if isinstance(kept, bytes | bytearray):
+        return bytes(kept)
     body = message.body
     if isinstance(body, str):
         try:

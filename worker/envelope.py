@@ -31,25 +31,44 @@ class Envelope(BaseModel):
 
     @field_validator("query", "requested_by", "context", mode="before")
     @classmethod
-    def _no_nul(cls, value: Any) -> Any:
-        # Postgres text cannot hold NUL: refused here as bad input, never retried as an
-        # outage of the audit database.
-        if _has_nul(value):
-            raise ValueError(NUL_REASON)
+    def _storable(cls, value: Any) -> Any:
+        # Postgres text holds neither NUL nor a lone surrogate (a JSON "\ud800" decodes to
+        # one): refused here as bad input, never retried as an outage of the audit database.
+        fault = text_fault(value)
+        if fault is not None:
+            raise ValueError(fault)
         return value
 
 
 NUL_REASON = "contains a NUL character (\\x00), which a task's text may not hold"
+SURROGATE_REASON = (
+    "contains a lone surrogate (\\ud800-\\udfff), which is not Unicode text a task may hold"
+)
 
 
-def _has_nul(value: Any) -> bool:
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def text_fault(value: Any) -> str | None:
+    """Why ``value`` (a text, or a JSON value holding texts) cannot be stored as text:
+    :data:`NUL_REASON`, :data:`SURROGATE_REASON`, or None when it can."""
     if isinstance(value, str):
-        return "\x00" in value
+        if "\x00" in value:
+            return NUL_REASON
+        if _SURROGATE.search(value):
+            return SURROGATE_REASON
+        return None
     if isinstance(value, dict):
-        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
-    if isinstance(value, list | tuple):
-        return any(_has_nul(v) for v in value)
-    return False
+        items: list[Any] = [*value.keys(), *value.values()]
+    elif isinstance(value, list | tuple):
+        items = list(value)
+    else:
+        return None
+    for item in items:
+        fault = text_fault(item)
+        if fault is not None:
+            return fault
+    return None
 
 
 def parse_envelope(raw: Any) -> Envelope:

@@ -23,6 +23,8 @@ import base64
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
+from decimal import Decimal
 from typing import Any
 
 from policies import Detector, KeyRing, RedactingProcessor, SealedKey, SealError, open_sealed, seal
@@ -43,17 +45,47 @@ class Original:
     reason: str = ""
 
 
+_TAG = "$amqp"
+
+
 def _jsonable(value: Any) -> Any:
-    """AMQP header values as JSON (a date or decimal from another client becomes text)."""
+    """An AMQP header value as JSON that :func:`_from_jsonable` turns back into it.
+
+    A field table holds bytes (not always UTF-8), times and decimals too; they are
+    tagged (``{"$amqp": "bytes", "value": B64}``), as is a table that has the tag's key
+    itself, so that a replay sends every header back with its type and value.
+    """
     if isinstance(value, Mapping):
-        return {str(k): _jsonable(v) for k, v in value.items()}
+        table = {str(k): _jsonable(v) for k, v in value.items()}
+        return {_TAG: "table", "value": table} if _TAG in table else table
     if isinstance(value, list | tuple):
         return [_jsonable(v) for v in value]
     if value is None or isinstance(value, str | int | float | bool):
         return value
-    if isinstance(value, bytes):
-        return value.decode("utf-8", errors="backslashreplace")
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {_TAG: "bytes", "value": base64.b64encode(bytes(value)).decode("ascii")}
+    if isinstance(value, datetime):
+        return {_TAG: "datetime", "value": value.isoformat()}
+    if isinstance(value, Decimal):
+        return {_TAG: "decimal", "value": str(value)}
     return str(value)
+
+
+def _from_jsonable(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_from_jsonable(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    tag = value.get(_TAG)
+    if tag == "bytes":
+        return base64.b64decode(value["value"])
+    if tag == "datetime":
+        return datetime.fromisoformat(value["value"])
+    if tag == "decimal":
+        return Decimal(value["value"])
+    if tag == "table":
+        value = value["value"]
+    return {k: _from_jsonable(v) for k, v in value.items()}
 
 
 def seal_letter(keyring: KeyRing, original: Original, ref: str) -> bytes:
@@ -65,7 +97,8 @@ def seal_letter(keyring: KeyRing, original: Original, ref: str) -> bytes:
         "headers": _jsonable(original.headers),
         "reason": original.reason,
     }
-    plaintext = json.dumps(value, sort_keys=True, ensure_ascii=False).encode("utf-8")
+    # ASCII: a header may hold a lone surrogate (py-amqp reads them), escaped losslessly.
+    plaintext = json.dumps(value, sort_keys=True).encode("ascii")
     envelope, key = seal(keyring, plaintext, ref)
     letter = {"umiq_letter": VERSION, "ref": ref, "kid": key.kid, "wrapped": key.wrapped,
               "sealed": envelope}  # fmt: skip
@@ -100,7 +133,7 @@ def open_letter(keyring: KeyRing, body: bytes) -> Original:
         body=base64.b64decode(value["body"]),
         content_type=value["content_type"],
         content_encoding=value["content_encoding"],
-        headers=dict(value.get("headers") or {}),
+        headers=_from_jsonable(dict(value.get("headers") or {})),
         reason=str(value.get("reason") or ""),
     )
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from worker.envelope import parse_envelope, safe_task_id
+from worker.envelope import parse_envelope, safe_task_id, text_fault
 from worker.errors import EnvelopeError
 
 #: The content types the worker decodes (the Celery app accepts JSON only).
@@ -102,10 +102,15 @@ def _check_headers(headers: Mapping[str, Any], now: datetime) -> Refusal | None:
         return Refusal("headers.id", f"must be a non-empty text, not {_kind(task_id)}")
     if len(task_id) > MAX_ID:
         return Refusal("headers.id", f"longer than {MAX_ID} characters")
-    for name in _OPTIONAL_TEXT_HEADERS:
+    for name in ("id", *_OPTIONAL_TEXT_HEADERS):
         value = headers.get(name)
         if value is not None and not isinstance(value, str):
             return Refusal(f"headers.{name}", f"must be a text or null, not {_kind(value)}")
+        # Celery stores these with the result (Postgres): a text it cannot hold would
+        # fail there, after the run, with the message left unacked.
+        fault = text_fault(value)
+        if fault is not None:
+            return Refusal(f"headers.{name}", fault)
     for name in _COUNT_HEADERS:
         count = headers.get(name)
         if count is not None and (type(count) is not int or count < 0):

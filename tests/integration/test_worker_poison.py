@@ -12,8 +12,10 @@ import hashlib
 import json
 import time
 import uuid
+import zlib
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -76,8 +78,11 @@ def good_body(task_id: str) -> list[Any]:
     return [[envelope(task_id)], {}, {"callbacks": None, "errbacks": None, "chain": None}]
 
 
-def poison_table(tag: str) -> list[tuple[str, bytes, dict[str, Any], str]]:
-    """(name, raw body, headers, content type) of each poison message."""
+Poison = tuple[str, bytes, dict[str, Any], str, str]
+
+
+def poison_table(tag: str) -> list[Poison]:
+    """(name, raw body, headers, content type, content encoding) of each poison message."""
 
     def body(value: Any) -> bytes:
         return json.dumps(value).encode()
@@ -88,7 +93,18 @@ def poison_table(tag: str) -> list[tuple[str, bytes, dict[str, Any], str]]:
     past = (datetime.now(UTC) - timedelta(hours=1)).isoformat()
     no_id = celery_headers()
     del no_id["id"]
-    return [
+    # A body in another Unicode encoding: the dead letter keeps its exact bytes (with
+    # the byte-order mark a decode and re-encode would drop, add or flip).
+    text = json.dumps(good_body(f"{tag}-wide"), ensure_ascii=False).replace("?", "\u00e9?")
+    wide = [
+        ("UTF-16 big-endian with a BOM", "utf-16", b"\xfe\xff" + text.encode("utf-16-be")),
+        ("UTF-16 little-endian with a BOM", "utf-16", b"\xff\xfe" + text.encode("utf-16-le")),
+        ("UTF-16 without a BOM", "utf-16", text.encode("utf-16-le")),
+        ("UTF-32 big-endian with a BOM", "utf-32", b"\x00\x00\xfe\xff" + text.encode("utf-32-be")),
+        ("UTF-16 declared in capitals", "UTF-16", b"\xfe\xff" + text.encode("utf-16-be")),
+        ("UTF-8 without a BOM, declared utf-8-sig", "utf-8-sig", text.encode("utf-8")),
+    ]
+    table = [(name, raw, headers, ctype, "utf-8") for name, raw, headers, ctype in [
         ("no id header", ok, no_id, js),
         ("id a dict", ok, celery_headers(id={"a": 1}), js),
         ("id an int", ok, celery_headers(id=42), js),
@@ -113,17 +129,44 @@ def poison_table(tag: str) -> list[tuple[str, bytes, dict[str, Any], str]]:
         ("text", b"certainly not json", {}, "text/plain"),
         ("NUL in the query", body(good_body(f"{tag}-nul"))
          .replace(b"INV-1001?", b"INV-1001\\u0000?"), celery_headers(), js),
+    ]]  # fmt: skip
+    table += [(name, raw, celery_headers(), js, enc) for name, enc, raw in wide]
+    # Values Celery or the dead letter could not keep, compression, odd bodies.
+    amqp_types = {"x-raw": b"\xff\xfe not utf-8", "x-when": datetime(2025, 3, 18, 9, 30),
+                  "x-amount": Decimal("1250.50"), "x-note": "a\ud800b"}  # fmt: skip
+    surrogate = body(good_body(f"{tag}-sur")).replace(b"INV-1001?", b"INV-1001\\ud800?")
+    table += [
+        ("headers of every AMQP type", b"null", celery_headers(**amqp_types), js, "utf-8"),
+        ("id with a lone surrogate", ok, celery_headers(id="c-\ud800"), js, "utf-8"),
+        ("id with a NUL", ok, celery_headers(id="c-\x00"), js, "utf-8"),
+        ("root_id with a NUL", ok, celery_headers(root_id="r-\x00"), js, "utf-8"),
+        ("lone surrogate in the query", surrogate, celery_headers(), js, "utf-8"),
+        ("compressed", zlib.compress(b"null"),
+         celery_headers(compression="application/x-gzip"), js, "utf-8"),
+        ("compression named, body plain", ok,
+         celery_headers(compression="application/x-gzip"), js, "utf-8"),
+        ("deeply nested JSON", b"[" * 100_000 + b"]" * 100_000, celery_headers(), js, "utf-8"),
+        ("binary of an unknown type", bytes(range(256)), celery_headers(),
+         "application/octet-stream", "binary"),
     ]  # fmt: skip
+    return table
 
 
-def publish(amqp_url: str, queue: str, raw: bytes, headers: dict[str, Any], ctype: str) -> None:
+def publish(
+    amqp_url: str,
+    queue: str,
+    raw: bytes,
+    headers: dict[str, Any],
+    ctype: str,
+    encoding: str = "utf-8",
+) -> None:
     with Connection(amqp_url) as conn:
         Producer(conn).publish(
             raw,
             exchange="umiq",
             routing_key=queue,
             content_type=ctype,
-            content_encoding="binary" if "python" in ctype else "utf-8",
+            content_encoding="binary" if "python" in ctype else encoding,
             headers=headers,
         )
 
@@ -175,8 +218,8 @@ def test_every_poison_message_is_dead_lettered_with_its_body_and_audited(
     table = poison_table(tag)
     with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180) as worker:
         first = client.send_task(TASK_NAME, args=[envelope(f"{tag}-first")])
-        for _, raw, headers, ctype in table:
-            publish(env["UMIQ_BROKER_URL"], queue, raw, headers, ctype)
+        for _, raw, headers, ctype, encoding in table:
+            publish(env["UMIQ_BROKER_URL"], queue, raw, headers, ctype, encoding)
         last = client.send_task(TASK_NAME, args=[envelope(f"{tag}-last")])
         outcomes = [first.get(timeout=180), last.get(timeout=180)]
         letters = dead_letters(env["UMIQ_BROKER_URL"], dead, expected=len(table))
@@ -196,11 +239,13 @@ def test_every_poison_message_is_dead_lettered_with_its_body_and_audited(
         sealed = message.body.encode() if isinstance(message.body, str) else message.body
         original = open_letter(keyring, sealed)
         by_body.setdefault(original.body, []).append((message, original))
-    for name, raw, headers, ctype in table:
+    for name, raw, headers, ctype, encoding in table:
         matches = [m for m in by_body.get(raw, []) if m[1].content_type == ctype]
         assert matches, f"{name}: not dead-lettered with its original body"
         letter, original = matches.pop(0)
         by_body[raw].remove((letter, original))
+        sent_encoding = "binary" if "python" in ctype else encoding
+        assert original.content_encoding == sent_encoding, (name, original.content_encoding)
         for key, value in headers.items():
             assert original.headers.get(key) == value, (name, key, original.headers.get(key))
         reason = letter.headers["x-umiq-reason"]
@@ -211,10 +256,12 @@ def test_every_poison_message_is_dead_lettered_with_its_body_and_audited(
     # Each refusal is audited with the message's digest and a short reason.
     rows = rejected_steps(url)
     digests = [r["details"]["message_sha256"] for r in rows]
-    for name, raw, _, _ in table:
+    for name, raw, *_ in table:
         assert hashlib.sha256(raw).hexdigest() in digests, f"{name}: not audited"
     nul = next(r for r in rows if r["task_id"] == f"{tag}-nul")
     assert "NUL" in nul["output"] and len(nul["output"]) < 200, nul["output"]
+    sur = next(r for r in rows if r["task_id"] == f"{tag}-sur")
+    assert "lone surrogate" in sur["output"] and len(sur["output"]) < 200, sur["output"]
 
 
 def test_malformed_envelope_with_a_finished_tasks_id_leaves_that_task_as_it_ended(

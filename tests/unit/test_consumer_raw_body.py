@@ -27,3 +27,25 @@ def test_bytes_stay_bytes_and_an_unknown_codec_falls_back_to_utf8() -> None:
     assert raw_body(SimpleNamespace(body="caf\u00e9", content_encoding="no-such")) == (
         "caf\u00e9".encode()
     )
+
+
+def test_a_compressed_body_is_kept_as_it_came_beside_kombus_decompression() -> None:
+    """kombu decompresses a body that names a compression; the dead letter gets the bytes
+    that came on the wire, which a replay can send again."""
+    import zlib
+
+    import amqp
+    from kombu.transport import pyamqp
+
+    from worker.consumer import keep_bytes
+
+    channel = pyamqp.Channel.__new__(pyamqp.Channel)  # no broker: only its switches
+    keep_bytes(channel)
+    assert channel.auto_decode is False
+    wire = zlib.compress(b"null")
+    sent = amqp.Message(wire, content_type="application/json", content_encoding="utf-8",
+                        application_headers={"compression": "application/x-gzip"})  # fmt: skip
+    sent.delivery_info = {"delivery_tag": 1}
+    message = channel.Message(sent, channel=None)
+    assert message.body == b"null"  # what Celery and the check read
+    assert raw_body(message) == wire

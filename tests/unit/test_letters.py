@@ -69,3 +69,24 @@ def test_letters_are_told_by_their_content_type() -> None:
     """Only the sealed-letter content type is a sealed letter."""
     assert is_letter("application/vnd.umiq.sealed-letter+json")
     assert not is_letter("application/json")
+
+
+def test_header_values_of_every_amqp_type_come_back_as_they_were() -> None:
+    """Bytes (not UTF-8), lone surrogates, times, decimals and tables keep type and value."""
+    from datetime import datetime
+    from decimal import Decimal
+
+    headers = {
+        "x-raw": b"\xff\xfe\x00not utf-8",
+        "x-surrogate": "a\ud800b",
+        "x-when": datetime(2025, 3, 18, 9, 30, 5),
+        "x-amount": Decimal("1250.50"),
+        "x-table": {"$amqp": "bytes", "nested": [b"\x80", Decimal("1"), None, True, 1.5]},
+        "x-list": [b"\x00", "caf\u00e9", 7],
+    }
+    original = Original(b"null", "application/json", "utf-8", headers, "body: not a list")
+    keys = ring()
+    opened = open_letter(keys, seal_letter(keys, original, "dead-letter/abc"))
+    assert opened == original
+    assert type(opened.headers["x-raw"]) is bytes
+    assert type(opened.headers["x-amount"]) is Decimal

@@ -80,6 +80,14 @@ POISON = [
     ("protocol 1", {"task": "umiq.run_task", "id": "x", "args": []}, {}, {}, "headers.task"),
     ("bad envelope", [[{"task_id": "m-2"}], {}, {}], headers(), {}, "department"),
     ("NUL in the query", [[{**ENVELOPE, "query": "a\x00b"}], {}, {}], headers(), {}, "query"),
+    ("lone surrogate in the query", [[{**ENVELOPE, "query": "a\ud800b"}], {}, {}], headers(),
+     {}, "query"),
+    ("lone surrogate in the context", [[{**ENVELOPE, "context": {"k": ["\udc00"]}}], {}, {}],
+     headers(), {}, "context"),
+    ("NUL in the id", GOOD, headers(id="c-1\x00"), {}, "headers.id"),
+    ("lone surrogate in the id", GOOD, headers(id="c-\ud800"), {}, "headers.id"),
+    ("NUL in root_id", GOOD, headers(root_id="r\x00"), {}, "headers.root_id"),
+    ("lone surrogate in parent_id", GOOD, headers(parent_id="\udfff"), {}, "headers.parent_id"),
 ]  # fmt: skip
 
 
