@@ -10,7 +10,7 @@ from celery.signals import task_postrun, task_prerun
 
 from connectors import ConnectorError
 from worker import rollout, runtime, shutdown
-from worker.agent.episode import Episode, EpisodeResult
+from worker.agent.episode import Episode
 from worker.agent.guard import Guard, restore_tokens
 from worker.agent.replay import cut_off_after_approval
 from worker.audit.requester import SEALED_FIELD, pseudonym, without_sealed
@@ -52,7 +52,9 @@ def _episode(env: Envelope, guard: Guard, audit: Any, toolbox: Any = None) -> Ep
     )
 
 
-def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
+def _run_episode(env: Envelope, audit: Any) -> dict[str, Any]:
+    """How the task ended, shaped like ``EpisodeResult.as_dict()``: this run's, or the
+    recorded outcome of a task that had already ended, or the hand-off to people."""
     # One runner per task: a duplicate delivery waits here while the first one runs,
     # then finds its outcome below instead of running the task again.
     with task_lease(audit.engine, env.task_id) as waited:
@@ -61,7 +63,7 @@ def _run_episode(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
         return _run_leased(env, audit)
 
 
-def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
+def _run_leased(env: Envelope, audit: Any) -> dict[str, Any]:
     finished = audit.outcome(env.task_id)
     if finished is not None:  # a redelivered task that already ended: never run it twice
         log.info("task.already_finished", outcome=finished["outcome"])
@@ -93,7 +95,7 @@ def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
         audit.append_task(
             task_id=env.task_id,
             department=env.department,
-            query=guard.tokenize(env.query),
+            query=guard.open_request(env.query),  # the episode's user turn: tokenized once
             requested_by=env.requested_by if key is None else pseudonym(env.requested_by, key),
             context=plan.context(guard.tokenize(env.context)),
             sealed_context=None if key is None else {SEALED_FIELD: env.requested_by},
@@ -104,19 +106,16 @@ def _run_leased(env: Envelope, audit: Any) -> EpisodeResult | dict[str, Any]:
     if dept is not None and dept.adapter_version:
         _check_pin(env.department, dept.adapter_version, runtime.role_model().describe())
     episode = _episode(env, guard, audit, plan.toolbox(runtime.toolbox()))
+    # from its start, or by replay when a run of it was cut off (its worker died)
     recorded = audit.steps(env.task_id) if task is not None else []
-    if any(step.kind != "rejected" for step in recorded):
-        # A run of this task was cut off (its worker died): resume by replay.
-        log.info("task.resuming", recorded=len(recorded), mode=plan.rollout.mode)
-        result = episode.recover(recorded)
-    else:
-        log.info("task.started", mode=plan.rollout.mode)
-        result = episode.run()
+    log.info("task.started", mode=plan.rollout.mode, recorded=len(recorded))
+    result = episode.start(recorded)
     if plan.rollout.to_humans:  # shadow: the agent's run is recorded, people do the task
         return rollout.for_humans(
             app, audit, env.model_dump(), plan.rollout, shadow_outcome=result.outcome
         )
-    return result
+    log.info("task.finished", outcome=result.outcome, steps=len(result.steps))
+    return result.as_dict()
 
 
 def _backoff(exc: BaseException, retries: int) -> float:
@@ -207,10 +206,7 @@ def run_task(self: Any, envelope: Any) -> dict[str, Any]:
             task_id=env.task_id,
             own=True,
         )
-    if isinstance(result, dict):  # already finished before this delivery
-        return result
-    log.info("task.finished", outcome=result.outcome, steps=len(result.steps))
-    return result.as_dict()
+    return result
 
 
 @app.task(name=RESUME_TASK_NAME, bind=True, max_retries=3)
@@ -262,13 +258,8 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
             department_settings=plan.department,
         )
         toolbox = plan.toolbox(runtime.toolbox())
-        episode = _episode(env, guard, audit, toolbox)
-        if cut_off:
-            log.info("task.resuming", recorded=len(steps), key=key)
-            guard.approve(key)  # a human approved it: the replayed call is not held again
-            result = episode.recover(steps)
-        else:
-            result = episode.resume(steps, key)
+        # the approved call, or, when a resume of it was cut off, by replay
+        result = _episode(env, guard, audit, toolbox).resume(steps, key)
     except Checkpointed as stop:
         raise _send_back(self, stop) from stop
     except (AuditError, ModelError, ConfigError, ConnectorError, OSError) as exc:

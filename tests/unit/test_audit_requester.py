@@ -129,7 +129,8 @@ def embedded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
 def test_the_worker_stores_the_pseudonym_and_seals_the_name(embedded: Any, monkeypatch) -> None:
     """With UMIQ_PSEUDONYM_KEY, run_task's task row names no requester in plain text."""
     result = SimpleNamespace(outcome="gave_up", steps=[], as_dict=lambda: {"outcome": "gave_up"})
-    monkeypatch.setattr(embedded, "_episode", lambda *a, **k: SimpleNamespace(run=lambda: result))
+    episode = SimpleNamespace(start=lambda recorded: result)
+    monkeypatch.setattr(embedded, "_episode", lambda *a, **k: episode)
     envelope = {"task_id": "t-p", "department": "finance", "query": "q", "requested_by": "alice"}
     embedded.run_task.apply(args=(envelope,)).get()
     audit = runtime.audit_log()

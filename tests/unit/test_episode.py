@@ -10,7 +10,7 @@ import pytest
 
 from connectors import ToolCall, ToolResult, ToolSpec
 from connectors.testing import FunctionConnector
-from policies import AccessRule
+from policies import AccessRule, Detector, Pseudonymizer
 from worker.agent.episode import Episode
 from worker.agent.roles import Generation, GenerationRequest
 from worker.audit import AuditLog, ensure_schema
@@ -355,3 +355,28 @@ def test_the_same_call_after_other_calls_is_made(audit: AuditLog) -> None:
     connector = erp()
     run(model, connector, audit)
     assert len(connector.calls) == 3
+
+
+def test_the_request_is_tokenized_once_by_the_guard(audit: AuditLog) -> None:
+    """``Guard.open_request``: the text the task row holds is the episode's user turn (the
+    same tokens, not a second tokenization); on a resume, the tokenized request keeps its
+    tokens and the scope check still reads the raw request."""
+    from worker.agent.guard import Guard
+
+    raw = "Send INV-1 to jan.jansen@example.com"
+    guard = Guard.permissive_minimization(AccessRule("finance", tools=("*",)))
+    row = guard.open_request(raw)  # what the worker writes into the task row
+    assert row == "Send INV-1 to <EMAIL_1>" and guard.request == raw
+    episode = Episode(
+        ENV.model_copy(update={"query": raw}),
+        model=Scripted(),
+        toolbox=Toolbox([erp()]),
+        guard=guard,
+        audit=audit,
+    )
+    assert episode.query is row and episode.turns[0]["value"] is row
+    assert guard.mapping() == {"<EMAIL_1>": "jan.jansen@example.com"}
+
+    resumed = Guard.permissive_minimization(None)  # a resume: the task's tokens restored
+    resumed.pseudonymizer = Pseudonymizer.from_mapping(Detector(), guard.mapping())
+    assert resumed.open_request(row) == row and resumed.request == raw

@@ -106,6 +106,31 @@ def test_a_resumed_run_asks_the_model_exactly_what_an_unbroken_run_asks(
     assert audit.verify().ok
 
 
+def test_start_runs_a_new_task_from_its_start_and_a_cut_off_one_by_replay(
+    tmp_path: Path,
+) -> None:
+    """``Episode.start`` decides how a delivered task goes: with no run recorded (a refused
+    copy of its message is none) from its start; after a cut-off run by replay, asking the
+    model exactly what an unbroken run asks and making each call once."""
+    reference = Scripted(**script())
+    unrun = make_audit(tmp_path / "ref")
+    unrun.append_step(task_id="t-1", index=0, kind="rejected", output="a refused copy")
+    assert episode(reference, erp(), unrun).start(unrun.steps("t-1")).outcome == "answered"
+    assert not [s for s in unrun.steps("t-1") if s.details.get("policy") == "resume"]
+
+    audit = make_audit(tmp_path / "cut")
+    connector = erp()
+    first = Dies(4, **script())
+    with pytest.raises(Killed):
+        episode(first, connector, audit).start(audit.steps("t-1"))
+    second = Scripted(**first.scripts)
+    result = episode(second, connector, audit).start(audit.steps("t-1"))
+    assert result.outcome == "answered", result.reason
+    assert prompts(first) + prompts(second) == prompts(reference)
+    assert [call.tool for call, _ in connector.calls] == ["get_invoice", "schedule_payment"]
+    assert [s.details.get("policy") for s in audit.steps("t-1")].count("resume") == 1
+
+
 def test_the_replayed_observation_keeps_the_services_key_order(tmp_path: Path) -> None:
     """The observation replayed to the planner is the recorded text, not re-sorted JSON."""
     audit = make_audit(tmp_path)
@@ -318,9 +343,7 @@ def test_a_resume_after_approval_cut_off_goes_on_by_replay(tmp_path: Path) -> No
     steps = audit.steps("t-1")
     assert approved_key(steps, "t-1:2")[0] is False  # a plain resume would skip it
     assert cut_off_after_approval(steps, "t-1:2")
-    episode = held(Scripted(**dying.scripts))
-    episode.guard.approve("t-1:2")
-    result = episode.recover(steps)
+    result = held(Scripted(**dying.scripts)).resume(steps, "t-1:2")
     assert result.outcome == "answered", result.reason
     assert [call.tool for call, _ in connector.calls] == ["schedule_payment"]
     assert not cut_off_after_approval(audit.steps("t-1"), "t-1:2")  # it has ended

@@ -13,8 +13,8 @@ ROOT = Path(__file__).parents[2]
 
 OUTSIDE = {
     # control flow inside the agent loop, never raised out of it
-    "worker.agent.episode._AwaitingApproval",
-    "worker.agent.episode._ReplayMismatch",
+    "worker.agent.calls.AwaitingApproval",
+    "worker.agent.calls.ReplayMismatch",
 }
 
 

@@ -136,6 +136,17 @@ def test_the_task_runs_to_its_answer(ran: dict[str, Any]) -> None:
     assert ran["result"]["outcome"] == "answered", ran["result"]
 
 
+def test_the_task_row_holds_the_query_every_prompt_shows(ran: dict[str, Any]) -> None:
+    """The request is tokenized once (``Guard.open_request``): the task row's query, in the
+    task's tokens, is the user turn of every role's prompt, token for token."""
+    from worker.audit import AuditLog
+
+    query = AuditLog.from_url(ran["settings"].resolved_database_url).task("t-forms").query
+    assert query != QUERY and "<" in query  # the forms became tokens
+    prompts = [json.loads(line)["prompt"] for line in ran["prompts"].splitlines()]
+    assert len(prompts) >= 3 and all(query in prompt for prompt in prompts)
+
+
 def test_no_form_reaches_a_prompt(ran: dict[str, Any]) -> None:
     """No prompt of any role holds a raw value of any form."""
     assert "get_invoice" in ran["prompts"]

@@ -64,6 +64,7 @@ class Guard:
     dry_run: bool = False
     """Writes are dry-run (shadow): what would wait for a human is recorded, not held."""
     _pending: tuple[str, dict[str, Any]] | None = field(default=None, repr=False)
+    _opened: tuple[str, str] | None = field(default=None, repr=False)
 
     @classmethod
     def permissive_minimization(
@@ -124,6 +125,17 @@ class Guard:
     def set_request(self, query: str) -> None:
         """The task's request (raw or in this task's tokens) that writes must follow from."""
         self.request = str(self.reveal(query))
+
+    def open_request(self, query: str) -> str:
+        """Take the task's request (raw, or in this task's tokens on a resume): writes must
+        follow from it (:meth:`set_request`), and its text in this task's tokens comes back,
+        the one text the task row holds and the model reads. Tokenized once: the same
+        request again gets the same text back."""
+        if self._opened is None or self._opened[0] != query:
+            tokens = self.tokenize(query)
+            self.set_request(query)
+            self._opened = (query, tokens)
+        return self._opened[1]
 
     # -- decisions ------------------------------------------------------------------
 

@@ -6,6 +6,10 @@ exact text the model saw the first time: a ``tool`` step's output is the observa
 as it was shown, keys in the service's order) and says where the episode stopped, so
 that it goes on at the first missing step without asking a model or a connector again.
 
+A task that waited for a human's approval goes on the same way: :func:`awaiting` rebuilds
+its history and finds the call the human approved, to be made now; and a resume that was
+itself cut off (:func:`cut_off_after_approval`) goes on by :func:`rebuild`.
+
 A call that is replayed from a committed tool call must be the call that was committed:
 :func:`call_mismatch` compares tool and arguments, and the episode stops for a human
 when they differ instead of handing one tool's response to another call.
@@ -18,7 +22,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from worker.audit.events import APPROVED, OutcomeDetails, PolicyDetails
+from connectors import ToolCall
+from worker.audit.events import APPROVED, CallerDetails, OutcomeDetails, PolicyDetails, policy_of
+from worker.errors import AuditError
 
 #: The history turn each recorded step kind becomes when an episode is replayed.
 TURN_OF_STEP = {
@@ -75,7 +81,8 @@ def rebuild(recorded: Sequence[Any]) -> Replayed:
             planners += step.kind == "planner"
             last, after = step, []
         elif step.kind == "policy":
-            repeats += details.get("policy") == "repeat" and details.get("allowed") is False
+            policy = PolicyDetails.from_details(details)
+            repeats += policy.policy == "repeat" and policy.allowed is False
             after.append(details)
     stopped: Stopped
     if last is None:
@@ -88,6 +95,51 @@ def rebuild(recorded: Sequence[Any]) -> Replayed:
             "summarizer": "concluded",
         }[last.kind]
     return Replayed(turns, steps, last_index, planners, repeats, stopped, last, after)
+
+
+@dataclass(frozen=True)
+class Awaiting:
+    """An episode that waits for a human's approval of a call, rebuilt from its steps."""
+
+    turns: list[dict[str, str]]
+    """The history after the user turn, exactly as recorded."""
+    steps: list[Any]
+    """Every recorded step of the task."""
+    last_index: int
+    call: ToolCall
+    """The call waiting for the approval, as its caller step recorded it."""
+    caller_step: int
+    """The index of that caller step (its idempotency key's step)."""
+
+
+def awaiting(recorded: Sequence[Any], key: str, task_id: str) -> Awaiting:
+    """The history of the task that wrote ``recorded`` and the call ``key`` it waits for.
+
+    Raises ``AuditError`` when the steps hold no approval request for ``key`` or not the
+    caller step it names.
+    """
+    turns: list[dict[str, str]] = []
+    last_index = 0
+    request: PolicyDetails | None = None
+    for step in recorded:
+        if step.kind in TURN_OF_STEP:
+            turns.append({"from": TURN_OF_STEP[step.kind], "value": step.output})
+        policy = policy_of(step)
+        if policy is not None and policy.key == key and policy.is_approval_request:
+            request = policy
+        last_index = max(last_index, step.index)
+    if request is None or request.caller_step is None:
+        raise AuditError(f"task {task_id!r} has no approval request for call {key!r}")
+    caller_step = int(request.caller_step)
+    caller = next((s for s in recorded if s.kind == "caller" and s.index == caller_step), None)
+    called = CallerDetails.from_details(caller.details) if caller is not None else None
+    if called is None or called.tool is None:
+        raise AuditError(
+            f"task {task_id!r}: the call {key!r} awaiting approval has no "
+            f"recorded caller step {caller_step}"
+        )
+    call = ToolCall(called.tool, dict(called.arguments or {}))
+    return Awaiting(turns, list(recorded), last_index, call, caller_step)
 
 
 def _arguments_text(arguments: Any) -> str:
