@@ -11,7 +11,12 @@ end unless ``keep`` is set), and for each task of the split that the department 
    reads real, its writes dry-run) and the task goes to the department's human queue;
 3. the "person" takes it from that queue and does it as the expert did:
    ``record_human`` stores the expert's outcome, answer and writes, and the agreement
-   with the shadow run.
+   with the shadow run;
+4. the world's checker judges the agent's shadow run as if its writes had been made:
+   on the reset systems the dry-run writes are made as recorded (the worker's own
+   connectors, ``worker.rollout.make_shadow_writes``), the task is scored as live
+   evaluation scores it (``score_task``, ``World.check`` through the world protocol) and
+   the score recorded as a ``checker`` verdict; the systems are reset again.
 
 The agent is the expert itself by default (``examples.acme.replay``: the role models say
 the gold trajectory's turns, the worker's policies, gates and connectors do the rest),
@@ -97,6 +102,9 @@ class ShadowTask:
     shadow_outcome: str | None
     human: dict[str, Any]
     agreement: dict[str, Any]
+    checker: dict[str, Any] = field(default_factory=dict)
+    """The checker's verdict on the shadow run with its writes made: ``passed``,
+    ``reasons``, ``writes_made``."""
 
 
 @dataclass
@@ -198,6 +206,7 @@ def run_shadow(config: ShadowConfig, progress: Callable[[str], None] = print) ->
     from worker.rollout import record_human, store_for
     from worker.rollout.report import plot, report
     from worker.settings import Settings
+    from worker.toolbox import Toolbox
 
     work = config.work
     work.mkdir(parents=True, exist_ok=True)
@@ -217,7 +226,11 @@ def run_shadow(config: ShadowConfig, progress: Callable[[str], None] = print) ->
 
     progress("starting the Acme systems…")
     with start_acme(work / "acme", seed=config.seed) as office:
-        world = World(dict(office.build_connectors()), office.reset)
+
+        def mailbox() -> dict[str, Any]:  # the outbox in the state a checker reads
+            return {"mail": {str(i): dict(m) for i, m in enumerate(office.messages())}}
+
+        world = World(dict(office.build_connectors()), office.reset, mailbox)
         try:
             world.reset()
             names = office.known_names()
@@ -271,6 +284,7 @@ def run_shadow(config: ShadowConfig, progress: Callable[[str], None] = print) ->
                 f"umiq.human.{config.department}"
             )
             env = _worker_env(config, queue, office, replay, names_file)
+            toolbox = Toolbox.from_settings(office.connectors_config())
             app = create_app(settings)
             node = ("--loglevel", "INFO", "--hostname", f"shadow-{run_id}@%h")
             try:
@@ -305,6 +319,8 @@ def run_shadow(config: ShadowConfig, progress: Callable[[str], None] = print) ->
                             audit, task_id, by="acme-expert", outcome=human.outcome,
                             answer=human.answer, writes=human.writes,
                         )  # fmt: skip
+                        # 4. the checker judges the shadow run as if its writes were made
+                        checked = _check(audit, task_id, instance, world, toolbox)
                         tasks.append(
                             ShadowTask(
                                 uid=instance.uid,
@@ -313,6 +329,7 @@ def run_shadow(config: ShadowConfig, progress: Callable[[str], None] = print) ->
                                 shadow_outcome=_shadow_outcome(audit, task_id),
                                 human={**asdict(human), "writes": [w[0] for w in human.writes]},
                                 agreement=details["agreement"],
+                                checker=checked,
                             )
                         )
             finally:
@@ -362,6 +379,28 @@ def _delete_queues(app: Any, settings: Any) -> None:
                 queue.bind(conn.default_channel).delete()
     except Exception:  # a leftover queue is harmless; failing the run here is not
         pass
+
+
+def _check(audit: Any, task_id: str, instance: Any, systems: Any, toolbox: Any) -> dict[str, Any]:
+    """The world's checker on the agent's shadow run of ``task_id`` as if its writes had
+    been made (see the module, step 4), recorded as a ``checker`` verdict."""
+    from worker.evaluation.live import record_score, score_task
+    from worker.rollout import make_shadow_writes, shadow_result
+    from worker.world import load_world
+
+    acme = load_world("acme")
+    systems.reset()
+    try:
+        made = make_shadow_writes(audit, task_id, toolbox)
+        scored = score_task(instance, systems, shadow_result(audit, task_id), audit, world=acme)
+    finally:
+        systems.reset()
+    record_score(audit, scored, acme)
+    return {
+        "passed": scored.passed,
+        "reasons": scored.reasons,
+        "writes_made": sum(1 for result in made if result.ok),
+    }
 
 
 def _shadow_outcome(audit: Any, task_id: str) -> str | None:

@@ -1,6 +1,6 @@
 """``run_live``'s harness end to end with the expert as the role models (no real model):
 a real ``umiq worker`` subprocess, the Acme services, the warm-up, a stuck task's worker
-replaced on fresh queues, and ``live.json``."""
+replaced on fresh queues, ``live.json``, and each score recorded as the checker's verdict."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from examples.acme.replay import targets_of
 from tests.support import live_replay
+from worker.audit import AuditLog
 from worker.evaluation.live import (
     FORMAT_VERSION,
     Hooks,
@@ -21,6 +22,7 @@ from worker.evaluation.live import (
     write_split_trajectories,
 )
 from worker.evaluation.modelsets import ModelSet
+from worker.rollout.verdict import verdict_of
 from worker.settings import get_settings
 from worker.world import Instance
 
@@ -117,3 +119,18 @@ def test_run_live_scores_replaces_a_stuck_worker_and_writes_live_json(
         ("started", 3),
     ]
     assert Path(run["settings"]["worker_log"]).is_file()
+
+    # each scored task carries the checker's verdict on its chain; the stuck one, none
+    audit = AuditLog.from_url(run["settings"]["database"])
+    try:
+        given = {
+            t["task_id"]: [v for s in audit.steps(t["task_id"]) if (v := verdict_of(s.details))]
+            for t in record["tasks"]
+        }
+        assert [given[t["task_id"]] for t in record["tasks"]] == [
+            [("checker", True)], [], [("checker", False)]]  # fmt: skip
+        checked = [s for s in audit.steps(first["task_id"]) if verdict_of(s.details)]
+        assert checked[0].details["by"] == "acme checker"
+        assert audit.verify().ok
+    finally:
+        audit.close()

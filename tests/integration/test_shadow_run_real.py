@@ -1,6 +1,8 @@
 """A shadow run of Acme test tasks in finance on RabbitMQ, Postgres, the Acme systems and
 a real worker, the expert playing the agent: every task agrees with the person's outcome
-taken from the expert's trajectory, and a person who did one task differently shows."""
+taken from the expert's trajectory and passes the world's checker (its writes made as
+dry-run, on reset systems), and a person who did one task differently shows in the
+agreement but not in the checker's pass rate."""
 
 from __future__ import annotations
 
@@ -62,6 +64,14 @@ def test_the_expert_as_agent_agrees_with_every_person(services: str, tmp_path: P
     assert (agreement["compared"], agreement["agree"], agreement["rate"]) == (4, 4, 1.0)
     assert agreement["same_writes"] == 4 and agreement["same_answer"] == 3
     assert figures["pass_rate"]["rate"] == 1.0
+    # the checker's verdicts were recorded by the run, beside the people's agreement
+    by_source = figures["pass_rate"]["by_source"]
+    assert by_source["checker"] == {"judged": 4, "passed": 4, "rate": 1.0}
+    assert by_source["shadow agreement"] == {"judged": 4, "passed": 4, "rate": 1.0}
+    assert all(t.checker["passed"] and not t.checker["reasons"] for t in result.tasks)
+    made = {t.family: t.checker["writes_made"] for t in result.tasks}
+    assert made == {"invoice_status": 0, "schedule_payment": 1,
+                    "dispute_and_notify_vendor": 2, "out_of_scope": 0}  # fmt: skip
     assert (tmp_path / "out" / "shadow.png").read_bytes()[:4] == b"\x89PNG"
 
     try:
@@ -76,7 +86,8 @@ def test_the_expert_as_agent_agrees_with_every_person(services: str, tmp_path: P
 def test_a_person_who_did_a_task_differently_lowers_the_agreement(
     services: str, tmp_path: Path
 ) -> None:
-    """One task whose person disputed for another reason disagrees on its writes."""
+    """One task whose person disputed for another reason disagrees on its writes; the
+    checker still passes the agent's run, so the pass rate stays whole."""
 
     def person(uid: str, gold: HumanOutcome) -> HumanOutcome:
         if not uid.startswith("dispute_and_notify_vendor."):
@@ -89,6 +100,10 @@ def test_a_person_who_did_a_task_differently_lowers_the_agreement(
     agreement = result.report["shadow_agreement"]
     assert (agreement["compared"], agreement["agree"]) == (4, 3)
     assert agreement["same_writes"] == 3 and agreement["same_outcome"] == 4
-    assert result.report["pass_rate"] == result.report["pass_rate"] | {"judged": 4, "passed": 3}
+    rates = result.report["pass_rate"]
+    assert rates["by_source"]["shadow agreement"] == {"judged": 4, "passed": 3, "rate": 0.75}
+    assert rates["by_source"]["checker"] == {"judged": 4, "passed": 4, "rate": 1.0}
+    # a checker's verdict outranks the agreement: the task counts once, as the checker says
+    assert (rates["judged"], rates["passed"]) == (4, 4)
     (odd,) = [t for t in result.tasks if not t.agreement["agree"]]
     assert odd.family == "dispute_and_notify_vendor" and odd.agreement["writes"] is False

@@ -3,6 +3,7 @@ the scripted role model and a recording connector."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,7 @@ class Erp:
 
     def __init__(self) -> None:
         self.writes: list[dict[str, Any]] = []
+        self.keys: list[str] = []
         self.reads = 0
         self.on_read: Any = None
 
@@ -50,6 +52,7 @@ class Erp:
                 self.on_read()
             return ToolResult(ok=True, data={"id": "INV-1001", "status": "open"})
         self.writes.append(dict(call.arguments))
+        self.keys.append(key)
         return ToolResult(ok=True, data={"id": "INV-1001", "status": "disputed"})
 
     def dry_run(self, call: ToolCall, key: str) -> ToolResult:
@@ -227,7 +230,8 @@ def test_pass_rate_counts_verdicts_and_shadow_agreement(tasks: Any) -> None:
     assert (rates["judged"], rates["passed"]) == (4, 2)
     assert rates["by_mode"]["auto"] == {"judged": 2, "passed": 1, "rate": 0.5}
     assert rates["by_mode"]["shadow"] == {"judged": 2, "passed": 1, "rate": 0.5}
-    assert rates["by_source"]["checker"]["judged"] == 1
+    # by source each source's own last verdict: the checker passed both auto tasks
+    assert rates["by_source"]["checker"] == {"judged": 2, "passed": 2, "rate": 1.0}
     assert rates["by_source"]["human"] == {"judged": 1, "passed": 0, "rate": 0.0}
     assert rates["by_source"]["shadow agreement"]["judged"] == 2
     assert figures["policy_refusals"] == {} and figures["approvals"]["rejected"] == 0
@@ -273,3 +277,64 @@ def test_report_command_prints_every_figure_and_writes_the_plot(tasks: Any, tmp_
     assert "approvals requested / granted / rejected" in done.output
     assert "shadow agreement with people" in done.output and "1 of 1 (100%)" in done.output
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_checker_verdict_is_recorded_with_its_reasons_sealed(tasks: Any) -> None:
+    """record_checked appends a checker verdict whose reasons are sealed, not plain text."""
+    from worker.rollout import record_checked
+    from worker.rollout.report import report
+
+    run(tasks, "k-1")
+    audit = runtime.audit_log()
+    reasons = ["the answer discloses 'NL91ABNA0417164300'"]
+    given = record_checked(audit, "k-1", passed=False, reasons=reasons, checker="acme checker")
+    assert given is not None and given["source"] == "checker" and given["reasons"] == reasons
+    step = audit.steps("k-1")[-1]
+    assert step.details["verdict"] == "fail" and step.details["by"] == "acme checker"
+    assert "NL91ABNA0417164300" not in json.dumps(step.details)
+    assert audit.unseal(step).details["verdict_reasons"] == reasons
+    rates = report(audit, "finance")["pass_rate"]
+    assert rates["by_source"]["checker"] == {"judged": 1, "passed": 0, "rate": 0.0}
+    assert audit.verify().ok
+
+
+def test_a_checker_verdict_needs_a_task_that_ended(tasks: Any) -> None:
+    """record_checked records nothing on a task unknown to the audit log or still running."""
+    from worker.rollout import record_checked
+
+    audit = runtime.audit_log()
+    assert record_checked(audit, "nope", passed=True, reasons=[], checker="acme checker") is None
+    audit.append_task(task_id="k-running", department="finance", query="q", requested_by="a")
+    assert record_checked(audit, "k-running", passed=True, reasons=[], checker="c") is None
+    assert [s.kind for s in audit.steps("k-running")] == []
+
+
+def test_shadow_writes_are_made_exactly_as_dry_run(tasks: Any, erp: Erp) -> None:
+    """make_shadow_writes sends the shadow run's dry-run write with its arguments and key;
+    shadow_result is the agent's own outcome and answer, not the people's."""
+    from worker.rollout import make_shadow_writes, shadow_result
+    from worker.toolbox import Toolbox
+
+    set_mode(mode="shadow")
+    run(tasks, "k-shadow")
+    audit = runtime.audit_log()
+    record_human(audit, "k-shadow", by="bob", outcome="gave_up")
+    assert erp.writes == []
+    (dry,) = [c for c in audit.tool_calls("k-shadow") if c.effect == "write"]
+    made = make_shadow_writes(audit, "k-shadow", Toolbox([erp]))
+    assert [r.ok for r in made] == [True]
+    assert erp.writes == [SCRIPT[1]["arguments"]] and erp.keys == [dry.idempotency_key]
+    result = shadow_result(audit, "k-shadow")
+    assert result["task_id"] == "k-shadow" and result["outcome"] == "answered"
+
+
+def test_shadow_writes_of_a_task_not_in_shadow_are_refused(tasks: Any, erp: Erp) -> None:
+    """A task that ran in auto has no dry-run writes to make: refused with the reason."""
+    from worker.errors import HumanOutcomeError
+    from worker.rollout import make_shadow_writes
+    from worker.toolbox import Toolbox
+
+    run(tasks, "k-auto")
+    with pytest.raises(HumanOutcomeError, match="did not run in shadow"):
+        make_shadow_writes(runtime.audit_log(), "k-auto", Toolbox([erp]))
+    assert len(erp.writes) == 1

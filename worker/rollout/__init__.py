@@ -4,10 +4,12 @@
 ``begin`` does it once per task from the live copy (``RolloutStore``, the audit log's
 ``rollout_change`` rows) and records it on the task; ``GatedToolbox`` stops writes under a
 kill switch and dry-runs them in shadow; ``for_humans`` and ``record_human`` hand tasks
-to people and store what they did, ``record_verdict`` whether a result was right;
-``report`` gives the figures that decide a promotion.
+to people and store what they did, ``record_verdict`` whether a result was right
+(``record_checked`` a world's checker's, with ``make_shadow_writes`` to check a shadow run
+as if its writes were made); ``report`` gives the figures that decide a promotion.
 """
 
+from worker.rollout.checked import make_shadow_writes, record_checked, shadow_result
 from worker.rollout.config import (
     FILE_VERSION,
     GLOBAL,
@@ -52,9 +54,12 @@ __all__ = [
     "decide",
     "for_humans",
     "load_file",
+    "make_shadow_writes",
     "parse",
+    "record_checked",
     "record_human",
     "record_verdict",
+    "shadow_result",
     "store_for",
     "task_key",
     "validate_department",

@@ -167,7 +167,8 @@ def shadow_run(audit: Any, task_id: str, steps: Sequence[Any]) -> dict[str, Any]
     from worker.agent.guard import reveal
 
     outcomes = [s for s in steps if s.kind == "outcome"]
-    agent = next((s for s in reversed(outcomes) if s.details.get("outcome") != NOT_AUTOMATED), None)
+    people = (NOT_AUTOMATED, HANDLED_BY_HUMAN)  # the agent's own end is before these
+    agent = next((s for s in reversed(outcomes) if s.details.get("outcome") not in people), None)
     writes = []
     for call in audit.tool_calls(task_id):
         if call.effect != "write" or not call.ok:

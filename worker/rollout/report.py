@@ -5,7 +5,10 @@ outcome, approvals granted and rejected, held answers released and rejected, pol
 refusals by policy, writes made, dry-run and stopped, latency percentiles by mode (task
 received → first outcome), the shadow agreement with the people's outcomes, and the pass
 rate over the tasks that have a verdict (a checker's or a person's, ``worker.rollout.
-verdict``; a shadow task's compared agreement is its person's verdict).
+verdict``; a shadow task's compared agreement is its person's verdict). Overall and by
+mode a task counts once, by its last checker's or person's verdict, else its agreement;
+by source each source's own last verdict on the task counts, so a shadow run's checker
+and its agreement with people are read side by side.
 """
 
 from __future__ import annotations
@@ -26,6 +29,8 @@ from worker.rollout.task import CONTEXT_KEY
 from worker.rollout.verdict import verdict_of
 
 _CHUNK = 500
+AGREEMENT = "shadow agreement"
+"""The source of a shadow task's verdict when only its person's outcome judged it."""
 
 
 def percentile(values: Sequence[float], q: float) -> float | None:
@@ -99,6 +104,7 @@ def report(
         steps = steps_of.get(task["task_id"], [])
         ends = [s for s in steps if s["kind"] in ("outcome", "rejected")]
         verdict: tuple[str, bool] | None = None
+        by_source: dict[str, bool] = {}  # each source's last verdict on the task
         final = ends[-1] if ends else None
         if final is None:
             outcomes[mode]["running"] += 1
@@ -119,7 +125,8 @@ def report(
                     and details.get("agreement", {}).get("agree") is not None
                 ):
                     agreed = details["agreement"]
-                    verdict = verdict or ("shadow agreement", bool(agreed["agree"]))
+                    verdict = verdict or (AGREEMENT, bool(agreed["agree"]))
+                    by_source[AGREEMENT] = bool(agreed["agree"])
                     agreement["compared"] += 1
                     for part in ("agree", "outcome", "writes"):
                         agreement[part] += bool(agreed.get(part))
@@ -131,6 +138,7 @@ def report(
             if (given := verdict_of(details)) is not None:
                 # a checker's or a person's verdict outranks the agreement; the last counts
                 verdict = given
+                by_source[given[0]] = given[1]
                 continue
             status = details.get("status")
             if details.get("policy") == "claims" and status in ("released", "rejected"):
@@ -140,9 +148,11 @@ def report(
             elif details.get("allowed") is False:
                 refusals[str(details.get("policy"))] += 1
         if verdict is not None:
-            for counts in (judged[mode], sources[verdict[0]]):
-                counts["judged"] += 1
-                counts["passed"] += verdict[1]
+            judged[mode]["judged"] += 1
+            judged[mode]["passed"] += verdict[1]
+        for source, passed in by_source.items():
+            sources[source]["judged"] += 1
+            sources[source]["passed"] += passed
         for c in calls_of.get(task["task_id"], []):
             if c["effect"] != "write":
                 continue

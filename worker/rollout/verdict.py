@@ -1,8 +1,9 @@
 """Verdicts: whether a task's result was right, said by a checker or a person.
 
 A verdict is a ``policy`` step appended to the task's chain (``policy`` ``verdict``, with
-``verdict`` pass or fail, ``source`` checker or human, ``by`` and ``reasons``), so it is
-audited like a decision and never changes the task's outcome. A task may be judged more
+``verdict`` pass or fail, ``source`` checker or human, ``by``, and the reasons sealed as
+``verdict_reasons``: a checker's quote the facts it expected, an IBAN or a name among them), so
+it is audited like a decision and never changes the task's outcome. A task may be judged more
 than once (a checker, then a person who looked again); the report counts the last.
 
 The promotion report's pass rate is computed over the tasks that have a verdict; a
@@ -46,12 +47,15 @@ def record_verdict(
         "verdict": "pass" if passed else "fail",
         "source": source,
         "by": by.strip(),
-        "reasons": [str(r) for r in reasons],
     }
+    said = [str(r) for r in reasons]
     index = max((s.index for s in steps), default=0) + 1
     output = f"{details['verdict']} ({source}: {details['by']})"
-    audit.append_step(task_id=task_id, index=index, kind="policy", output=output, details=details)
-    return details
+    audit.append_step(
+        task_id=task_id, index=index, kind="policy", output=output, details=details,
+        sealed={"verdict_reasons": said} if said else None,
+    )  # fmt: skip
+    return {**details, "reasons": said}
 
 
 def verdict_of(details: Mapping[str, Any]) -> tuple[str, bool] | None:

@@ -13,7 +13,9 @@ the broker (the embedded SQLite broker in ``<work>``, or ``UMIQ_BROKER_URL`` /
    ERP ones);
 3. waits for the result, reads the task's audit trail and scores it with the world's
    checker (``World.check``) against the systems' state;
-4. classifies a failure (``worker.evaluation.causes``).
+4. classifies a failure (``worker.evaluation.causes``);
+5. records the score on the task's chain as the checker's verdict (``record_score``,
+   ``worker.rollout.record_checked``): ``umiq rollout report`` shows its pass rate.
 
 Tasks run strictly one after another: the next reset would otherwise change the
 systems under a running task. A task passes when its episode ended of its own
@@ -55,6 +57,7 @@ from worker.evaluation.live.scoring import (
     PASSING_OUTCOMES,
     UNBACKED,
     LiveTask,
+    record_score,
     score_task,
     summarize,
 )
@@ -73,6 +76,7 @@ __all__ = [
     "LiveResult",
     "LiveTask",
     "choose_families",
+    "record_score",
     "run_live",
     "score_task",
     "select_tasks",

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from worker.data.build import model_view
 from worker.errors import ConfigError
 from worker.evaluation.live.output import LiveResult
-from worker.evaluation.live.scoring import LiveTask, score_task
+from worker.evaluation.live.scoring import LiveTask, record_score, score_task
 from worker.evaluation.live.tasks import choose_families, select_tasks
 from worker.evaluation.modelsets import ModelSet
 from worker.process import WorkerProcess
@@ -158,6 +158,8 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
                     task_id=envelope["task_id"],
                     world=world,
                 )
+                # the checker's verdict, recorded: the department's report has a pass rate
+                record_score(audit, record, world)
                 if result is None:
                     record.reason = f"no result within {timeout:.0f}s"
                     record.cause_detail = record.reason

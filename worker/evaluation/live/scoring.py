@@ -156,6 +156,21 @@ def score_task(
     )
 
 
+def record_score(audit: Any, task: LiveTask, world: World) -> bool:
+    """Record ``task``'s score as the world's checker verdict on it (``worker.rollout``),
+    so the department's promotion report has its pass rate; False, and nothing recorded,
+    for a task with no result (stuck) or one that went to people (not the agent's)."""
+    from worker.rollout import NOT_AUTOMATED, record_checked
+
+    if task.task_id is None or task.outcome in (None, NOT_AUTOMATED):
+        return False
+    given = record_checked(
+        audit, task.task_id, passed=task.passed, reasons=task.reasons,
+        checker=f"{world.name} checker",
+    )  # fmt: skip
+    return given is not None
+
+
 def _field(row: Any, name: str) -> Any:
     return row.get(name) if isinstance(row, Mapping) else getattr(row, name, None)
 
