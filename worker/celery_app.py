@@ -65,10 +65,15 @@ def task_router(settings: Settings) -> Any:
 
 
 def dead_letter_queue(settings: Settings) -> Queue:
-    """Where refused messages are kept, unchanged, with the reason in a header."""
+    """Where refused messages are kept, sealed, with the reason in a header.
+
+    Reached through the default exchange only, so that nothing but a worker's sealed
+    letter lands there: the broker's own dead letters (``umiq.dlx``) go to an intake the
+    worker seals from (``worker.broker_letters``).
+    """
     return Queue(
         settings.dead_letter_queue,
-        Exchange(DEAD_LETTER_EXCHANGE, type="direct", durable=True),
+        Exchange(""),
         routing_key=settings.dead_letter_queue,
         durable=True,
     )
@@ -129,6 +134,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         # the tasks, and the control commands that pause a department's queue
         imports=["worker.tasks", "worker.rollout.queues"],
     )
+    if settings.resolved_broker_url.startswith(("amqp", "pyamqp")):  # RabbitMQ dead-letters
+        from worker.broker_letters import SealBrokerDeadLetters
+
+        app.steps["consumer"].add(SealBrokerDeadLetters)
     return app
 
 

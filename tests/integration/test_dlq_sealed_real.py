@@ -20,7 +20,7 @@ from kombu import Connection, Exchange, Queue
 
 from tests.support.cli import steps_of, umiq, worker_env
 from tests.support.leaks import search
-from worker.celery_app import TASK_NAME, create_app, task_queue
+from worker.celery_app import TASK_NAME, create_app, dead_letter_queue, task_queue
 from worker.process import WorkerProcess
 from worker.settings import Settings
 
@@ -59,9 +59,7 @@ def client(env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
 def _raw_letters(env: dict[str, str]) -> list[tuple[dict[str, Any], bytes]]:
     """Headers and body of every message in the dead-letter queue, left in place."""
     dead = env["UMIQ_DEAD_LETTER_QUEUE"]
-    queue = Queue(
-        dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead, durable=True
-    )
+    queue = dead_letter_queue(Settings(dead_letter_queue=dead))
     found = []
     with Connection(env["UMIQ_BROKER_URL"]) as conn:
         channel = conn.channel()
@@ -143,3 +141,55 @@ def test_a_refused_task_is_sealed_in_the_dlq_shown_masked_and_replayed(
         assert _dlq_list(env) == []
     kinds = [s["kind"] for s in steps]
     assert kinds[0] == "rejected" and "tool" in kinds and kinds[-1] == "outcome", kinds
+
+
+def _message_count(env: dict[str, str], name: str) -> int:
+    with Connection(env["UMIQ_BROKER_URL"]) as conn:
+        return int(conn.default_channel.queue_declare(name, passive=True).message_count)
+
+
+def test_a_message_the_broker_dead_letters_is_sealed_by_the_worker(
+    env: dict[str, str], client: Any, tmp_path: Path
+) -> None:
+    """A message RabbitMQ dead-letters itself (rejected without requeue from a work queue,
+    in a deployment whose dead-letter queue was bound to umiq.dlx as before) ends sealed in
+    the DLQ, audited, opened by --reveal, and nothing raw is left in any queue."""
+    task_id = f"broker-{uuid.uuid4().hex[:6]}"
+    envelope = {"task_id": task_id, "department": "finance", "query": QUERY,
+                "requested_by": "Wilhelmina Zwartkop", "context": {"script": SCRIPT}}  # fmt: skip
+    dead = env["UMIQ_DEAD_LETTER_QUEUE"]
+    # A work queue no worker consumes, dead-lettering like every work queue.
+    idle = task_queue(Settings(dead_letter_queue=dead), env["UMIQ_QUEUE"] + ".idle")
+    legacy = Queue(
+        dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead, durable=True
+    )
+    with Connection(env["UMIQ_BROKER_URL"]) as conn:
+        legacy(conn.default_channel).declare()  # the binding of deployments before the intake
+    with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180):
+        with Connection(env["UMIQ_BROKER_URL"]) as conn:
+            declared = idle(conn.default_channel)
+            declared.declare()
+            client.send_task(TASK_NAME, args=[envelope], queue=idle)
+            message = None
+            while message is None:
+                message = declared.get(no_ack=False)
+            message.reject(requeue=False)  # the broker dead-letters it, not the worker
+        deadline = time.monotonic() + 60
+        while not (listed := _dlq_list(env)) and time.monotonic() < deadline:
+            time.sleep(1)
+        assert len(listed) == 1, listed
+        assert "dead-lettered by the broker (rejected)" in listed[0]["reason"], listed
+        assert listed[0]["task_id"] == task_id
+
+        [(headers, body)] = _raw_letters(env)
+        assert headers["x-umiq-sealed"], headers
+        stored = [("dead letter headers", json.dumps(headers, default=str)),
+                  ("dead letter body", body.decode())]  # fmt: skip
+        assert [str(leak) for leak in search(SEEDED, stored)] == []
+        assert _message_count(env, dead + ".unsealed") == 0
+
+        revealed = umiq(env, "dlq", "show", "1", "--reveal")
+        assert revealed.returncode == 0, revealed.stdout + revealed.stderr
+        assert "NL91ABNA0417164300" in revealed.stdout
+    kinds = [s["kind"] for s in steps_of(env["UMIQ_DATABASE_URL"], task_id)]
+    assert kinds == ["rejected"], kinds

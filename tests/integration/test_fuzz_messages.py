@@ -28,11 +28,11 @@ import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Producer
 
 from tests.support.cli import umiq
 from worker.audit.keyring import load_keyring
-from worker.celery_app import TASK_NAME, create_app
+from worker.celery_app import TASK_NAME, create_app, dead_letter_queue
 from worker.letters import LETTER_TYPE, open_letter
 from worker.process import WorkerProcess
 from worker.settings import Settings
@@ -301,8 +301,7 @@ def test_fuzzed_messages_are_all_dead_lettered_and_the_worker_serves_on(
     # ... and dead-lettered once, sealed, with its body, type, headers and a reason
     keyring = load_keyring(Settings(data_dir=Path(env["UMIQ_DATA_DIR"])))
     letters: list[Any] = []
-    dead_queue = Queue(dead, Exchange("umiq.dlx", type="direct", durable=True),
-                       routing_key=dead, durable=True)  # fmt: skip
+    dead_queue = dead_letter_queue(Settings(dead_letter_queue=dead))
     with Connection(amqp_url) as conn:
         bound = dead_queue(conn.default_channel)
         bound.declare()

@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Producer
 
 from tests.support.cli import steps_of, umiq
+from worker.celery_app import dead_letter_queue
 from worker.process import WorkerProcess
+from worker.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.real_model, pytest.mark.slow]
 
@@ -109,9 +111,7 @@ def test_tampered_row_is_named_by_verify(env: dict[str, str], worker: Path):
 
 
 def _dead_letters(amqp_url: str, dead: str, expected: int) -> list[Any]:
-    queue = Queue(
-        dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead, durable=True
-    )
+    queue = dead_letter_queue(Settings(dead_letter_queue=dead))
     got = []
     with Connection(amqp_url) as conn:
         simple = conn.SimpleQueue(queue)

@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from kombu import Connection, Exchange, Producer, Queue
+from kombu import Connection, Producer
 
 from tests.support.cli import steps_of, umiq, worker_env
 from worker.audit.keyring import load_keyring
-from worker.celery_app import TASK_NAME, create_app, task_queue
+from worker.celery_app import TASK_NAME, create_app, dead_letter_queue, task_queue
 from worker.letters import LETTER_TYPE, Original, open_letter
 from worker.process import WorkerProcess
 from worker.settings import Settings
@@ -172,9 +172,7 @@ def publish(
 
 
 def dead_letters(amqp_url: str, dead: str, expected: int, timeout: float = 120) -> list[Any]:
-    queue = Queue(
-        dead, Exchange("umiq.dlx", type="direct", durable=True), routing_key=dead, durable=True
-    )
+    queue = dead_letter_queue(Settings(dead_letter_queue=dead))
     got: list[Any] = []
     with Connection(amqp_url) as conn:
         bound = queue(conn.default_channel)
