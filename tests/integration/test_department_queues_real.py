@@ -15,7 +15,7 @@ import pytest
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection
 
-from tests.support.cli import umiq
+from tests.support.cli import audit_verify, umiq
 from worker.audit import AuditLog
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
@@ -137,5 +137,5 @@ def test_a_department_worker_and_pausing_one_department(
         finally:
             app.close()
             audit.close()
-        verify = umiq(env, "audit", "verify")
-        assert verify.returncode == 0, verify.stdout
+        verify = audit_verify(env)
+        assert verify.returncode == 0, verify.stdout + verify.stderr

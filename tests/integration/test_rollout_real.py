@@ -1,8 +1,9 @@
 """Rollout modes on the real Acme systems, RabbitMQ, Postgres and a real worker with the
 scripted role model: each mode changed with `umiq rollout` while the worker runs and
-taken on the next task; no write reaches a system in off or shadow (the ERP's records and
-the mail server's outbox unchanged), the dry run records the exact write, review waits,
-auto writes; a kill switch pulled while an episode runs stops its next write."""
+taken on the next task; no write reaches a system in off or shadow (the ERP's and HR's
+records and the mail server's outbox unchanged), the dry run records the exact write,
+review holds every write (the next one again after an approval), auto writes; a kill
+switch pulled while an episode runs stops its next write."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from tests.support.cli import steps_of, umiq
+from tests.support.cli import audit_verify, steps_of, umiq
 from worker.audit import AuditLog
 from worker.audit.keyring import load_keyring
 from worker.audit.sealing import Sealer
@@ -39,6 +40,21 @@ def script(invoice: str) -> list[dict[str, Any]]:
         {"tool": "send_email", "arguments": {"to": "$EMAIL", "subject": f"{invoice} disputed",
                                              "body": f"We disputed {invoice}."}},
     ]  # fmt: skip
+
+
+HR_QUERY = "Approve leave request LR-0001."
+HR_SCRIPT = [
+    {"tool": "get_leave_request", "arguments": {"request_id": "LR-0001"}},
+    {"tool": "approve_leave_request", "arguments": {"request_id": "LR-0001", "note": "enjoy"}},
+]
+
+
+def hr_state(acme: Any) -> list[tuple[Any, ...]]:
+    with closing(sqlite3.connect(acme.data_dir / "hr.sqlite3")) as conn:
+        return [
+            *conn.execute("SELECT id, status, decided_by FROM leave_request ORDER BY id"),
+            *conn.execute("SELECT employee_id, year, taken_days FROM leave_balance ORDER BY 1, 2"),
+        ]
 
 
 def erp_state(acme: Any) -> list[tuple[Any, ...]]:
@@ -76,6 +92,7 @@ def test_each_mode_on_the_real_systems(
             assert done.returncode == 0, done.stdout + done.stderr
 
         rollout("set", "finance", f"human_queue={humans}", "--by", "ops", "--reason", "test")
+        rollout("set", "hr", f"human_queue={humans}", "--by", "ops", "--reason", "test")
         client = Settings(
             data_dir=tmp_path / "client",
             broker_url=amqp_url,
@@ -94,6 +111,15 @@ def test_each_mode_on_the_real_systems(
                         "context": {"script": script(invoice)}}  # fmt: skip
             return app.send_task(TASK_NAME, args=[envelope])
 
+        def send_hr(task_id: str) -> Any:
+            envelope = {"task_id": task_id, "department": "hr", "query": HR_QUERY,
+                        "requested_by": "it", "context": {"script": HR_SCRIPT}}  # fmt: skip
+            return app.send_task(TASK_NAME, args=[envelope])
+
+        def outcomes(task_id: str) -> list[str]:
+            steps = steps_of(postgres_url, task_id)  # details as stored: canonical JSON
+            return [json.loads(s["details"])["outcome"] for s in steps if s["kind"] == "outcome"]
+
         def writes(task_id: str) -> list[Any]:
             return [c for c in audit.tool_calls(task_id) if c.effect == "write"]
 
@@ -101,6 +127,7 @@ def test_each_mode_on_the_real_systems(
         try:
             with WorkerProcess(env, tmp_path / "worker.log", node, ready_timeout=180) as worker:
                 before_erp, before_mail = erp_state(acme), acme.messages()
+                before_hr = hr_state(acme)
 
                 # off: recorded, routed to people, no model and no call
                 rollout("set", "finance", "mode=off", "--by", "ops")
@@ -125,13 +152,33 @@ def test_each_mode_on_the_real_systems(
                 assert mail["subject"] == "INV-1002 disputed"
                 assert erp_state(acme) == before_erp and acme.messages() == before_mail
 
-                # both went to the human queue
+                # HR in off, then in shadow: its database unchanged, the SQL that would
+                # have run recorded with its parameters and key
+                from examples.acme.hr.queries import QUERIES
+
+                rollout("set", "hr", "mode=off", "--by", "ops")
+                assert send_hr("ro-hr-off").get(timeout=120)["outcome"] == "not_automated"
+                assert audit.tool_calls("ro-hr-off") == []
+                rollout("set", "hr", "mode=shadow", "--by", "ops")
+                assert send_hr("ro-hr-shadow").get(timeout=120)["outcome"] == "not_automated"
+                (hr_write,) = [audit.unseal(w) for w in writes("ro-hr-shadow")]
+                would = hr_write.response["would_send"]
+                (approve,) = [q for q in QUERIES if q.name == "approve_leave_request"]
+                assert would["statements"] == list(approve.sql)
+                assert {k: would["parameters"][k] for k in ("request_id", "note")} == (
+                    HR_SCRIPT[1]["arguments"])  # fmt: skip
+                assert would["idempotency_key"] == hr_write.idempotency_key
+                assert hr_state(acme) == before_hr and ("LR-0001", "pending", None) in before_hr
+                assert erp_state(acme) == before_erp and acme.messages() == before_mail
+
+                # all four went to the human queue
                 with Connection(amqp_url) as conn:
                     simple = conn.SimpleQueue(human_queue(humans))
-                    got = [simple.get(timeout=10).payload for _ in range(2)]
+                    got = [simple.get(timeout=10).payload for _ in range(4)]
                     simple.close()
                 assert [(m["task_id"], m["rollout"]["mode"]) for m in got] == [
-                    ("ro-off", "off"), ("ro-shadow", "shadow")]  # fmt: skip
+                    ("ro-off", "off"), ("ro-shadow", "shadow"),
+                    ("ro-hr-off", "off"), ("ro-hr-shadow", "shadow")]  # fmt: skip
 
                 # review: the first write waits
                 rollout("set", "finance", "mode=review", "--by", "ops")
@@ -139,6 +186,17 @@ def test_each_mode_on_the_real_systems(
                 assert result["outcome"] == "awaiting_approval"
                 assert writes("ro-review") == []
                 assert erp_state(acme) == before_erp and acme.messages() == before_mail
+                # approved, the dispute is made and the mail after it waits in turn
+                done = umiq(env, "approvals", "approve", "ro-review", "--by", "boss",
+                            "--reason", "checked")  # fmt: skip
+                assert done.returncode == 0, done.stdout + done.stderr
+                deadline = time.monotonic() + 120
+                while outcomes("ro-review") != ["awaiting_approval"] * 2:
+                    assert time.monotonic() < deadline, worker.log_text()[-3000:]
+                    time.sleep(0.2)
+                assert [(w.tool, w.ok) for w in writes("ro-review")] == [("dispute_invoice", True)]
+                assert ("INV-1002", "disputed") in erp_state(acme)
+                assert acme.messages() == before_mail
 
                 # auto: the writes are made
                 rollout("set", "finance", "mode=auto", "--by", "ops")
@@ -168,5 +226,5 @@ def test_each_mode_on_the_real_systems(
         finally:
             app.close()
             audit.close()
-        verify = umiq(env, "audit", "verify")
-        assert verify.returncode == 0, verify.stdout
+        verify = audit_verify(env)
+        assert verify.returncode == 0, verify.stdout + verify.stderr

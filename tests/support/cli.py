@@ -26,6 +26,20 @@ def umiq(
     )
 
 
+def audit_verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``umiq db upgrade`` then ``umiq audit verify`` with ``env``.
+
+    In a checkout where a migration can land while a test runs, a ``umiq`` started late
+    knows a newer schema head than the test's first ``db upgrade`` made, and verify
+    refuses the database (exit 2, its reason on stderr alone) though the chain is intact:
+    upgrading first, as an operator does after deploying new code, keeps the check about
+    the chain (a migration never rewrites chain rows).
+    """
+    upgraded = umiq(env, "db", "upgrade")
+    assert upgraded.returncode == 0, upgraded.stdout + upgraded.stderr
+    return umiq(env, "audit", "verify")
+
+
 def worker_env(
     data_dir: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str], erp_url: str
 ) -> dict[str, str]:
