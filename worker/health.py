@@ -2,7 +2,8 @@
 
 Each check looks at one thing a worker needs and says what is wrong in words an operator
 can act on: the broker answers, the audit database answers, its schema is at the newest
-migration, the base model and the role adapters are on disk (or loaded, with
+migration, the worker logs in as a least-privilege role (no superuser that ``RESET ROLE``
+gives its rights back to), the base model and the role adapters are on disk (or loaded, with
 ``load_model``) and serve the version every pinned department asks for, the key ring that
 seals audit fields is there and opens every data key the database holds.
 
@@ -25,7 +26,9 @@ from worker.settings import Settings
 
 Status = Literal["ok", "fail", "skip"]
 
-CHECKS = ("broker", "database", "migrations", "model", "engine", "keyring", "decisions")
+CHECKS = (
+    "broker", "database", "migrations", "login", "model", "engine", "keyring", "decisions"
+)  # fmt: skip
 """Every check, in the order they run."""
 
 
@@ -159,6 +162,27 @@ def check_migrations(settings: Settings, timeout: float = 5.0) -> Check:
         f"{head}: run `umiq db upgrade` as the database owner",
         facts=facts,
     )
+
+
+def check_login(settings: Settings, timeout: float = 5.0) -> Check:
+    """The worker's database login is its own least-privilege role (``umiq db login-role``):
+    no superuser, nor a role that may change audit rows or become one that may."""
+    from worker.audit.db import is_sqlite
+    from worker.audit.login import login_rights
+
+    if is_sqlite(settings.resolved_database_url):
+        return Check("login", "skip", "SQLite has no logins: the file's owner may change it")
+    engine = _engine(settings, timeout)
+    try:
+        with engine.connect() as conn:
+            rights = login_rights(conn)
+    except Exception as exc:
+        return Check("login", "fail", f"cannot read the login's rights: {_reason(exc)}")
+    finally:
+        engine.dispose()
+    fine, detail = rights.verdict(settings.database_role)
+    facts = {"login": rights.login, "superuser": rights.superuser, "via": list(rights.via)}
+    return Check("login", "ok" if fine else "fail", detail, facts=facts)
 
 
 # -- model ---------------------------------------------------------------------------
@@ -439,6 +463,11 @@ def run_checks(
                 results[name] = Check(name, "skip", "not checked: the database does not answer")
                 continue
             run = partial(check_migrations, settings, timeout)
+        elif name == "login":
+            if not database_ok:
+                results[name] = Check(name, "skip", "not checked: the database does not answer")
+                continue
+            run = partial(check_login, settings, timeout)
         elif name == "model":
             run = partial(check_model, settings, load=load_model)
         elif name == "engine":

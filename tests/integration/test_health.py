@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
+import psycopg
 import pytest
+from sqlalchemy.engine import make_url
 
 from tests.support.cli import umiq
 
@@ -25,8 +29,11 @@ def closed_port() -> int:
 
 
 @pytest.fixture
-def env(tmp_path: Path, amqp_url: str, postgres_url: str, model_dir: Path) -> dict[str, str]:
-    """A deployment's settings: RabbitMQ, a migrated Postgres, a key ring file, the model."""
+def env(
+    tmp_path: Path, amqp_url: str, postgres_url: str, model_dir: Path
+) -> Iterator[dict[str, str]]:
+    """A deployment's settings: RabbitMQ, a migrated Postgres the worker logs in to as its
+    own role (`umiq db login-role`), a key ring file, the model."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
     environment.update({
         "UMIQ_DATA_DIR": str(tmp_path / "data"),
@@ -36,10 +43,17 @@ def env(tmp_path: Path, amqp_url: str, postgres_url: str, model_dir: Path) -> di
         "UMIQ_KEYRING_FILE": str(tmp_path / "secrets" / "keyring.json"),
     })  # fmt: skip
     (tmp_path / "secrets").mkdir()
-    for args in (("db", "upgrade"), ("keys", "init")):
+    login = f"umiq_login_{uuid.uuid4().hex[:8]}"
+    for args in (("db", "upgrade"), ("keys", "init"), ("db", "login-role", login)):
         done = umiq(environment, *args)
         assert done.returncode == 0, done.stdout + done.stderr
-    return environment
+    url = make_url(postgres_url).set(username=login, password=None).render_as_string(False)
+    try:
+        yield {**environment, "UMIQ_DATABASE_URL": url}
+    finally:
+        libpq = make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+        with psycopg.connect(libpq, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{login}"')
 
 
 def statuses(stdout: str) -> dict[str, str]:
@@ -60,6 +74,7 @@ def test_a_deployment_on_the_real_services_is_healthy(env: dict[str, str]) -> No
         "broker": "ok",
         "database": "ok",
         "migrations": "ok",
+        "login": "ok",
         "model": "ok",
         "engine": "skip",  # the role models run in process here
         "keyring": "ok",
@@ -79,6 +94,7 @@ def test_a_dead_broker_is_named(env: dict[str, str]) -> None:
         "broker": "fail",
         "database": "ok",
         "migrations": "ok",
+        "login": "ok",
         "model": "ok",
         "engine": "skip",  # the role models run in process here
         "keyring": "ok",
@@ -111,7 +127,7 @@ def test_a_dead_database_is_named(env: dict[str, str]) -> None:
     done = umiq({**env, "UMIQ_DATABASE_URL": url}, "health", "--timeout", "2")
     assert done.returncode == 1
     got = statuses(done.stdout)
-    assert got["database"] == "fail" and got["migrations"] == "skip", done.stdout
+    assert got["database"] == "fail" and got["migrations"] == got["login"] == "skip", done.stdout
     assert got["broker"] == "ok" and got["model"] == "ok", done.stdout
     assert "unhealthy: database" in done.stderr
 
@@ -147,6 +163,42 @@ def test_a_database_behind_the_migrations_is_named(
     assert done.returncode == 1
     assert statuses(done.stdout) == {"migrations": "fail"}
     assert "umiq db upgrade" in done.stdout
+
+
+@pytest.mark.parametrize("set_role", [None, "umiq_worker"])
+def test_a_superuser_login_fails_the_login_check(
+    env: dict[str, str], postgres_url: str, set_role: str | None
+) -> None:
+    """The admin's (superuser) login fails the login check alone, also with SET ROLE, and
+    the message names the way out (`umiq db login-role`)."""
+    admin = {**env, "UMIQ_DATABASE_URL": postgres_url}
+    if set_role:
+        admin["UMIQ_DATABASE_ROLE"] = set_role
+    done = umiq(admin, "health")
+    assert done.returncode == 1, done.stdout + done.stderr
+    got = statuses(done.stdout)
+    assert [name for name, status in got.items() if status == "fail"] == ["login"], done.stdout
+    assert "a superuser" in done.stdout and "umiq db login-role NAME" in done.stdout
+    assert ("RESET ROLE" in done.stdout) == bool(set_role)
+    assert "unhealthy: login" in done.stderr
+
+
+def test_a_login_that_can_become_a_superuser_fails(env: dict[str, str], postgres_url: str) -> None:
+    """A NOINHERIT login that is a member of a superuser role fails: it can SET ROLE to it."""
+    name = f"umiq_noinherit_{uuid.uuid4().hex[:8]}"
+    libpq = make_url(postgres_url).set(drivername="postgresql").render_as_string(False)
+    admin_user = make_url(postgres_url).username or "postgres"
+    with psycopg.connect(libpq, autocommit=True) as admin:
+        admin.execute(f'CREATE ROLE "{name}" LOGIN NOINHERIT')
+        admin.execute(f'GRANT umiq_worker, "{admin_user}" TO "{name}"')
+    try:
+        url = make_url(postgres_url).set(username=name, password=None).render_as_string(False)
+        done = umiq({**env, "UMIQ_DATABASE_URL": url}, "health", "--check", "login")
+    finally:
+        with psycopg.connect(libpq, autocommit=True) as admin:
+            admin.execute(f'DROP ROLE IF EXISTS "{name}"')
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"able to become {admin_user}" in done.stdout, done.stdout
 
 
 def test_a_worker_image_without_its_key_ring_is_named(env: dict[str, str], tmp_path: Path) -> None:

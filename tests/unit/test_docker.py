@@ -29,7 +29,7 @@ OUR_IMAGE = "umiq:latest"
 ENGINE_IMAGE = "umiq-engine:latest"
 DOCKERFILES = ("Dockerfile", "engine.Dockerfile")
 #: Services that run once and exit (no health check; nothing waits for them healthy).
-ONE_SHOT = ("migrate", "vllm-models")
+ONE_SHOT = ("migrate", "vllm-models", "worker-login")
 
 
 def compose_schema() -> dict[str, Any]:
@@ -147,6 +147,22 @@ def test_one_worker_per_department_queue(compose: dict[str, Any]) -> None:
     for service in workers.values():
         assert service["environment"]["UMIQ_METRICS_PORT"] == "9102"
         assert service["stop_grace_period"]  # episodes get time to finish on a warm shutdown
+
+
+def test_workers_log_in_as_their_own_role(compose: dict[str, Any]) -> None:
+    """Workers connect as the login `umiq db login-role` makes after the migration, never
+    as the owner with SET ROLE (which RESET ROLE undoes): `umiq health` would fail them."""
+    services = compose["services"]
+    login = services["worker-login"]
+    assert login["command"][:3] == ["db", "login-role", "umiq_worker_login"]
+    assert login["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
+    workers = {n: s for n, s in ours(compose).items() if s["command"][0] == "worker"}
+    for name, service in workers.items():
+        env = service["environment"]
+        assert "UMIQ_DATABASE_ROLE" not in env, name
+        assert "//umiq_worker_login:" in env["UMIQ_DATABASE_URL"], name
+        wait = service["depends_on"]["worker-login"]["condition"]
+        assert wait == "service_completed_successfully", name
 
 
 def test_every_umiq_setting_in_the_compose_file_exists(compose: dict[str, Any]) -> None:

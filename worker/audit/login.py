@@ -23,18 +23,53 @@ _ATTRIBUTES = "LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE NOREPLICATION NOBYPASSR
 
 @dataclass(frozen=True)
 class LoginRights:
-    """What the login of a connection may do to the audit rows."""
+    """What the login of a connection may do to the audit rows, through any role it can
+    take on (``SET ROLE`` to a role it is a member of, inherited or not)."""
 
     login: str
     superuser: bool
     worker_member: bool
     can_change: tuple[str, ...]
-    """Of UPDATE, DELETE, TRUNCATE on ``step``: what the login itself may do."""
+    """Of UPDATE, DELETE, TRUNCATE on ``step``: what the login may do, as any of its roles."""
+    via: tuple[str, ...] = ()
+    """The roles it can take on that are superusers, may create roles or bypass row
+    security (the login itself included)."""
 
     @property
     def least_privilege(self) -> bool:
-        """A member of ``umiq_worker`` that is no superuser and cannot change a step."""
-        return self.worker_member and not self.superuser and not self.can_change
+        """A member of ``umiq_worker`` that cannot become a superuser, make roles or change
+        a step."""
+        return self.worker_member and not self.superuser and not self.can_change and not self.via
+
+    def verdict(self, set_role: str | None = None) -> tuple[bool, str]:
+        """``(fine, what an operator reads)``: a worker's login judged, with the fix."""
+        if self.least_privilege:
+            return True, (
+                f"the worker logs in as {self.login}: a member of {WORKER_ROLE} with no other "
+                "rights (least privilege)"
+            )
+        itself = self.login in self.via
+        others = [role for role in self.via if role != self.login]
+        what = []
+        if itself:
+            what.append("a superuser" if self.superuser else "a role with CREATEROLE or BYPASSRLS")
+        if others and not (itself and self.superuser):  # a superuser is a member of all
+            what.append(f"able to become {', '.join(others)}")
+        if self.can_change and not self.superuser:
+            what.append(f"allowed to {'/'.join(self.can_change)} audit steps")
+        if not self.worker_member:
+            what.append(f"no member of {WORKER_ROLE}")
+        if self.superuser or self.via or self.can_change:
+            why = "whoever runs code in the worker can change or delete audit rows"
+            if set_role:
+                why += f" (UMIQ_DATABASE_ROLE={set_role} is no limit: RESET ROLE undoes it)"
+        else:
+            why = "it cannot append to the audit log"
+        return False, (
+            f"the worker logs in as {self.login}, {', '.join(what)}: {why}. Give it its own "
+            "login: `umiq db login-role NAME` as an admin, then UMIQ_DATABASE_URL with that login "
+            "and no UMIQ_DATABASE_ROLE (docs/security.md, control 16)"
+        )
 
 
 def create_login_role(engine: Any, name: str, password: str | None = None) -> bool:
@@ -77,24 +112,28 @@ def create_login_role(engine: Any, name: str, password: str | None = None) -> bo
 
 
 def login_rights(conn: Any) -> LoginRights:
-    """What the session's login (not a ``SET ROLE``'s role) of SQLAlchemy ``conn`` may do."""
+    """What the session's login (not a ``SET ROLE``'s role) of SQLAlchemy ``conn`` may do,
+    counting every role it is a member of: a ``NOINHERIT`` login can still ``SET ROLE``."""
     from sqlalchemy import text
 
     row = conn.execute(
         text(
-            "SELECT session_user, r.rolsuper, "
-            "pg_has_role(session_user, :worker, 'MEMBER'), "
-            "has_table_privilege(session_user, 'step', 'UPDATE'), "
-            "has_table_privilege(session_user, 'step', 'DELETE'), "
-            "has_table_privilege(session_user, 'step', 'TRUNCATE') "
-            "FROM pg_roles r WHERE r.rolname = session_user"
+            "SELECT session_user, bool_or(r.rolsuper), "
+            "EXISTS (SELECT 1 FROM pg_roles w WHERE w.rolname = :worker "
+            "        AND pg_has_role(session_user, w.oid, 'MEMBER')), "
+            "bool_or(has_table_privilege(r.oid, 'step', 'UPDATE')), "
+            "bool_or(has_table_privilege(r.oid, 'step', 'DELETE')), "
+            "bool_or(has_table_privilege(r.oid, 'step', 'TRUNCATE')), "
+            "array_remove(array_agg(CASE WHEN r.rolsuper OR r.rolcreaterole OR r.rolbypassrls "
+            "                      THEN r.rolname END ORDER BY r.rolname), NULL) "
+            "FROM pg_roles r WHERE pg_has_role(session_user, r.oid, 'MEMBER')"
         ),
         {"worker": WORKER_ROLE},
     ).one()
-    login, superuser, member, update, delete, truncate = row
+    login, superuser, member, update, delete, truncate, via = row
     changes = tuple(
         verb
         for verb, allowed in (("UPDATE", update), ("DELETE", delete), ("TRUNCATE", truncate))
         if allowed or superuser
     )
-    return LoginRights(str(login), bool(superuser), bool(member), changes)
+    return LoginRights(str(login), bool(superuser), bool(member), changes, tuple(via or ()))
