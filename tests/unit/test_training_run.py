@@ -446,10 +446,19 @@ def test_training_refuses_to_cut_more_than_a_small_share(tiny: dict[str, Any]) -
         train(config, progress=False)
 
 
-def test_trained_adapters_and_card_name_no_absolute_path(glpft: TrainResult) -> None:
+def test_trained_adapters_and_card_name_no_absolute_path(
+    glpft: TrainResult, tiny: dict[str, Any]
+) -> None:
     """The adapter configs and the card record the base by a portable path, not this machine's."""
     for stage in ("global", *ROLE_DIRS):
         config = json.loads((glpft.out / stage / "adapter_config.json").read_text())
         assert not Path(config["base_model_name_or_path"]).is_absolute(), stage
     record = json.loads((glpft.out / "umiq-train.json").read_text())
     assert not Path(record["base"]["path"]).is_absolute()
+    # Data and output dirs given as absolute paths are named portably too (the card is
+    # committed when adapters are shipped).
+    assert Path(tiny["data"]).is_absolute() and glpft.out.is_absolute()
+    for path in (record["data"]["path"], record["config"]["data"], record["config"]["out"]):
+        assert not Path(path).is_absolute(), path
+    card = (glpft.out / "README.md").read_text()
+    assert str(glpft.out) not in card and str(tiny["data"]) not in card

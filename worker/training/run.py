@@ -398,12 +398,18 @@ def _record(
             "source": stamp.get("source"),
         },
         "data": {
-            "path": config.data,
+            "path": portable_path(config.data),
             "hash": digest,
             "samples": {role: len(items) for role, items in samples.items()},
         },
         "prompt_view": data_view(config.data),
-        "config": config.to_dict(),
+        # The card names no machine's layout: data and out as portable paths (neither
+        # decides the weights, so a run found by its card still matches: ``reuse``).
+        "config": {
+            **config.to_dict(),
+            "data": portable_path(config.data),
+            "out": portable_path(config.out),
+        },
         "hardware": _card.hardware(device),
         "stages": {s.name: summaries[s.name] for s in stages if s.name in summaries},
         "adapters": versions,
