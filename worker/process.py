@@ -1,11 +1,16 @@
 """A ``umiq worker`` subprocess: started, waited for until Celery says it is ready, stopped.
 
 The demo, ``umiq eval live`` and the integration tests run the real worker this way, with
-the environment they choose and the worker's output in a log file of their own.
+the environment they choose and the worker's output in a log file of their own. Each gets a
+node name of its own unless the caller names one: two workers with Celery's default name on
+one host (two test runs at once, say) clash on their control queue, and the second one is
+never ready (``RESOURCE_LOCKED``).
 """
 
 from __future__ import annotations
 
+import os
+import secrets
 import subprocess
 import sys
 import time
@@ -15,9 +20,30 @@ from types import TracebackType
 
 from worker.errors import ConfigError
 
+_NODE_OPTIONS = ("--hostname",)  # and -n, -nNAME, -n=NAME, --hostname=NAME
+
+
+def unique_node_name() -> str:
+    """A node name no other worker on this host has: ``umiq-<pid>-<random>@%h``."""
+    return f"umiq-{os.getpid()}-{secrets.token_hex(4)}@%h"
+
+
+def names_node(args: Sequence[str]) -> bool:
+    """Whether ``args`` (``umiq worker``'s options) already give a node name."""
+    return any(arg in _NODE_OPTIONS or arg.startswith(("--hostname=", "-n")) for arg in args)
+
+
+def worker_args(args: Sequence[str]) -> list[str]:
+    """``args`` with a unique ``--hostname`` added when they name no node."""
+    out = list(args)
+    return out if names_node(out) else [*out, "--hostname", unique_node_name()]
+
 
 class WorkerProcess:
     """``python -m worker.cli worker ARGS`` with ``env``, its output appended to ``log_path``.
+
+    ``args`` without ``--hostname``/``-n`` get a unique node name (:func:`unique_node_name`),
+    kept for every start of this object, so a restarted worker comes back as the same node.
 
     Use :meth:`start` and :meth:`stop`, or ``with WorkerProcess(...) as worker:``, which
     starts it (waiting ``ready_timeout`` seconds) and always stops it.
@@ -34,7 +60,7 @@ class WorkerProcess:
     ) -> None:
         self.env = dict(env)
         self.log_path = Path(log_path)
-        self.args = list(args)
+        self.args = worker_args(args)
         self.cwd = cwd
         self.ready_timeout = ready_timeout
         self.process: subprocess.Popen[bytes] | None = None
