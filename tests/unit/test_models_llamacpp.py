@@ -39,7 +39,7 @@ def test_find_binary_prefers_the_env_folder(tmp_path: Path, monkeypatch) -> None
 
 
 def test_serve_command_loads_one_lora_per_role_unapplied(tmp_path: Path) -> None:
-    """The base, --lora for each exported role in role order, all at scale 0 until asked."""
+    """The base, --lora for each exported role in role order; requests set every scale."""
     server = _fake_binary(tmp_path / "bin")
     _gguf(tmp_path, "base", "summarizer", "planner", "caller")
     cmd = llamacpp.serve_command(

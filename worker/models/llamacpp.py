@@ -10,7 +10,7 @@
   ``convert_lora_to_gguf.py``) and the ``gguf-py`` of the same source tree (pinned with
   it: the ``gguf`` release on PyPI lags the converters).
 - :func:`serve_command` (``umiq models serve``) is the ``llama-server`` command line: the
-  base, one ``--lora`` per role (loaded at scale 0: each request picks its adapter),
+  base, one ``--lora`` per role (each request sets every adapter's scale itself),
   ``--parallel`` slots with continuous batching and the prompt cache.
 """
 
@@ -270,7 +270,14 @@ def serve_command(
         if role in files:
             cmd += ["--lora", str(files[role])]
     cmd += [
-        "--lora-init-without-apply",  # every adapter at scale 0; requests choose theirs
+        # llama.cpp documents this flag as "load LoRA adapters without applying them":
+        # each adapter's *global* scale starts at 0 instead of 1 (POST /lora-adapters
+        # changes it), and a request's "lora" field overrides the global scales (an
+        # adapter it leaves out gets 0). It only matters for a request with no "lora".
+        # The llama.cpp of llama-cpp-python 0.3.36 was seen to report and apply 1.0 for
+        # every adapter despite it (docs/operations.md), so the engine backend sends
+        # every adapter's scale on every request and does not rely on this flag.
+        "--lora-init-without-apply",
         "--parallel",
         str(parallel),
         "--ctx-size",
