@@ -7,13 +7,16 @@ trajectories' planner, caller and summarizer prompts, mixed) from ``c`` client t
 as ``c`` concurrent episodes would, not whole episodes through a worker on RabbitMQ.
 For each backend and level it prints requests/min, completion tokens/s, mean latency
 and, for the engine, the share of prompt tokens served from its prompt cache and its
-prefill vs decode milliseconds. Figures only: nothing is asserted.
+prefill vs decode milliseconds. Figures only: nothing is asserted. ``--json`` and
+``--markdown`` also write the rows to files (``bench/gpu.sh`` does, against vLLM).
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
+import platform
 import socket
 import statistics
 import sys
@@ -69,7 +72,7 @@ def run_level(model: Any, requests: list[Any], level: int, total: int) -> dict[s
         "tok_per_s": sum(o.completion_tokens for o in outs) / wall,
         "latency_s": statistics.mean(t for t, _ in results),
         "cache_hit": cached / prompt
-        if prompt and any("cached_tokens" in o.extra for o in outs)
+        if prompt and any(o.extra.get("cached_tokens") is not None for o in outs)
         else None,
         "prefill_ms": sum(o.extra.get("prompt_ms", 0) or 0 for o in outs),
         "decode_ms": sum(o.extra.get("decode_ms", 0) or 0 for o in outs),
@@ -90,6 +93,11 @@ def main() -> int:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--backends", nargs="+", default=["hf", "openai"])
     parser.add_argument("--engine-url", default=None)
+    parser.add_argument(
+        "--dialect", choices=["llama.cpp", "vllm"], default=None, help="engine dialect"
+    )
+    parser.add_argument("--json", type=Path, default=None, help="write the rows as JSON")
+    parser.add_argument("--markdown", type=Path, default=None, help="write a markdown table")
     parser.add_argument("--start", action="store_true", help="start llama-server from the GGUF")
     parser.add_argument("--threads", type=int, default=2, help="llama-server threads (--start)")
     args = parser.parse_args()
@@ -122,11 +130,10 @@ def main() -> int:
                     )
                     log = Path(tempfile.gettempdir()) / "bench-llama-server.log"
                     proc = start_server(cmd, url, timeout=600, log=log)
-                model = engine_from_settings(
-                    settings.model_copy(
-                        update={"engine_url": url, "engine_concurrency": max(args.levels)}
-                    )
-                )
+                update: dict[str, Any] = {"engine_url": url, "engine_concurrency": max(args.levels)}
+                if args.dialect:
+                    update["engine_dialect"] = args.dialect
+                model = engine_from_settings(settings.model_copy(update=update))
             for level in args.levels:
                 row = run_level(model, requests, level, args.requests)
                 rows.append({"backend": backend, **row})
@@ -143,7 +150,34 @@ def main() -> int:
             f"{r['backend']:<8} {r['level']:>4} {r['req_per_min']:>8.1f} {r['tok_per_s']:>7.1f} "
             f"{r['latency_s']:>6.1f} {cache:>6}"
         )
+    if args.json is not None:
+        run = {
+            "argv": sys.argv[1:],
+            "machine": platform.machine(),
+            "python": platform.python_version(),
+            "prompts": len(requests),
+            "rows": rows,
+        }
+        args.json.write_text(json.dumps(run, indent=1))
+    if args.markdown is not None:
+        args.markdown.write_text(markdown_table(rows))
     return 0
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """The rows as a markdown table (what docs/performance.md shows)."""
+    lines = [
+        "| backend | concurrency | requests | wall s | requests/min | completion tok/s "
+        "| mean latency s | prompt cache hit |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        cache = f"{r['cache_hit']:.0%}" if r["cache_hit"] is not None else "–"
+        lines.append(
+            f"| {r['backend']} | {r['level']} | {r['requests']} | {r['wall_s']:.1f} "
+            f"| {r['req_per_min']:.1f} | {r['tok_per_s']:.1f} | {r['latency_s']:.2f} | {cache} |"
+        )
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":
