@@ -42,6 +42,7 @@ from prometheus_client import REGISTRY, Counter, Gauge, Histogram, Info, start_h
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from worker.audit.events import OutcomeDetails, PolicyDetails, details_of
 from worker.settings import Settings
 
 log = structlog.get_logger("umiq.metrics")
@@ -86,8 +87,6 @@ CONNECTOR_ERRORS = Counter(
 )
 MODEL_INFO = Info("umiq_model", "The role model this worker serves")
 
-_APPROVAL_REQUESTED = "requested"  # a policy step's status when a call waits for a human
-
 
 def _label(value: Any) -> str:
     return str(value) if value else UNKNOWN
@@ -110,19 +109,19 @@ def _safely(what: str, fn: Callable[[], None]) -> None:
 def observe_step(step: dict[str, Any], department: str, mode: str) -> None:
     """Count one committed ``step`` row (the keyword arguments of ``append_step``)."""
     kind = step.get("kind")
-    details = step.get("details") or {}
-    if kind == "outcome":
-        TASKS.labels(department, mode, _label(details.get("outcome"))).inc()
+    event = details_of({"kind": kind, "details": step.get("details") or {}})
+    if isinstance(event, OutcomeDetails):
+        TASKS.labels(department, mode, _label(event.outcome)).inc()
     elif kind == "rejected":
         TASKS.labels(department, mode, "rejected").inc()
-    elif kind == "policy" and details.get("allowed") is False:
-        if details.get("policy") == "connector":  # the system was down: no call committed
-            CONNECTOR_CALLS.labels(_label(details.get("tool")), "error").inc()
-            CONNECTOR_ERRORS.labels(_label(details.get("tool"))).inc()
-        elif details.get("status") == _APPROVAL_REQUESTED:
+    elif isinstance(event, PolicyDetails) and event.allowed is False:
+        if event.policy == "connector":  # the system was down: no call committed
+            CONNECTOR_CALLS.labels(_label(event.tool), "error").inc()
+            CONNECTOR_ERRORS.labels(_label(event.tool)).inc()
+        elif event.is_approval_request:
             APPROVALS_REQUESTED.labels(department).inc()
         else:
-            POLICY_REFUSALS.labels(department, _label(details.get("policy"))).inc()
+            POLICY_REFUSALS.labels(department, _label(event.policy)).inc()
 
 
 def observe_tool_call(call: dict[str, Any]) -> None:

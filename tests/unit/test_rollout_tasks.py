@@ -338,3 +338,32 @@ def test_shadow_writes_of_a_task_not_in_shadow_are_refused(tasks: Any, erp: Erp)
     with pytest.raises(HumanOutcomeError, match="did not run in shadow"):
         make_shadow_writes(runtime.audit_log(), "k-auto", Toolbox([erp]))
     assert len(erp.writes) == 1
+
+
+def test_rollout_steps_are_typed_payloads_written_as_read(tasks: Any) -> None:
+    """The people's outcomes and the verdicts are named fields of their step types (only
+    the sealed ``human`` entry rides along unnamed), and each reads back to the same
+    details, so its canonical JSON and hash are unchanged."""
+    from worker.audit import canonical_json
+    from worker.audit.events import OutcomeDetails, PolicyDetails, details_of
+    from worker.rollout import record_verdict
+
+    set_mode(mode="shadow")
+    run(tasks, "e-shadow")
+    audit = runtime.audit_log()
+    record_human(audit, "e-shadow", by="bob", outcome="gave_up")
+    record_verdict(audit, "e-shadow", passed=False, by="carol", reasons=["wrong vendor"])
+    steps = audit.steps("e-shadow")
+    people = [e for s in steps if isinstance(e := details_of(s), OutcomeDetails)][-2:]
+    assert [e.outcome for e in people] == ["not_automated", "handled_by_human"]
+    assert people[0].mode == "shadow" and people[0].queue and people[0].extra == {}
+    assert people[1].by == "bob" and people[1].human_outcome == "gave_up"
+    assert people[1].agreement is not None and set(people[1].extra) == {"human"}
+    verdict = details_of(steps[-1])
+    assert isinstance(verdict, PolicyDetails) and verdict.extra == {}
+    assert (verdict.verdict, verdict.source, verdict.by) == ("fail", "human", "carol")
+    assert verdict.verdict_reasons is not None  # sealed: an envelope until opened
+    for step in steps:
+        read = details_of(step).to_details()
+        assert canonical_json(read) == canonical_json(step.details), step.index
+    assert audit.verify().ok

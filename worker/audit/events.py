@@ -20,9 +20,10 @@ rows are never rewritten.
     CallerDetails       caller    the call written (``tool``, ``arguments``) or ``error``
     SummarizerDetails   summarizer  nothing: the answer is the step's ``output``
     ToolDetails         tool      whether the call succeeded (``ok``)
-    PolicyDetails       policy    a policy decision, an approval request or a human's
-                                  decision on it or on a held answer
-    OutcomeDetails      outcome   how the episode ended and why
+    PolicyDetails       policy    a policy decision, an approval request, a human's
+                                  decision on it or on a held answer, or a verdict
+    OutcomeDetails      outcome   how the episode ended and why (or went to people and
+                                  what they did)
     RejectedDetails     rejected  a message refused before it ran (dead-lettered)
 """
 
@@ -139,7 +140,9 @@ class PolicyDetails(StepDetails):
     reasons and ``decisions``, and the ``tool``; an approval request adds ``status``
     ``requested``, the call's ``key``, ``caller_step``, ``effect`` and ``arguments``. A
     human's decision is ``status`` approved/rejected (a call, with its ``key``) or
-    released/rejected (a held answer, ``policy`` ``claims``), with ``by``.
+    released/rejected (a held answer, ``policy`` ``claims``), with ``by``. A verdict on a
+    task's result is ``policy`` ``verdict`` with ``verdict``, ``source``, ``by`` and the
+    sealed ``verdict_reasons``.
     """
 
     KIND = "policy"
@@ -160,6 +163,13 @@ class PolicyDetails(StepDetails):
     """A signed decision: the id of the Ed25519 key that signed it."""
     signature: str | None = None
     """A signed decision: base64 of its Ed25519 signature."""
+    verdict: str | None = None
+    """A verdict step (``policy`` ``verdict``, ``worker.rollout.verdict``): pass or fail."""
+    source: str | None = None
+    """A verdict step: who judged, ``checker`` or ``human``."""
+    verdict_reasons: Any = None
+    """A verdict step: why, as a list of texts; sealed (they quote expected facts), so a
+    stored row holds an envelope here until it is opened."""
 
     @property
     def is_approval_request(self) -> bool:
@@ -185,6 +195,21 @@ class OutcomeDetails(StepDetails):
     key: str | None = None
     """The call that waits, when the outcome is ``awaiting_approval`` (or was rejected)."""
     tokens: int | None = None
+    queue: str | None = None
+    """``not_automated``: the human queue the task went to (``worker.rollout.human``)."""
+    mode: str | None = None
+    """``not_automated`` / ``handled_by_human``: the rollout mode (``off``, ``shadow``)."""
+    shadow_outcome: str | None = None
+    """``not_automated`` in shadow: how the agent's shadow run ended."""
+    by: str | None = None
+    """``handled_by_human``: who did the task."""
+    human_outcome: str | None = None
+    """``handled_by_human``: what the person recorded (``worker.rollout.human``)."""
+    human_writes: list[str] | None = None
+    """``handled_by_human``: the tools of the person's writes."""
+    agreement: dict[str, Any] | None = None
+    """``handled_by_human``: the shadow run compared with the person (``outcome``,
+    ``writes``, ``answer``, ``agree``: each a bool, or None where nothing compared)."""
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -23,6 +23,7 @@ from sqlmodel import SQLModel
 from policies import SealedKey
 from worker.audit.chain import is_digest, iso_utc, normalize_json, parse_iso_utc, row_hash
 from worker.audit.db import WRITE, make_engine
+from worker.audit.events import OutcomeDetails
 from worker.audit.records import RolloutChangeRecord, StepRecord, TaskRecord, ToolCallRecord
 from worker.audit.sealing import (
     TOOL_CALL_FIELDS,
@@ -421,12 +422,13 @@ class AuditLog:
         last = next((s for s in reversed(steps) if s.kind == "outcome"), None)
         if last is None:
             return None
+        ended = OutcomeDetails.from_details(last.details)
         return {
             "task_id": task_id,
-            "outcome": last.details.get("outcome"),
+            "outcome": ended.outcome,
             "answer": last.output,
-            "reason": last.details.get("reason", ""),
-            "tokens": last.details.get("tokens", 0),
+            "reason": ended.reason if ended.reason is not None else "",
+            "tokens": ended.tokens if ended.tokens is not None else 0,
             "steps": [
                 {"index": s.index, "kind": s.kind, "text": s.output, "details": s.details}
                 for s in steps

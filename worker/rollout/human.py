@@ -18,6 +18,7 @@ from typing import Any
 
 from kombu import Exchange, Queue
 
+from worker.audit.events import OutcomeDetails, outcome_of
 from worker.errors import HumanOutcomeError
 from worker.rollout.decide import Rollout
 
@@ -56,21 +57,21 @@ def send_to_humans(app: Any, envelope: Mapping[str, Any], rollout: Rollout) -> s
     return name
 
 
-def not_automated(task_id: str, rollout: Rollout, queue: str, shadow: str | None) -> dict[str, Any]:
-    """The outcome step's details, and the producer's reason."""
+def not_automated(task_id: str, rollout: Rollout, queue: str, shadow: str | None) -> OutcomeDetails:
+    """The outcome step's details, with the producer's reason."""
     what = (
         f"the agent ran in shadow (its writes dry-run, outcome {shadow}); "
         if shadow is not None
         else "no model ran; "
     )
-    return {
-        "outcome": NOT_AUTOMATED,
-        "reason": f"department {rollout.department!r} is not automated (rollout mode "
+    return OutcomeDetails(
+        outcome=NOT_AUTOMATED,
+        reason=f"department {rollout.department!r} is not automated (rollout mode "
         f"{rollout.mode}): {what}the task went to people on queue {queue}",
-        "queue": queue,
-        "mode": rollout.mode,
-        **({"shadow_outcome": shadow} if shadow is not None else {}),
-    }
+        queue=queue,
+        mode=rollout.mode,
+        shadow_outcome=shadow,  # left out when None
+    )
 
 
 # -- agreement (pure) -------------------------------------------------------------------
@@ -166,9 +167,11 @@ def shadow_run(audit: Any, task_id: str, steps: Sequence[Any]) -> dict[str, Any]
     """What the agent did in shadow: its outcome, answer (raw) and dry-run writes (raw)."""
     from worker.agent.guard import reveal
 
-    outcomes = [s for s in steps if s.kind == "outcome"]
+    outcomes = [(s, ended) for s in steps if (ended := outcome_of(s)) is not None]
     people = (NOT_AUTOMATED, HANDLED_BY_HUMAN)  # the agent's own end is before these
-    agent = next((s for s in reversed(outcomes) if s.details.get("outcome") not in people), None)
+    agent, ended = next(
+        ((s, e) for s, e in reversed(outcomes) if e.outcome not in people), (None, None)
+    )
     writes = []
     for call in audit.tool_calls(task_id):
         if call.effect != "write" or not call.ok:
@@ -178,7 +181,7 @@ def shadow_run(audit: Any, task_id: str, steps: Sequence[Any]) -> dict[str, Any]
         if response.get("dry_run"):
             writes.append((call.tool, dict(opened.request)))
     return {
-        "outcome": agent.details.get("outcome") if agent else None,
+        "outcome": ended.outcome if ended else None,
         "answer": reveal(audit, task_id, agent.output) if agent else "",
         "writes": writes,
     }
@@ -202,14 +205,14 @@ def record_human(
     if task is None:
         raise HumanOutcomeError(f"no task {task_id!r} in the audit log")
     steps = audit.steps(task_id)
-    last = next((s for s in reversed(steps) if s.kind == "outcome"), None)
-    if last is None or last.details.get("outcome") != NOT_AUTOMATED:
-        state = last.details.get("outcome") if last is not None else "still running"
+    last = next((e for s in reversed(steps) if (e := outcome_of(s)) is not None), None)
+    if last is None or last.outcome != NOT_AUTOMATED:
+        state = last.outcome if last is not None else "still running"
         raise HumanOutcomeError(
             f"task {task_id!r} is not waiting for people (its outcome is {state}); only "
             "tasks of departments in off or shadow are"
         )
-    mode = last.details.get("mode")
+    mode = last.mode
     agent = shadow_run(audit, task_id, steps) if mode == "shadow" else None
     agreed = agreement(
         agent["outcome"] if agent else None,

@@ -23,6 +23,16 @@ from typing import Any, BinaryIO
 
 from sqlalchemy import select
 
+from worker.audit.events import (
+    APPROVAL_REQUESTED,
+    DECIDED_CALL,
+    REJECTED,
+    RELEASED,
+    OutcomeDetails,
+    PolicyDetails,
+    details_of,
+    outcome_of,
+)
 from worker.audit.tables import Step, Task, ToolCall
 from worker.rollout.human import HANDLED_BY_HUMAN, NOT_AUTOMATED
 from worker.rollout.task import CONTEXT_KEY
@@ -109,22 +119,20 @@ def report(
         if final is None:
             outcomes[mode]["running"] += 1
         else:
-            outcomes[mode][str(final["details"].get("outcome") or final["kind"])] += 1
+            ended = outcome_of(final)
+            outcomes[mode][str((ended.outcome if ended else None) or final["kind"])] += 1
             first = ends[0]
             latency[mode].append((first["created_at"] - task["received_at"]).total_seconds())
         for s in steps:
-            details = s["details"]
-            if s["kind"] == "outcome":
-                result = details.get("outcome")
+            event = details_of(s)
+            if isinstance(event, OutcomeDetails):
+                result = event.outcome
                 if mode == "shadow" and result not in (NOT_AUTOMATED, HANDLED_BY_HUMAN):
                     shadow_outcomes[str(result)] += 1
                 if result == "held":
                     held["held"] += 1
-                if (
-                    result == HANDLED_BY_HUMAN
-                    and details.get("agreement", {}).get("agree") is not None
-                ):
-                    agreed = details["agreement"]
+                agreed = event.agreement or {}
+                if result == HANDLED_BY_HUMAN and agreed.get("agree") is not None:
                     verdict = verdict or (AGREEMENT, bool(agreed["agree"]))
                     by_source[AGREEMENT] = bool(agreed["agree"])
                     agreement["compared"] += 1
@@ -133,20 +141,20 @@ def report(
                     if agreed.get("answer") is not None:
                         agreement["answer_compared"] += 1
                         agreement["answer"] += bool(agreed["answer"])
-            if s["kind"] != "policy":
+            if not isinstance(event, PolicyDetails):
                 continue
-            if (given := verdict_of(details)) is not None:
+            if (given := verdict_of(event)) is not None:
                 # a checker's or a person's verdict outranks the agreement; the last counts
                 verdict = given
                 by_source[given[0]] = given[1]
                 continue
-            status = details.get("status")
-            if details.get("policy") == "claims" and status in ("released", "rejected"):
+            status = event.status
+            if event.policy == "claims" and status in (RELEASED, REJECTED):
                 held[str(status)] += 1
-            elif status in ("requested", "approved", "rejected"):
+            elif status in (APPROVAL_REQUESTED, *DECIDED_CALL):
                 approvals[str(status)] += 1
-            elif details.get("allowed") is False:
-                refusals[str(details.get("policy"))] += 1
+            elif event.allowed is False:
+                refusals[str(event.policy)] += 1
         if verdict is not None:
             judged[mode]["judged"] += 1
             judged[mode]["passed"] += verdict[1]

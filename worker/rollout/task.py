@@ -80,15 +80,17 @@ def for_humans(
     the producer's result."""
     task_id = str(envelope["task_id"])
     queue = send_to_humans(app, envelope, rollout)
-    details = not_automated(task_id, rollout, queue, shadow_outcome)
+    ended = not_automated(task_id, rollout, queue, shadow_outcome)
     index = max((s.index for s in audit.steps(task_id)), default=0) + 1
-    audit.append_step(task_id=task_id, index=index, kind="outcome", output="", details=details)
+    audit.append_step(
+        task_id=task_id, index=index, kind="outcome", output="", details=ended.to_details()
+    )
     log.info("rollout.to_humans", queue=queue, mode=rollout.mode)
     return {
         "task_id": task_id,
-        "outcome": details["outcome"],
+        "outcome": ended.outcome,
         "answer": "",
-        "reason": details["reason"],
+        "reason": ended.reason,
         "tokens": 0,
         "steps": [],
     }

@@ -16,6 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from worker.audit.events import PolicyDetails
 from worker.errors import HumanOutcomeError
 
 VERDICT_POLICY = "verdict"
@@ -42,15 +43,13 @@ def record_verdict(
     steps = audit.steps(task_id)
     if not any(s.kind in ("outcome", "rejected") for s in steps):
         raise HumanOutcomeError(f"task {task_id!r} has not ended yet: nothing to judge")
-    details = {
-        "policy": VERDICT_POLICY,
-        "verdict": "pass" if passed else "fail",
-        "source": source,
-        "by": by.strip(),
-    }
+    given = PolicyDetails(
+        policy=VERDICT_POLICY, verdict="pass" if passed else "fail", source=source, by=by.strip()
+    )
+    details = given.to_details()
     said = [str(r) for r in reasons]
     index = max((s.index for s in steps), default=0) + 1
-    output = f"{details['verdict']} ({source}: {details['by']})"
+    output = f"{given.verdict} ({source}: {given.by})"
     audit.append_step(
         task_id=task_id, index=index, kind="policy", output=output, details=details,
         sealed={"verdict_reasons": said} if said else None,
@@ -58,8 +57,10 @@ def record_verdict(
     return {**details, "reasons": said}
 
 
-def verdict_of(details: Mapping[str, Any]) -> tuple[str, bool] | None:
+def verdict_of(details: PolicyDetails | Mapping[str, Any]) -> tuple[str, bool] | None:
     """``(source, passed)`` of a verdict step's details; None for any other step."""
-    if details.get("policy") != VERDICT_POLICY or details.get("verdict") not in VERDICTS:
+    if not isinstance(details, PolicyDetails):
+        details = PolicyDetails.from_details(details)
+    if details.policy != VERDICT_POLICY or details.verdict not in VERDICTS:
         return None
-    return str(details.get("source") or "human"), details["verdict"] == "pass"
+    return str(details.source or "human"), details.verdict == "pass"

@@ -13,6 +13,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from worker.audit.events import OutcomeDetails, PolicyDetails
 from worker.audit.requester import shown
 from worker.audit.review.tasks import TaskSummary
 
@@ -39,17 +40,19 @@ def _describe(entry: Mapping[str, Any]) -> tuple[str, Text]:
     what = kind if not entry.get("role") or entry["role"] == kind else f"{kind} ({entry['role']})"
     body = Text()
     if kind == "policy" and isinstance(details, Mapping):
-        allowed = details.get("allowed")
-        what = f"policy {details.get('policy', '')}".rstrip()
+        decided = PolicyDetails.from_details(details)
+        allowed = decided.allowed
+        what = f"policy {decided.policy or ''}".rstrip()
         body.append("allowed" if allowed else "denied", style="green" if allowed else "red")
-        if details.get("tool"):
-            body.append(f" {details['tool']}")
-        reasons = details.get("reasons") or []
+        if decided.tool:
+            body.append(f" {decided.tool}")
+        reasons = decided.reasons or []  # a concealed sealed value is no list
         for reason in reasons if isinstance(reasons, list) else [reasons]:
             body.append("\n- ").append(str(reason))
         return what, body
     if kind == "outcome" and isinstance(details, Mapping):
-        body.append(f"{details.get('outcome')}: {details.get('reason', '')}", style="bold")
+        ended = OutcomeDetails.from_details(details)
+        body.append(f"{ended.outcome}: {ended.reason or ''}", style="bold")
         if entry["output"]:
             body.append("\n").append(str(entry["output"]))
         return what, body

@@ -11,6 +11,7 @@ from sqlalchemy import Engine, func, select
 
 from worker.audit.chain import iso_utc
 from worker.audit.db import read_snapshot
+from worker.audit.events import OutcomeDetails
 from worker.audit.review.sealed import SEALED, conceal
 from worker.audit.tables import CHAIN_TABLES, Step, Task
 
@@ -66,7 +67,8 @@ def list_tasks(
         if kind == "rejected":
             ended[task_id] = ("rejected", str(conceal(output)))
         elif isinstance(details, Mapping):
-            ended[task_id] = (str(details.get("outcome")), str(details.get("reason", "")))
+            end = OutcomeDetails.from_details(details)
+            ended[task_id] = (str(end.outcome), str(end.reason or ""))
         else:
             ended[task_id] = (SEALED, "")
     return [
