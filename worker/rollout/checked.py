@@ -24,6 +24,7 @@ from typing import Any
 import structlog
 
 from connectors import ToolCall, ToolResult
+from worker.audit.events import outcome_of
 from worker.errors import HumanOutcomeError
 from worker.rollout.human import NOT_AUTOMATED, shadow_run
 from worker.rollout.verdict import record_verdict
@@ -51,12 +52,13 @@ def shadow_result(audit: Any, task_id: str) -> dict[str, Any]:
     dict scoring reads: ``task_id``, ``outcome``, ``answer`` (raw), ``reason``."""
     steps = audit.steps(task_id)
     agent = shadow_run(audit, task_id, steps)
-    own = [s for s in steps if s.kind == "outcome" and s.details.get("outcome") == agent["outcome"]]
+    own = [e for s in steps if (e := outcome_of(s)) is not None and e.outcome == agent["outcome"]]
+    reason = own[-1].reason if own else None
     return {
         "task_id": task_id,
         "outcome": agent["outcome"],
         "answer": agent["answer"],
-        "reason": str(own[-1].details.get("reason", "")) if own else "",
+        "reason": str(reason) if reason is not None else "",
     }
 
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from worker.audit.chain import iso_utc
+from worker.audit.events import OutcomeDetails
 from worker.audit.log import AuditLog
 from worker.audit.records import StepRecord, TaskRecord, ToolCallRecord
 from worker.audit.review.sealed import Show, conceal
@@ -76,7 +77,9 @@ def trace_as_dict(trace: Trace, show: Show = conceal) -> dict[str, Any]:
         if ending.kind == "rejected":
             outcome = {"outcome": "rejected", "reason": show(ending.output)}
         elif isinstance(details, Mapping):
-            outcome = {"outcome": details.get("outcome"), "reason": details.get("reason", "")}
+            ended = OutcomeDetails.from_details(details)
+            reason = ended.reason if ended.reason is not None else ""
+            outcome = {"outcome": ended.outcome, "reason": reason}
         else:
             outcome = {"outcome": details, "reason": ""}
     return {
