@@ -262,13 +262,13 @@ class Episode:
         if next_ == "give up":
             return self._finish("gave_up", "", "the planner gave up")
         if next_ == "conclusion":
-            answer = self._generate("summarizer", self.view.summarizer(self.turns))
+            answer = self._summarize()
             self.turns.append({"from": "conclusion", "value": answer})
             self.trail.step("summarizer", "summarizer", answer, {})
             return self._conclude(answer, "the summarizer answered")
         callable_ = self._callable()
         grounded = (
-            grounding.ground(callable_, self.turns, self.allowed)
+            repeat.without_repeat(grounding.ground(callable_, self.turns, self.allowed), self.turns)
             if self.ground_arguments
             else callable_
         )
@@ -300,10 +300,14 @@ class Episode:
         thought = repeat.FORCED_THOUGHT
         self.turns.append({"from": "assistant", "value": thought})
         self.trail.step("planner", None, thought, {"next": "conclusion", "forced": "repeat"})
-        answer = self._generate("summarizer", self.view.summarizer(self.turns))
+        answer = self._summarize()
         self.turns.append({"from": "conclusion", "value": answer})
         self.trail.step("summarizer", "summarizer", answer, {})
         return self._conclude(answer, "the summarizer answered after a repeated call")
+
+    def _summarize(self) -> str:
+        """The summarizer's answer to the history (less the refused repeats)."""
+        return self._generate("summarizer", self.view.summarizer(repeat.for_summarizer(self.turns)))
 
     def _single_step(self) -> EpisodeResult | None:
         """The single-LLM baseline: one backbone output per step, split into the roles'

@@ -1,0 +1,78 @@
+"""The repeat guard's two helpers: the caller is not offered the one call it would repeat,
+and the summarizer reads the history without refused repeats."""
+
+from __future__ import annotations
+
+import json
+
+from connectors import ToolSpec
+from worker.agent.grounding import ground
+from worker.agent.repeat import NOT_RUN, for_summarizer, only_call, without_repeat
+
+LR = {"type": "string", "pattern": r"^LR-\d{4}$"}
+GET = ToolSpec(
+    "get_leave_request",
+    "Get one leave request.",
+    {"type": "object", "properties": {"request_id": LR}, "required": ["request_id"]},
+)
+APPROVE = ToolSpec(
+    "approve_leave_request",
+    "Approve a leave request.",
+    {
+        "type": "object",
+        "properties": {"request_id": LR, "note": {"type": "string"}},
+        "required": ["request_id"],
+    },
+    effect="write",
+)
+
+
+def call(tool: str, **arguments: str) -> dict[str, str]:
+    return {"from": "caller", "value": f"Action: {tool}\nAction Input: {json.dumps(arguments)}"}
+
+
+def observed(response: object = None, error: str = "") -> dict[str, str]:
+    return {"from": "observation", "value": json.dumps({"error": error, "response": response})}
+
+
+HISTORY = [
+    {"from": "user", "value": "Approve the pending request LR-0008, please."},
+    {"from": "assistant", "value": "First the request.\n Next: caller."},
+    call("get_leave_request", request_id="LR-0008"),
+    observed({"id": "LR-0008", "status": "pending"}),
+]
+
+
+def test_only_call_is_the_single_call_a_fully_fixed_schema_admits() -> None:
+    grounded = {t.name: t for t in ground([GET, APPROVE], HISTORY)}
+    assert only_call(grounded["get_leave_request"]) == {"request_id": "LR-0008"}
+    assert only_call(grounded["approve_leave_request"]) is None  # the note may vary
+    assert only_call(GET) is None  # not grounded: any LR id
+
+
+def test_the_caller_is_not_offered_the_call_it_just_made() -> None:
+    offered = without_repeat(ground([GET, APPROVE], HISTORY), HISTORY)
+    assert [t.name for t in offered] == ["approve_leave_request"]
+    # Before any call, or after a failed one, nothing is left out.
+    assert len(without_repeat(ground([GET, APPROVE], HISTORY[:2]), HISTORY[:2])) == 2
+    failed = [*HISTORY[:3], observed(error="LR-0008 not found")]
+    assert len(without_repeat(ground([GET, APPROVE], failed), failed)) == 2
+    # The only tool is never taken away.
+    assert [t.name for t in without_repeat(ground([GET], HISTORY), HISTORY)] == [
+        "get_leave_request"
+    ]
+
+
+def test_the_summarizer_reads_the_history_without_refused_repeats() -> None:
+    refused = observed(error=f"{NOT_RUN} this exact call was just made; its response is above")
+    history = [
+        *HISTORY,
+        {"from": "assistant", "value": "Again.\n Next: caller."},
+        call("get_leave_request", request_id="LR-0008"),
+        refused,
+        {"from": "assistant", "value": "The answer is already in the history.\n Next: conclusion."},
+    ]
+    shown = for_summarizer(history)
+    assert shown == [*HISTORY, history[-1]]
+    assert all(NOT_RUN not in t["value"] for t in shown)
+    assert for_summarizer(HISTORY) == HISTORY  # nothing refused: unchanged
