@@ -2,7 +2,7 @@
 
     python bench/equivalence.py --data .umiq/data/acme/test.json --per-role 8 --start
 
-Role prompts come from ToolBench-format trajectories (``worker.agent.samples``, in the
+Role prompts come from ToolBench-format trajectories (``worker.data.samples``, in the
 view each trajectory names: the Acme data's compact view is what the shipped adapters
 see at run time). Each prompt runs through the in-process backend (transformers + peft,
 one prompt per batch, so padding plays no part) and through the engine backend
@@ -33,7 +33,7 @@ from connectors import ToolSpec, tools_from_openapi  # noqa: E402
 from connectors._schema import is_valid  # noqa: E402
 from worker.agent import protocol  # noqa: E402
 from worker.agent.roles import CallerConstraint, GenerationRequest  # noqa: E402
-from worker.agent.samples import load_trajectories, role_samples  # noqa: E402
+from worker.data.samples import load_trajectories, role_samples  # noqa: E402
 from worker.errors import ProtocolError  # noqa: E402
 from worker.settings import Settings  # noqa: E402
 

@@ -2,7 +2,7 @@
 
 ``UMIQ_ROLE_MODEL=examples.acme.replay:factory`` with ``UMIQ_ACME_REPLAY`` naming a JSON
 file ``{task_id: {"planner": [...], "caller": [...], "summarizer": [...]}}`` (each role's
-targets in order, as ``worker.agent.samples.role_samples`` cuts them from a trajectory
+targets in order, as ``worker.data.samples.role_samples`` cuts them from a trajectory
 written in the worker's view, tokens and all). For a request of a task the model answers
 the target of its role at the position the prompt's history has reached (the number of
 calls made so far), so it acts as the expert did on each step: the worker still runs
@@ -31,7 +31,7 @@ Targets = Mapping[str, Sequence[str]]
 
 def targets_of(trajectory: Mapping[str, Any]) -> dict[str, list[str]]:
     """Each role's targets, in order, from a gold trajectory (the training samples' cut)."""
-    from worker.agent.samples import role_samples
+    from worker.data.samples import role_samples
 
     samples = role_samples({**trajectory, "prompt_view": "compact"}, reference_quirks=False)
     return {role: [s["target"] for s in samples[role]] for role in ROLES}

@@ -20,8 +20,8 @@ from examples.acme.tasks.checkers import observed_in_trajectory
 from policies import check_claims
 from worker.agent import protocol
 from worker.agent.episode import claims_evidence
-from worker.agent.samples import ROLES
 from worker.data.build import build_dataset, split_roles
+from worker.data.samples import ROLES
 
 SEED = random.randrange(1_000_000)
 

@@ -12,12 +12,12 @@ from examples.acme.tasks import Facts, available_families, department_for, gener
 from examples.acme.tasks.expert import solve
 from worker.agent.episode import Episode
 from worker.agent.roles import Generation, GenerationRequest
-from worker.agent.samples import role_samples
 from worker.agent.views import COMPACT, PromptView
 from worker.audit import AuditLog, ensure_schema
 from worker.audit.keyring import generate_keyring
 from worker.audit.sealing import Sealer
 from worker.data.build import model_view
+from worker.data.samples import role_samples
 from worker.envelope import Envelope
 from worker.toolbox import Toolbox
 

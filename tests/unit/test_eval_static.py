@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 
 from worker.agent import protocol
 from worker.agent.roles import Generation, GenerationRequest
-from worker.agent.samples import load_trajectories
+from worker.data.samples import load_trajectories
 from worker.evaluation.cli import plan_misses, register
 from worker.evaluation.metrics import parse_step, score
 from worker.evaluation.static import (

@@ -16,7 +16,7 @@ LIGHT_MODULES = [
     "worker.audit",
     "umiq_protocol",
     "worker.agent.protocol",
-    "worker.agent.samples",
+    "worker.data.samples",
     "worker.agent.roles",
     "worker.agent.episode",
     "worker.toolbox",

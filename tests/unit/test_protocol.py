@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from worker.agent import protocol
-from worker.agent.samples import ROLES, load_trajectories, role_samples
+from worker.data.samples import ROLES, load_trajectories, role_samples
 from worker.errors import ProtocolError
 
 TOOLS = [
@@ -310,7 +310,7 @@ def test_format_caller_empty_arguments():
 
 def test_import_does_not_load_torch():
     """Importing the protocol and the role split does not import torch."""
-    code = "import sys, worker.agent.protocol, worker.agent.samples; print('torch' in sys.modules)"
+    code = "import sys, worker.agent.protocol, worker.data.samples; print('torch' in sys.modules)"
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )

@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from worker.agent import protocol
-from worker.agent.samples import role_samples
 from worker.agent.views import (
     ALPHA_UMI,
     COMPACT,
@@ -19,6 +18,7 @@ from worker.agent.views import (
     strip_examples,
     view_of,
 )
+from worker.data.samples import role_samples
 
 FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "toolbench"
 

@@ -37,8 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from worker.agent.samples import ROLES, role_samples
 from worker.agent.views import recall_at_k, view_of
+from worker.data.samples import ROLES, role_samples
 from worker.errors import BuildError
 from worker.world import World, load_world
 

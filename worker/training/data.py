@@ -1,6 +1,6 @@
 """Training data: stages per method, tokenized examples, a seeded step schedule.
 
-Samples come from :func:`worker.agent.samples.role_samples` with
+Samples come from :func:`worker.data.samples.role_samples` with
 ``reference_quirks=False``, so every prompt is exactly what the agent loop sends at
 inference. An example is the prompt's tokens (tokenizer defaults, as at inference)
 followed by the target's tokens and the end-of-sequence token; the loss sees only the
@@ -23,7 +23,7 @@ from typing import Any
 
 from worker.agent import protocol
 from worker.agent.roles import AGENT_ROLES, ALL_ROLES
-from worker.agent.samples import load_trajectories, role_samples
+from worker.data.samples import load_trajectories, role_samples
 from worker.errors import ConfigError
 from worker.prompt_window import cut_prompt
 

@@ -135,7 +135,7 @@ def _evaluate(
     constrained: bool,
 ) -> StaticResult:
     """Load the role models and generate every step of ``data`` under a progress bar."""
-    from worker.agent.samples import load_trajectories
+    from worker.data.samples import load_trajectories
     from worker.evaluation.static import evaluate_static, evaluation_steps
 
     agent = getattr(settings, "agent", "multi")
