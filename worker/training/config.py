@@ -274,31 +274,30 @@ class TrainConfig:
 
 
 # demo: sized for the Acme training split on a 2-core CPU. SmolLM2-135M with LoRA runs
-# ~140–185 tokens/s forward+backward (fp32) here on an idle machine, ~90–100 on one
+# ~130–185 tokens/s forward+backward (fp32) here with 2 torch threads, ~90–100 on one
 # thread (OMP_NUM_THREADS=1) while the other core is busy. Acme prompts are in the
 # compact view (``worker.agent.views``: the tools retrieved for the request, one line
-# each), so the planner's prompts are ~720 tokens on average with 6 tools (~830 with
-# 8) instead of ~1,290 with every tool's JSON doc, and ``max_length`` 2048 cuts none:
-# the adapters train on exactly the prompts serving sends. Batches of one (4
-# accumulated per optimizer step) waste no tokens on padding. One epoch per stage:
-#   global 48 + planner 256 + caller 96 + summarizer 128 samples
-#   ≈ 35k + 185k + 72k + 55k ≈ 350k tokens / 90 tok/s ≈ 65 min on one thread.
-# The planner gets the most samples and a higher peak lr (1e-3). A larger run on 8
-# tools (planner 320, caller 128 and every role at lr 1e-3, summarizer all 348:
-# 6,604 s) did worse live (1 of 60 with 128 summarizer samples, against 5 of 60 for
-# this preset): its planner kept asking for calls after the answer had come back and
-# its caller repeated them (18 repeat refusals); see docs/results. This preset stays
-# the shipped one until a run beats it on the whole test split.
+# each), so the planner's prompts are ~720 tokens on average with 6 tools instead of
+# ~1,290 with every tool's JSON doc, and ``max_length`` 2048 cuts none: the adapters
+# train on exactly the prompts serving sends. Batches of one (4 accumulated per
+# optimizer step) waste no tokens on padding. One epoch per stage:
+#   global 48 + planner 256 + caller 96 + summarizer all 348 samples
+#   ≈ 40k + 191k + 74k + 160k ≈ 465k tokens: 3,493 s with 2 threads here (v4).
+# The planner gets the most samples and a higher peak lr (1e-3); the summarizer every
+# sample (with 128 its loss ended at 1.58, with all 348 at 0.85). Live on the whole test
+# split, with grounded arguments and the repeat guard: 9 of 60, against 6 of 60 for the
+# previous preset (summarizer 128); a larger run on 8 tools (planner 320, caller 128,
+# every role at lr 1e-3) did worse (1 of 60): see docs/results.
 # LoRA rank 4 on all linear layers keeps one adapter at ~4.9 MB (1.22M fp32
-# parameters), so the three shipped role adapters stay under the 20 MB budget for
-# committed weights. Warmup is a flat 0.1.
+# parameters), so the shipped adapters stay under the 20 MB budget for committed
+# weights. Warmup is a flat 0.1.
 #
 # full: α-UMi's GLPFT schedule: epochs 2/1/1/2, warmup 0.4/0.2/0.2/0.4, cosine, 4096
 # tokens, a global batch of 48 (6 per device × 8 GPUs there; 8 × 6 accumulation here).
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "max_length": 2048,
-        "max_samples": {"global": 48, "planner": 256, "caller": 96, "summarizer": 128},
+        "max_samples": {"global": 48, "planner": 256, "caller": 96, "summarizer": None},
         "epochs": {"global": 1, "planner": 1, "caller": 1, "summarizer": 1},
         "lora_r": 4,
         "lora_alpha": 8,
