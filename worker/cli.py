@@ -107,7 +107,9 @@ def _root(version: bool = typer.Option(False, "--version", help="Print the versi
 
 @app.command()
 def demo(
-    steps: int = typer.Option(4, help="Step limit per task."),
+    steps: int = typer.Option(
+        8, help="Step limit per task (as `umiq eval live --max-steps 8` measures the agent)."
+    ),
     max_new_tokens: int = typer.Option(96, help="Token limit per role output."),
     tasks: int = typer.Option(4, help="How many of the demo tasks to run (up to 4)."),
     timeout: float = typer.Option(1800, help="Seconds to wait for all tasks."),

@@ -34,7 +34,7 @@ OUTCOME_WORDS = {
 def run_demo(
     console: Console,
     *,
-    steps: int = 6,
+    steps: int = 8,
     max_new_tokens: int = 128,
     tasks: int = 3,
     timeout: float = 1800,
