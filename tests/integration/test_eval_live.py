@@ -106,7 +106,10 @@ def test_eval_live_runs_a_task_through_the_worker(tmp_path: Path, model_dir: Pat
 
     audit = AuditLog.from_url(f"sqlite:///{out / 'work' / 'audit.sqlite'}")
     kinds = [s.kind for s in audit.steps(task["task_id"])]
-    assert kinds[0] == "planner" and kinds[-1] == "outcome"
+    # The run's outcome, then the checker's verdict that `umiq eval live` records on it.
+    assert kinds[0] == "planner" and kinds[-2:] == ["outcome", "policy"], kinds
+    verdict = audit.steps(task["task_id"])[-1].details
+    assert (verdict["verdict"], verdict["source"]) == ("fail", "checker"), verdict
     assert audit.verify().ok
 
 
