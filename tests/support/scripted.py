@@ -254,3 +254,19 @@ def recording_factory(settings: Any) -> RecordingRoleModel:
 
     real = load_role_model(settings.model_copy(update={"role_model": None}))
     return RecordingRoleModel(real, os.environ.get(PROMPT_LOG_ENV))
+
+
+class RoleScripts:
+    """A RoleModel for unit tests of one episode: each role answers from its own list, in
+    order, and every request is kept (``requests``) to read the prompts and constraints."""
+
+    def __init__(self, **scripts: list[str]) -> None:
+        self.scripts = {role: list(texts) for role, texts in scripts.items()}
+        self.requests: list[GenerationRequest] = []
+
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        self.requests.extend(requests)
+        return [Generation(self.scripts[r.role].pop(0), 10, 5, "scripted") for r in requests]
+
+    def describe(self) -> dict[str, Any]:
+        return {"base": "scripted"}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -11,8 +10,8 @@ import pytest
 from connectors import ToolCall, ToolResult, ToolSpec
 from connectors.testing import FunctionConnector
 from policies import AccessRule, Detector, Pseudonymizer
+from tests.support.scripted import RoleScripts as Scripted
 from worker.agent.episode import Episode
-from worker.agent.roles import Generation, GenerationRequest
 from worker.audit import AuditLog, ensure_schema
 from worker.envelope import Envelope
 from worker.toolbox import Toolbox
@@ -37,21 +36,6 @@ PAY = ToolSpec(
     effect="write",
 )
 ENV = Envelope(task_id="t-1", department="finance", query="Is INV-1 open?", requested_by="alice")
-
-
-class Scripted:
-    """A RoleModel that answers each role from its own script and records the prompts."""
-
-    def __init__(self, **scripts: list[str]) -> None:
-        self.scripts = {role: list(texts) for role, texts in scripts.items()}
-        self.requests: list[GenerationRequest] = []
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        self.requests.extend(requests)
-        return [Generation(self.scripts[r.role].pop(0), 10, 5, "scripted") for r in requests]
-
-    def describe(self) -> dict[str, Any]:
-        return {"base": "scripted"}
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +12,7 @@ from connectors import ToolCall, ToolResult, ToolSpec
 from connectors._schema import validate_arguments
 from connectors.testing import FunctionConnector
 from policies import AccessRule
+from tests.support.scripted import RoleScripts as Scripted
 from worker.agent.episode import Episode
 from worker.agent.grounding import (
     dates_in,
@@ -24,7 +24,6 @@ from worker.agent.grounding import (
     id_forms,
     ids_in,
 )
-from worker.agent.roles import Generation, GenerationRequest
 from worker.audit import AuditLog, ensure_schema
 from worker.envelope import Envelope
 from worker.toolbox import Toolbox
@@ -191,19 +190,6 @@ def test_grounded_values_name_what_was_narrowed() -> None:
 
 
 # -- the episode ------------------------------------------------------------------------
-
-
-class Scripted:
-    def __init__(self, **scripts: list[str]) -> None:
-        self.scripts = {role: list(texts) for role, texts in scripts.items()}
-        self.requests: list[GenerationRequest] = []
-
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        self.requests.extend(requests)
-        return [Generation(self.scripts[r.role].pop(0), 10, 5, "scripted") for r in requests]
-
-    def describe(self) -> dict[str, Any]:
-        return {"base": "scripted"}
 
 
 @pytest.fixture

@@ -81,21 +81,9 @@ def ids_in(pattern: str, texts: Iterable[str]) -> list[str]:
     return seen
 
 
-_MONTHS = (
-    "january",
-    "february",
-    "march",
-    "april",
-    "may",
-    "june",
-    "july",
-    "august",
-    "september",
-    "october",
-    "november",
-    "december",
-)
-_MONTH = r"(jan|feb|mar|apr|may|jun|jul|aug|sep|sept|oct|nov|dec)[a-z]*\.?"
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+# A month by name, full or abbreviated ("March", "Mar.", "Sept"): its first three letters.
+_MONTH = rf"({'|'.join(_MONTHS)})[a-z]*\.?"
 _DATES = re.compile(
     r"(?<!\d)(\d{4})-(\d{2})-(\d{2})(?!\d)"  # 2025-03-14
     rf"|\b{_MONTH} (\d{{1,2}})(?:st|nd|rd|th)?,? (\d{{4}})\b"  # March 14, 2025 / Mar 14 2025
@@ -114,9 +102,7 @@ def dates_in(texts: Iterable[str]) -> list[str]:
                 year, month, day = int(m.group(1)), int(m.group(2)), int(m.group(3))
             else:
                 name, day_, year_ = m.group(4, 5, 6) if m.group(4) else m.group(8, 7, 9)
-                month = next(
-                    i for i, full in enumerate(_MONTHS, 1) if full.startswith(name[:3].lower())
-                )
+                month = _MONTHS.index(name[:3].lower()) + 1
                 year, day = int(year_), int(day_)
             try:
                 value = dt.date(year, month, day).isoformat()

@@ -26,14 +26,14 @@ FORCED_THOUGHT = "The answer is already in the history.\n " + protocol.CONCLUSIO
 def repeated_call(turns: Sequence[dict[str, str]], text: str) -> protocol.CallerOutput | None:
     """The call ``text`` names when it is exactly the task's last call (same tool, same
     arguments) and that call succeeded: its response is already in the history."""
-    seen = [c for c in protocol.calls_seen(turns) if not (c.error or "").startswith(NOT_RUN)]
-    if not seen or not seen[-1].ok or seen[-1].arguments is None:
+    last = _last_call(turns)
+    if last is None:
         return None
     try:
         call = protocol.parse_caller(text)
     except ProtocolError:
         return None
-    same = call.tool == seen[-1].tool and dict(call.arguments) == dict(seen[-1].arguments)
+    same = call.tool == last.tool and dict(call.arguments) == dict(last.arguments)
     return call if same else None
 
 
@@ -52,6 +52,8 @@ def observation(repeats: int) -> ToolResult:
 
 
 def _last_call(turns: Sequence[dict[str, str]]) -> protocol.CallSeen | None:
+    """The task's last call that ran (not a refused repeat), when it succeeded with
+    arguments that parsed; its response is the history's latest news."""
     seen = [c for c in protocol.calls_seen(turns) if not (c.error or "").startswith(NOT_RUN)]
     if not seen or not seen[-1].ok or seen[-1].arguments is None:
         return None
