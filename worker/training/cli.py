@@ -73,6 +73,11 @@ def train_command(
     ),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     dtype: str | None = typer.Option(None, help="auto, float32 or bfloat16."),
+    autocast: str | None = typer.Option(
+        None,
+        help="Mixed precision: none, bfloat16, or auto (bfloat16 where the CPU or GPU "
+        "computes it natively, e.g. AMX; about 1.5x faster on this project's CPU).",
+    ),
     save_every: int | None = typer.Option(None, help="Steps between checkpoints (0: none)."),
     resume: bool = typer.Option(True, help="Continue an earlier run of the same config."),
     reuse_from: list[Path] = typer.Option(
@@ -110,6 +115,7 @@ def train_command(
         "max_length": max_length,
         "device": device,
         "dtype": dtype,
+        "autocast": autocast,
         "save_every": save_every,
         "max_cut_share": max_cut_share,
     }

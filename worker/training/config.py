@@ -44,6 +44,23 @@ DECISIONS: tuple[str, ...] = ("caller first", "caller next", "conclusion", "give
 #: Stages whose samples can be balanced by decision (see ``data.select_balanced``).
 BALANCED_STAGES: tuple[str, ...] = ("planner",)
 
+#: Mixed-precision settings (``TrainConfig.autocast``).
+AUTOCASTS: tuple[str, ...] = ("none", "bfloat16", "auto")
+
+
+def native_bf16(device: str) -> bool:
+    """Whether ``device`` computes bfloat16 matmuls natively (AVX512-BF16 or AMX on a CPU,
+    compute capability 8+ on cuda), where autocast speeds training up; elsewhere it would
+    emulate bfloat16 and slow it down."""
+    import torch
+
+    if device.startswith("cuda"):
+        return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+    return bool(
+        torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
+    )
+
+
 #: Fields that do not change the weights: a run may be resumed with them changed.
 RUNTIME_FIELDS = frozenset({"out", "save_every", "max_cut_share"})
 
@@ -89,6 +106,10 @@ class TrainConfig:
     """``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
     dtype: str = "auto"
     """``auto`` (bfloat16 on cuda, float32 on cpu), ``float32`` or ``bfloat16``."""
+    autocast: str = "none"
+    """Mixed precision for forward and backward: ``none``, ``bfloat16`` (weights, LoRA and
+    optimizer stay in ``dtype``; matmuls run in bfloat16) or ``auto`` (bfloat16 where the
+    device computes it natively: a CPU with AVX512-BF16/AMX, a cuda device with bf16)."""
     save_every: int = 50
     """Optimizer steps between checkpoints; 0 checkpoints only at the end of a stage."""
     max_cut_share: float = 0.05
@@ -137,6 +158,10 @@ class TrainConfig:
                 isinstance(rate, int | float) and rate > 0,
                 f"stage_lr[{stage!r}] must be > 0, got {rate}",
             )
+        need(
+            self.autocast in AUTOCASTS,
+            f"autocast must be one of {AUTOCASTS}, got {self.autocast!r}",
+        )
         need(self.weight_decay >= 0, f"weight_decay must be >= 0, got {self.weight_decay}")
         need(self.max_grad_norm >= 0, f"max_grad_norm must be >= 0, got {self.max_grad_norm}")
         for name, table in (("epochs", self.epochs), ("warmup_ratio", self.warmup_ratio)):
@@ -244,6 +269,12 @@ class TrainConfig:
         if self.dtype != "auto":
             return self.dtype
         return "bfloat16" if device.startswith("cuda") else "float32"
+
+    def resolved_autocast(self, device: str) -> str:
+        """``bfloat16`` or ``none``: what ``autocast`` means on ``device``."""
+        if self.autocast != "auto":
+            return self.autocast
+        return "bfloat16" if native_bf16(device) else "none"
 
     def epochs_for(self, stage: str) -> int:
         """Epochs of a stage; ``single`` trains on the backbone samples like ``global``."""

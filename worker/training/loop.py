@@ -148,6 +148,7 @@ def train_stage(
     ``stop_after()`` is asked after each step; True checkpoints and returns early.
     """
     device = next(model.parameters()).device
+    mixed = config.resolved_autocast(device.type) == "bfloat16"
     steps = schedule(
         len(examples),
         batch_size=config.batch_size,
@@ -182,13 +183,15 @@ def train_stage(
             for mb in batch_examples:
                 batch = collate(mb, pad_id)
                 keep = batch["keep"]
-                output = model(
-                    input_ids=batch["input_ids"].to(device),
-                    attention_mask=batch["attention_mask"].to(device),
-                    position_ids=batch["position_ids"].to(device),
-                    logits_to_keep=keep,
-                    use_cache=False,
-                )
+                # Mixed precision: bfloat16 matmuls, weights and gradients in ``dtype``.
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
+                    output = model(
+                        input_ids=batch["input_ids"].to(device),
+                        attention_mask=batch["attention_mask"].to(device),
+                        position_ids=batch["position_ids"].to(device),
+                        logits_to_keep=keep,
+                        use_cache=False,
+                    )
                 logits = output.logits[:, :-1].float()
                 labels = batch["labels"][:, -(keep - 1) :].to(device)
                 loss = torch.nn.functional.cross_entropy(

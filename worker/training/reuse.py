@@ -47,6 +47,7 @@ _NOT_WEIGHTS = (
             "seed",
             "device",
             "dtype",
+            "autocast",
             "balance",
             "decision_shares",
             "lr",
@@ -82,6 +83,9 @@ def fingerprints(
             "dtype": config.resolved_dtype(device),
             "init": out[stage.init_from] if stage.init_from else None,
         }
+        if config.resolved_autocast(device) != "none":
+            # Only when on, so the fingerprints of runs from before the field stay valid.
+            parts["autocast"] = config.resolved_autocast(device)
         if stage.name in config.balance:
             # Only when set, so the fingerprints of runs from before the field stay valid.
             parts["balance"] = True

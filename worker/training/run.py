@@ -291,6 +291,7 @@ def _prepare_out(out: Path, config: TrainConfig, digest: str, resume: bool) -> N
         theirs.setdefault("balance", [])  # runs from before the field balanced nothing
         theirs.setdefault("stage_lr", {})  # … and used one learning rate for every stage
         theirs.setdefault("decision_shares", {})  # … and drew balanced decisions equally
+        theirs.setdefault("autocast", "none")  # … and trained in full precision
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if changed:
             raise ConfigError(
