@@ -15,6 +15,7 @@ from policies import AccessRule
 from tests.support.scripted import RoleScripts as Scripted
 from worker.agent.episode import Episode
 from worker.agent.grounding import (
+    QUOTED,
     dates_in,
     evidence,
     ground,
@@ -23,6 +24,7 @@ from worker.agent.grounding import (
     id_form,
     id_forms,
     ids_in,
+    quotes_in,
 )
 from worker.audit import AuditLog, ensure_schema
 from worker.envelope import Envelope
@@ -292,3 +294,52 @@ def test_every_expert_call_of_every_acme_family_is_admitted_by_its_grounded_sche
     assert checked >= 60
     assert narrowed >= checked // 2, (narrowed, checked)
     assert dropped >= checked, (dropped, checked)  # tools with no id seen were not offered
+
+
+# -- quoted search texts ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("request_text", "quote"),
+    [
+        ("What's the vendor id of Umbrella Supplies?", "Umbrella"),
+        ("What's the vendor id of Umbrella Supplies?", "Umbrella Supplies"),
+        ("Does Ines Carvalho have any leave requests open?", "Ines Carvalho"),
+        ("Tell me Jan-Willem de Boer's remaining vacation days.", "Jan-Willem de Boer"),
+        ("total the open invoices from <NAME_1>, please", "<NAME_1>"),
+        ("who is o'brien's manager", "o'brien"),
+    ],
+)
+def test_a_quote_is_a_pseudonym_or_a_run_of_request_words(request_text: str, quote: str) -> None:
+    assert quote in quotes_in([request_text])
+
+
+def test_quotes_leave_out_fillers_punctuation_and_long_runs() -> None:
+    quotes = quotes_in(["Please check, for me: the vendor Van Dijk Holding Group BV Europe."])
+    assert "Van Dijk" in quotes and "Van Dijk Holding Group" in quotes
+    assert "Van Dijk Holding Group BV" not in quotes  # five words
+    assert not [q for q in quotes if q.split()[0].lower() in ("please", "for", "the")]
+    assert not [q for q in quotes if "," in q or ":" in q or q.endswith(".")]
+    assert "NAME_1" not in quotes_in(["from <NAME_1>"])  # a token is whole or nothing
+
+
+def test_a_quoted_argument_admits_the_requests_quotes_and_response_tokens_only() -> None:
+    schema = {
+        "type": "object",
+        "properties": {
+            "name": {"type": "string", "minLength": 2, QUOTED: True},
+            "note": {"type": "string"},
+        },
+    }
+    history = turns("find Ines Carvalho or <NAME_1>", (True, {"manager": "<NAME_2>"}))
+    narrowed = grounded_parameters(schema, evidence(history), request=[history[0]["value"]])[
+        "properties"
+    ]
+    assert {"Ines Carvalho", "<NAME_1>", "<NAME_2>"} <= set(narrowed["name"]["enum"])
+    assert "Eva Dijkstra" not in narrowed["name"]["enum"]
+    assert all(len(q) >= 2 for q in narrowed["name"]["enum"])
+    assert "enum" not in narrowed["note"]  # not flagged: left as it is
+    # a failed call's response grounds nothing
+    failed = turns("find <NAME_1>", (False, {"error": "<NAME_3> unknown"}))
+    admitted = grounded_parameters(schema, evidence(failed), request=[failed[0]["value"]])
+    assert "<NAME_3>" not in admitted["properties"]["name"]["enum"]

@@ -19,6 +19,13 @@ calls are dates the request states). The dates in records are facts about those
 records, not instructions, so they ground nothing; a request that states no date leaves
 the schema as it is.
 
+A search text a connector marks ``"x-umiq-quoted": true`` (``find_employee(name)``,
+``list_vendors(name)``) admits only quotes: a pseudonym token the request or a response
+holds (``<NAME_1>``, the name as the model sees it) or a run of one to four words of
+the request (``Umbrella`` of "Umbrella Supplies", ``Ines Carvalho``). A name the caller
+makes up or misspells finds nothing or the wrong record; every name a correct call
+searches for is one the task was given.
+
 A list filter with no pattern of its own (``list_payments(invoice_id)``) takes the id
 form another tool gives the same argument name (``get_invoice(invoice_id)``).
 
@@ -113,6 +120,45 @@ def dates_in(texts: Iterable[str]) -> list[str]:
     return seen
 
 
+#: The schema flag of a search text whose value must quote the request or a record.
+QUOTED = "x-umiq-quoted"
+#: The longest run of request words a quoted argument admits.
+MAX_QUOTE_WORDS = 4
+# A pseudonym token of the minimization policies (<NAME_1>, <EMAIL_2>).
+_PSEUDONYM = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+# A word of a name: letters first, then letters, digits, inner - ' . (Jan-Willem, O'Brien).
+_NAME_WORD = re.compile(r"[^\W\d_](?:[\w'’.-]*\w)?")
+# Words a name search never starts or ends with.
+_FILLER_WORDS = (
+    "a an and are as at be by can could do does "
+    "for from has have i in is it its me my need "
+    "of on or our please the their them this to us was "
+    "we what when where which who whose why will with would you "
+    "your"
+)
+_FILLER = frozenset(_FILLER_WORDS.split())
+
+
+def quotes_in(request: Sequence[str], responses: Sequence[str] = ()) -> list[str]:
+    """What a quoted argument admits: the pseudonym tokens of ``request`` and
+    ``responses``, then each run of one to :data:`MAX_QUOTE_WORDS` adjacent words of
+    ``request`` (possessive ``'s`` dropped) that neither starts nor ends with a filler
+    word; first seen first, once each."""
+    seen: dict[str, None] = {}
+    for text in [*request, *responses]:
+        seen.update(dict.fromkeys(_PSEUDONYM.findall(text)))
+    for text in request:
+        for segment in re.split(r"<[^>]*>|[^\w\s'’.-]|\.(?:\s|$)", text):
+            found = [w.removesuffix("'s").removesuffix("’s") for w in _NAME_WORD.findall(segment)]
+            for start in range(len(found)):
+                for end in range(start + 1, min(start + MAX_QUOTE_WORDS, len(found)) + 1):
+                    run = found[start:end]
+                    if run[0].lower() in _FILLER or run[-1].lower() in _FILLER:
+                        continue
+                    seen.setdefault(" ".join(run), None)
+    return list(seen)
+
+
 def evidence(turns: Sequence[Turn]) -> list[str]:
     """What grounds an id: the request and the responses of the calls that succeeded."""
     texts = [t["value"] for t in turns if t.get("from") == "user"]
@@ -144,9 +190,10 @@ def grounded_parameters(
     request: Sequence[str] = (),
 ) -> dict[str, Any]:
     """``parameters`` with each id-form string property narrowed to the ids ``texts``
-    show (an ``enum``), and each date property (``format: date``) to the dates the
-    ``request`` states; properties with nothing seen, or of neither kind, unchanged.
-    A property's id form is its own pattern or, without one, ``forms[name]``."""
+    show (an ``enum``), each date property (``format: date``) to the dates the
+    ``request`` states, and each quoted property (:data:`QUOTED`) to the quotes of the
+    request and of ``texts``; properties with nothing seen, or of no such kind,
+    unchanged. A property's id form is its own pattern or, without one, ``forms[name]``."""
     properties = dict(parameters.get("properties") or {})
     changed = False
     for name, schema in properties.items():
@@ -157,6 +204,13 @@ def grounded_parameters(
         if schema.get("format") == "date":
             if asked := dates_in(request):
                 properties[name] = {**schema, "enum": asked}
+                changed = True
+            continue
+        if schema.get(QUOTED) is True:
+            low, high = schema.get("minLength", 1), schema.get("maxLength", 10_000)
+            quotes = [q for q in quotes_in(request, texts) if low <= len(q) <= high]
+            if quotes:
+                properties[name] = {**schema, "enum": quotes}
                 changed = True
             continue
         pattern = schema.get("pattern") or (forms or {}).get(name)

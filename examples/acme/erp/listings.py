@@ -45,7 +45,9 @@ class Filter:
     type: Any
     description: str
     contains: bool = False
-    """Match a part of the column, case-insensitively (else the column equals the value)."""
+    """Match a part of the column, case-insensitively (else the column equals the value).
+    Such a search text is flagged ``x-umiq-quoted`` in the OpenAPI schema: the agent's
+    caller may pass only a quote of the request or a record (``worker.agent.grounding``)."""
     normalize: Callable[[Any], Any] | None = None
 
     def clause(self, model: type, value: Any) -> Any:
@@ -162,7 +164,13 @@ def add_listing(app: FastAPI, listing: Listing, session: Any) -> None:
                 flt.name,
                 inspect.Parameter.KEYWORD_ONLY,
                 default=None,
-                annotation=Annotated[flt.type | None, Query(description=flt.description)],
+                annotation=Annotated[
+                    flt.type | None,
+                    Query(
+                        description=flt.description,
+                        json_schema_extra={"x-umiq-quoted": True} if flt.contains else None,
+                    ),
+                ],
             )
             for flt in listing.filters
         ),

@@ -98,6 +98,8 @@ QUERIES: list[SqlQuery] = [
                     "minLength": 2,
                     "maxLength": 100,
                     "description": "Part of the name, e.g. 'van Dijk'.",
+                    # a search text: the caller quotes the request or a record
+                    "x-umiq-quoted": True,
                 },
                 "department": {
                     "type": "string",
