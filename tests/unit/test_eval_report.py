@@ -242,3 +242,53 @@ def test_eval_all_dry_run_lists_every_command(tmp_path: Path) -> None:
     assert "--limit 2" in lines[1]
     assert f"--live mine={tmp_path / 'eval' / 'live' / 'mine'}" in lines[4]
     assert not (tmp_path / "eval").exists()
+
+
+def write_shard(folder: Path, tasks: list[LiveTask], shard: str | None, wall_s: float) -> None:
+    run = {
+        "command": f"umiq eval live --shard {shard}",
+        "model_set": {"name": "v5", "spec": "v5", "description": "live set"},
+        "split": "test",
+        "shard": shard,
+        "wall_s": wall_s,
+        "settings": {"max_steps": 3, "max_new_tokens": 32, "broker": "sqla+sqlite:///b"},
+    }
+    LiveResult(tasks, run).write(folder)
+
+
+def test_a_folder_of_shards_is_merged_into_one_run(tmp_path: Path) -> None:
+    write_shard(
+        tmp_path / "v5" / "a",
+        [task("a.test.000", "a", True, None, 2), task("b.test.000", "b", False, "wrong plan", 1)],
+        "1/2",
+        100.0,
+    )
+    write_shard(tmp_path / "v5" / "b", [task("a.test.001", "a", True, None, 2)], "2/2", 80.0)
+    (live,) = gather(live=[f"v5={tmp_path / 'v5'}"]).live
+    assert [t["uid"] for t in live.data["tasks"]] == ["a.test.000", "a.test.001", "b.test.000"]
+    summary = live.data["summary"]
+    assert (summary["tasks"], summary["passed"]) == (3, 2)
+    assert summary["per_family"]["a"] == {"tasks": 2, "passed": 2, "pass_rate": 1.0}
+    assert live.data["run"]["wall_s"] == 100.0  # the shards ran side by side
+    assert [r["shard"] for r in live.data["run"]["shards"]] == ["1/2", "2/2"]
+    assert "| v5 | 3 | 2 |" in markdown(gather(live=[f"v5={tmp_path / 'v5'}"]))
+
+
+@pytest.mark.parametrize(
+    ("shards", "message"),
+    [
+        (["1/2"], "missing"),  # half a run is not the run
+        (["1/2", "1/2"], "parts K/N"),
+        (["1/2", "2/3"], "parts K/N"),
+        (["1/2", None], "parts K/N"),
+    ],
+)
+def test_shards_that_are_not_one_whole_run_are_refused(
+    tmp_path: Path, shards: list[str | None], message: str
+) -> None:
+    for i, shard in enumerate(shards):
+        write_shard(
+            tmp_path / "v5" / str(i), [task(f"a.test.{i:03d}", "a", True, None, 1)], shard, 1.0
+        )
+    with pytest.raises(ConfigError, match=message):
+        gather(live=[f"v5={tmp_path / 'v5'}"])

@@ -81,14 +81,50 @@ def load_static(name: str, path: Path) -> Result:
 
 
 def load_live(name: str, path: Path) -> Result:
-    """A live result folder (or its ``live.json``)."""
+    """A live result folder (or its ``live.json``), or a folder of shard folders
+    (``umiq eval live --shard K/N``), merged into one result."""
     file = path / "live.json" if path.is_dir() else path
+    if path.is_dir() and not file.is_file() and (shards := sorted(path.glob("*/live.json"))):
+        return Result(name, path, merge_live([_read_live(name, f) for f in shards]))
     if not file.is_file():
         raise ConfigError(f"live result {name!r}: no live.json in {path}")
+    return Result(name, path, _read_live(name, file))
+
+
+def merge_live(parts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One ``live.json`` record from the shards of one run: every task once (in task
+    order), the summary recomputed, the first shard's settings and each shard's run."""
+    from worker.evaluation.live.scoring import LiveTask, summarize
+
+    shards = sorted(parts, key=lambda p: str(p["run"].get("shard") or ""))
+    labels = [p["run"].get("shard") for p in shards]
+    sizes = {str(label).partition("/")[2] for label in labels}
+    if None in labels or len(sizes) != 1 or len(set(labels)) != len(labels):
+        raise ConfigError(f"live shards must be the parts K/N of one run, got {labels}")
+    if len(labels) != int(sizes.pop()):
+        raise ConfigError(f"live shards {labels}: some part of the run is missing")
+    tasks = sorted((t for p in shards for t in p["tasks"]), key=lambda t: t["uid"])
+    if len({t["uid"] for t in tasks}) != len(tasks):
+        raise ConfigError("live shards hold the same task twice: they are not one run's parts")
+    run = {
+        **shards[0]["run"],
+        "shard": None,
+        "shards": [p["run"] for p in shards],
+        "wall_s": max(p["run"].get("wall_s") or 0 for p in shards),
+    }
+    return {
+        **shards[0],
+        "run": run,
+        "summary": summarize([LiveTask(**t) for t in tasks]),
+        "tasks": tasks,
+    }
+
+
+def _read_live(name: str, file: Path) -> dict[str, Any]:
     data = json.loads(file.read_text(encoding="utf-8"))
     if "summary" not in data or "tasks" not in data:
         raise ConfigError(f"live result {name!r}: {file} is not a umiq live.json")
-    return Result(name, path, data)
+    return data
 
 
 def gather(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from worker.errors import UmiqError
+from worker.errors import ConfigError, UmiqError
 from worker.evaluation.cli.common import CliEnv, Split, command_line, parse_families
 from worker.evaluation.cli.tables import LiveProgress, live_tables
 
@@ -46,6 +46,12 @@ def live_command(env: CliEnv) -> Callable[..., None]:
         work_dir: Path | None = typer.Option(
             None, help="Broker, audit log, worker log and Acme data (default: OUT/work)."
         ),
+        shard: str | None = typer.Option(
+            None,
+            help="K/N: run the K-th of N interleaved parts of the tasks, so N runs side by "
+            "side (one per core) cover the split; give `umiq eval report --live` the folder "
+            "that holds the N --out folders and it merges them.",
+        ),
     ) -> None:
         """Held-out Acme tasks end to end through a real worker; writes live.json."""
         from worker.evaluation.live import LiveConfig, run_live
@@ -67,9 +73,11 @@ def live_command(env: CliEnv) -> Callable[..., None]:
                 ("--max-new-tokens", max_new_tokens),
                 ("--timeout", timeout),
                 ("--work-dir", work_dir),
+                ("--shard", shard),
             ],
         )
         try:
+            parts = parse_shard(shard)
             config = LiveConfig(
                 out=out,
                 model_set=ModelSet.parse(model_set),
@@ -83,6 +91,7 @@ def live_command(env: CliEnv) -> Callable[..., None]:
                 timeout=timeout,
                 work_dir=work_dir,
                 command=command,
+                shard=parts,
             )
             with LiveProgress(env.console) as hooks:
                 result = run_live(config, hooks)
@@ -94,3 +103,16 @@ def live_command(env: CliEnv) -> Callable[..., None]:
         env.console.print(f"wrote {path}")
 
     return live
+
+
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"2/3"`` → ``(2, 3)``; None stays None."""
+    if text is None:
+        return None
+    k, sep, n = text.partition("/")
+    try:
+        if not sep:
+            raise ValueError(text)
+        return int(k), int(n)
+    except ValueError:
+        raise ConfigError(f"--shard takes K/N (e.g. 1/2), got {text!r}") from None

@@ -48,8 +48,16 @@ class LiveConfig:
     command: str = ""
     world: str | None = None
     """The world to evaluate on (``worker.world``); None: ``settings.world``."""
+    shard: tuple[int, int] | None = None
+    """``(k, n)``: run only the k-th of n interleaved parts of the selected tasks (1-based),
+    so n runs side by side (one per core, each with its own systems and worker) cover
+    the split once; ``umiq eval report`` merges a folder of shard folders."""
 
     def __post_init__(self) -> None:
+        if self.shard is not None:
+            k, n = self.shard
+            if not 1 <= k <= n:
+                raise ConfigError(f"shard must be K/N with 1 <= K <= N, got {k}/{n}")
         if self.split not in ("train", "dev", "test"):
             raise ConfigError(f"split must be train, dev or test, got {self.split!r}")
         if self.per_family < 1:
@@ -125,6 +133,9 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
             limit=config.limit,
             world=world,
         )
+        if config.shard is not None:
+            k, n = config.shard
+            instances = instances[k - 1 :: n]
         if not instances:
             raise ConfigError(f"no {config.split} tasks for families {families}")
         hooks.tasks(len(instances))
@@ -188,6 +199,7 @@ def run_live(config: LiveConfig, hooks: Hooks | None = None) -> LiveResult:
         "per_family": config.per_family,
         "families": families,
         "limit": config.limit,
+        "shard": f"{config.shard[0]}/{config.shard[1]}" if config.shard else None,
         "settings": {
             "max_steps": max_steps,
             "max_new_tokens": config.max_new_tokens or base_settings.max_new_tokens,
