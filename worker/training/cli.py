@@ -73,6 +73,12 @@ def train_command(
     ),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     dtype: str | None = typer.Option(None, help="auto, float32 or bfloat16."),
+    pack: bool | None = typer.Option(
+        None,
+        "--pack/--no-pack",
+        help="Train each trajectory's samples of a role as one prefix tree: the same "
+        "losses, the shared prompt computed once.",
+    ),
     autocast: str | None = typer.Option(
         None,
         help="Mixed precision: none, bfloat16, or auto (bfloat16 where the CPU or GPU "
@@ -116,6 +122,7 @@ def train_command(
         "device": device,
         "dtype": dtype,
         "autocast": autocast,
+        "pack": pack,
         "save_every": save_every,
         "max_cut_share": max_cut_share,
     }

@@ -110,6 +110,10 @@ class TrainConfig:
     """Mixed precision for forward and backward: ``none``, ``bfloat16`` (weights, LoRA and
     optimizer stay in ``dtype``; matmuls run in bfloat16) or ``auto`` (bfloat16 where the
     device computes it natively: a CPU with AVX512-BF16/AMX, a cuda device with bf16)."""
+    pack: bool = False
+    """Train each trajectory's samples of a role as one prefix tree
+    (``worker.training.packing``): the same per-sample losses, their shared prompt
+    computed once (Acme planner: about half the tokens)."""
     save_every: int = 50
     """Optimizer steps between checkpoints; 0 checkpoints only at the end of a stage."""
     max_cut_share: float = 0.05

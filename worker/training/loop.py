@@ -27,6 +27,7 @@ from transformers import get_cosine_schedule_with_warmup
 from worker.logs import get_logger
 from worker.training.config import TrainConfig
 from worker.training.data import Example, collate, schedule
+from worker.training.packing import Packed, collate_packed
 
 #: Called after every optimizer step with (stage, step); tests raise from it to crash a run.
 StepHook = Callable[[str, int], None]
@@ -132,7 +133,7 @@ class Reporter:
 
 def train_stage(
     model: Any,
-    examples: Sequence[Example],
+    examples: Sequence[Example | Packed],
     *,
     stage: str,
     config: TrainConfig,
@@ -181,8 +182,13 @@ def train_stage(
             total_loss = 0.0
             tokens = 0
             for mb in batch_examples:
-                batch = collate(mb, pad_id)
-                keep = batch["keep"]
+                if isinstance(mb[0], Packed):
+                    # prefix trees: the logits at ``predict_at`` predict ``targets``
+                    batch = collate_packed(mb)
+                    keep = batch["predict_at"].to(device)
+                else:
+                    batch = collate(mb, pad_id)
+                    keep = batch["keep"]
                 # Mixed precision: bfloat16 matmuls, weights and gradients in ``dtype``.
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=mixed):
                     output = model(
@@ -192,8 +198,12 @@ def train_stage(
                         logits_to_keep=keep,
                         use_cache=False,
                     )
-                logits = output.logits[:, :-1].float()
-                labels = batch["labels"][:, -(keep - 1) :].to(device)
+                if isinstance(mb[0], Packed):
+                    logits = output.logits.float()
+                    labels = batch["targets"].to(device)
+                else:
+                    logits = output.logits[:, :-1].float()
+                    labels = batch["labels"][:, -(keep - 1) :].to(device)
                 loss = torch.nn.functional.cross_entropy(
                     logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum"
                 )

@@ -48,6 +48,7 @@ _NOT_WEIGHTS = (
             "device",
             "dtype",
             "autocast",
+            "pack",
             "balance",
             "decision_shares",
             "lr",
@@ -86,6 +87,8 @@ def fingerprints(
         if config.resolved_autocast(device) != "none":
             # Only when on, so the fingerprints of runs from before the field stay valid.
             parts["autocast"] = config.resolved_autocast(device)
+        if config.pack:
+            parts["pack"] = True  # only when on, as autocast
         if stage.name in config.balance:
             # Only when set, so the fingerprints of runs from before the field stay valid.
             parts["balance"] = True

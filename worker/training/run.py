@@ -43,6 +43,7 @@ from worker.training.data import (
     tokenize,
     truncation_warning,
 )
+from worker.training.packing import pack_all
 from worker.training.reuse import DONE
 
 CONFIG_FILE = "train-config.json"
@@ -178,6 +179,8 @@ def train(
                             f"{config.max_cut_share:.0%})"
                         )
                     reporter.warn(warning)
+                # one prefix tree per trajectory: the same losses, the shared prompt once
+                units = pack_all(chosen, examples) if config.pack else examples
                 ckpt_state = out / "checkpoints" / stage.name / "state.json"
                 done_steps = (
                     json.loads(ckpt_state.read_text())["step"] if ckpt_state.is_file() else 0
@@ -186,7 +189,7 @@ def train(
                 model = _build_model(base_dir, config, stage, out, device, dtype, seed)
                 outcome = train_stage(
                     model,
-                    examples,
+                    units,
                     stage=stage.name,
                     config=config,
                     seed=seed,
@@ -206,6 +209,7 @@ def train(
                     "prompts_truncated": sum(1 for e in examples if e.prompt_truncated),
                     "longest_example": max(e.full_length for e in examples),
                     **outcome.summary(),
+                    **(_packing(units) if config.pack else {}),
                     "fingerprint": stage_fingerprints[stage.name],
                 }
                 summaries[stage.name] = summary
@@ -247,6 +251,16 @@ def train(
         card=card,
         curve=curve,
     )
+
+
+def _packing(units: Sequence[Any]) -> dict[str, Any]:
+    """What packing did to a stage: samples, sequences, and tokens with and without it."""
+    return {
+        "packed_samples": sum(u.samples for u in units),
+        "packed_sequences": len(units),
+        "packed_tokens": sum(len(u.input_ids) for u in units),
+        "unpacked_tokens": sum(u.unpacked_tokens for u in units),
+    }
 
 
 def _resolve_base(base: str) -> Path:
@@ -292,6 +306,7 @@ def _prepare_out(out: Path, config: TrainConfig, digest: str, resume: bool) -> N
         theirs.setdefault("stage_lr", {})  # … and used one learning rate for every stage
         theirs.setdefault("decision_shares", {})  # … and drew balanced decisions equally
         theirs.setdefault("autocast", "none")  # … and trained in full precision
+        theirs.setdefault("pack", False)  # … and one sample per sequence
         changed = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
         if changed:
             raise ConfigError(
