@@ -10,7 +10,7 @@ from policies._approval import (
     check_approval,
     domain_of,
 )
-from policies._claims import CHANGE_WORDS, Claim, change_claims, check_claims
+from policies._claims import CHANGE_WORDS, Claim, change_claims, check_claims, check_form
 from policies._crypto import (
     SEALED,
     KeyRing,
@@ -61,6 +61,7 @@ __all__ = [
     "check_access",
     "check_approval",
     "check_claims",
+    "check_form",
     "check_scope",
     "domain_of",
     "envelope_ref",

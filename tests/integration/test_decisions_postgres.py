@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from worker import runtime
-from worker.approvals import decide
 from worker.audit import AuditLog, decisions, upgrade
 from worker.audit.checkpoint import load_private_key, write_keypair
 from worker.audit.events import PolicyDetails
+from worker.gates.calls import decide
 from worker.settings import Settings
 from worker.tasks import _forged_approval, resume_task
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from worker.audit import AuditLog, upgrade
-from worker.held import HeldAnswerError, decide_answer, held
+from worker.gates.answers import HeldAnswerError, decide_answer, held
 
 pytestmark = pytest.mark.integration
 

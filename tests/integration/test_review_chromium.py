@@ -166,7 +166,7 @@ def test_officer_approves_a_payment_in_chromium(
 
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     shots = {name: ARTIFACTS / f"review-{name}.png" for name in ("before", "after", "trace")}
-    # the default enqueue: worker.approvals.send_resume, on this process's settings' broker
+    # the default enqueue: worker.gates.calls.send_resume, on this process's settings' broker
     with ServiceThread(create_review_app(settings)) as review:
         context = browser.new_context(
             http_credentials={"username": OFFICER[0], "password": OFFICER[1]},

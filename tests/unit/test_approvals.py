@@ -10,8 +10,8 @@ from connectors import ToolCall
 from policies import AccessRule, ApprovalPolicy, approval_rules
 from worker.agent.episode import Episode
 from worker.agent.guard import Guard
-from worker.approvals import ApprovalError, approved_key, decide, pending, resend
 from worker.audit import AuditLog, ensure_schema
+from worker.gates.calls import ApprovalError, approved_key, decide, pending, resend
 from worker.toolbox import Toolbox
 
 from .test_episode import ENV, Scripted, erp
@@ -186,8 +186,9 @@ def test_resume_command_resends_or_says_why_not(
     import typer
     from typer.testing import CliRunner
 
-    from worker import approvals, runtime
-    from worker.approvals_cli import register
+    from worker import runtime
+    from worker.gates import calls as approvals
+    from worker.gates.cli import register
 
     waiting(audit, erp())
     monkeypatch.setattr(runtime, "audit_log", lambda: audit)

@@ -9,12 +9,12 @@ from types import SimpleNamespace
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from worker.approvals import decide, forged_approval
 from worker.audit import AuditLog, decisions
 from worker.audit.checkpoint import key_id, write_keypair
 from worker.audit.events import PolicyDetails
+from worker.gates.answers import decide_answer
+from worker.gates.calls import decide, forged_approval
 from worker.health import check_decisions
-from worker.held import decide_answer
 from worker.settings import Settings
 
 from .test_approvals import audit, waiting  # noqa: F401  (the fixture)

@@ -123,8 +123,8 @@ def test_every_step_of_the_old_chain_reads_as_its_typed_event() -> None:
 
 def test_the_typed_readers_read_the_old_chain(url: str) -> None:
     """Approvals, held answers and outcomes read the old rows as they did."""
-    from worker.approvals import approved_key
-    from worker.held import held
+    from worker.gates.answers import held
+    from worker.gates.calls import approved_key
 
     _load(url)
     log = AuditLog.from_url(url)
@@ -141,8 +141,8 @@ def test_the_typed_readers_read_the_old_chain(url: str) -> None:
 
 def test_todays_decisions_write_the_old_bytes(url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     """decide and decide_answer, run where the old chain's humans decided, store the same rows."""
-    from worker.approvals import decide
-    from worker.held import decide_answer
+    from worker.gates.answers import decide_answer
+    from worker.gates.calls import decide
 
     log = AuditLog.from_url(url)
     stamps = iter(datetime.fromisoformat(a["now"]) for a in APPENDS)  # one per row, in order

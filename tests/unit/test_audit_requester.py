@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 
 from worker import runtime
-from worker.approvals import decide
 from worker.audit import AuditLog, ensure_schema
 from worker.audit.keyring import generate_keyring
 from worker.audit.requester import SEALED_FIELD, is_pseudonym, is_requester, pseudonym, shown
@@ -18,6 +17,7 @@ from worker.audit.review import SEALED, conceal
 from worker.audit.sealing import Sealer
 from worker.celery_app import create_app
 from worker.errors import ApprovalError
+from worker.gates.calls import decide
 from worker.review._views import trace_view
 from worker.settings import get_settings
 

@@ -320,7 +320,7 @@ def test_a_resume_after_approval_cut_off_goes_on_by_replay(tmp_path: Path) -> No
     from tests.unit.test_approvals import PAY as PAY_OVER_LIMIT
     from tests.unit.test_approvals import guard as approval_guard
     from worker.agent.replay import cut_off_after_approval
-    from worker.approvals import approved_key, decide
+    from worker.gates.calls import approved_key, decide
 
     audit = make_audit(tmp_path)
     audit.append_task(task_id="t-1", department="finance", query=ENV.query, requested_by="a")

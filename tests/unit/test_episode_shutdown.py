@@ -118,7 +118,7 @@ def test_a_resume_after_approval_stopped_by_shutdown_goes_on_once(tmp_path: Path
     from tests.unit.test_approvals import waiting
     from tests.unit.test_episode import erp as approval_erp
     from worker.agent.replay import cut_off_after_approval
-    from worker.approvals import decide
+    from worker.gates.calls import decide
 
     audit = make_audit(tmp_path)
     connector = approval_erp()

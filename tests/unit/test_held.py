@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from worker.audit import AuditLog, ensure_schema
-from worker.held import HeldAnswerError, decide_answer, held, held_for
+from worker.gates.answers import HeldAnswerError, decide_answer, held, held_for
 
 from .test_episode import ENV, Scripted, erp, run
 
@@ -98,7 +98,7 @@ def test_held_commands_list_release_and_refuse(
     from typer.testing import CliRunner
 
     from worker import runtime
-    from worker.approvals_cli import register
+    from worker.gates.cli import register
 
     holding(audit)
     monkeypatch.setattr(runtime, "audit_log", lambda: audit)

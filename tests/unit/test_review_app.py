@@ -11,11 +11,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from worker.approvals import pending
 from worker.audit import AuditLog, ensure_schema
 from worker.audit.keyring import generate_keyring
 from worker.audit.sealing import Sealer
 from worker.errors import ConfigError
+from worker.gates.calls import pending
 from worker.review import create_app, hash_password, verify_password
 from worker.settings import Settings
 

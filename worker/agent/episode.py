@@ -40,8 +40,7 @@ from typing import Any
 import structlog
 
 from connectors import ToolCall, ToolResult, ToolSpec
-from policies import AccessRule, Decision, check_claims
-from policies._claims import check_form
+from policies import AccessRule, Decision, check_claims, check_form
 from worker.agent import grounding, protocol, repeat, replay
 from worker.agent.calls import AwaitingApproval, Calls, ReplayMismatch
 from worker.agent.guard import Guard

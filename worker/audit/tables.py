@@ -15,12 +15,14 @@ from sqlalchemy import BigInteger, CheckConstraint, Text
 from sqlmodel import Field, SQLModel
 
 from worker.audit._types import CanonicalJSON, UtcTimestamp
+from worker.audit.events import STEP_KIND_NAMES
 
 CHAIN = "main"
 """The one chain that every audit row belongs to."""
 
-STEP_KINDS = ("planner", "caller", "summarizer", "tool", "policy", "rejected", "outcome")
-"""What a ``step`` row records."""
+STEP_KINDS = STEP_KIND_NAMES
+"""What a ``step`` row records: the step kinds of ``worker.audit.events`` (the column's
+check; migration 0001 keeps its own copy, as written then)."""
 
 _STEP_KIND_CHECK = "kind IN (" + ", ".join(f"'{k}'" for k in STEP_KINDS) + ")"
 

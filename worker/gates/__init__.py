@@ -4,8 +4,6 @@ A **held call** (a policy held a call before it was made; ``worker.gates.calls``
 **held answer** (the claims policy held an answer before anyone was told it;
 ``worker.gates.answers``); ``worker.gates.queue`` lists both as one queue and decides
 either; ``worker.gates.cli`` is ``umiq gates`` with ``umiq approvals`` and ``umiq held``.
-The former modules ``worker.approvals``, ``worker.held`` and ``worker.approvals_cli`` are
-these modules under their old names.
 """
 
 from worker.gates.answers import AnswerDecision, HeldAnswer, decide_answer, held, held_for, held_in

@@ -1,6 +1,6 @@
 """What the pages show, as plain data for the templates (pure: no I/O, no HTML).
 
-The queries are ``worker.audit.review``'s and ``worker.approvals``'s; this module only
+The queries are ``worker.audit.review``'s and ``worker.gates.calls``'s; this module only
 shapes their results: filters for the task list, and a trace (``trace_as_dict``) as
 rows the trace template can lay out without logic of its own.
 """
