@@ -193,3 +193,30 @@ def test_eval_static_without_a_model_set_keeps_the_environment(
     )
     assert run.exit_code == 0, run.output
     assert json.loads((out / "metrics.json").read_text())["run"]["model_set"] is None
+
+
+def test_eval_static_card_records_the_figures_for_the_run(
+    toolbench_dir: Path, tmp_path: Path
+) -> None:
+    """``eval static --card RUN`` writes RUN/umiq-eval.json, leaves RUN/umiq-train.json
+    as it was, and the run's model card shows the figures."""
+    import shutil
+
+    from worker.settings import SHIPPED_ADAPTERS
+
+    card = tmp_path / "run"
+    card.mkdir()
+    shutil.copy(SHIPPED_ADAPTERS / "umiq-train.json", card / "umiq-train.json")
+    before = (card / "umiq-train.json").read_bytes()
+    app = typer.Typer()
+    app.command()(lambda: None)
+    register(app, load_model=lambda s: _Scripted(), console=Console(width=200))
+    data = toolbench_dir / "raw_data_stage_2.json"
+    args = ["eval", "static", "--data", str(data), "--limit", "1", "--out", str(tmp_path / "o")]
+    run = CliRunner().invoke(app, [*args, "--card", str(card)])
+    assert run.exit_code == 0, run.output
+    name = f"static {data.name} (first 1)"
+    recorded = json.loads((card / "umiq-eval.json").read_text())["evaluation"][name]
+    assert recorded["command"].endswith(f"--card {card}")
+    assert (card / "umiq-train.json").read_bytes() == before
+    assert f"| {name} | {recorded['plan_acc']:.3f} |" in (card / "README.md").read_text()

@@ -2,7 +2,8 @@
 
 ``umiq-train.json`` is the machine-readable record (base id and revision, data hash,
 config, hardware, per-stage time, tokens/s and losses, adapter versions); ``README.md``
-renders it for people. Both carry an ``evaluation`` section that the eval command fills.
+renders it for people, with the figures evaluation recorded for the run
+(``umiq-eval.json``, written by ``worker.evaluation.records``, never by training).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 import json
 import os
 import platform
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from worker.errors import ConfigError
+from worker.evaluation.records import evaluation_lines, read_evaluation
+from worker.models.adapters import TRAIN_RECORD
 
-CARD_JSON = "umiq-train.json"
+CARD_JSON = TRAIN_RECORD
 CARD_MD = "README.md"
 CURVE = "training_curve.png"
 METRICS = "metrics.jsonl"
@@ -109,58 +112,29 @@ def plot_curve(out: Path, stage_order: list[str]) -> Path | None:
 
 
 def write_card(out: Path, record: dict[str, Any]) -> Path:
-    """Write ``umiq-train.json`` and ``README.md``; keeps an existing ``evaluation``."""
+    """Write ``umiq-train.json`` and ``README.md``. An ``evaluation`` section that an
+    older record holds (figures from before ``umiq-eval.json``) is kept as it was."""
     json_path = out / CARD_JSON
     if json_path.is_file():
         previous = json.loads(json_path.read_text())
-        if previous.get("evaluation") is not None:
+        if previous.get("evaluation"):
             record = {**record, "evaluation": previous["evaluation"]}
     json_path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    (out / CARD_MD).write_text(render(record), encoding="utf-8")
+    write_readme(out)
     return json_path
+
+
+def write_readme(out: Path) -> Path:
+    """(Re)write ``README.md`` of the run in ``out`` from its training record and the
+    figures evaluation recorded for it (``umiq eval static --card`` calls it too)."""
+    path = Path(out) / CARD_MD
+    path.write_text(render(read_card_record(out), read_evaluation(out)), encoding="utf-8")
+    return path
 
 
 def read_card_record(out: Path) -> dict[str, Any]:
     """The training record (``umiq-train.json``) of the run in ``out``."""
     return json.loads((Path(out) / CARD_JSON).read_text(encoding="utf-8"))
-
-
-def record_evaluation(out: Path, name: str, figures: dict[str, Any]) -> Path:
-    """Add evaluation ``figures`` under ``name`` to the model card of the run in ``out``
-    (``umiq-train.json`` and its ``README.md``); an entry of the same name is replaced."""
-    json_path = Path(out) / CARD_JSON
-    if not json_path.is_file():
-        raise ConfigError(
-            f"{out} has no model card ({CARD_JSON}): pass the output folder of `umiq train`"
-        )
-    record = read_card_record(out)
-    record["evaluation"] = {**(record.get("evaluation") or {}), name: figures}
-    json_path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
-    (Path(out) / CARD_MD).write_text(render(record), encoding="utf-8")
-    return json_path
-
-
-def _evaluation_lines(evaluation: dict[str, Any]) -> list[str]:
-    """Static metrics as one table (rows: where they were measured); anything else as JSON."""
-    from worker.evaluation.metrics import STATIC_METRICS
-
-    static = {k: v for k, v in evaluation.items() if isinstance(v, dict) and "plan_acc" in v}
-    lines: list[str] = []
-    if static:
-        lines += [
-            "| evaluated on | "
-            + " | ".join(label for label, _, _ in STATIC_METRICS)
-            + " | steps |",
-            "|---|" + "---|" * (len(STATIC_METRICS) + 1),
-        ]
-        for name, m in static.items():
-            cells = " | ".join(f"{m[key]:.3f}" for _, key, _ in STATIC_METRICS)
-            lines.append(f"| {name} | {cells} | {m.get('steps', '–')} |")
-        lines.append("")
-    rest = {k: v for k, v in evaluation.items() if k not in static}
-    if rest:
-        lines += ["```json", json.dumps(rest, indent=2, ensure_ascii=False), "```"]
-    return lines
 
 
 def _cut(stage: dict[str, Any]) -> str:
@@ -178,8 +152,8 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def render(record: dict[str, Any]) -> str:
-    """The README.md text of a training record."""
+def render(record: dict[str, Any], evaluation: Mapping[str, Any] | None = None) -> str:
+    """The README.md text of a training record and the run's evaluation figures."""
     cfg = record["config"]
     base = record["base"]
     hw = record["hardware"]
@@ -262,9 +236,8 @@ def render(record: dict[str, Any]) -> str:
         "## Evaluation",
         "",
     ]
-    evaluation = record.get("evaluation")
     if evaluation:
-        lines += _evaluation_lines(evaluation)
+        lines += evaluation_lines(evaluation)
     else:
         lines.append("Not evaluated yet.")
     lines += [

@@ -430,5 +430,4 @@ def _record(
         "stages": {s.name: summaries[s.name] for s in stages if s.name in summaries},
         "adapters": versions,
         "wall_seconds": round(sum(s.get("seconds", 0.0) for s in summaries.values()), 2),
-        "evaluation": None,
     }

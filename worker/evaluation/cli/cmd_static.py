@@ -160,18 +160,21 @@ def _evaluate(
 def _add_to_card(
     env: CliEnv, card: Path, result: StaticResult, *, data: Path, limit: int | None, command: str
 ) -> None:
-    """Add the metrics to the model card of the ``umiq train`` output ``card``."""
+    """Record the metrics for the ``umiq train`` output ``card`` (evaluation's own file,
+    ``umiq-eval.json``) and re-render its model card, which shows them."""
     from dataclasses import asdict
 
-    from worker.training.card import record_evaluation
+    from worker.evaluation.records import record_evaluation
+    from worker.training.card import write_readme
 
     name = f"static {data.name}" + (f" (first {limit})" if limit else "")
     figures = {**asdict(result.metrics), "command": command}
     try:
         path = record_evaluation(card, name, figures)
+        readme = write_readme(card)
     except UmiqError as exc:
         raise env.fail(exc) from exc
-    env.console.print(f"added to the model card {path}")
+    env.console.print(f"recorded in {path}; model card {readme}")
 
 
 def score_command(env: CliEnv) -> Callable[..., None]:
