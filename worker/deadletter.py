@@ -8,12 +8,15 @@ import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from worker.envelope import safe_task_id
 from worker.letters import LETTER_TYPE, Original, seal_letter
+
+if TYPE_CHECKING:
+    from worker.audit.protocol import AuditLogProtocol
 
 log = structlog.get_logger("umiq.deadletter")
 
@@ -51,7 +54,7 @@ def refuse(
     *,
     reason: str,
     field: str | None,
-    audit: Any,
+    audit: AuditLogProtocol,
     delivery_id: str | None = None,
     content_type: str = "application/json",
     content_encoding: str | None = None,
@@ -154,7 +157,7 @@ def _mask(settings: Any) -> Any:
     return RedactingProcessor(detector_from(settings))
 
 
-def _keyring(audit: Any, settings: Any) -> Any:
+def _keyring(audit: AuditLogProtocol, settings: Any) -> Any:
     """The audit's key ring (its sealer's), else the one the settings name."""
     sealer = getattr(audit, "sealer", None)
     if sealer is not None:
@@ -165,7 +168,7 @@ def _keyring(audit: Any, settings: Any) -> Any:
 
 
 def _audit(
-    audit: Any,
+    audit: AuditLogProtocol,
     claimed: str | None,
     fresh: str,
     own: bool,

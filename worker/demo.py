@@ -13,12 +13,15 @@ import json
 import os
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.table import Table
 
 from worker.world import Systems, World
+
+if TYPE_CHECKING:
+    from worker.audit.protocol import AuditLogProtocol
 
 OUTCOME_WORDS = {
     "answered": "answered",
@@ -140,7 +143,7 @@ def _run_tasks(
     console: Console,
     app: Any,
     task_name: str,
-    audit: Any,
+    audit: AuditLogProtocol,
     world: World,
     systems: Systems,
     tasks: int,
@@ -185,7 +188,7 @@ def _run_tasks(
     return results
 
 
-def _print_result(console: Console, audit: Any, result: dict[str, Any]) -> None:
+def _print_result(console: Console, audit: AuditLogProtocol, result: dict[str, Any]) -> None:
     console.rule(f"task {result['task_id']}")
     console.print(f"[bold]query[/bold]: {result['query']}")
     table = Table("#", "step", "output", show_lines=False, expand=True)

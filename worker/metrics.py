@@ -43,6 +43,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from worker.audit.events import OutcomeDetails, PolicyDetails, details_of
+from worker.audit.protocol import AuditLogProtocol
 from worker.settings import Settings
 
 log = structlog.get_logger("umiq.metrics")
@@ -137,7 +138,7 @@ def observe_tool_call(call: dict[str, Any]) -> None:
 class MeteredAuditLog:
     """An audit log whose appends move the counters once they are committed."""
 
-    def __init__(self, inner: Any, settings: Settings) -> None:
+    def __init__(self, inner: AuditLogProtocol, settings: Settings) -> None:
         self.inner = inner
         self.settings = settings
 
@@ -217,7 +218,9 @@ class MeteredRoleModel:
 # -- read at scrape time ---------------------------------------------------------------
 
 
-def waiting_by_department(audit: Any, limit: int = 500) -> tuple[dict[str, int], dict[str, int]]:
+def waiting_by_department(
+    audit: AuditLogProtocol, limit: int = 500
+) -> tuple[dict[str, int], dict[str, int]]:
     """Calls waiting for approval and answers held for review, by department, among the
     ``limit`` most recent tasks (one scan of the log, as ``umiq approvals list`` reads it)."""
     from worker.gates import waiting
@@ -262,7 +265,9 @@ def queue_depths(broker_url: str, queues: Sequence[str]) -> dict[str, tuple[int,
 class OpsCollector(Collector):
     """Gauges read from the audit log and the broker, at most once per ``interval`` s."""
 
-    def __init__(self, settings: Settings, audit: Callable[[], Any], interval: float) -> None:
+    def __init__(
+        self, settings: Settings, audit: Callable[[], AuditLogProtocol], interval: float
+    ) -> None:
         self.settings = settings
         self.audit = audit
         self.interval = interval
@@ -328,7 +333,7 @@ def enabled() -> bool:
     return "server" in _state
 
 
-def meter_audit(audit: Any, settings: Settings) -> Any:
+def meter_audit(audit: AuditLogProtocol, settings: Settings) -> AuditLogProtocol:
     """``audit`` counted, when metrics are on in this process; else ``audit`` itself."""
     return MeteredAuditLog(audit, settings) if enabled() else audit
 

@@ -13,6 +13,8 @@ from worker import rollout, runtime, shutdown
 from worker.agent.episode import Episode
 from worker.agent.guard import Guard, restore_tokens
 from worker.agent.replay import cut_off_after_approval
+from worker.audit.log import AuditLog
+from worker.audit.protocol import AuditLogProtocol
 from worker.audit.requester import SEALED_FIELD, pseudonym, without_sealed
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
@@ -34,7 +36,7 @@ def _unbind_context(**_: Any) -> None:
     structlog.contextvars.clear_contextvars()
 
 
-def _episode(env: Envelope, guard: Guard, audit: Any, toolbox: Any = None) -> Episode:
+def _episode(env: Envelope, guard: Guard, audit: AuditLogProtocol, toolbox: Any = None) -> Episode:
     """An episode of ``env`` with this process's model, toolbox and settings."""
     settings = runtime.settings()
     return Episode(
@@ -52,9 +54,10 @@ def _episode(env: Envelope, guard: Guard, audit: Any, toolbox: Any = None) -> Ep
     )
 
 
-def _run_episode(env: Envelope, audit: Any) -> dict[str, Any]:
+def _run_episode(env: Envelope, audit: AuditLog) -> dict[str, Any]:
     """How the task ended, shaped like ``EpisodeResult.as_dict()``: this run's, or the
-    recorded outcome of a task that had already ended, or the hand-off to people."""
+    recorded outcome of a task that had already ended, or the hand-off to people.
+    ``audit`` is the SQL log (or its metered wrapper): the lease takes its engine."""
     # One runner per task: a duplicate delivery waits here while the first one runs,
     # then finds its outcome below instead of running the task again.
     with task_lease(audit.engine, env.task_id) as waited:
@@ -63,7 +66,7 @@ def _run_episode(env: Envelope, audit: Any) -> dict[str, Any]:
         return _run_leased(env, audit)
 
 
-def _run_leased(env: Envelope, audit: Any) -> dict[str, Any]:
+def _run_leased(env: Envelope, audit: AuditLogProtocol) -> dict[str, Any]:
     finished = audit.outcome(env.task_id)
     if finished is not None:  # a redelivered task that already ended: never run it twice
         log.info("task.already_finished", outcome=finished["outcome"])
@@ -281,7 +284,9 @@ def _forged_approval(settings: Any, steps: Any, key: str) -> str | None:
     return forged_approval(steps, key, verifying_key(settings.decision_public_key_file))
 
 
-def _refuse_resume(audit: Any, task_id: str, steps: Any, key: str, why: str) -> dict[str, Any]:
+def _refuse_resume(
+    audit: AuditLogProtocol, task_id: str, steps: Any, key: str, why: str
+) -> dict[str, Any]:
     """End the task ``refused`` with ``why`` on the chain: the held call is never made."""
     from worker.audit.events import OutcomeDetails
 

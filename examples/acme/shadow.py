@@ -328,7 +328,7 @@ def run_shadow(config: ShadowConfig, progress: Callable[[str], None] = print) ->
                                 task_id=task_id,
                                 shadow_outcome=_shadow_outcome(audit, task_id),
                                 human={**asdict(human), "writes": [w[0] for w in human.writes]},
-                                agreement=details["agreement"],
+                                agreement=details.agreement,
                                 checker=checked,
                             )
                         )

@@ -142,7 +142,14 @@ def test_shadow_records_the_exact_write_and_sends_nothing(tasks: Any, erp: Erp) 
 
     done = record_human(audit, "t-shadow", by="bob", outcome="answered", answer="INV-1001",
                         writes=[("dispute_invoice", SCRIPT[1]["arguments"])])  # fmt: skip
-    assert done["agreement"]["writes"] is True and done["agreement"]["agree"] is True
+    assert done.agreement == {"outcome": True, "writes": True, "answer": True, "agree": True,
+                              "missing_facts": []}  # fmt: skip
+    # the row holds the keys it held before the typed event, and the person's work sealed
+    stored = dict(audit.steps("t-shadow")[-1].details)
+    assert "$sealed" in stored.pop("human") and stored == done.to_details()
+    assert set(stored) == {
+        "outcome", "reason", "by", "mode", "human_outcome", "human_writes", "agreement"
+    }  # fmt: skip
     assert audit.outcome("t-shadow")["outcome"] == "handled_by_human"
     assert audit.verify().ok
 

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connectors import ToolResult, ToolSpec
 from policies import (
@@ -46,6 +46,9 @@ from policies import (
 )
 from worker.errors import ConfigError
 from worker.rollout.decide import Rollout, decide
+
+if TYPE_CHECKING:
+    from worker.audit.protocol import AuditLogProtocol
 
 
 @dataclass
@@ -258,7 +261,7 @@ def _records(data: Any) -> Iterable[Mapping[str, Any]]:
             yield from _records(item)
 
 
-def restore_tokens(audit: Any, task_id: str) -> dict[str, str] | None:
+def restore_tokens(audit: AuditLogProtocol, task_id: str) -> dict[str, str] | None:
     """The task's token map as last sealed in the audit log (a redelivery or a resume
     keeps its tokens), or None when none was sealed. ``audit`` needs the key ring."""
     latest = None
@@ -271,7 +274,7 @@ def restore_tokens(audit: Any, task_id: str) -> dict[str, str] | None:
     return dict(opened.details["tokens"])
 
 
-def reveal(audit: Any, task_id: str, text: str) -> str:
+def reveal(audit: AuditLogProtocol, task_id: str, text: str) -> str:
     """``text`` of task ``task_id`` (its answer) with the task's tokens replaced by the raw
     values: what the requester or a checker reads. Needs the audit's key ring."""
     mapping = restore_tokens(audit, task_id)

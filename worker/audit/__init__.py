@@ -11,6 +11,7 @@ Importing this package never imports torch.
 from worker.audit.chain import GENESIS, canonical_json, digest, row_hash
 from worker.audit.db import current_revision, ensure_schema, head_revision, make_engine, upgrade
 from worker.audit.log import AuditLog
+from worker.audit.protocol import AuditLogProtocol
 from worker.audit.records import StepRecord, TaskRecord, ToolCallRecord
 from worker.audit.tables import CHAIN, STEP_KINDS, ChainHead, Step, Task, ToolCall
 from worker.audit.verify import VerifyReport
@@ -20,6 +21,7 @@ __all__ = [
     "GENESIS",
     "STEP_KINDS",
     "AuditLog",
+    "AuditLogProtocol",
     "ChainHead",
     "Step",
     "StepRecord",

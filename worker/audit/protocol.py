@@ -8,11 +8,11 @@ are typed by ``worker.audit.events``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from worker.audit.records import StepRecord, TaskRecord, ToolCallRecord
+from worker.audit.records import RolloutChangeRecord, StepRecord, TaskRecord, ToolCallRecord
 from worker.audit.verify import VerifyReport
 
 
@@ -60,6 +60,23 @@ class AuditLogProtocol(Protocol):
         ok: bool,
         error: str | None = None,
     ) -> ToolCallRecord: ...
+
+    def append_rollout_change(
+        self,
+        *,
+        department: str,
+        version: int,
+        changed_by: str,
+        reason: str,
+        before: Mapping[str, Any] | None,
+        after: Mapping[str, Any],
+    ) -> RolloutChangeRecord: ...
+
+    def rollout_changes(
+        self, department: str | None = None, *, latest_only: bool = False
+    ) -> list[RolloutChangeRecord]: ...
+
+    def rollout_latest(self, departments: Sequence[str]) -> dict[str, RolloutChangeRecord]: ...
 
     def task(self, task_id: str) -> TaskRecord | None: ...
 

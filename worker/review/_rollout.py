@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, Response
@@ -20,6 +20,9 @@ from fastapi.responses import HTMLResponse, Response
 from worker.rollout.config import GLOBAL
 from worker.rollout.report import png, report
 from worker.rollout.store import store_for
+
+if TYPE_CHECKING:
+    from worker.audit.log import AuditLog
 
 Render = Callable[..., HTMLResponse]
 
@@ -39,7 +42,7 @@ def parse_since(text: str) -> datetime | None:
 
 
 def add_rollout_routes(
-    app: FastAPI, audit: Any, settings: Any, render: Render, user_dependency: Any
+    app: FastAPI, audit: AuditLog, settings: Any, render: Render, user_dependency: Any
 ) -> None:
     """Add the rollout tab's pages to the review ``app``."""
 

@@ -25,6 +25,7 @@ import structlog
 
 from connectors import ToolCall, ToolResult
 from worker.audit.events import outcome_of
+from worker.audit.protocol import AuditLogProtocol
 from worker.errors import HumanOutcomeError
 from worker.rollout.human import NOT_AUTOMATED, shadow_run
 from worker.rollout.verdict import record_verdict
@@ -33,7 +34,7 @@ log = structlog.get_logger("umiq.rollout")
 
 
 def record_checked(
-    audit: Any, task_id: str, *, passed: bool, reasons: Sequence[str], checker: str
+    audit: AuditLogProtocol, task_id: str, *, passed: bool, reasons: Sequence[str], checker: str
 ) -> dict[str, Any] | None:
     """Record checker ``checker``'s verdict on ``task_id``; None, and nothing recorded,
     when the task is unknown or has not ended (a task stuck past its timeout)."""
@@ -47,7 +48,7 @@ def record_checked(
     )
 
 
-def shadow_result(audit: Any, task_id: str) -> dict[str, Any]:
+def shadow_result(audit: AuditLogProtocol, task_id: str) -> dict[str, Any]:
     """The agent's own end of a shadow task (before it went to people), as the result
     dict scoring reads: ``task_id``, ``outcome``, ``answer`` (raw), ``reason``."""
     steps = audit.steps(task_id)
@@ -62,7 +63,7 @@ def shadow_result(audit: Any, task_id: str) -> dict[str, Any]:
     }
 
 
-def make_shadow_writes(audit: Any, task_id: str, toolbox: Any) -> list[ToolResult]:
+def make_shadow_writes(audit: AuditLogProtocol, task_id: str, toolbox: Any) -> list[ToolResult]:
     """Make task ``task_id``'s dry-run writes for real, in their order, through
     ``toolbox`` (``worker.toolbox.Toolbox`` over the systems, just reset by the caller).
 

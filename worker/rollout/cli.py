@@ -266,7 +266,7 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
             )
         except UmiqError as exc:
             fail(exc)
-        out.print_json(json.dumps(details["agreement"]))
+        out.print_json(json.dumps(details.agreement))
 
     @group.command("record-verdict")
     def record_verdict_command(

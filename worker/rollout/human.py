@@ -19,6 +19,7 @@ from typing import Any
 from kombu import Exchange, Queue
 
 from worker.audit.events import OutcomeDetails, outcome_of
+from worker.audit.protocol import AuditLogProtocol
 from worker.errors import HumanOutcomeError
 from worker.rollout.decide import Rollout
 
@@ -163,7 +164,7 @@ def parse_write(text: str) -> tuple[str, dict[str, Any]]:
 # -- recording --------------------------------------------------------------------------
 
 
-def shadow_run(audit: Any, task_id: str, steps: Sequence[Any]) -> dict[str, Any]:
+def shadow_run(audit: AuditLogProtocol, task_id: str, steps: Sequence[Any]) -> dict[str, Any]:
     """What the agent did in shadow: its outcome, answer (raw) and dry-run writes (raw)."""
     from worker.agent.guard import reveal
 
@@ -188,15 +189,16 @@ def shadow_run(audit: Any, task_id: str, steps: Sequence[Any]) -> dict[str, Any]
 
 
 def record_human(
-    audit: Any,
+    audit: AuditLogProtocol,
     task_id: str,
     *,
     by: str,
     outcome: str,
     answer: str = "",
     writes: Sequence[tuple[str, Mapping[str, Any]]] = (),
-) -> dict[str, Any]:
-    """Store what a person did with a task routed to people, and the agreement."""
+) -> OutcomeDetails:
+    """Store what a person did with a task routed to people, and the agreement; return
+    the outcome step's payload (``handled_by_human``)."""
     if outcome not in HUMAN_OUTCOMES:
         raise HumanOutcomeError(f"outcome must be one of {', '.join(HUMAN_OUTCOMES)}")
     if not by.strip():
@@ -222,22 +224,22 @@ def record_human(
         answer,
         writes,
     )
-    details = {
-        "outcome": HANDLED_BY_HUMAN,
-        "reason": f"done by {by.strip()} ({outcome})",
-        "by": by.strip(),
-        "mode": mode,
-        "human_outcome": outcome,
-        "human_writes": [tool for tool, _ in writes],
-        "agreement": agreed,
-    }
+    details = OutcomeDetails(
+        outcome=HANDLED_BY_HUMAN,
+        reason=f"done by {by.strip()} ({outcome})",
+        by=by.strip(),
+        mode=mode,
+        human_outcome=outcome,
+        human_writes=[tool for tool, _ in writes],
+        agreement=agreed,
+    )
     index = max((s.index for s in steps), default=0) + 1
     audit.append_step(
         task_id=task_id,
         index=index,
-        kind="outcome",
+        kind=OutcomeDetails.KIND,
         output="",
-        details=details,
+        details=details.to_details(),
         sealed={"human": {"answer": answer, "writes": [[t, dict(a)] for t, a in writes]}},
     )
     return details

@@ -33,6 +33,7 @@ from worker.audit.events import (
     details_of,
     outcome_of,
 )
+from worker.audit.log import AuditLog
 from worker.audit.tables import Step, Task, ToolCall
 from worker.rollout.human import HANDLED_BY_HUMAN, NOT_AUTOMATED
 from worker.rollout.task import CONTEXT_KEY
@@ -53,7 +54,7 @@ def percentile(values: Sequence[float], q: float) -> float | None:
 
 
 def _rows(
-    audit: Any, department: str, since: datetime | None, task_ids: Collection[str] | None
+    audit: AuditLog, department: str, since: datetime | None, task_ids: Collection[str] | None
 ) -> tuple[list, dict, dict]:
     task = Task.__table__  # type: ignore[attr-defined]
     step = Step.__table__  # type: ignore[attr-defined]
@@ -83,11 +84,11 @@ def _rows(
                 calls[row["task_id"]].append(row)
         return tasks, steps, calls
 
-    return audit._read(read)  # type: ignore[no-any-return]
+    return audit._read(read)  # the SQL log's own reader: the report reads its tables
 
 
 def report(
-    audit: Any,
+    audit: AuditLog,
     department: str,
     since: datetime | None = None,
     *,

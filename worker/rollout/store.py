@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from worker.audit.protocol import AuditLogProtocol
 from worker.rollout.config import (
     GLOBAL,
     RolloutFile,
@@ -48,9 +49,9 @@ class Live:
 
 
 class RolloutStore:
-    """Reads and changes the live rollout settings over an ``AuditLog``."""
+    """Reads and changes the live rollout settings over an audit log."""
 
-    def __init__(self, audit: Any, defaults: Mapping[str, DepartmentSettings]) -> None:
+    def __init__(self, audit: AuditLogProtocol, defaults: Mapping[str, DepartmentSettings]) -> None:
         self.audit = audit
         self.defaults = dict(defaults)
 
@@ -153,6 +154,6 @@ def _why(what: str, live: Live) -> str:
     return f"{what} (in the settings)"
 
 
-def store_for(audit: Any, settings: Any) -> RolloutStore:
+def store_for(audit: AuditLogProtocol, settings: Any) -> RolloutStore:
     """The store over ``audit`` with ``settings.departments`` as the defaults."""
     return RolloutStore(audit, settings.departments)

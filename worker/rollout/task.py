@@ -14,6 +14,7 @@ from typing import Any
 
 import structlog
 
+from worker.audit.protocol import AuditLogProtocol
 from worker.rollout.decide import Rollout, decide, task_key
 from worker.rollout.gate import GatedToolbox
 from worker.rollout.human import not_automated, send_to_humans
@@ -47,7 +48,7 @@ class TaskRollout:
 
 
 def begin(
-    audit: Any,
+    audit: AuditLogProtocol,
     settings: Any,
     *,
     department: str,
@@ -70,7 +71,7 @@ def begin(
 
 def for_humans(
     app: Any,
-    audit: Any,
+    audit: AuditLogProtocol,
     envelope: Mapping[str, Any],
     rollout: Rollout,
     *,

@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from worker.audit.events import PolicyDetails
+from worker.audit.protocol import AuditLogProtocol
 from worker.errors import HumanOutcomeError
 
 VERDICT_POLICY = "verdict"
@@ -25,7 +26,7 @@ SOURCES = ("checker", "human")
 
 
 def record_verdict(
-    audit: Any,
+    audit: AuditLogProtocol,
     task_id: str,
     *,
     passed: bool,

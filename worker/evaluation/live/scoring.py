@@ -6,10 +6,13 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.evaluation.causes import CAUSES, agent_calls, classify, expert_calls
 from worker.world import Instance, Solution, Systems, World, load_world
+
+if TYPE_CHECKING:
+    from worker.audit.protocol import AuditLogProtocol
 
 PASSING_OUTCOMES = ("answered", "gave_up")
 
@@ -54,7 +57,7 @@ def score_task(
     instance: Instance,
     systems: Systems,
     result: Mapping[str, Any] | None,
-    audit: Any = None,
+    audit: AuditLogProtocol | None = None,
     *,
     expert: Solution | None = None,
     wall_s: float = 0.0,
@@ -156,7 +159,7 @@ def score_task(
     )
 
 
-def record_score(audit: Any, task: LiveTask, world: World) -> bool:
+def record_score(audit: AuditLogProtocol, task: LiveTask, world: World) -> bool:
     """Record ``task``'s score as the world's checker verdict on it (``worker.rollout``),
     so the department's promotion report has its pass rate; False, and nothing recorded,
     for a task with no result (stuck) or one that went to people (not the agent's)."""
