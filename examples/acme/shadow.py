@@ -40,9 +40,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from worker.audit import AuditLogProtocol
 
 EXPERT = "expert"
 
@@ -381,7 +384,9 @@ def _delete_queues(app: Any, settings: Any) -> None:
         pass
 
 
-def _check(audit: Any, task_id: str, instance: Any, systems: Any, toolbox: Any) -> dict[str, Any]:
+def _check(
+    audit: AuditLogProtocol, task_id: str, instance: Any, systems: Any, toolbox: Any
+) -> dict[str, Any]:
     """The world's checker on the agent's shadow run of ``task_id`` as if its writes had
     been made (see the module, step 4), recorded as a ``checker`` verdict."""
     from worker.evaluation.live import record_score, score_task
@@ -403,7 +408,7 @@ def _check(audit: Any, task_id: str, instance: Any, systems: Any, toolbox: Any) 
     }
 
 
-def _shadow_outcome(audit: Any, task_id: str) -> str | None:
+def _shadow_outcome(audit: AuditLogProtocol, task_id: str) -> str | None:
     """How the agent's own run of the task ended (before it went to people)."""
     from worker.rollout.human import HANDLED_BY_HUMAN, NOT_AUTOMATED
 

@@ -113,8 +113,9 @@ def test_worker_uses_the_public_policies_names() -> None:
 
 
 def test_the_role_lists_are_defined_once() -> None:
-    """Only worker.agent.roles spells out the role names as a tuple; no module assigns a
-    name ``ROLES`` (AGENT_ROLES are the three α-UMi roles, ALL_ROLES add the backbone)."""
+    """Only worker.agent.roles spells out the role names as a tuple (alone, with the
+    backbone or with training's global stage); no module assigns a name ``ROLES``
+    (AGENT_ROLES are the three α-UMi roles, ALL_ROLES add the backbone)."""
     roles = {"planner", "caller", "summarizer"}
     found = []
     for path in sorted((ROOT / "worker").rglob("*.py")):
@@ -126,7 +127,7 @@ def test_the_role_lists_are_defined_once() -> None:
                 isinstance(e, ast.Constant) for e in node.elts
             ):
                 values = {e.value for e in node.elts}  # type: ignore[attr-defined]
-                if roles <= values <= roles | {"backbone"}:
+                if roles <= values <= roles | {"backbone", "global"}:
                     found.append(f"{where}:{node.lineno}")
             if isinstance(node, ast.Assign | ast.AnnAssign):
                 targets = node.targets if isinstance(node, ast.Assign) else [node.target]

@@ -18,6 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any, Literal
 
+from worker.agent.roles import AGENT_ROLES
 from worker.errors import ConfigError
 
 #: Bumped when a field changes meaning; stored with every run.
@@ -28,7 +29,7 @@ METHODS: tuple[str, ...] = ("glpft", "single", "one_stage")
 
 #: Epoch and warmup keys. ``global`` also covers the ``single`` baseline (both train on
 #: the backbone samples).
-STAGE_KEYS: tuple[str, ...] = ("global", "planner", "caller", "summarizer")
+STAGE_KEYS: tuple[str, ...] = ("global", *AGENT_ROLES)
 
 #: Every linear layer of a LLaMA block.
 LLAMA_LINEAR = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
