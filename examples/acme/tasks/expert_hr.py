@@ -202,14 +202,16 @@ def _ask_manager_decision(rec: Recorder, inst: TaskInstance) -> None:
         "get_manager",
         employee_id=request["employee_id"],
     )
-    first = manager["name"].split()[0]
+    # The whole name, as the record holds it: the served model sees it as that record's
+    # name token, and a first name split from it would be a fragment no response holds.
     _send(
         rec,
         rec.say(P.ASK_MANAGER_DECISION_THOUGHT, m=manager["name"], a=manager["email"]),
         manager["email"],
         f"Leave request {request['id']} awaits your decision",
-        f"Dear {first},\n\n{request['employee_name']} asked for {request['leave_type']} leave "
-        f"from {request['start_date']} to {request['end_date']} ({days(request['days'])} days), "
+        f"Dear {manager['name']},\n\n{request['employee_name']} asked for "
+        f"{request['leave_type']} leave from {request['start_date']} to {request['end_date']} "
+        f"({days(request['days'])} days), "
         f"request {request['id']}. Could you approve or reject it?\n\nThank you.",
     )
     rec.conclude(
@@ -235,7 +237,7 @@ def _approve_and_notify(rec: Recorder, inst: TaskInstance) -> None:
         rec.say(P.APPROVE_AND_NOTIFY_THOUGHT, n=person["name"]),
         person["email"],
         f"Leave request {request['id']} approved",
-        f"Dear {person['name'].split()[0]},\n\nyour {request['leave_type']} leave from "
+        f"Dear {person['name']},\n\nyour {request['leave_type']} leave from "
         f"{request['start_date']} to {request['end_date']} ({days(request['days'])} days) is "
         "approved.\n\nKind regards.",
     )
