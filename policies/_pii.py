@@ -11,7 +11,8 @@ addresses with international (IDN) domains. A date is a date of birth when a bir
 (``born``, ``DOB``, ``geboren``…) comes just before it. Names are the full names the back
 office's records hold, given at construction; their surnames alone (``ask Meijer``,
 unless a capitalized word or ``&`` follows, as in a company's name: ``Van Dijk
-Logistics``); and any capitalized name after a title (``Mrs Zwartkop``, ``dhr. De Vries``).
+Logistics``); any capitalized name after a title (``Mrs Zwartkop``, ``dhr. De Vries``);
+and a name in no record that a known given name starts (``jan de vries``, ``policies._names``).
 
 Overlapping findings are resolved deterministically: the longest span wins; between
 spans of equal length the more specific kind wins, in the order of ``PiiKind``
@@ -27,6 +28,8 @@ from enum import StrEnum
 
 import phonenumbers
 from phonenumbers import Leniency, PhoneNumberMatcher
+
+from policies._names import GIVEN_NAMES, directory_given_names, given_name_spans
 
 
 class PiiKind(StrEnum):
@@ -241,7 +244,9 @@ class Detector:
 
     ``known_names`` are full names from the systems' records, matched case-insensitively
     on word boundaries (any run of whitespace between their words). ``phone_regions``
-    are the regions whose national phone formats are recognised.
+    are the regions whose national phone formats are recognised. ``given_names`` finds
+    names in no record by their given name (a gazetteer and the known names' given names,
+    ``policies._names``).
     """
 
     def __init__(
@@ -249,6 +254,7 @@ class Detector:
         known_names: Iterable[str] = (),
         *,
         phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
+        given_names: bool = True,
     ) -> None:
         self.known_names: frozenset[str] = frozenset(
             " ".join(name.split()) for name in known_names if name and name.strip()
@@ -256,6 +262,8 @@ class Detector:
         self.phone_regions: tuple[str, ...] = tuple(phone_regions)
         self._names = _name_pattern(self.known_names)
         self._surnames = _name_pattern(_surnames(self.known_names))
+        # Names in no record start with a given name (``policies._names``).
+        self._given = GIVEN_NAMES | directory_given_names(self.known_names) if given_names else None
 
     def find(self, text: str) -> list[Span]:
         """The personal data in ``text``, without overlaps, in order of position."""
@@ -311,6 +319,9 @@ class Detector:
             for m in self._surnames.finditer(text):
                 if _alone(text, m.start(), m.end()):
                     yield Span(PiiKind.NAME, m.start(), m.end(), m.group())
+        if self._given is not None:
+            for start, end in given_name_spans(text, self._given):
+                yield Span(PiiKind.NAME, start, end, text[start:end])
         for m in _TITLED.finditer(text):
             found = _titled_name(m.group("name"))
             if found is not None:
