@@ -87,7 +87,9 @@ def seal_broker_letter(app: Any, message: Any) -> None:
     from worker import runtime
     from worker.consumer import raw_body
     from worker.deadletter import refuse
+    from worker.settings import get_settings
 
+    settings = get_settings()
     try:
         headers = message.headers if isinstance(message.headers, dict) else {}
         body = raw_body(message)
@@ -102,7 +104,8 @@ def seal_broker_letter(app: Any, message: Any) -> None:
             content_encoding=message.content_encoding or None,
             headers=headers,
             properties=message.properties,
-            task_id=claimed_task_id(raw),
+            # A body over the size limit is not parsed for the id it claims.
+            task_id=claimed_task_id(raw) if len(raw) <= settings.max_message_bytes else None,
         )
     except Exception:
         # Left unacked: it stays in the intake and comes back on the next connection.
@@ -131,6 +134,8 @@ class SealBrokerDeadLetters(bootsteps.ConsumerStep):  # type: ignore[misc]
                 channel,
                 queues=[intake],
                 on_message=lambda message: seal_broker_letter(self.app, message),
-                prefetch_count=10,
+                # One at a time: a broker dead letter may be as large as RabbitMQ allows
+                # (128 MiB before 4.0), and each one held unacked is held in memory.
+                prefetch_count=1,
             )
         ]

@@ -96,6 +96,7 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
     def _check(self, message: Any, tasks: dict[str, Callable[..., Any]]) -> Any:
         from worker.settings import get_settings
 
+        settings = get_settings()
         headers = message.headers if isinstance(message.headers, dict) else {}
         count = headers.get("x-delivery-count", 0)
         return check_message(
@@ -105,7 +106,8 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
             content_encoding=message.content_encoding,
             tasks=tasks,
             delivery_count=count if type(count) is int else 0,
-            max_redeliveries=get_settings().max_redeliveries,
+            max_redeliveries=settings.max_redeliveries,
+            max_bytes=settings.max_message_bytes,
         )
 
     def _run_plain(self, message: Any, envelope: dict[str, Any]) -> None:

@@ -33,7 +33,7 @@ def _as_bytes(body: Any) -> bytes:
 
 
 #: Headers this module adds to a dead letter (replay takes them off again).
-REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED, SEALED = (
+REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED, SEALED, TRUNCATED = (
     "x-umiq-reason",
     "x-umiq-field",
     "x-umiq-sha256",
@@ -41,8 +41,12 @@ REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED, SEALED = (
     "x-umiq-refused-at",
     "x-umiq-audited",
     "x-umiq-sealed",
+    "x-umiq-truncated",
 )
-OWN_HEADERS = (REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED, SEALED)
+OWN_HEADERS = (REASON, FIELD, SHA256, TASK, REFUSED_AT, AUDITED, SEALED, TRUNCATED)
+#: Bytes a dead letter keeps of a body over ``UMIQ_MAX_MESSAGE_BYTES``: enough to tell what
+#: it was; the whole body's SHA-256 and size are in its headers and the audit record.
+KEPT_HEAD = 64 * 1024
 #: AMQP properties a dead letter keeps, so that a replay's result reaches the producer.
 KEPT_PROPERTIES = ("correlation_id", "reply_to", "priority")
 _AUDIT_TRIES = 3
@@ -76,6 +80,11 @@ def refuse(
     envelope's), unless that task is already in the audit log and this is not its own
     ending (``own``): a malformed message cannot change another task's status, so it is
     recorded as ``rejected-<delivery>`` with the id it claimed.
+
+    A body over ``UMIQ_MAX_MESSAGE_BYTES`` is kept as its first :data:`KEPT_HEAD` bytes
+    (its letter would pass the broker's message size limit, and the worker's memory), with
+    ``x-umiq-truncated`` giving its size; the SHA-256 is the whole body's. Such a letter is
+    not replayed.
     """
     from worker.celery_app import dead_letter_queue
     from worker.settings import get_settings
@@ -83,6 +92,10 @@ def refuse(
     settings = get_settings()
     raw = _as_bytes(body)
     sha = hashlib.sha256(raw).hexdigest()
+    size = len(raw)
+    if size > settings.max_message_bytes:
+        raw = raw[: min(KEPT_HEAD, settings.max_message_bytes)]
+        reason += f" (the dead letter keeps the first {len(raw):,} of its {size:,} bytes)"
     # A reason may quote a value of the message (a schema error, an exception's text).
     raw_reason, reason = reason, _mask(settings).redact_text(reason)
     fresh = f"rejected-{delivery_id or uuid.uuid4()}"
@@ -116,6 +129,8 @@ def refuse(
         AUDITED: audited,
         SEALED: keyring.primary,
     }
+    if len(raw) < size:
+        out_headers[TRUNCATED] = size
     kept = {k: v for k, v in dict(properties or {}).items() if k in KEPT_PROPERTIES and v}
     with app.producer_or_acquire() as producer:
         producer.publish(

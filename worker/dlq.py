@@ -21,7 +21,7 @@ from typing import Any
 from kombu import Connection
 
 from policies import KeyRing
-from worker.deadletter import KEPT_PROPERTIES, OWN_HEADERS, REASON, SHA256
+from worker.deadletter import KEPT_PROPERTIES, OWN_HEADERS, REASON, SHA256, TRUNCATED
 from worker.letters import Original, is_letter, open_letter
 from worker.settings import Settings
 
@@ -66,6 +66,12 @@ class DeadLetter:
         return _without_bookkeeping(self.headers)
 
     @property
+    def truncated(self) -> int | None:
+        """The size of the body refused for its size, of which the letter keeps the head."""
+        size = self.headers.get(TRUNCATED)
+        return int(size) if isinstance(size, int | str) and str(size).isdigit() else None
+
+    @property
     def sealed(self) -> bool:
         """Whether the message is kept sealed (refused by a worker), not as it came."""
         return is_letter(self.content_type)
@@ -94,19 +100,17 @@ class DeadLetter:
         return len(selector) >= 6 and self.sha256.startswith(selector.lower())
 
 
-def _raw(body: Any) -> bytes:
-    return body.encode("utf-8") if isinstance(body, str) else bytes(body)
-
-
 @contextmanager
 def _letters(settings: Settings) -> Iterator[tuple[Any, list[tuple[DeadLetter, Any]]]]:
     """Every dead letter, taken unacked (they go back when the block ends), and the
     connection; ack one in the block to remove it for good."""
     from worker.celery_app import dead_letter_queue
+    from worker.consumer import keep_bytes, raw_body
 
     with Connection(settings.resolved_broker_url, connect_timeout=5) as conn:
         conn.ensure_connection(max_retries=1)
         channel = conn.channel()
+        keep_bytes(channel)  # a letter kept as it came stays its bytes (a UTF-16 body)
         try:
             queue = dead_letter_queue(settings)(channel)
             queue.declare()
@@ -118,7 +122,7 @@ def _letters(settings: Settings) -> Iterator[tuple[Any, list[tuple[DeadLetter, A
                 found.append((
                     DeadLetter(
                         position=len(found) + 1,
-                        body=_raw(message.body),
+                        body=bytes(raw_body(message)),
                         content_type=message.content_type or "application/octet-stream",
                         content_encoding=message.content_encoding or "binary",
                         headers=dict(message.headers or {}),
@@ -157,11 +161,13 @@ def replay(
     Each is opened (sealed letters need ``keyring``, by default the settings' key ring),
     published with its original body and headers and then removed from the dead-letter
     queue; the worker checks it again like any new message. A letter that cannot be
-    opened stops the replay before anything is sent (SealError).
+    opened stops the replay before anything is sent (SealError), and so does one that
+    keeps only the head of a body refused for its size (DeadLetterError).
     """
     from kombu import Producer
 
     from worker.celery_app import task_queue
+    from worker.errors import DeadLetterError
 
     keyring = keyring if keyring is not None else operator_keyring(settings)
     replayed: list[DeadLetter] = []
@@ -171,6 +177,13 @@ def replay(
             for letter, message in found
             if "all" in selectors or any(letter.matches(s) for s in selectors)
         ]
+        for letter, _, _ in chosen:
+            if letter.truncated is not None:
+                raise DeadLetterError(
+                    f"dead letter #{letter.position} keeps only the first bytes of its "
+                    f"{letter.truncated:,}-byte body (refused for its size): it cannot be "
+                    "sent back; the producer must send the task again, smaller"
+                )
         producer = Producer(conn.channel())
         target = task_queue(settings)
         for letter, message, original in chosen:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
+from typing import Any
 
 import typer
 from kombu.exceptions import OperationalError
@@ -26,6 +29,26 @@ def _broker_error(exc: Exception) -> typer.Exit:
     url = maybe_sanitize_url(_settings().resolved_broker_url)
     console.print(f"[red]error:[/red] cannot reach the broker at {url}: {exc}")
     return typer.Exit(2)
+
+
+def _plain(text: str) -> None:
+    """Print ``text`` as it is: not cut at the terminal's width, not read as markup, and
+    not highlighted (rich's highlighter took 40 s for a 16 KiB line, growing with its
+    square, and a dead letter's body can be megabytes)."""
+    console.print(text, markup=False, soft_wrap=True, highlight=False)
+
+
+def _digest_line(body: bytes, letter: Any) -> str:
+    """The kept body's size and SHA-256, and whether it is the message the refusal recorded."""
+    digest = hashlib.sha256(body).hexdigest()
+    if letter.truncated is not None:
+        return (f"body: the first {len(body):,} of {letter.truncated:,} bytes (refused for its "
+                f"size; the whole body's sha256 is {letter.sha256})")  # fmt: skip
+    if not letter.sha256:
+        same = "no digest recorded: kept as the broker dead-lettered it"
+    else:
+        same = "the recorded digest" if digest == letter.sha256 else "NOT the recorded digest"
+    return f"body: {len(body):,} bytes, sha256 {digest} ({same})"
 
 
 def register(app: typer.Typer) -> None:
@@ -75,13 +98,24 @@ def register(app: typer.Typer) -> None:
         reveal: bool = typer.Option(
             False, "--reveal", help="Print the message as it came (it may hold personal data)."
         ),
+        body_out: Path | None = typer.Option(
+            None,
+            "--body-out",
+            help="With --reveal: write the body, byte for byte as it came, to this file.",
+        ),
     ) -> None:
         """One refused message: headers and body with personal data masked (``<IBAN>``);
-        a sealed one is opened with the key ring. ``--reveal`` prints it unmasked."""
+        a sealed one is opened with the key ring. ``--reveal`` prints it unmasked, its text
+        read by its declared encoding; the body's size and SHA-256 show that it is the
+        message's (the digest recorded at the refusal)."""
         from policies import SealError
         from worker.agent.guard import detector_from
         from worker.dlq import list_letters, operator_keyring
-        from worker.letters import redacted
+        from worker.letters import body_text, redacted
+
+        if body_out is not None and not reveal:
+            console.print("[red]error:[/red] --body-out writes the body as it came: add --reveal")
+            raise typer.Exit(2)
 
         settings = _settings()
         try:
@@ -108,8 +142,15 @@ def register(app: typer.Typer) -> None:
             view = "revealed" if reveal else "personal data masked"
             console.print(f"message ({state}; {view}):")
             console.print(f"content type: {shown.content_type} ({shown.content_encoding})")
+            _plain(_digest_line(original.body, letter))
             console.print_json(json.dumps(shown.headers, default=str, sort_keys=True))
-            console.print(shown.body.decode("utf-8", errors="backslashreplace"), markup=False)
+            if reveal:
+                _plain(body_text(original))
+                if body_out is not None:
+                    body_out.write_bytes(original.body)
+                    _plain(f"body written to {body_out}")
+            else:
+                _plain(shown.body.decode("utf-8", errors="backslashreplace"))
         if code:
             raise typer.Exit(code)
 
@@ -121,12 +162,13 @@ def register(app: typer.Typer) -> None:
         again, and refused again if nothing changed."""
         from policies import SealError
         from worker.dlq import replay
+        from worker.errors import DeadLetterError
 
         try:
             done = replay(_settings(), selectors)
         except _BROKER_DOWN as exc:
             raise _broker_error(exc) from exc
-        except SealError as exc:
+        except (SealError, DeadLetterError) as exc:
             console.print(f"[red]error:[/red] nothing replayed: {exc}")
             raise typer.Exit(1) from exc
         for letter in done:

@@ -4,6 +4,7 @@
     ├── ConfigError                 settings or files that cannot work
     │   └── RolloutFileError        a rollout settings file or value that does not validate
     ├── EnvelopeError               a task message that is not a valid envelope (names the field)
+    ├── DeadLetterError             a dead letter that cannot be sent back as it came (truncated)
     ├── ModelError                  role models
     │   ├── ModelStoreError         the base checkpoint cannot be fetched or converted
     │   ├── AdapterError            an adapter that is corrupt or does not fit the base
@@ -49,6 +50,11 @@ class EnvelopeError(UmiqError):
         self.field = field
         self.reason = reason
         super().__init__(f"invalid envelope: {field}: {reason}")
+
+
+class DeadLetterError(UmiqError):
+    """A dead letter that cannot be replayed: it keeps only the first bytes of a body over
+    ``UMIQ_MAX_MESSAGE_BYTES`` (``worker.deadletter``)."""
 
 
 class ModelError(UmiqError):

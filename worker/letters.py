@@ -20,6 +20,7 @@ detector finds replaced by its kind (``<IBAN>``).
 from __future__ import annotations
 
 import base64
+import codecs
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -138,17 +139,30 @@ def open_letter(keyring: KeyRing, body: bytes) -> Original:
     )
 
 
+def body_text(original: Original) -> str:
+    """The body as text: decoded by its declared encoding when that is a text codec the
+    body decodes in (UTF-16 with its byte-order mark, latin-1…), else as UTF-8 with each
+    byte that is not shown as ``\\xNN``."""
+    try:
+        if codecs.lookup(original.content_encoding)._is_text_encoding:
+            return original.body.decode(original.content_encoding)
+    except (LookupError, UnicodeError, TypeError):
+        pass
+    return original.body.decode("utf-8", errors="backslashreplace")
+
+
 def redacted(detector: Detector, original: Original) -> Original:
     """``original`` with the personal data the detector finds replaced by its kind, in
-    the body (JSON walked value by value, other text as text), headers and reason."""
+    the body (JSON walked value by value, other text as text), headers and reason. The
+    body is read by its declared encoding (:func:`body_text`) and given as UTF-8 text."""
     mask = RedactingProcessor(detector)
-    text = original.body.decode("utf-8", errors="backslashreplace")
+    text = body_text(original)
     try:
         shown = json.dumps(mask.redact(json.loads(text)), ensure_ascii=False)
     except ValueError:
         shown = mask.redact_text(text)
     return Original(
-        body=shown.encode("utf-8"),
+        body=shown.encode("utf-8", errors="backslashreplace"),
         content_type=original.content_type,
         content_encoding=original.content_encoding,
         headers=mask.redact(original.headers),

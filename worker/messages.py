@@ -191,15 +191,25 @@ def check_message(
     now: datetime | None = None,
     delivery_count: int = 0,
     max_redeliveries: int | None = None,
+    max_bytes: int | None = None,
 ) -> Refusal | PlainEnvelope | None:
     """Check one raw message from the task queue against Celery's protocol 2 and umiq.
 
     ``tasks`` maps each task name served here to its function (without ``self``), whose
     signature the arguments must fit. ``delivery_count`` is how often the broker has
     redelivered the message (``x-delivery-count``); above ``max_redeliveries`` it is refused.
+    A body longer than ``max_bytes`` is refused before it is decoded.
     """
     now = now or datetime.now(UTC)
     headers = dict(headers or {})
+    size = len(body) if isinstance(body, bytes | bytearray | memoryview | str) else 0
+    if max_bytes is not None and size > max_bytes:
+        return Refusal(
+            "body",
+            f"{size:,} bytes, over the limit of {max_bytes:,} (UMIQ_MAX_MESSAGE_BYTES): "
+            "not decoded; send large documents by reference, not in the message",
+            what="message too large",
+        )
     try:
         payload = decode_json(body, content_type, content_encoding)
     except ValueError as exc:

@@ -110,6 +110,13 @@ class Settings(BaseSettings):
     max_redeliveries: int = 3
     """How often a task message may come back after a run that did not finish (the worker
     died, lost its connection); the next delivery is dead-lettered with the reason."""
+    max_message_bytes: int = Field(default=4 * 2**20, ge=1024)
+    """The largest task message body the worker reads (4 MiB; an envelope is a request of
+    at most 4,000 characters and its context). A larger one is refused before it is decoded,
+    and its dead letter keeps only its first bytes (``worker.deadletter.KEPT_HEAD``) with the
+    SHA-256 of the whole: a sealed letter is about 1.8 times the body it keeps, so bodies up
+    to this limit seal below RabbitMQ's ``max_message_size`` (128 MiB before 4.0, 16 MiB
+    since)."""
     queue_type: Literal["quorum", "classic"] = "quorum"
     """RabbitMQ's type for the work queue: ``quorum`` counts deliveries (``x-delivery-count``)
     and bounds them; ``classic`` for a queue declared classic before (RabbitMQ refuses to

@@ -373,7 +373,8 @@ def test_dlq_list_show_and_replay_send_a_dead_letter_back_to_work(
         replayed = umiq(env, "dlq", "replay", "1")
         assert replayed.returncode == 0, replayed.stdout + replayed.stderr
         steps = []
-        while time.monotonic() < deadline + 60:
+        deadline = time.monotonic() + 120  # its own: the commands above may take minutes
+        while time.monotonic() < deadline:
             steps = steps_of(env["UMIQ_DATABASE_URL"], task_id)
             if any(s["kind"] == "outcome" for s in steps):
                 break

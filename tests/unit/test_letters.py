@@ -7,7 +7,15 @@ import json
 import pytest
 
 from policies import Detector, KeyRing, SealError, new_key
-from worker.letters import Original, is_letter, letter_kid, open_letter, redacted, seal_letter
+from worker.letters import (
+    Original,
+    body_text,
+    is_letter,
+    letter_kid,
+    open_letter,
+    redacted,
+    seal_letter,
+)
 
 BODY = json.dumps(
     [[{"task_id": "t-1", "query": "Pay NL91ABNA0417164300 for jan.smit@example.org"}], {}, {}]
@@ -90,3 +98,17 @@ def test_header_values_of_every_amqp_type_come_back_as_they_were() -> None:
     assert opened == original
     assert type(opened.headers["x-raw"]) is bytes
     assert type(opened.headers["x-amount"]) is Decimal
+
+
+def test_a_utf16_body_is_shown_and_masked_as_its_text() -> None:
+    """A body declared UTF-16 reads as its text (the byte-order mark taken by the codec),
+    so the masked view finds and masks its personal data; undecodable bytes show as \\xNN."""
+    text = BODY.decode()
+    wide = Original(b"\xff\xfe" + text.encode("utf-16-le"), "application/json", "utf-16")
+    assert body_text(wide) == text
+    shown = redacted(Detector(), wide)
+    assert "<IBAN>" in shown.body.decode() and "NL91ABNA0417164300" not in shown.body.decode()
+    assert shown.content_encoding == "utf-16"  # what the message declared
+    odd = Original(b"ok \xff", "application/octet-stream", "binary")
+    assert body_text(odd) == "ok \\xff"
+    assert body_text(Original(b"\xff\xfeA", "application/json", "utf-16")) == "\\xff\\xfeA"

@@ -163,3 +163,15 @@ def test_reason_never_carries_the_value() -> None:
     """A refusal describes a bad value by its kind, not its content."""
     verdict = check(GOOD, headers(id={"secret": "NL91ABNA0417164300"}))
     assert "NL91" not in str(verdict)
+
+
+def test_a_body_over_the_size_limit_is_refused_before_it_is_decoded() -> None:
+    """A body longer than max_bytes is refused as too large, whatever it holds; at the
+    limit it is checked as usual."""
+    raw = json.dumps(GOOD).encode()
+    assert check(raw, max_bytes=len(raw)) is None
+    for body in (raw, raw.decode(), b"\xff" * (len(raw) + 1)):  # not even JSON: not read
+        verdict = check(body, max_bytes=len(raw) - 1)
+        assert isinstance(verdict, Refusal) and verdict.field == "body", verdict
+        assert str(verdict).startswith("message too large: body: ")
+        assert "UMIQ_MAX_MESSAGE_BYTES" in verdict.reason
