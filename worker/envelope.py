@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from typing import Any
@@ -93,7 +94,7 @@ def parse_envelope(raw: Any) -> Envelope:
         return Envelope.model_validate(raw)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "<message>"
+        field = ".".join(_field_name(p) for p in first["loc"]) or "<message>"
         kind = first["type"]
         if kind == "missing":
             reason = "missing"
@@ -106,6 +107,17 @@ def parse_envelope(raw: Any) -> Envelope:
         else:
             reason = first["msg"]
         raise EnvelopeError(field, reason) from exc
+
+
+def _field_name(part: Any) -> str:
+    """A part of a refused field's path as the refusal may name it: an envelope field or
+    an index as it is; any other key (the sender's text, which may be personal data:
+    ``{"Wouter Verbeek": …}``) only by a short digest, so the dead letter's header, the
+    audit step and the log can tell keys apart without holding them."""
+    if isinstance(part, int) or part in Envelope.model_fields:
+        return str(part)
+    digest = hashlib.sha256(str(part).encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"<unknown key {digest}>"
 
 
 _SAFE = re.compile(_ID)

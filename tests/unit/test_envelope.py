@@ -32,7 +32,7 @@ def test_json_text_and_bytes_parse() -> None:
         ({"query": ""}, "query", "at least 1"),
         ({"task_id": "has space"}, "task_id", "does not match"),
         ({"department": "Finance!"}, "department", "does not match"),
-        ({"colour": "red"}, "colour", "unknown field"),
+        ({"colour": "red"}, "<unknown key d6838c35>", "unknown field"),
         ({"context": "not a dict"}, "context", "dictionary"),
     ],
 )
@@ -45,6 +45,19 @@ def test_bad_field_is_named(change: dict, field: str, reason: str) -> None:
     assert info.value.field == field
     assert reason in info.value.reason
     assert field in str(info.value)
+
+
+def test_an_unknown_key_is_named_by_a_digest_never_by_its_text() -> None:
+    """A sender's unknown key may be personal data ({"Wouter Verbeek": …}): the refusal
+    (dead-letter header, audit step, log) names it by a digest, and two keys differ."""
+    refused = []
+    for key in ("Wouter Verbeek", "wouter.verbeek@example.com"):
+        with pytest.raises(EnvelopeError) as info:
+            parse_envelope({**GOOD, key: "x"})
+        assert "Wouter" not in str(info.value) and "wouter" not in str(info.value)
+        assert info.value.field.startswith("<unknown key ")
+        refused.append(info.value.field)
+    assert refused[0] != refused[1]
 
 
 @pytest.mark.parametrize("raw", [b"\xff\xfe", "{not json", "[1, 2]", 42])
