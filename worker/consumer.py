@@ -60,7 +60,13 @@ class UmiqConsumer(Consumer):  # type: ignore[misc]
 
     def connect(self) -> Any:
         """The broker connection, its task channel handing bodies over as the bytes that
-        came (py-amqp would decode them by their declared encoding)."""
+        came (py-amqp would decode them by their declared encoding), compressed bodies
+        inflated no further than the size limit (``worker.inflate``)."""
+        from worker import inflate
+        from worker.settings import get_settings
+
+        # kombu inflates a compressed body as it builds the message: bound it first
+        inflate.bound(get_settings().max_message_bytes)
         connection = super().connect()
         keep_bytes(connection.default_channel)
         return connection

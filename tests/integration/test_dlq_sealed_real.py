@@ -335,3 +335,37 @@ def _rejected_digests(url: str) -> dict[str, str]:
     return {
         t: (json.loads(d) if isinstance(d, str) else d)["message_sha256"] for t, d in found.items()
     }
+
+
+def test_a_compressed_bomb_is_refused_before_it_inflates(
+    env: dict[str, str], client: Any, tmp_path: Path
+) -> None:
+    """A gzip body of ~250 KiB that inflates to 256 MiB (a valid envelope padded with
+    spaces) is refused at the 4 MiB limit while kombu builds the message, dead-lettered
+    as it came (compressed, its digest), and the worker serves the next task."""
+    task_id = f"bomb-{uuid.uuid4().hex[:6]}"
+    envelope = {"task_id": task_id, "department": "finance", "query": "Status of INV-1001?",
+                "requested_by": "bomb-test", "context": {"script": SCRIPT}}  # fmt: skip
+    inflated = json.dumps([[envelope], {}, {}]).encode() + b" " * (256 * 2**20)
+    body = zlib.compress(inflated, 9)
+    del inflated
+    assert len(body) < 2**20
+    properties = {"content_type": "application/json", "content_encoding": "utf-8",
+                  "headers": {"task": TASK_NAME, "id": str(uuid.uuid4()),
+                              "compression": "application/x-gzip"}}  # fmt: skip
+    after = {"task_id": f"after-{task_id}", "department": "finance", "query": "Status of "
+             "INV-1001?", "requested_by": "bomb-test", "context": {"script": SCRIPT}}  # fmt: skip
+    with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180) as worker:
+        with Connection(env["UMIQ_BROKER_URL"]) as conn:
+            Producer(conn).publish(body, exchange="umiq", routing_key=env["UMIQ_QUEUE"],
+                                   **properties)  # fmt: skip
+        outcome = client.send_task(TASK_NAME, args=[after]).get(timeout=180)
+        (letter,) = _wait_for_letters(env, 1)
+        assert worker.alive, worker.log_text()[-3000:]
+    assert outcome["outcome"] == "answered", outcome
+    assert "inflates past 4,194,304 bytes" in letter["reason"], letter
+    dead = Settings(broker_url=env["UMIQ_BROKER_URL"], dead_letter_queue=env[
+        "UMIQ_DEAD_LETTER_QUEUE"])  # fmt: skip
+    (kept,) = list_letters(dead)
+    assert kept.sha256 == hashlib.sha256(body).hexdigest()  # the bytes that came
+    assert task_id not in _rejected_digests(env["UMIQ_DATABASE_URL"])
