@@ -5,6 +5,7 @@
     │   └── RolloutFileError        a rollout settings file or value that does not validate
     ├── EnvelopeError               a task message that is not a valid envelope (names the field)
     ├── DeadLetterError             a dead letter that cannot be sent back as it came (truncated)
+    ├── InflateError                a compressed message that inflates past the size limit
     ├── ModelError                  role models
     │   ├── ModelStoreError         the base checkpoint cannot be fetched or converted
     │   ├── AdapterError            an adapter that is corrupt or does not fit the base
@@ -55,6 +56,12 @@ class EnvelopeError(UmiqError):
 class DeadLetterError(UmiqError):
     """A dead letter that cannot be replayed: it keeps only the first bytes of a body over
     ``UMIQ_MAX_MESSAGE_BYTES`` (``worker.deadletter``)."""
+
+
+class InflateError(UmiqError, ValueError):
+    """A compressed message body that inflates past ``UMIQ_MAX_MESSAGE_BYTES``, or is not
+    of its compression (``worker.inflate``); kombu records it as the message's decode
+    error and the consumer dead-letters the message as it came."""
 
 
 class ModelError(UmiqError):

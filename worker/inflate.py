@@ -20,14 +20,14 @@ import zlib
 from collections.abc import Callable
 from typing import Any
 
+from worker.errors import InflateError
+
+__all__ = ["InflateError", "bound", "inflate_bz2", "inflate_lzma", "inflate_zlib"]
+
 #: kombu's content types of the compressions it registers itself.
 GZIP = "application/x-gzip"
 BZIP2 = "application/x-bz2"
 LZMA = "application/x-lzma"
-
-
-class InflateError(ValueError):
-    """A compressed body that inflates past the limit, or is not of its compression."""
 
 
 def _message(limit: int) -> str:
