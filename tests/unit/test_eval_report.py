@@ -271,7 +271,9 @@ def test_a_folder_of_shards_is_merged_into_one_run(tmp_path: Path) -> None:
     assert summary["per_family"]["a"] == {"tasks": 2, "passed": 2, "pass_rate": 1.0}
     assert live.data["run"]["wall_s"] == 100.0  # the shards ran side by side
     assert [r["shard"] for r in live.data["run"]["shards"]] == ["1/2", "2/2"]
-    assert "| v5 | 3 | 2 |" in markdown(gather(live=[f"v5={tmp_path / 'v5'}"]))
+    page = markdown(gather(live=[f"v5={tmp_path / 'v5'}"]))
+    assert "| v5 | 3 | 2 |" in page
+    assert "`umiq eval live --shard 1/2` and `umiq eval live --shard 2/2`" in page
 
 
 @pytest.mark.parametrize(

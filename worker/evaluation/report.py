@@ -49,6 +49,10 @@ class Result:
 
     @property
     def command(self) -> str:
+        """The command behind the result; a run of shards: each shard's, side by side."""
+        shards = self.run.get("shards") or []
+        if shards:
+            return "` and `".join(str(shard.get("command") or "") for shard in shards)
         return str(self.run.get("command") or "")
 
 
