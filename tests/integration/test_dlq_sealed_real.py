@@ -21,10 +21,10 @@ from typing import Any
 import pytest
 from kombu import Connection, Exchange, Producer, Queue
 
-from tests.support.cli import steps_of, umiq, worker_env
+from tests.support.cli import raw_dead_letters, steps_of, umiq, worker_env
 from tests.support.leaks import search
 from worker.audit.keyring import load_keyring
-from worker.celery_app import TASK_NAME, create_app, dead_letter_queue, task_queue
+from worker.celery_app import TASK_NAME, create_app, task_queue
 from worker.dlq import list_letters
 from worker.process import WorkerProcess
 from worker.settings import Settings
@@ -61,22 +61,6 @@ def client(env: dict[str, str], tmp_path: Path) -> Iterator[Any]:
     app.close()
 
 
-def _raw_letters(env: dict[str, str]) -> list[tuple[dict[str, Any], bytes]]:
-    """Headers and body of every message in the dead-letter queue, left in place."""
-    dead = env["UMIQ_DEAD_LETTER_QUEUE"]
-    queue = dead_letter_queue(Settings(dead_letter_queue=dead))
-    found = []
-    with Connection(env["UMIQ_BROKER_URL"]) as conn:
-        channel = conn.channel()
-        bound = queue(channel)
-        bound.declare()
-        while (message := bound.get(no_ack=False)) is not None:
-            body = message.body.encode() if isinstance(message.body, str) else message.body
-            found.append((dict(message.headers), body))
-        channel.close()  # unacked: they stay
-    return found
-
-
 def _dlq_list(env: dict[str, str]) -> list[dict[str, Any]]:
     done = umiq(env, "dlq", "list", "--json")
     assert done.returncode == 0, done.stdout + done.stderr
@@ -108,7 +92,7 @@ def test_a_refused_task_is_sealed_in_the_dlq_shown_masked_and_replayed(
         assert "redelivered 4 times" in listed[0]["reason"]
 
         # What RabbitMQ holds: a sealed letter and umiq's headers, no raw value.
-        [(headers, body)] = _raw_letters(env)
+        [(headers, body)] = raw_dead_letters(env)
         assert headers["x-umiq-sealed"] and headers["x-umiq-task-id"] == task_id
         stored = [("dead letter headers", json.dumps(headers, default=str)),
                   ("dead letter body", body.decode())]  # fmt: skip
@@ -186,7 +170,7 @@ def test_a_message_the_broker_dead_letters_is_sealed_by_the_worker(
         assert "dead-lettered by the broker (rejected)" in listed[0]["reason"], listed
         assert listed[0]["task_id"] == task_id
 
-        [(headers, body)] = _raw_letters(env)
+        [(headers, body)] = raw_dead_letters(env)
         assert headers["x-umiq-sealed"], headers
         stored = [("dead letter headers", json.dumps(headers, default=str)),
                   ("dead letter body", body.decode())]  # fmt: skip
@@ -270,6 +254,18 @@ def test_the_brokers_dead_letters_keep_their_bytes_utf16_utf32_and_compressed(
         assert "<IBAN>" in masked.stdout and "NL91ABNA0417164300" not in masked.stdout
 
 
+def _envelope(task_id: str, requested_by: str, **context: Any) -> dict[str, Any]:
+    """A finance status task with the scripted lookup (and ``context`` added)."""
+    return {"task_id": task_id, "department": "finance", "query": "Status of INV-1001?",
+            "requested_by": requested_by, "context": {"script": SCRIPT, **context}}  # fmt: skip
+
+
+def _properties(**headers: Any) -> dict[str, Any]:
+    """AMQP properties of a Celery task message (its own id, ``headers`` added)."""
+    return {"content_type": "application/json", "content_encoding": "utf-8",
+            "headers": {"task": TASK_NAME, "id": str(uuid.uuid4()), **headers}}  # fmt: skip
+
+
 def test_a_message_over_the_size_limit_is_refused_with_its_head_kept_and_not_replayed(
     env: dict[str, str], client: Any, tmp_path: Path
 ) -> None:
@@ -279,14 +275,10 @@ def test_a_message_over_the_size_limit_is_refused_with_its_head_kept_and_not_rep
     limit = 256 * 1024
     env = dict(env, UMIQ_MAX_MESSAGE_BYTES=str(limit))
     task_id = f"huge-{uuid.uuid4().hex[:6]}"
-    envelope = {"task_id": task_id, "department": "finance", "query": "Status of INV-1001?",
-                "requested_by": "size-test", "context": {"script": SCRIPT,
-                                                         "blob": "x" * (3 * 2**20)}}  # fmt: skip
+    envelope = _envelope(task_id, "size-test", blob="x" * (3 * 2**20))
     body = json.dumps([[envelope], {}, {}]).encode()
-    properties = {"content_type": "application/json", "content_encoding": "utf-8",
-                  "headers": {"task": TASK_NAME, "id": str(uuid.uuid4())}}  # fmt: skip
-    after = {"task_id": f"after-{task_id}", "department": "finance", "query": "Status of "
-             "INV-1001?", "requested_by": "size-test", "context": {"script": SCRIPT}}  # fmt: skip
+    properties = _properties()
+    after = _envelope(f"after-{task_id}", "size-test")
     with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180) as worker:
         with Connection(env["UMIQ_BROKER_URL"]) as conn:
             Producer(conn).publish(body, exchange="umiq", routing_key=env["UMIQ_QUEUE"],
@@ -344,17 +336,11 @@ def test_a_compressed_bomb_is_refused_before_it_inflates(
     spaces) is refused at the 4 MiB limit while kombu builds the message, dead-lettered
     as it came (compressed, its digest), and the worker serves the next task."""
     task_id = f"bomb-{uuid.uuid4().hex[:6]}"
-    envelope = {"task_id": task_id, "department": "finance", "query": "Status of INV-1001?",
-                "requested_by": "bomb-test", "context": {"script": SCRIPT}}  # fmt: skip
-    inflated = json.dumps([[envelope], {}, {}]).encode() + b" " * (256 * 2**20)
-    body = zlib.compress(inflated, 9)
-    del inflated
+    inflated = json.dumps([[_envelope(task_id, "bomb-test")], {}, {}]).encode()
+    body = zlib.compress(inflated + b" " * (256 * 2**20), 9)
     assert len(body) < 2**20
-    properties = {"content_type": "application/json", "content_encoding": "utf-8",
-                  "headers": {"task": TASK_NAME, "id": str(uuid.uuid4()),
-                              "compression": "application/x-gzip"}}  # fmt: skip
-    after = {"task_id": f"after-{task_id}", "department": "finance", "query": "Status of "
-             "INV-1001?", "requested_by": "bomb-test", "context": {"script": SCRIPT}}  # fmt: skip
+    properties = _properties(compression="application/x-gzip")
+    after = _envelope(f"after-{task_id}", "bomb-test")
     with WorkerProcess(env, tmp_path / "worker.log", ready_timeout=180) as worker:
         with Connection(env["UMIQ_BROKER_URL"]) as conn:
             Producer(conn).publish(body, exchange="umiq", routing_key=env["UMIQ_QUEUE"],

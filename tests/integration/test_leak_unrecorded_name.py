@@ -12,15 +12,13 @@ files of the connectors and the worker are searched for it.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
 
 import pytest
-from kombu import Connection
 
-from tests.support.cli import umiq
+from tests.support.cli import raw_dead_letters, umiq, worker_env
 from tests.support.leaks import database_rows, search
 from worker.process import WorkerProcess
 
@@ -37,25 +35,6 @@ SCRIPT = [
     {"tool": "send_email", "arguments": {"to": "$EMAIL", "subject": "Leave request LR-0013",
                                          "body": "Please ask $NAME about LR-0013."}},
 ]  # fmt: skip
-
-
-def _dead_letters(env: dict[str, str]) -> list[tuple[str, str]]:
-    """Headers and body of every message RabbitMQ keeps in the dead-letter queue."""
-    from worker.celery_app import dead_letter_queue
-    from worker.settings import Settings
-
-    queue = dead_letter_queue(Settings(dead_letter_queue=env["UMIQ_DEAD_LETTER_QUEUE"]))
-    found = []
-    with Connection(env["UMIQ_BROKER_URL"]) as conn:
-        channel = conn.channel()
-        bound = queue(channel)
-        bound.declare()
-        while (message := bound.get(no_ack=False)) is not None:
-            body = message.body if isinstance(message.body, str) else message.body.decode()
-            found.append(("dead letter headers", json.dumps(message.headers, default=str)))
-            found.append(("dead letter body", body))
-        channel.close()  # unacked: they stay
-    return found
 
 
 def _files(*folders: Path) -> list[tuple[str, str]]:
@@ -85,21 +64,10 @@ def test_a_name_in_no_record_reaches_no_prompt_log_row_letter_or_file(
     with start_acme(tmp_path / "acme") as acme:
         names = acme.write_known_names(tmp_path / "known-names.txt")
         assert not any("Verbeek" in name for name in acme.known_names())
-        env = dict(os.environ)
-        env.update({
-            "UMIQ_DATA_DIR": str(tmp_path / "data"),
-            "UMIQ_BROKER_URL": amqp_url,
-            "UMIQ_DATABASE_URL": postgres_url,
-            "UMIQ_QUEUE": queue,
-            "UMIQ_DEAD_LETTER_QUEUE": dead,
-            "UMIQ_CONNECTORS": json.dumps(acme.connectors_config()),
-            "UMIQ_ROLE_MODEL": "tests.support.scripted:factory",
-            "UMIQ_TEST_PROMPT_LOG": str(prompt_log),
-            "UMIQ_PII_KNOWN_NAMES_FILE": str(names),
-            "UMIQ_LOG_FORMAT": "json",
-        })  # fmt: skip
-        done = umiq(env, "db", "upgrade")
-        assert done.returncode == 0, done.stdout + done.stderr
+        env = worker_env(tmp_path / "data", amqp_url, postgres_url, queue_names,
+                         connectors=acme.connectors_config())  # fmt: skip
+        env.update({"UMIQ_TEST_PROMPT_LOG": str(prompt_log),
+                    "UMIQ_PII_KNOWN_NAMES_FILE": str(names)})  # fmt: skip
         app = create_app(Settings(data_dir=tmp_path / "client", broker_url=amqp_url,
                                   database_url=postgres_url, queue=queue,
                                   dead_letter_queue=dead))  # fmt: skip
@@ -117,7 +85,12 @@ def test_a_name_in_no_record_reaches_no_prompt_log_row_letter_or_file(
                 while "message.refused" not in log_path.read_text(encoding="utf-8"):
                     assert time.monotonic() < deadline, "the malformed task was not refused"
                     time.sleep(0.5)
-                letters = _dead_letters(env)
+                letters = [
+                    part
+                    for headers, body in raw_dead_letters(env)
+                    for part in (("dead letter headers", json.dumps(headers, default=str)),
+                                 ("dead letter body", body.decode("utf-8", errors="replace")))
+                ]  # fmt: skip
         finally:
             app.close()
         delivered = acme.messages()

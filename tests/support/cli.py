@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -41,12 +42,22 @@ def audit_verify(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 
 def worker_env(
-    data_dir: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str], erp_url: str
+    data_dir: Path,
+    amqp_url: str,
+    postgres_url: str,
+    queue_names: tuple[str, str],
+    erp_url: str | None = None,
+    *,
+    connectors: Mapping[str, Any] | None = None,
 ) -> dict[str, str]:
     """The environment of a real worker on RabbitMQ and Postgres with the scripted model
-    and the ERP at ``erp_url``, its audit schema upgraded (the poison, dead-letter and
-    task-repr tests share it)."""
+    and the ERP at ``erp_url`` (or the ``connectors`` config, e.g. every Acme service),
+    its audit schema upgraded (the poison, dead-letter, leak and task-repr tests share
+    it)."""
     queue, dead = queue_names
+    if connectors is None:
+        assert erp_url is not None, "worker_env needs erp_url or connectors"
+        connectors = {"erp": {"kind": "http", "base_url": erp_url}}
     environment = dict(os.environ)
     environment.update({
         "UMIQ_DATA_DIR": str(data_dir),
@@ -54,13 +65,34 @@ def worker_env(
         "UMIQ_DATABASE_URL": postgres_url,
         "UMIQ_QUEUE": queue,
         "UMIQ_DEAD_LETTER_QUEUE": dead,
-        "UMIQ_CONNECTORS": json.dumps({"erp": {"kind": "http", "base_url": erp_url}}),
+        "UMIQ_CONNECTORS": json.dumps(connectors),
         "UMIQ_ROLE_MODEL": "tests.support.scripted:factory",
         "UMIQ_LOG_FORMAT": "json",
     })  # fmt: skip
     done = umiq(environment, "db", "upgrade")
     assert done.returncode == 0, done.stderr
     return environment
+
+
+def raw_dead_letters(env: Mapping[str, str]) -> list[tuple[dict[str, Any], bytes]]:
+    """Headers and body (bytes) of every message in ``env``'s dead-letter queue, read
+    raw from RabbitMQ and left in place (unacked)."""
+    from kombu import Connection
+
+    from worker.celery_app import dead_letter_queue
+    from worker.settings import Settings
+
+    queue = dead_letter_queue(Settings(dead_letter_queue=env["UMIQ_DEAD_LETTER_QUEUE"]))
+    found = []
+    with Connection(env["UMIQ_BROKER_URL"]) as conn:
+        channel = conn.channel()
+        bound = queue(channel)
+        bound.declare()
+        while (message := bound.get(no_ack=False)) is not None:
+            body = message.body.encode() if isinstance(message.body, str) else message.body
+            found.append((dict(message.headers), body))
+        channel.close()  # unacked: they stay
+    return found
 
 
 def steps_of(url: str, task_id: str) -> list[dict[str, Any]]:

@@ -182,7 +182,8 @@ def train_stage(
             total_loss = 0.0
             tokens = 0
             for mb in batch_examples:
-                if isinstance(mb[0], Packed):
+                packed = isinstance(mb[0], Packed)
+                if packed:
                     # prefix trees: the logits at ``predict_at`` predict ``targets``
                     batch = collate_packed(mb)
                     keep = batch["predict_at"].to(device)
@@ -198,7 +199,7 @@ def train_stage(
                         logits_to_keep=keep,
                         use_cache=False,
                     )
-                if isinstance(mb[0], Packed):
+                if packed:
                     logits = output.logits.float()
                     labels = batch["targets"].to(device)
                 else:
