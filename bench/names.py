@@ -1,11 +1,13 @@
-"""Names in no record, found by their given name: recall on a seeded list, and what the
-detector newly flags in the Acme catalogue's requests (each printed, to judge by eye).
+"""Names in no record, found by their given name and by their shape: recall on a seeded
+list, and what the detector newly flags in the Acme catalogue's requests (each printed, to
+judge by eye).
 
     python bench/names.py [--seeds 0 1] [--per-family 10]
 
 The seeded names are in no Acme record and carry no title; half are written as a person
 would type them in a hurry (all lowercase). ``held out`` names have a given name in no
-gazetteer (the built-in one, nor the directory's): what the mechanism cannot find. A name
+gazetteer (the built-in one, nor the directory's): what the given names cannot find, and
+the shape rule (``policies._name_shapes``) can when they are written capitalized. A name
 counts as found when every word of it but its particles is inside a NAME span.
 """
 
@@ -92,7 +94,8 @@ def main() -> None:
     clash = [n for n in directory if n.casefold() in seeded]
     print(f"directory: {len(directory)} names; seeded names in it: {clash or 'none'}")
     for label, detector in (("without given names", Detector(directory, given_names=False)),
-                            ("with given names", Detector(directory))):  # fmt: skip
+                            ("given names only", Detector(directory, name_shapes=False)),
+                            ("given names, shapes", Detector(directory))):  # fmt: skip
         for group, names in (("in gazetteer", IN_GAZETTEER), ("held out", HELD_OUT)):
             hits, total = recall(detector, names)
             print(f"recall {label:<20} {group:<13} {hits}/{total} ({hits / total:.0%})")
@@ -111,11 +114,18 @@ def main() -> None:
     from examples.acme.tasks.families_hr import UNKNOWN_PEOPLE
 
     asked = [n for n in UNKNOWN_PEOPLE if any(n in text for text in texts)]
-    for label, detector in (("without given names", before), ("with given names", after)):
+    shapes_off = Detector(directory, name_shapes=False)
+    for label, detector in (("without given names", before), ("given names only", shapes_off),
+                            ("given names, shapes", after)):  # fmt: skip
         hits = [n for n in asked if any(found(detector, t, n) for t in texts if n in t)]
         print(f"catalogue's people in no record {label:<20} {len(hits)}/{len(asked)}: {hits}")
+    by_shape = sum(
+        {(s.start, s.end) for s in after.find(t)} != {(s.start, s.end) for s in shapes_off.find(t)}
+        for t in texts
+    )
     print(f"catalogue: {len(texts)} requests ({len(set(texts))} distinct), "
-          f"{flagged} with a NAME span the given names add")  # fmt: skip
+          f"{flagged} with a NAME span the given names and shapes add, "
+          f"{by_shape} changed by the shapes alone")  # fmt: skip
     for value, count in new.most_common():
         print(f"  {count:>4}  {value!r}  in: {where[value]!r}")
 

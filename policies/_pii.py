@@ -12,7 +12,9 @@ addresses with international (IDN) domains. A date is a date of birth when a bir
 office's records hold, given at construction; their surnames alone (``ask Meijer``,
 unless a capitalized word or ``&`` follows, as in a company's name: ``Van Dijk
 Logistics``); any capitalized name after a title (``Mrs Zwartkop``, ``dhr. De Vries``);
-and a name in no record that a known given name starts (``jan de vries``, ``policies._names``).
+a name in no record that a known given name starts (``jan de vries``, ``policies._names``);
+and one of any origin by its shape, capitalized words none of which is a common word
+(``Kenji Sato``, ``ask Zwartkop``, ``policies._name_shapes``).
 
 Overlapping findings are resolved deterministically: the longest span wins; between
 spans of equal length the more specific kind wins, in the order of ``PiiKind``
@@ -29,6 +31,7 @@ from enum import StrEnum
 import phonenumbers
 from phonenumbers import Leniency, PhoneNumberMatcher
 
+from policies._name_shapes import name_shape_spans
 from policies._names import GIVEN_NAMES, directory_given_names, given_name_spans
 
 
@@ -245,8 +248,9 @@ class Detector:
     ``known_names`` are full names from the systems' records, matched case-insensitively
     on word boundaries (any run of whitespace between their words). ``phone_regions``
     are the regions whose national phone formats are recognised. ``given_names`` finds
-    names in no record by their given name (a gazetteer and the known names' given names,
-    ``policies._names``).
+    names in no record: by their given name (a gazetteer and the known names' given names,
+    ``policies._names``) and, with ``name_shapes`` too, by their shape (capitalized words
+    that are no common words, ``policies._name_shapes``).
     """
 
     def __init__(
@@ -255,6 +259,7 @@ class Detector:
         *,
         phone_regions: Sequence[str] = DEFAULT_PHONE_REGIONS,
         given_names: bool = True,
+        name_shapes: bool = True,
     ) -> None:
         self.known_names: frozenset[str] = frozenset(
             " ".join(name.split()) for name in known_names if name and name.strip()
@@ -264,6 +269,7 @@ class Detector:
         self._surnames = _name_pattern(_surnames(self.known_names))
         # Names in no record start with a given name (``policies._names``).
         self._given = GIVEN_NAMES | directory_given_names(self.known_names) if given_names else None
+        self._shapes = given_names and name_shapes
 
     def find(self, text: str) -> list[Span]:
         """The personal data in ``text``, without overlaps, in order of position."""
@@ -322,6 +328,9 @@ class Detector:
         if self._given is not None:
             for start, end in given_name_spans(text, self._given):
                 yield Span(PiiKind.NAME, start, end, text[start:end])
+            if self._shapes:
+                for start, end in name_shape_spans(text, self._given):
+                    yield Span(PiiKind.NAME, start, end, text[start:end])
         for m in _TITLED.finditer(text):
             found = _titled_name(m.group("name"))
             if found is not None:

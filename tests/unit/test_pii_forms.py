@@ -2,9 +2,11 @@
 of prompts, the plain task row, every database row and the review page of a non-auditor.
 
 The forms are the class the attacker's pass found missed: a surname alone, a name after
-a title, local-format phones, IDN e-mail addresses, IBANs glued to a word, spaced with
-dashes or mistyped, BSNs and cards with dots, spaces, dashes or mixed separators, dates
-of birth. The task runs through the real Celery task on the embedded broker and SQLite.
+a title, a name whose given name no gazetteer holds (found by its shape,
+``policies._name_shapes``), local-format phones, IDN e-mail addresses, IBANs glued to a
+word, spaced with dashes or mistyped, BSNs and cards with dots, spaces, dashes or mixed
+separators, dates of birth. The task runs through the real Celery task on the embedded
+broker and SQLite.
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ FORMS: dict[str, tuple[str, str, str]] = {
     "two-word surname": ("El Amrani called back.", "El Amrani", "NAME"),
     "title and unknown name": ("Mrs Zwartkop phoned.", "Zwartkop", "NAME"),
     "Dutch title": ("Bel dhr. De Groot terug.", "De Groot", "NAME"),
+    "name of no gazetteer": ("Approve Kenji Sato's leave.", "Kenji Sato", "NAME"),
+    "name of no gazetteer, word surname": ("Does Chloé Martin work here?", "Chloé Martin", "NAME"),
+    "unknown surname after a cue": ("Then ask Okonkwo about it.", "Okonkwo", "NAME"),
     "local mobile": ("Call 06-12345678 today.", "06-12345678", "PHONE"),
     "local mobile spaced": ("Call 06 1234 5678 today.", "06 1234 5678", "PHONE"),
     "local landline": ("Call (020) 555 1234 now.", "(020) 555 1234", "PHONE"),
