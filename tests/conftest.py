@@ -9,6 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.cli import ALLOW_PRIVILEGED_LOGIN
+
+# Every worker the tests start logs in to Postgres as the test server's superuser: the
+# login gate (worker.login_gate) lets it, with a warning. The gate's tests drop it.
+os.environ.update(ALLOW_PRIVILEGED_LOGIN)
+
 #: The α-UMi reference trajectories and role samples (a copy of the α-UMi repository's
 #: train-example data, see tests/fixtures/toolbench/README.md); UMIQ_FIXTURES points elsewhere.
 TOOLBENCH_FIXTURES = Path(

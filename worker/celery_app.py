@@ -134,6 +134,10 @@ def create_app(settings: Settings | None = None) -> Celery:
         # the tasks, and the control commands that pause a department's queue
         imports=["worker.tasks", "worker.rollout.queues"],
     )
+    from worker.login_gate import LoginGate
+
+    # Before the consumer takes anything: no worker on a login that can rewrite the audit log.
+    app.steps["worker"].add(LoginGate)
     if settings.resolved_broker_url.startswith(("amqp", "pyamqp")):  # RabbitMQ dead-letters
         from worker.broker_letters import SealBrokerDeadLetters
 

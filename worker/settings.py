@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     """Postgres role the audit engine takes with ``SET ROLE`` on every new connection
     (e.g. ``umiq_worker``, created by migration 0002); the login user must be a member.
     ``umiq db upgrade`` ignores it: migrations run with the login user's (owner's) rights."""
+    allow_privileged_login: bool = False
+    """Start a worker on Postgres even when its login is a superuser, may become one or may
+    change audit steps (``worker.login_gate``); it logs a warning at each start. For
+    development and tests against a local superuser only, like Celery's ``C_FORCE_ROOT``:
+    in production the worker logs in as its own role (``umiq db login-role``)."""
     keyring: str | None = Field(default=None, repr=False)
     """The key ring that seals sensitive audit fields, as JSON
     ``{"primary": kid, "keys": {kid: base64 of 32 bytes}}`` (``UMIQ_KEYRING``). Key material:
@@ -161,6 +166,13 @@ class Settings(BaseSettings):
     """Seconds one completion may take (queued behind other requests included)."""
     engine_concurrency: int = Field(default=16, ge=1)
     """Requests this process keeps in flight to the engine (match its ``--parallel``)."""
+    model_max_batch: int = Field(default=16, ge=1)
+    """Rows one in-process ``generate`` batch holds at most (``model_backend=hf``): the
+    requests of the worker's concurrent episodes share batches up to this size."""
+    model_batch_wait_ms: float = Field(default=5.0, ge=0)
+    """How long an in-process batch waits for other episodes' requests before it runs,
+    counted from its oldest request (0: run what is queued at once). Requests queued
+    while a batch runs join the next batch without waiting."""
     device: str = "cpu"
     max_steps: int = 12
     max_new_tokens: int = 160

@@ -23,7 +23,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.support.cli import umiq
+from tests.support.cli import bare_env, umiq
 from tests.support.tcpproxy import TcpProxy
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
@@ -76,7 +76,7 @@ def test_the_worker_rides_out_a_broker_outage(
     assert "127.0.0.1:5672/" in amqp_url, amqp_url
     invoices = [i["id"] for i in httpx.get(f"{erp.url}/invoices").json()]
     with TcpProxy(5672) as proxy:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+        env = bare_env()
         env.update({
             "UMIQ_DATA_DIR": str(tmp_path / "data"),
             "UMIQ_BROKER_URL": amqp_url.replace("127.0.0.1:5672/", f"127.0.0.1:{proxy.port}/"),

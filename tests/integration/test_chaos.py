@@ -37,7 +37,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from tests.support.cli import umiq
+from tests.support.cli import bare_env, umiq
 from worker.celery_app import TASK_NAME, create_app
 from worker.lease import NAMESPACE, lock_key
 from worker.process import WorkerProcess
@@ -214,7 +214,7 @@ def chaos_env(
 ) -> dict[str, str]:
     """A worker's environment: finance writes to the ERP without approval, prompts logged."""
     queue, dead = queue_names
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    env = bare_env()
     env.update({
         "UMIQ_DATA_DIR": str(tmp_path / "data"),
         "UMIQ_BROKER_URL": amqp_url,

@@ -7,7 +7,6 @@ worker is the real ``umiq worker`` on RabbitMQ and Postgres.
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from connectors import (
     Resilient,
     ToolCall,
 )
-from tests.support.cli import steps_of, umiq
+from tests.support.cli import bare_env, steps_of, umiq
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
 from worker.settings import Settings
@@ -93,7 +92,7 @@ def test_a_task_meeting_a_dead_erp_is_retried_and_finishes_once_it_is_back(
     """The outage and the open circuit are audited, the model never reads them, Celery
     retries the task and, with the ERP back, it resumes and ends answered."""
     queue, dead = queue_names
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    env = bare_env()
     env.update({
         "UMIQ_DATA_DIR": str(tmp_path / "data"),
         "UMIQ_BROKER_URL": amqp_url,

@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.cli import steps_of, umiq
+from tests.support.cli import bare_env, steps_of, umiq
 from tests.support.tcpproxy import TcpProxy
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
@@ -54,7 +54,7 @@ def test_the_worker_rides_out_a_database_outage(
     assert "127.0.0.1:5432/" in postgres_url, postgres_url
     with TcpProxy(5432) as proxy:
         via_proxy = postgres_url.replace("127.0.0.1:5432/", f"127.0.0.1:{proxy.port}/")
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+        env = bare_env()
         env.update({
             "UMIQ_DATA_DIR": str(tmp_path / "data"),
             "UMIQ_BROKER_URL": amqp_url,

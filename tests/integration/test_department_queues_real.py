@@ -5,7 +5,6 @@ stops hr's worker taking tasks while finance runs on; resuming hands them back."
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 from amqp.exceptions import PreconditionFailed
 from kombu import Connection
 
-from tests.support.cli import audit_verify, umiq
+from tests.support.cli import audit_verify, bare_env, umiq
 from worker.audit import AuditLog
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
@@ -48,7 +47,7 @@ def test_a_department_worker_and_pausing_one_department(
 
     queue, dead = queue_names
     tag = queue[-8:]
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    env = bare_env()
     with start_acme(tmp_path / "acme") as acme:
         env.update({
             "UMIQ_DATA_DIR": str(tmp_path / "data"),

@@ -30,7 +30,7 @@ from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from kombu import Connection, Producer
 
-from tests.support.cli import umiq
+from tests.support.cli import bare_env, umiq
 from worker.audit.keyring import load_keyring
 from worker.celery_app import TASK_NAME, create_app, dead_letter_queue
 from worker.letters import LETTER_TYPE, open_letter
@@ -210,7 +210,7 @@ def test_fuzzed_messages_are_all_dead_lettered_and_the_worker_serves_on(
     """Each fuzzed message is dead-lettered with its body, headers and a reason and
     audited; the valid tasks between them are answered; the worker's RSS stays flat."""
     queue, dead = queue_names
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    env = bare_env()
     env.update({
         "UMIQ_DATA_DIR": str(tmp_path / "data"),
         "UMIQ_BROKER_URL": amqp_url,

@@ -4,7 +4,6 @@ Postgres with the scripted role model: the counters move with what the tasks did
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
 import urllib.request
@@ -14,7 +13,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.cli import umiq
+from tests.support.cli import bare_env, umiq
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
 from worker.settings import Settings
@@ -64,7 +63,7 @@ def test_metrics_move_while_a_worker_runs_tasks(
 ) -> None:
     queue, dead = queue_names
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    env = bare_env()
     env.update({
         "UMIQ_DATA_DIR": str(tmp_path / "data"),
         "UMIQ_BROKER_URL": amqp_url,

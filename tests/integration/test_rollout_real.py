@@ -8,7 +8,6 @@ switch pulled while an episode runs stops its next write."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from contextlib import closing
@@ -18,7 +17,7 @@ from typing import Any
 import pytest
 from kombu import Connection
 
-from tests.support.cli import audit_verify, steps_of, umiq
+from tests.support.cli import audit_verify, bare_env, steps_of, umiq
 from worker.audit import AuditLog
 from worker.audit.keyring import load_keyring
 from worker.audit.sealing import Sealer
@@ -72,7 +71,7 @@ def test_each_mode_on_the_real_systems(
 
     queue, dead = queue_names
     humans = f"{queue}.human"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    env = bare_env()
     with start_acme(tmp_path / "acme") as acme:
         env.update({
             "UMIQ_DATA_DIR": str(tmp_path / "data"),

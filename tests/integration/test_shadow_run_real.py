@@ -33,6 +33,7 @@ def services(
         monkeypatch.delenv(name)
     monkeypatch.setenv("UMIQ_BROKER_URL", amqp_url)
     monkeypatch.setenv("UMIQ_DATABASE_URL", postgres_url)
+    monkeypatch.setenv("UMIQ_ALLOW_PRIVILEGED_LOGIN", "1")  # the worker logs in as postgres
     monkeypatch.setenv("UMIQ_DATA_DIR", str(tmp_path / "client"))
     done = umiq(dict(os.environ), "db", "upgrade")
     assert done.returncode == 0, done.stdout + done.stderr

@@ -10,7 +10,6 @@ chain. A task whose committed call is not the call it replays stops for a person
 from __future__ import annotations
 
 import json
-import os
 import time
 import uuid
 from collections.abc import Callable
@@ -20,7 +19,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.support.cli import steps_of, umiq
+from tests.support.cli import bare_env, steps_of, umiq
 from worker.audit import AuditLog
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
@@ -43,7 +42,7 @@ def env(
     tmp_path: Path, amqp_url: str, postgres_url: str, queue_names: tuple[str, str], erp: Any
 ) -> dict[str, str]:
     queue, dead = queue_names
-    environment = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    environment = bare_env()
     environment.update(
         {
             "UMIQ_DATA_DIR": str(tmp_path / "data"),

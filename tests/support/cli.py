@@ -12,6 +12,19 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 
+ALLOW_PRIVILEGED_LOGIN = {"UMIQ_ALLOW_PRIVILEGED_LOGIN": "1"}
+"""What lets a test's worker log in to Postgres as the test server's superuser
+(``postgres``, trust auth on loopback): the login gate (``worker.login_gate``) refuses
+that login otherwise. tests/conftest.py puts it in the test process's environment,
+:func:`bare_env` and :func:`worker_env` in every worker's; the gate's own tests drop it."""
+
+
+def bare_env() -> dict[str, str]:
+    """This process's environment without its ``UMIQ_`` settings but for
+    :data:`ALLOW_PRIVILEGED_LOGIN`: what a test's worker environment starts from."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    return {**env, **ALLOW_PRIVILEGED_LOGIN}
+
 
 def umiq(
     env: dict[str, str], *args: str | Path, timeout: float = 300
@@ -53,7 +66,7 @@ def worker_env(
     """The environment of a real worker on RabbitMQ and Postgres with the scripted model
     and the ERP at ``erp_url`` (or the ``connectors`` config, e.g. every Acme service),
     its audit schema upgraded (the poison, dead-letter, leak and task-repr tests share
-    it)."""
+    it). It logs in as the test server's superuser (:data:`ALLOW_PRIVILEGED_LOGIN`)."""
     queue, dead = queue_names
     if connectors is None:
         assert erp_url is not None, "worker_env needs erp_url or connectors"
@@ -68,6 +81,7 @@ def worker_env(
         "UMIQ_CONNECTORS": json.dumps(connectors),
         "UMIQ_ROLE_MODEL": "tests.support.scripted:factory",
         "UMIQ_LOG_FORMAT": "json",
+        **ALLOW_PRIVILEGED_LOGIN,
     })  # fmt: skip
     done = umiq(environment, "db", "upgrade")
     assert done.returncode == 0, done.stderr

@@ -174,6 +174,13 @@ def test_every_umiq_setting_in_the_compose_file_exists(compose: dict[str, Any]) 
                 assert key.removeprefix("UMIQ_") in fields, f"{name}: {key}"
 
 
+def test_no_service_overrides_the_login_gate(compose: dict[str, Any]) -> None:
+    """No service sets UMIQ_ALLOW_PRIVILEGED_LOGIN: compose's workers log in as their own
+    role (the `worker-login` job), never as a superuser the gate would refuse."""
+    for name, service in ours(compose).items():
+        assert "UMIQ_ALLOW_PRIVILEGED_LOGIN" not in service.get("environment", {}), name
+
+
 def test_published_ports_are_on_loopback(compose: dict[str, Any]) -> None:
     """Management, review and Flower are published on 127.0.0.1 only (a proxy adds TLS)."""
     for name, service in compose["services"].items():
