@@ -22,8 +22,8 @@ import sqlalchemy as sa
 from kombu import Connection
 from sqlalchemy.engine import make_url
 
-from tests.support.cli import steps_of, umiq, worker_env
-from worker.celery_app import TASK_NAME, create_app, task_queue
+from tests.support.cli import celery_client, steps_of, umiq, worker_env
+from worker.celery_app import TASK_NAME, task_queue
 from worker.errors import ConfigError
 from worker.login_gate import EX_CONFIG, OVERRIDE
 from worker.process import WorkerProcess
@@ -61,19 +61,6 @@ def login_env(admin_env: dict[str, str]) -> Iterator[dict[str, str]]:
         libpq = make_url(admin_url).set(drivername="postgresql").render_as_string(False)
         with psycopg.connect(libpq, autocommit=True) as admin:
             admin.execute(f'DROP ROLE IF EXISTS "{name}"')
-
-
-def _client(env: dict[str, str], tmp_path: Path) -> Any:
-    """A Celery client of ``env``'s broker, result backend and queues."""
-    return create_app(
-        Settings(
-            data_dir=tmp_path / "client",
-            broker_url=env["UMIQ_BROKER_URL"],
-            database_url=env["UMIQ_DATABASE_URL"],
-            queue=env["UMIQ_QUEUE"],
-            dead_letter_queue=env["UMIQ_DEAD_LETTER_QUEUE"],
-        )
-    )
 
 
 def _waiting(env: dict[str, str]) -> int:
@@ -123,7 +110,7 @@ def test_a_worker_on_its_login_role_runs_a_task_end_to_end(
     envelope = {"task_id": task_id, "department": "finance", "requested_by": "ana",
                 "query": "What is the status of invoice INV-1001?",
                 "context": {"script": SCRIPT}}  # fmt: skip
-    client = _client(admin_env, tmp_path)
+    client = celery_client(admin_env, tmp_path)
     log = tmp_path / "worker.log"
     try:
         with WorkerProcess(login_env, log, ready_timeout=180):
@@ -157,7 +144,7 @@ def test_a_worker_on_the_superuser_login_refuses_to_start_and_takes_no_task(
                 "query": "What is the status of invoice INV-1001?",
                 "context": {"script": SCRIPT}}  # fmt: skip
     assert _waiting(admin_env) == 0
-    client = _client(admin_env, tmp_path)
+    client = celery_client(admin_env, tmp_path)
     try:
         sent = client.send_task(TASK_NAME, args=[envelope])
         assert _waiting(admin_env) == 1

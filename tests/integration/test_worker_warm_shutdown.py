@@ -23,10 +23,9 @@ from tests.integration.test_worker_resume import details, envelope, tool_calls, 
 
 # the worker environment fixture (RabbitMQ, Postgres, the ERP, the scripted model)
 from tests.integration.test_worker_resume import env as env
-from tests.support.cli import steps_of, umiq
-from worker.celery_app import TASK_NAME, create_app
+from tests.support.cli import celery_client, steps_of, umiq
+from worker.celery_app import TASK_NAME
 from worker.process import WorkerProcess
-from worker.settings import Settings
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -39,18 +38,6 @@ def open_invoices(erp: Any, count: int) -> list[dict[str, Any]]:
     ]
     assert len(invoices) >= count, invoices
     return invoices[:count]
-
-
-def client_for(env: dict[str, str], tmp_path: Path) -> Any:
-    return create_app(
-        Settings(
-            data_dir=tmp_path / "client",
-            broker_url=env["UMIQ_BROKER_URL"],
-            database_url=env["UMIQ_DATABASE_URL"],
-            queue=env["UMIQ_QUEUE"],
-            dead_letter_queue=env["UMIQ_DEAD_LETTER_QUEUE"],
-        )
-    )
 
 
 def terminate(worker: WorkerProcess, timeout: float = 120) -> int:
@@ -84,7 +71,7 @@ def test_sigterm_mid_episode_checkpoints_and_the_next_worker_resumes(
     both answered by replay, each call and each plan once, the chain verified."""
     url = env["UMIQ_DATABASE_URL"]
     env = {**env, "UMIQ_TEST_GENERATION_DELAY": "1.5"}
-    client = client_for(env, tmp_path)
+    client = celery_client(env, tmp_path)
     log_path = tmp_path / "worker.log"
     invoices = open_invoices(erp, 2)
     # a node name of its own: other workers on this host must not share its control queue
@@ -153,7 +140,7 @@ def test_sigterm_with_a_finish_window_lets_the_episode_finish(
     env = {**env, "UMIQ_TEST_GENERATION_DELAY": "1", "UMIQ_SHUTDOWN_FINISH_S": "600"}
     [invoice] = open_invoices(erp, 1)
     task_id = f"finish-{uuid.uuid4().hex[:6]}"
-    client = client_for(env, tmp_path)
+    client = celery_client(env, tmp_path)
     try:
         worker = WorkerProcess(
             env,

@@ -125,3 +125,19 @@ def steps_of(url: str, task_id: str) -> list[dict[str, Any]]:
             return [dict(r._mapping) for r in rows]
     finally:
         engine.dispose()
+
+
+def celery_client(env: Mapping[str, str], tmp_path: Path) -> Any:
+    """A Celery client of ``env``'s broker, result backend and queues (a worker's env)."""
+    from worker.celery_app import create_app
+    from worker.settings import Settings
+
+    return create_app(
+        Settings(
+            data_dir=tmp_path / "client",
+            broker_url=env["UMIQ_BROKER_URL"],
+            database_url=env["UMIQ_DATABASE_URL"],
+            queue=env["UMIQ_QUEUE"],
+            dead_letter_queue=env["UMIQ_DEAD_LETTER_QUEUE"],
+        )
+    )
