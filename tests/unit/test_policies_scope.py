@@ -129,3 +129,143 @@ def test_ids_and_words_count_however_the_requester_spelled_them() -> None:
         request="urgent: please dsipute inv1002, wrong amount",
     )
     assert decision.allowed, decision.reasons
+
+
+# -- before the fact: the caller is not offered a write the request does not ask for ---
+
+
+def _guard(request: str):
+    from worker.agent.guard import Guard
+
+    guard = Guard.permissive_minimization(None)
+    guard.scope = POLICY
+    guard.set_request(request)
+    return guard
+
+
+def _specs(*names_effects: tuple[str, str]):
+    from connectors import ToolSpec
+
+    return [
+        ToolSpec(name=name, description=name, parameters={"type": "object"}, effect=effect)
+        for name, effect in names_effects
+    ]
+
+
+TOOLS = _specs(
+    ("get_invoice", "read"),
+    ("schedule_payment", "write"),
+    ("dispute_invoice", "write"),
+    ("archive_invoice", "write"),  # a write no scope rule names: not checked on this count
+)
+
+
+def test_writes_the_request_does_not_ask_for_are_not_offered() -> None:
+    assert _guard("When is INV-1002 due?").unasked_writes(TOOLS) == [
+        "schedule_payment",
+        "dispute_invoice",
+    ]
+    assert _guard("Please pay INV-1002 today.").unasked_writes(TOOLS) == ["dispute_invoice"]
+    assert _guard("dsipute INV-1002, the amount is wrong").unasked_writes(TOOLS) == [
+        "schedule_payment"
+    ]
+
+
+def test_a_department_without_the_scope_check_is_offered_every_write() -> None:
+    guard = _guard("When is INV-1002 due?")
+    guard.scope = ScopePolicy.from_settings(ACME_SCOPE, enabled=False)
+    assert guard.unasked_writes(TOOLS) == []
+
+
+def test_no_expert_write_of_any_acme_family_is_left_unoffered(tmp_path) -> None:
+    """The pre-filter must never take away a correct call: every write the expert makes,
+    in every family the in-process world runs (train and test instances), is asked for
+    by its request; and read-only tasks are offered fewer writes than before."""
+    import json
+
+    from examples.acme.tasks import Facts, generate, solve
+    from examples.acme.tasks.catalogue import FAMILIES
+    from examples.acme.tasks.world import in_process_world
+
+    writes = withheld = 0
+    with in_process_world(tmp_path, seed=3) as world:
+        families = [f for f in FAMILIES if set(FAMILIES[f].systems) <= set(world.systems)]
+        split = generate(Facts.gather(world), seed=3, per_family=2, families=families)
+        catalogue = world.specs()
+        for instance in split["train"] + split["test"]:
+            world.reset()
+            history = solve(world, instance).trajectory["conversations"]
+            unasked = _guard(instance.instruction).unasked_writes(catalogue)
+            withheld += len(unasked)
+            for turn in history:
+                if turn["from"] != "caller":
+                    continue
+                tool = turn["value"].split("\n", 1)[0].removeprefix("Action: ").strip()
+                json.loads(turn["value"].split("Action Input:", 1)[1])
+                if world.spec(tool).effect == "write":
+                    writes += 1
+                    assert tool not in unasked, (instance.uid, instance.instruction, tool)
+    assert writes >= 20, writes
+    assert withheld >= len(split["train"]), withheld
+
+
+def _episode_offering(tmp_path, query: str):
+    """Run one scripted episode on get_invoice + schedule_payment under the Acme scope
+    rules: the tools the caller's grammar admitted, and its caller step's audit details."""
+    from connectors import ToolResult, ToolSpec
+    from connectors.testing import FunctionConnector
+    from policies import AccessRule
+    from tests.support.scripted import RoleScripts
+    from worker.agent.episode import Episode
+    from worker.agent.guard import Guard
+    from worker.audit import AuditLog, ensure_schema
+    from worker.envelope import Envelope
+    from worker.toolbox import Toolbox
+
+    invoice = {"type": "string", "pattern": r"^INV-\d{4}$"}
+    tools = [
+        ToolSpec("get_invoice", "Get one invoice.", {
+            "type": "object", "properties": {"invoice_id": invoice}, "required": ["invoice_id"],
+        }),
+        ToolSpec("schedule_payment", "Pay an invoice.", {
+            "type": "object", "properties": {"invoice_id": invoice}, "required": ["invoice_id"],
+        }, effect="write"),
+    ]  # fmt: skip
+    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
+    ensure_schema(url)
+    audit = AuditLog.from_url(url)
+    access = AccessRule("finance", tools=("*",), may_write=True)
+    guard = Guard.permissive_minimization(access)
+    guard.scope = POLICY
+    model = RoleScripts(
+        planner=["Fetch it.\n Next: caller.", "Open.\n Next: conclusion."],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1008"}'],
+        summarizer=["INV-1008 is open."],
+    )
+    Episode(
+        Envelope(task_id="t-s", department="finance", query=query, requested_by="a"),
+        model=model,
+        toolbox=Toolbox([FunctionConnector("erp", tools, lambda c, k: ToolResult(ok=True, data={
+            "id": c.arguments["invoice_id"], "status": "open"}))]),
+        access=access,
+        audit=audit,
+        max_steps=4,
+        guard=guard,
+    ).run()  # fmt: skip
+    caller = next(r for r in model.requests if r.role == "caller")
+    step = next(s for s in audit.steps("t-s") if s.kind == "caller")
+    assert audit.verify().ok
+    return [t.name for t in caller.constraint.tools], step.details
+
+
+def test_the_caller_of_a_read_only_task_is_not_offered_the_write_and_the_audit_says_so(tmp_path):
+    offered, details = _episode_offering(tmp_path, "Is inv 1008 open?")
+    assert offered == ["get_invoice"]
+    assert details["unasked"] == ["schedule_payment"]
+    assert "schedule_payment" in details["not_offered"]
+
+
+def test_the_caller_of_a_payment_task_is_offered_the_payment(tmp_path):
+    offered, details = _episode_offering(tmp_path, "Pay inv 1008 if it is open.")
+    assert offered == ["get_invoice", "schedule_payment"]
+    assert "unasked" not in details

@@ -266,10 +266,12 @@ class Episode:
             self.trail.step("summarizer", "summarizer", answer, {})
             return self._conclude(answer, "the summarizer answered")
         callable_ = self._callable()
+        unasked = self.guard.unasked_writes(callable_)
+        asked = tuple(t for t in callable_ if t.name not in unasked) or callable_
         grounded = (
-            repeat.without_repeat(grounding.ground(callable_, self.turns, self.allowed), self.turns)
+            repeat.without_repeat(grounding.ground(asked, self.turns, self.allowed), self.turns)
             if self.ground_arguments
-            else callable_
+            else asked
         )
         text = self._generate(
             "caller",
@@ -279,7 +281,10 @@ class Episode:
         repeated = repeat.repeated_call(self.turns, text)
         if repeated is not None:
             return self._refuse_repeat(text, repeated)
-        self._handle_call(text, role="caller", extra=grounding.audit_details(grounded, callable_))
+        extra = grounding.audit_details(grounded, callable_)
+        if unasked and len(asked) < len(callable_):
+            extra["unasked"] = unasked  # writes the request does not ask for: not offered
+        self._handle_call(text, role="caller", extra=extra)
         return None
 
     def _refuse_repeat(self, text: str, call: protocol.CallerOutput) -> EpisodeResult | None:

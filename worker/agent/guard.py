@@ -148,6 +148,23 @@ class Guard:
             s for s in specs if check_access(self.access, s.name, s.effect, s.connector).allowed
         ]
 
+    def unasked_writes(self, specs: Iterable[ToolSpec]) -> list[str]:
+        """The write tools among ``specs`` that the scope check would hold whatever their
+        arguments, because the request asks for none of them (its rule's words are not in
+        the request). The caller is not offered them: a write the task did not ask for is
+        not a step towards its answer, and a held write ends the task awaiting a human."""
+        if not self.scope.enabled:
+            return []
+        rules = {spec.name: self.scope.rule_for(spec.name, spec.connector) for spec in specs}
+        return [
+            spec.name
+            for spec in specs
+            if spec.effect == "write"
+            and (rule := rules[spec.name]) is not None
+            and rule.asks
+            and not rule.asked(self.request)
+        ]
+
     def check_access(self, spec: ToolSpec) -> Decision:
         return check_access(self.access, spec.name, spec.effect, spec.connector)
 
