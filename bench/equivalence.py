@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import sys
 import tempfile
 import time
@@ -28,6 +27,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+from common import start_llama_server, stop  # noqa: E402
 
 from connectors import ToolSpec, tools_from_openapi  # noqa: E402
 from connectors._schema import is_valid  # noqa: E402
@@ -113,12 +115,6 @@ def in_process(
     return texts, seconds
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / ".umiq/data/acme/test.json")
@@ -151,23 +147,15 @@ def main() -> int:
     proc = None
     url = args.engine_url or settings.engine_url
     if args.start:
-        from worker.models.llamacpp import serve_command, start_server
-
-        port = _free_port()
-        url = f"http://127.0.0.1:{port}"
-        cmd = serve_command(
-            settings.data_dir, port=port, parallel=1, threads=args.threads, ctx_per_slot=4096
-        )
-        proc = start_server(cmd, url, timeout=600, log=Path(tempfile.gettempdir()) / "eq.log")
+        log = Path(tempfile.gettempdir()) / "eq.log"
+        proc, url = start_llama_server(settings.data_dir, parallel=1, threads=args.threads, log=log)
     try:
         engine = engine_from_settings(settings.model_copy(update={"engine_url": url}))
         t0 = time.monotonic()
         served = [engine.generate([r])[0] for r in requests]
         engine_s = time.monotonic() - t0
     finally:
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=30)
+        stop(proc)
 
     rows: list[dict[str, Any]] = []
     for req, a, b in zip(requests, inproc, served, strict=True):

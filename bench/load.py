@@ -30,18 +30,17 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 
 import sqlalchemy as sa  # noqa: E402
+from common import AMQP, fresh_database  # noqa: E402
 from kombu import Connection  # noqa: E402
 
 from examples.acme.serve import start_erp  # noqa: E402
-from tests.support.cli import umiq  # noqa: E402
+from tests.support.cli import bare_env, umiq  # noqa: E402
 from worker.celery_app import TASK_NAME, create_app, task_queue  # noqa: E402
 from worker.process import WorkerProcess  # noqa: E402
 from worker.settings import Settings  # noqa: E402
-
-POSTGRES = os.environ.get("UMIQ_TEST_POSTGRES", "postgresql+psycopg://postgres@127.0.0.1:5432")
-AMQP = "amqp://guest:guest@127.0.0.1:5672//"
 
 
 def envelope(task_id: str, invoice_id: str, write: bool) -> dict[str, Any]:
@@ -134,15 +133,14 @@ def main() -> None:
     opts = parser.parse_args()
 
     tag = uuid.uuid4().hex[:8]
-    database = f"umiq_bench_{tag}"
-    admin = sa.create_engine(f"{POSTGRES}/postgres", isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
-    url = f"{POSTGRES}/{database}"
     queue, dead = f"umiq.bench.{tag}", f"umiq.bench.{tag}.dead"
     workers: list[WorkerProcess] = []
-    with tempfile.TemporaryDirectory(prefix="umiq-load-") as tmp, start_erp(Path(tmp)) as erp:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("UMIQ_")}
+    with (
+        fresh_database(opts.keep) as url,
+        tempfile.TemporaryDirectory(prefix="umiq-load-") as tmp,
+        start_erp(Path(tmp)) as erp,
+    ):
+        env = bare_env()
         env.update({
             "UMIQ_DATA_DIR": str(Path(tmp) / "data"),
             "UMIQ_BROKER_URL": AMQP,
@@ -198,11 +196,6 @@ def main() -> None:
             with Connection(AMQP) as conn:
                 for name in (queue, dead):
                     task_queue(settings, name)(conn.default_channel).delete()
-    if not opts.keep:
-        with admin.connect() as conn:
-            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)'))
-    admin.dispose()
-
     print(
         f"\n{opts.tasks} tasks, {opts.workers} workers x {opts.concurrency} threads, "
         f"scripted model, {os.cpu_count()} CPUs, load average {load_before[0]:.1f} before, "

@@ -17,7 +17,6 @@ import argparse
 import itertools
 import json
 import platform
-import socket
 import statistics
 import sys
 import tempfile
@@ -30,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
+from common import start_llama_server, stop  # noqa: E402
 from equivalence import requests_from  # noqa: E402
 
 from worker.settings import Settings  # noqa: E402
@@ -79,12 +79,6 @@ def run_level(model: Any, requests: list[Any], level: int, total: int) -> dict[s
     }
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=ROOT / ".umiq/data/acme/test.json")
@@ -117,19 +111,10 @@ def main() -> int:
 
                 url = args.engine_url or settings.engine_url
                 if args.start:
-                    from worker.models.llamacpp import serve_command, start_server
-
-                    port = _free_port()
-                    url = f"http://127.0.0.1:{port}"
-                    cmd = serve_command(
-                        settings.data_dir,
-                        port=port,
-                        parallel=max(args.levels),
-                        threads=args.threads,
-                        ctx_per_slot=4096,
-                    )
                     log = Path(tempfile.gettempdir()) / "bench-llama-server.log"
-                    proc = start_server(cmd, url, timeout=600, log=log)
+                    proc, url = start_llama_server(
+                        settings.data_dir, parallel=max(args.levels), threads=args.threads, log=log
+                    )
                 update: dict[str, Any] = {"engine_url": url, "engine_concurrency": max(args.levels)}
                 if args.dialect:
                     update["engine_dialect"] = args.dialect
@@ -139,9 +124,7 @@ def main() -> int:
                 rows.append({"backend": backend, **row})
                 print(rows[-1], flush=True)
         finally:
-            if proc is not None:
-                proc.terminate()
-                proc.wait(timeout=30)
+            stop(proc)
 
     print(f"\n{'backend':<8} {'conc':>4} {'req/min':>8} {'tok/s':>7} {'lat s':>6} {'cache':>6}")
     for r in rows:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +22,7 @@ from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast 
 
 from connectors import ToolSpec  # noqa: E402
 from worker.agent.roles import AGENT_ROLES, CallerConstraint, GenerationRequest  # noqa: E402
-from worker.errors import AdapterError, ConfigError  # noqa: E402
+from worker.errors import AdapterError, ConfigError, ModelError  # noqa: E402
 from worker.models.backend import HFRoleModel  # noqa: E402
 
 CORPUS = [
@@ -222,6 +224,194 @@ def test_generation_reports_text_tokens_and_provenance(role_model: HFRoleModel) 
     assert "</s>" not in "".join(g.text for g in out)
 
 
+def test_generations_report_their_batch_time_to_first_token_and_decode(
+    tiny: dict[str, Any],
+) -> None:
+    """Each generation reports its batch's size, time to the first token and decode time."""
+    model = HFRoleModel(tiny["base"], tiny["adapters"])
+    out = model.generate(mixed_requests())
+    for gen in out:
+        assert gen.extra["batch"] == 5
+        assert gen.extra["prompt_ms"] > 0
+        assert gen.extra["decode_ms"] >= 0
+        assert gen.extra["queue_ms"] >= 0
+    assert len({(g.extra["prompt_ms"], g.extra["decode_ms"]) for g in out}) == 1
+
+
+def test_a_request_waits_for_the_batch_in_progress(tiny: dict[str, Any]) -> None:
+    """A request made while a batch runs waits for it, runs in the next batch, and reports
+    the wait as queue_ms."""
+    model = HFRoleModel(tiny["base"], tiny["adapters"], batch_wait_ms=0)
+    request = GenerationRequest("planner", PROMPTS["planner"], max_new_tokens=3)
+    running, run = threading.Event(), model.engine.run
+
+    def slow_run(rows: Any, **kwargs: Any) -> Any:
+        if not running.is_set():  # another episode's batch
+            running.set()
+            time.sleep(0.3)
+        return run(rows, **kwargs)
+
+    model.engine.run = slow_run  # type: ignore[method-assign]
+    other = threading.Thread(target=model.generate, args=([request],))
+    other.start()
+    running.wait()
+    (gen,) = model.generate([request])
+    other.join()
+    assert gen.extra["queue_ms"] >= 200
+    assert gen.extra["batch"] == 1
+
+
+def same(gen: Any) -> tuple[Any, ...]:
+    """What a generation says, less its costs."""
+    return (gen.text, gen.prompt_tokens, gen.completion_tokens, gen.adapter, gen.extra["finish"])
+
+
+def at_once(model: Any, requests: list[GenerationRequest]) -> list[Any]:
+    """Each request's generation (or exception), each asked by its own thread at once."""
+    start = threading.Barrier(len(requests))
+    out: list[Any] = [None] * len(requests)
+
+    def ask(i: int) -> None:
+        start.wait()
+        try:
+            (out[i],) = model.generate([requests[i]])
+        except Exception as exc:
+            out[i] = exc
+
+    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not any(thread.is_alive() for thread in threads), "a caller hangs"
+    return out
+
+
+def counting_runs(model: Any, engine: Any | None = None) -> list[int]:
+    """Record the rows of each batch that ``engine`` (the model's) runs."""
+    engine = engine or model.engine
+    sizes: list[int] = []
+    run = engine.run
+
+    def counted(rows: Any, **kwargs: Any) -> Any:
+        sizes.append(len(rows))
+        return run(rows, **kwargs)
+
+    engine.run = counted
+    return sizes
+
+
+def test_concurrent_callers_share_a_batch_and_get_what_they_get_alone(
+    tiny: dict[str, Any],
+) -> None:
+    """Requests of concurrent callers (mixed roles, a constrained caller) run as one batch,
+    and each caller gets what its request gives when run alone."""
+    model = HFRoleModel(tiny["base"], tiny["adapters"], max_batch_size=5, batch_wait_ms=60_000)
+    requests = mixed_requests()
+    alone = [model.generate([req])[0] for req in requests]
+    sizes = counting_runs(model)
+    together = at_once(model, requests)
+    assert sizes == [5]  # full at 5 rows: it did not wait out the window
+    assert [g.extra["batch"] for g in together] == [5] * 5
+    assert [same(g) for g in together] == [same(g) for g in alone]
+
+
+def test_without_a_gather_window_requests_queued_during_a_batch_share_the_next(
+    tiny: dict[str, Any],
+) -> None:
+    """With batch_wait_ms=0 a lone request runs at once, and the requests that queue while
+    it runs share the next batch, each getting what it gets alone."""
+    model = HFRoleModel(tiny["base"], tiny["adapters"], batch_wait_ms=0)
+    first, *rest = mixed_requests()
+    alone = [model.generate([req])[0] for req in rest]
+    sizes, release, run = [], threading.Event(), model.engine.run
+
+    def held_run(rows: Any, **kwargs: Any) -> Any:
+        sizes.append(len(rows))
+        if len(sizes) == 1:
+            release.wait(timeout=60)
+        return run(rows, **kwargs)
+
+    model.engine.run = held_run  # type: ignore[method-assign]
+    leader = threading.Thread(target=model.generate, args=([first],))
+    leader.start()
+    while not sizes:
+        time.sleep(0.01)
+    followers: list[Any] = []
+    asking = threading.Thread(target=lambda: followers.extend(at_once(model, rest)))
+    asking.start()
+    while len(model._batcher._queue) < len(rest):
+        time.sleep(0.01)
+    release.set()
+    leader.join(timeout=300)
+    asking.join(timeout=300)
+    assert sizes == [1, 4]
+    assert [same(g) for g in followers] == [same(g) for g in alone]
+
+
+def test_a_failing_batch_raises_in_every_caller_of_it(tiny: dict[str, Any]) -> None:
+    """An exception in a batch reaches each caller with a request in it; none hangs, and
+    the model serves the next batch."""
+    model = HFRoleModel(tiny["base"], {}, max_batch_size=4, batch_wait_ms=60_000)
+    run = model.engine.run
+
+    def broken(rows: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    model.engine.run = broken  # type: ignore[method-assign]
+    requests = [GenerationRequest("planner", PROMPTS["planner"], max_new_tokens=2)] * 4
+    errors = at_once(model, requests)
+    assert all(isinstance(e, RuntimeError) and str(e) == "out of memory" for e in errors)
+    model.engine.run = run  # type: ignore[method-assign]
+    assert [g.completion_tokens for g in model.generate(requests)] == [2] * 4
+
+
+def test_a_bad_request_fails_only_its_caller(tiny: dict[str, Any]) -> None:
+    """A request with an unknown role is refused in its caller's thread; the batch of the
+    others runs."""
+    model = HFRoleModel(tiny["base"], {}, max_batch_size=2, batch_wait_ms=60_000)
+    good = GenerationRequest("planner", PROMPTS["planner"], max_new_tokens=2)
+    out = at_once(model, [good, GenerationRequest("nobody", "hi", max_new_tokens=2), good])
+    assert isinstance(out[1], ModelError)
+    assert [g.extra["batch"] for g in (out[0], out[2])] == [2, 2]
+
+
+def test_a_constrained_row_with_a_smaller_budget_leaves_its_batch_running(
+    tiny: dict[str, Any],
+) -> None:
+    """A constrained row cut by its own budget before the batch's longest row ends is left
+    alone by its grammar; both rows get what they get alone."""
+    model = HFRoleModel(tiny["base"], {"caller": tiny["adapters"]["caller"]})
+    requests = [
+        GenerationRequest(
+            "caller", PROMPTS["caller"], max_new_tokens=4, constraint=CallerConstraint(TOOLS)
+        ),
+        GenerationRequest("planner", PROMPTS["planner"], max_new_tokens=12),
+    ]
+    batched = model.generate(requests)
+    assert [same(g) for g in batched] == [same(model.generate([r])[0]) for r in requests]
+    assert batched[0].completion_tokens == 4
+
+
+def test_a_row_stopped_by_its_stop_string_counts_no_padding(
+    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A row that stops at a stop string while its batch goes on reports the tokens it
+    produced, not the padding after them (a pad token that is not the EOS token)."""
+    from worker.models import backend
+
+    model = HFRoleModel(tiny["base"], {})
+    planner = GenerationRequest("planner", PROMPTS["planner"], max_new_tokens=12)
+    free = model.generate([planner])[0].text
+    monkeypatch.setattr(backend, "PLANNER_MARKERS", (free[2:4],))  # it stops early
+    model.engine.pad_id = model.engine.tokenizer.convert_tokens_to_ids("<|endoftext|>")
+    requests = [planner, GenerationRequest("summarizer", PROMPTS["summarizer"], max_new_tokens=12)]
+    batched = model.generate(requests)
+    alone = [model.generate([r])[0] for r in requests]
+    assert batched[0].completion_tokens < 12
+    assert [same(g) for g in batched] == [same(g) for g in alone]
+
+
 def test_mixed_role_batch_equals_single_generations(role_model: HFRoleModel) -> None:
     """A batch mixing roles (and adapters) gives each row what it gets when run alone."""
     requests = mixed_requests()
@@ -395,6 +585,23 @@ def test_checkpoint_per_role_form(tiny: dict[str, Any]) -> None:
     assert set(model.describe()["roles"]) == set(AGENT_ROLES)
 
 
+def test_checkpoint_per_role_form_batches_concurrent_callers_per_role(
+    tiny: dict[str, Any],
+) -> None:
+    """Concurrent callers' requests share one batch per role's model, each getting what
+    it gets alone."""
+    from worker.models.backend import CheckpointRoleModel
+
+    model = CheckpointRoleModel(
+        {role: tiny["base"] for role in AGENT_ROLES}, max_batch_size=5, batch_wait_ms=60_000
+    )
+    requests = mixed_requests()
+    alone = [model.generate([req])[0] for req in requests]
+    together = at_once(model, requests)
+    assert [g.extra["batch"] for g in together] == [2, 2, 1, 2, 2]
+    assert [same(g) for g in together] == [same(g) for g in alone]
+
+
 def test_load_role_model_reads_base_and_adapters_from_settings(tiny: dict[str, Any]) -> None:
     """load_role_model builds the base + adapters that the settings name."""
     from worker.models import load_role_model
@@ -404,6 +611,19 @@ def test_load_role_model_reads_base_and_adapters_from_settings(tiny: dict[str, A
     model = load_role_model(settings)
     assert set(model.describe()["adapters"].values()) != {None}
     assert model.describe()["base"].startswith("tiny-llama@")
+
+
+def test_batching_settings_reach_the_role_model(
+    tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """UMIQ_MODEL_MAX_BATCH and UMIQ_MODEL_BATCH_WAIT_MS set the in-process batches."""
+    from worker.models import load_role_model
+    from worker.settings import Settings
+
+    monkeypatch.setenv("UMIQ_MODEL_MAX_BATCH", "3")
+    monkeypatch.setenv("UMIQ_MODEL_BATCH_WAIT_MS", "0")
+    model = load_role_model(Settings(base_model=str(tiny["base"]), shipped_adapters=False))
+    assert (model._batcher.max_batch_size, model._batcher.wait_s) == (3, 0)
 
 
 def test_models_show_prints_the_version_a_loaded_worker_reports(

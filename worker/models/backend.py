@@ -14,6 +14,15 @@ text ``</s>`` (the α-UMi turn separator, plain text for most tokenizers) and, f
 planner, right after ``Next: caller.`` / ``Next: conclusion.`` / ``Next: give up.``. A
 caller request with a :class:`CallerConstraint` is decoded under the grammar of
 :mod:`worker.models.constrain`.
+
+The episodes of a worker's threads each ask for one request at a time; concurrent
+``generate`` calls share batches (:mod:`worker.models.batching`): one batch runs at a time
+per model, holding up to ``max_batch_size`` rows of whichever callers queued them, after
+a gather window of ``batch_wait_ms``. A row's prompt is cut, its grammar compiled and its
+role checked in its caller's thread, so a bad request fails only its caller. Each
+generation's ``extra`` says what it cost: ``queue_ms`` (from the call to its batch's
+start), ``prompt_ms`` (its batch's time to the first new token: the prompt's forward
+pass), ``decode_ms`` (the rest of the batch's ``generate``) and ``batch`` (its rows).
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from worker.agent import protocol
 from worker.agent.roles import AGENT_ROLES, ALL_ROLES, Generation, GenerationRequest
 from worker.errors import AdapterError, ConfigError, ModelError
 from worker.models import adapters as _adapters
+from worker.models.batching import Batcher
 from worker.models.constrain import GrammarCache, GrammarLogitsProcessor, Whitespace
 from worker.models.store import checkpoint_name, read_stamp
 from worker.prompt_window import cut_prompt
@@ -78,6 +88,8 @@ class _StopCriteria(StoppingCriteria):
         self.rows = rows
         self.prompt_len = prompt_len
         self.tail = 1 + max((len(s) for r in rows for s in r.stops), default=0)
+        self.ended: dict[int, int] = {}
+        """Row → the new tokens it had when it stopped; generate pads it from there on."""
 
     def __call__(
         self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **_: Any
@@ -93,7 +105,31 @@ class _StopCriteria(StoppingCriteria):
                 start = max(self.prompt_len, input_ids.shape[1] - self.tail)
                 text = self.tokenizer.decode(input_ids[i, start:], skip_special_tokens=True)
                 done[i] = any(stop in text for stop in row.stops)
+            if done[i]:
+                self.ended.setdefault(i, produced)
         return done
+
+
+class _FirstToken(StoppingCriteria):
+    """Stops nothing; notes when the first new token exists (the prompt's pass is done)."""
+
+    def __init__(self) -> None:
+        self.at: float | None = None
+
+    def __call__(
+        self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **_: Any
+    ) -> torch.BoolTensor:
+        if self.at is None:
+            self.at = time.perf_counter()
+        return torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+
+
+def _ms(seconds: float) -> float:
+    return round(seconds * 1000, 1)
+
+
+Result = tuple[str, int, int, str]
+"""One row's text, prompt tokens, completion tokens and finish reason."""
 
 
 class _Engine:
@@ -137,6 +173,7 @@ class _Engine:
         self.pad_id: int = self.tokenizer.pad_token_id
         self.vocab_size: int = self.model.get_output_embeddings().weight.shape[0]
         self._grammars: GrammarCache | None = None
+        self._grammars_lock = threading.Lock()
         stamp = read_stamp(self.path)
         self.name = checkpoint_name(self.path)
         self.revision = _adapters.checkpoint_digest(self.path)
@@ -148,9 +185,10 @@ class _Engine:
 
     @property
     def grammars(self) -> GrammarCache:
-        if self._grammars is None:
-            self._grammars = GrammarCache(self.tokenizer, self.vocab_size, self.eos_ids)
-        return self._grammars
+        with self._grammars_lock:  # callers' threads compile their rows' grammars
+            if self._grammars is None:
+                self._grammars = GrammarCache(self.tokenizer, self.vocab_size, self.eos_ids)
+            return self._grammars
 
     def encode(self, prompts: Sequence[str]) -> Any:
         """Tokenize and left-pad ``prompts``; with a ``prompt_window`` each keeps its
@@ -164,8 +202,12 @@ class _Engine:
         ]
         return self.tokenizer.pad({"input_ids": cut}, return_tensors="pt", padding=True)
 
-    def run(self, rows: Sequence[_Row], *, mixed_adapters: bool) -> list[tuple[str, int, int, str]]:
-        """Generate every row in one batch: (text, prompt tokens, completion tokens, finish)."""
+    def run(
+        self, rows: Sequence[_Row], *, mixed_adapters: bool
+    ) -> tuple[list[Result], dict[str, float]]:
+        """Generate every row in one batch: each row's (text, prompt tokens, completion
+        tokens, finish), and the batch's ``prompt_ms`` (to the first new token) and
+        ``decode_ms`` (the rest)."""
         enc = {k: v.to(self.device) for k, v in self.encode([r.prompt for r in rows]).items()}
         prompt_len = enc["input_ids"].shape[1]
         budget = max(r.max_new_tokens for r in rows)
@@ -182,8 +224,17 @@ class _Engine:
             kwargs["adapter_names"] = [r.adapter or BASE for r in rows]
         processors = LogitsProcessorList()
         if any(r.grammar is not None for r in rows):
-            processors.append(GrammarLogitsProcessor([r.grammar for r in rows], self.vocab_size))
-        stopping = StoppingCriteriaList([_StopCriteria(self.tokenizer, rows, prompt_len)])
+            processors.append(
+                GrammarLogitsProcessor(
+                    [r.grammar for r in rows],
+                    self.vocab_size,
+                    [r.max_new_tokens for r in rows],
+                )
+            )
+        first = _FirstToken()
+        stop = _StopCriteria(self.tokenizer, rows, prompt_len)
+        stopping = StoppingCriteriaList([first, stop])
+        started = time.perf_counter()
         with torch.inference_mode():
             out = self.model.generate(
                 **enc,
@@ -192,9 +243,14 @@ class _Engine:
                 stopping_criteria=stopping,
                 **kwargs,
             )
+        ended = time.perf_counter()
+        first_at = first.at if first.at is not None else ended
+        timing = {"prompt_ms": _ms(first_at - started), "decode_ms": _ms(ended - first_at)}
         results = []
         for i, row in enumerate(rows):
-            new = out[i, prompt_len : prompt_len + row.max_new_tokens].tolist()
+            # What follows a row's stop is padding, as when the row runs alone.
+            end = stop.ended.get(i, row.max_new_tokens)
+            new = out[i, prompt_len : prompt_len + end].tolist()
             finish = "length"
             for j, tok in enumerate(new):
                 if tok in self.eos_ids:
@@ -207,7 +263,7 @@ class _Engine:
                 finish = "stop"
             prompt_tokens = int(enc["attention_mask"][i].sum())
             results.append((text, prompt_tokens, len(new), finish))
-        return results
+        return results, timing
 
 
 def _window(tokens: int | None) -> int | None:
@@ -237,6 +293,28 @@ def _rows_for(
     return rows
 
 
+_Pending = tuple[GenerationRequest, _Row]
+"""A request and its row, prepared in the caller's thread, waiting for a batch."""
+
+
+def _generation(
+    req: GenerationRequest,
+    result: Result,
+    engine: _Engine,
+    adapter: str | None,
+    costs: Mapping[str, float],
+) -> Generation:
+    text, prompt_tokens, completion_tokens, finish = result
+    return Generation(
+        text=text,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        model=engine.model_id,
+        adapter=adapter,
+        extra={"finish": finish, "constrained": req.constraint is not None, **costs},
+    )
+
+
 class HFRoleModel:
     """One base model plus optional LoRA adapters per role; batches may mix roles."""
 
@@ -249,6 +327,7 @@ class HFRoleModel:
         dtype: torch.dtype | str | None = None,
         max_new_tokens: int | None = None,
         max_batch_size: int = 16,
+        batch_wait_ms: float = 5.0,
         whitespace: Whitespace = "bounded",
         prompt_window: int | None = None,
     ) -> None:
@@ -258,7 +337,9 @@ class HFRoleModel:
         self.max_new_tokens = max_new_tokens
         self.max_batch_size = max_batch_size
         self.adapters: dict[str, _adapters.AdapterInfo] = {}
-        self._lock = threading.Lock()
+        self._batcher: Batcher[_Pending, Generation] = Batcher(
+            self._run_batch, max_batch_size=max_batch_size, wait_s=batch_wait_ms / 1000
+        )
         if adapters:
             self._load_adapters(adapters)
         self.load_seconds = round(time.monotonic() - started, 2)
@@ -325,26 +406,21 @@ class HFRoleModel:
                     )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Generate for every request; rows of any roles share batches."""
-        out: list[Generation] = []
-        with self._lock:
-            for start in range(0, len(requests), self.max_batch_size):
-                chunk = requests[start : start + self.max_batch_size]
-                adapter_of = {role: role for role in self.adapters}
-                rows = _rows_for(chunk, self.engine, self.max_new_tokens, adapter_of)
-                results = self.engine.run(rows, mixed_adapters=bool(self.adapters))
-                for req, (text, p, c, finish) in zip(chunk, results, strict=True):
-                    info = self.adapters.get(req.role)
-                    out.append(
-                        Generation(
-                            text=text,
-                            prompt_tokens=p,
-                            completion_tokens=c,
-                            model=self.engine.model_id,
-                            adapter=info.label if info else None,
-                            extra={"finish": finish, "constrained": req.constraint is not None},
-                        )
-                    )
+        """Generate for every request; rows of any roles, and of concurrent calls, share
+        batches."""
+        adapter_of = {role: role for role in self.adapters}
+        rows = _rows_for(requests, self.engine, self.max_new_tokens, adapter_of)
+        return self._batcher(list(zip(requests, rows, strict=True)))
+
+    def _run_batch(self, batch: Sequence[_Pending], waited: Sequence[float]) -> list[Generation]:
+        results, timing = self.engine.run(
+            [row for _, row in batch], mixed_adapters=bool(self.adapters)
+        )
+        out = []
+        for (req, _), queued, result in zip(batch, waited, results, strict=True):
+            info = self.adapters.get(req.role)
+            costs = {"queue_ms": _ms(queued), "batch": len(batch), **timing}
+            out.append(_generation(req, result, self.engine, info.label if info else None, costs))
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -375,6 +451,7 @@ class CheckpointRoleModel:
         dtype: torch.dtype | str | None = None,
         max_new_tokens: int | None = None,
         max_batch_size: int = 16,
+        batch_wait_ms: float = 5.0,
         whitespace: Whitespace = "bounded",
         prompt_window: int | None = None,
     ) -> None:
@@ -395,32 +472,32 @@ class CheckpointRoleModel:
             engine.prompt_window = _window(prompt_window)
         self.max_new_tokens = max_new_tokens
         self.max_batch_size = max_batch_size
-        self._lock = threading.Lock()
+        self._batcher: Batcher[_Pending, Generation] = Batcher(
+            self._run_batch, max_batch_size=max_batch_size, wait_s=batch_wait_ms / 1000
+        )
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        """Generate per role, each role's rows batched on its own model."""
-        out: list[Generation | None] = [None] * len(requests)
-        with self._lock:
-            for role, engine in self.engines.items():
-                index = [i for i, r in enumerate(requests) if r.role == role]
-                for start in range(0, len(index), self.max_batch_size):
-                    part = index[start : start + self.max_batch_size]
-                    reqs = [requests[i] for i in part]
-                    rows = _rows_for(reqs, engine, self.max_new_tokens, {})
-                    for i, req, (text, p, c, finish) in zip(
-                        part, reqs, engine.run(rows, mixed_adapters=False), strict=True
-                    ):
-                        out[i] = Generation(
-                            text=text,
-                            prompt_tokens=p,
-                            completion_tokens=c,
-                            model=engine.model_id,
-                            adapter=None,
-                            extra={"finish": finish, "constrained": req.constraint is not None},
-                        )
-        bad = [requests[i].role for i, g in enumerate(out) if g is None]
+        """Generate per role, each role's rows (of this and concurrent calls) batched on its
+        own model."""
+        bad = sorted({r.role for r in requests if r.role not in self.engines})
         if bad:
-            raise ModelError(f"unknown roles {sorted(set(bad))}; expected one of {AGENT_ROLES}")
+            raise ModelError(f"unknown roles {bad}; expected one of {AGENT_ROLES}")
+        pending = [
+            (req, _rows_for([req], self.engines[req.role], self.max_new_tokens, {})[0])
+            for req in requests
+        ]
+        return self._batcher(pending)
+
+    def _run_batch(self, batch: Sequence[_Pending], waited: Sequence[float]) -> list[Generation]:
+        out: list[Generation | None] = [None] * len(batch)
+        for role, engine in self.engines.items():
+            part = [i for i, (req, _) in enumerate(batch) if req.role == role]
+            if not part:
+                continue
+            results, timing = engine.run([batch[i][1] for i in part], mixed_adapters=False)
+            for i, result in zip(part, results, strict=True):
+                costs = {"queue_ms": _ms(waited[i]), "batch": len(part), **timing}
+                out[i] = _generation(batch[i][0], result, engine, None, costs)
         return [g for g in out if g is not None]
 
     def describe(self) -> dict[str, Any]:
@@ -436,6 +513,13 @@ class CheckpointRoleModel:
         }
 
 
+def _batching(settings: Any) -> dict[str, Any]:
+    return {
+        "max_batch_size": getattr(settings, "model_max_batch", 16),
+        "batch_wait_ms": getattr(settings, "model_batch_wait_ms", 5.0),
+    }
+
+
 def from_settings(settings: Any) -> HFRoleModel | CheckpointRoleModel:
     """Build the role model that ``settings`` describes (fetching the base if needed)."""
     from worker.models.store import resolve_base
@@ -448,6 +532,7 @@ def from_settings(settings: Any) -> HFRoleModel | CheckpointRoleModel:
             device=settings.device,
             max_new_tokens=settings.max_new_tokens,
             prompt_window=settings.prompt_window,
+            **_batching(settings),
         )
     base = resolve_base(settings, progress=log.info)
     return HFRoleModel(
@@ -458,4 +543,5 @@ def from_settings(settings: Any) -> HFRoleModel | CheckpointRoleModel:
         device=settings.device,
         max_new_tokens=settings.max_new_tokens,
         prompt_window=settings.prompt_window,
+        **_batching(settings),
     )

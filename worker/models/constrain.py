@@ -131,32 +131,52 @@ class GrammarLogitsProcessor(LogitsProcessor):
     ``grammars[i]`` is None for an unconstrained row (a planner or summarizer sharing the
     batch). Unlike ``xgrammar.contrib.hf.LogitsProcessor``, which needs a grammar for every
     row, this one mixes constrained and free rows. Once a row's grammar has accepted its
-    stop token the row is finished for ``generate`` too and is left alone. Use one instance
-    per ``generate`` call.
+    stop token the row is finished for ``generate`` too and is left alone; so is a row
+    past its own token budget (``budgets[i]``, new tokens), which ``generate`` pads while
+    rows with a larger budget go on. Use one instance per ``generate`` call.
     """
 
-    def __init__(self, grammars: Sequence[xgr.CompiledGrammar | None], vocab_size: int) -> None:
+    def __init__(
+        self,
+        grammars: Sequence[xgr.CompiledGrammar | None],
+        vocab_size: int,
+        budgets: Sequence[int] | None = None,
+    ) -> None:
         self.matchers = [None if g is None else xgr.GrammarMatcher(g) for g in grammars]
         self.vocab_size = vocab_size
+        self.budgets = list(budgets) if budgets is not None else None
+        if self.budgets is not None and len(self.budgets) != len(self.matchers):
+            raise ValueError(f"{len(self.budgets)} budgets for {len(self.matchers)} rows")
         self.bitmask = xgr.allocate_token_bitmask(len(self.matchers), vocab_size)
-        self._started = False
+        self._prompt_len: int | None = None
+
+    def _active(self, row: int, produced: int) -> bool:
+        """Whether the row's grammar still decides its tokens (it has ``produced`` so far)."""
+        matcher = self.matchers[row]
+        if matcher is None or matcher.is_terminated():
+            return False
+        # After its last token a row is finished: what generate appends is padding.
+        return self.budgets is None or produced <= self.budgets[row]
 
     def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
         if input_ids.shape[0] != len(self.matchers):
             raise RuntimeError(
                 f"grammar processor built for {len(self.matchers)} rows, got {input_ids.shape[0]}"
             )
-        if self._started:
+        if self._prompt_len is None:
+            self._prompt_len = input_ids.shape[1]
+        produced = input_ids.shape[1] - self._prompt_len
+        if produced > 0:
             last = input_ids[:, -1].tolist()
             for row, matcher in enumerate(self.matchers):
-                active = matcher is not None and not matcher.is_terminated()
-                if active and not matcher.accept_token(last[row]):
+                if matcher is None or not self._active(row, produced):
+                    continue
+                if not matcher.accept_token(last[row]):
                     raise RuntimeError(f"row {row}: grammar rejected token {last[row]}")
-        self._started = True
 
         rows = []
         for row, matcher in enumerate(self.matchers):
-            if matcher is not None and not matcher.is_terminated():
+            if matcher is not None and self._active(row, produced + 1):
                 matcher.fill_next_token_bitmask(self.bitmask, row)
                 rows.append(row)
         if rows:
