@@ -166,6 +166,13 @@ class Settings(BaseSettings):
     """Seconds one completion may take (queued behind other requests included)."""
     engine_concurrency: int = Field(default=16, ge=1)
     """Requests this process keeps in flight to the engine (match its ``--parallel``)."""
+    model_max_batch: int = Field(default=16, ge=1)
+    """Rows one in-process ``generate`` batch holds at most (``model_backend=hf``): the
+    requests of the worker's concurrent episodes share batches up to this size."""
+    model_batch_wait_ms: float = Field(default=5.0, ge=0)
+    """How long an in-process batch waits for other episodes' requests before it runs,
+    counted from its oldest request (0: run what is queued at once). Requests queued
+    while a batch runs join the next batch without waiting."""
     device: str = "cpu"
     max_steps: int = 12
     max_new_tokens: int = 160

@@ -287,6 +287,16 @@ def at_once(model: Any, requests: list[GenerationRequest]) -> list[Any]:
     return out
 
 
+def one_by_one(model: Any, requests: list[GenerationRequest]) -> list[Any]:
+    """Each request's generation, run by itself with no gather window (a model built with
+    a long window would otherwise wait it out for each lone request)."""
+    window, model._batcher.wait_s = model._batcher.wait_s, 0
+    try:
+        return [model.generate([req])[0] for req in requests]
+    finally:
+        model._batcher.wait_s = window
+
+
 def counting_runs(model: Any, engine: Any | None = None) -> list[int]:
     """Record the rows of each batch that ``engine`` (the model's) runs."""
     engine = engine or model.engine
@@ -308,7 +318,7 @@ def test_concurrent_callers_share_a_batch_and_get_what_they_get_alone(
     and each caller gets what its request gives when run alone."""
     model = HFRoleModel(tiny["base"], tiny["adapters"], max_batch_size=5, batch_wait_ms=60_000)
     requests = mixed_requests()
-    alone = [model.generate([req])[0] for req in requests]
+    alone = one_by_one(model, requests)
     sizes = counting_runs(model)
     together = at_once(model, requests)
     assert sizes == [5]  # full at 5 rows: it did not wait out the window
@@ -323,7 +333,7 @@ def test_without_a_gather_window_requests_queued_during_a_batch_share_the_next(
     it runs share the next batch, each getting what it gets alone."""
     model = HFRoleModel(tiny["base"], tiny["adapters"], batch_wait_ms=0)
     first, *rest = mixed_requests()
-    alone = [model.generate([req])[0] for req in rest]
+    alone = one_by_one(model, rest)
     sizes, release, run = [], threading.Event(), model.engine.run
 
     def held_run(rows: Any, **kwargs: Any) -> Any:
@@ -407,7 +417,7 @@ def test_a_row_stopped_by_its_stop_string_counts_no_padding(
     model.engine.pad_id = model.engine.tokenizer.convert_tokens_to_ids("<|endoftext|>")
     requests = [planner, GenerationRequest("summarizer", PROMPTS["summarizer"], max_new_tokens=12)]
     batched = model.generate(requests)
-    alone = [model.generate([r])[0] for r in requests]
+    alone = one_by_one(model, requests)
     assert batched[0].completion_tokens < 12
     assert [same(g) for g in batched] == [same(g) for g in alone]
 
@@ -596,7 +606,7 @@ def test_checkpoint_per_role_form_batches_concurrent_callers_per_role(
         {role: tiny["base"] for role in AGENT_ROLES}, max_batch_size=5, batch_wait_ms=60_000
     )
     requests = mixed_requests()
-    alone = [model.generate([req])[0] for req in requests]
+    alone = one_by_one(model, requests)
     together = at_once(model, requests)
     assert [g.extra["batch"] for g in together] == [2, 2, 1, 2, 2]
     assert [same(g) for g in together] == [same(g) for g in alone]
