@@ -388,41 +388,63 @@ def check_keyring(settings: Settings, timeout: float = 5.0, *, database_ok: bool
 
 
 def check_decisions(settings: Settings) -> Check:
-    """Whether human decisions are signed: the decision keys configured and readable."""
+    """Whether human decisions are signed: the decision keys readable and a pair.
+
+    Unset, the keys are the data dir's default pair (``worker.audit.decisions``); this
+    check reads it, creates nothing, and warns when the private key lies in the data dir.
+    """
     from worker.audit.checkpoint import key_id
-    from worker.audit.decisions import signing_key, verifying_key
+    from worker.audit.decisions import default_paths, signing_key, verifying_key
     from worker.errors import AuditError
 
+    default_private, default_public = default_paths(settings.data_dir)
+    private_path = settings.decision_key_file
+    if private_path is None and default_private.exists():
+        private_path = default_private
+    public_path = settings.decision_public_key_file
+    if public_path is None and settings.decision_key_file is None and default_public.exists():
+        public_path = default_public
     try:
-        public = verifying_key(settings.decision_public_key_file)
-        private = signing_key(settings.decision_key_file)
+        private = signing_key(private_path)
+        public = verifying_key(public_path)
     except AuditError as exc:
         return Check("decisions", "fail", f"a decision key cannot be read: {exc}")
+    if public is None and private is not None and settings.decision_key_file is not None:
+        public, public_path = private.public_key(), settings.decision_key_file  # its half
     signer = None if private is None else key_id(private.public_key())
     if signer is not None and public is not None and signer != key_id(public):
         return Check(
             "decisions",
             "fail",
-            f"UMIQ_DECISION_KEY_FILE (key {signer}) is not the pair of "
-            f"UMIQ_DECISION_PUBLIC_KEY_FILE (key {key_id(public)}): approvals would be refused",
+            f"the private decision key {private_path} (key {signer}) is not the pair of the "
+            f"public decision key {public_path} (key {key_id(public)}): approvals would be "
+            "refused",
         )
     if public is None and private is None:
         return Check(
             "decisions",
             "ok",
-            "decisions UNSIGNED: no UMIQ_DECISION_PUBLIC_KEY_FILE (worker, verify) nor "
-            "UMIQ_DECISION_KEY_FILE (CLI, review page); whoever can write the database can "
-            "forge an approval",
-            facts={"signed": False},
+            f"decision keys {default_private} and {default_public} are created on first use "
+            "(worker, CLI, review page); unsigned approvals are refused",
+            facts={"signed": True},
         )
     parts = []
+    facts: dict[str, Any] = {"signed": True}
     if signer is not None:
         parts.append(f"signs decisions with key {signer}")
     if public is not None:
         parts.append(f"resumes only approvals signed by key {key_id(public)}")
     else:
-        parts.append("no UMIQ_DECISION_PUBLIC_KEY_FILE: approvals are not checked here")
-    return Check("decisions", "ok", "; ".join(parts), facts={"signed": public is not None})
+        parts.append(f"{default_public} is created on first use")
+    if private_path == default_private:
+        parts.append(
+            f"WARNING: the worker's data dir holds the private decision key {default_private}: "
+            "whoever reads it can sign approvals; fine for a trial, not for production: keep "
+            "it with the review service only (UMIQ_DECISION_KEY_FILE there) and give the "
+            "worker UMIQ_DECISION_PUBLIC_KEY_FILE"
+        )
+        facts["private_key_in_data_dir"] = True
+    return Check("decisions", "ok", "; ".join(parts), facts=facts)
 
 
 # -- all of them ---------------------------------------------------------------------

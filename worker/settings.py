@@ -238,14 +238,19 @@ class Settings(BaseSettings):
 
     decision_key_file: Path | None = None
     """The private Ed25519 key (``umiq audit keygen``) with which the deciding services,
-    the CLI and the review page, sign each human decision. Never give it to the worker."""
+    the CLI and the review page, sign each human decision. Never give it to the worker.
+    Unset: ``<data_dir>/decision.key``, created (0600, with ``decision.pub``) on first
+    use: on one box the worker's data dir then holds it (health warns; trial only)."""
     decision_public_key_file: Path | None = None
     """Its public key: the worker resumes only approvals signed by it and ``umiq audit
-    verify`` checks every decision against it. Unset: decisions are unsigned (health
-    says so) and the worker resumes any recorded approval."""
+    verify`` checks every decision against it. Unset: the public half of
+    ``decision_key_file`` when that is set, else ``<data_dir>/decision.pub`` (the pair
+    created on first use), so unsigned or forged approvals are refused by default."""
     pseudonym_key: str | None = Field(default=None, repr=False)
     """The secret of the keyed hash that stands for ``requested_by`` in the plain task
-    row (16 characters or more); the raw name is sealed. Key material."""
+    row (16 characters or more); the raw name is sealed. Key material. Unset: a random
+    secret in ``<data_dir>/pseudonym.key`` (0600), created on first use; the worker, the
+    CLI and the review page must share it."""
 
     review_users: dict[str, str] = Field(default_factory=dict, repr=False)
     """Who may log in to the review page (``umiq review serve``, HTTP basic auth): user

@@ -15,7 +15,7 @@ from worker.agent.guard import Guard, restore_tokens
 from worker.agent.replay import cut_off_after_approval
 from worker.audit.log import AuditLog
 from worker.audit.protocol import AuditLogProtocol
-from worker.audit.requester import SEALED_FIELD, pseudonym, without_sealed
+from worker.audit.requester import SEALED_FIELD, pseudonym, pseudonym_key, without_sealed
 from worker.celery_app import RESUME_TASK_NAME, TASK_NAME, app
 from worker.deadletter import refuse
 from worker.envelope import Envelope, parse_envelope
@@ -93,15 +93,16 @@ def _run_leased(env: Envelope, audit: AuditLogProtocol) -> dict[str, Any]:
     if task is None:
         # The task row is in plain text: it holds the tokenized query and context; the
         # raw query is sealed with the episode's first policy step.
-        # requested_by too: a keyed hash in the row, the name sealed (UMIQ_PSEUDONYM_KEY).
-        key = settings.pseudonym_key
+        # requested_by too: a keyed hash in the row, the name sealed (UMIQ_PSEUDONYM_KEY,
+        # else <data_dir>/pseudonym.key, created on first use).
+        key = pseudonym_key(settings)
         audit.append_task(
             task_id=env.task_id,
             department=env.department,
             query=guard.open_request(env.query),  # the episode's user turn: tokenized once
-            requested_by=env.requested_by if key is None else pseudonym(env.requested_by, key),
+            requested_by=pseudonym(env.requested_by, key),
             context=plan.context(guard.tokenize(env.context)),
-            sealed_context=None if key is None else {SEALED_FIELD: env.requested_by},
+            sealed_context={SEALED_FIELD: env.requested_by},
         )
     if not plan.rollout.runs_model:  # off: people do it, no model runs
         return rollout.for_humans(app, audit, env.model_dump(), plan.rollout)
@@ -276,12 +277,14 @@ def resume_task(self: Any, task_id: str, key: str) -> dict[str, Any]:
 
 
 def _forged_approval(settings: Any, steps: Any, key: str) -> str | None:
-    """Why the approval of ``key`` is not signed by the decision key, or None (it is, or
-    no decision public key is configured)."""
-    from worker.audit.decisions import verifying_key
+    """Why the approval of ``key`` is not signed by the decision key, or None (it is).
+
+    The decision public key is ``UMIQ_DECISION_PUBLIC_KEY_FILE``, else the data dir's
+    (``worker.audit.decisions.verifier``, created on first use): never unchecked."""
+    from worker.audit.decisions import verifier
     from worker.gates.calls import forged_approval
 
-    return forged_approval(steps, key, verifying_key(settings.decision_public_key_file))
+    return forged_approval(steps, key, verifier(settings))
 
 
 def _refuse_resume(

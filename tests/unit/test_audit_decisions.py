@@ -58,10 +58,31 @@ def test_an_unsigned_decision_is_named_unsigned() -> None:
     assert "not signed" in str(decisions.problem("t-1", DECISION, KEY.public_key()))
 
 
-def test_health_says_decisions_are_unsigned_without_keys(tmp_path: Path) -> None:
-    """With no decision key configured, the decisions check passes but says UNSIGNED."""
+def test_health_says_default_decision_keys_are_made_on_first_use(tmp_path: Path) -> None:
+    """With no decision key configured and none made yet, the check passes, says the data
+    dir's pair is made on first use, and creates nothing itself."""
     check = check_decisions(Settings(data_dir=tmp_path))
-    assert check.ok and "UNSIGNED" in check.detail and check.facts == {"signed": False}
+    assert check.ok and "created on first use" in check.detail and check.facts == {"signed": True}
+    assert not (tmp_path / decisions.PRIVATE_FILE).exists()
+
+
+def test_health_warns_when_the_data_dir_holds_the_private_key(tmp_path: Path) -> None:
+    """The default pair, once made, is checked and the private key beside the worker named."""
+    settings = Settings(data_dir=tmp_path)
+    made = decisions.signer(settings)
+    check = check_decisions(settings)
+    assert check.ok and check.facts == {"signed": True, "private_key_in_data_dir": True}
+    assert "WARNING" in check.detail and "not for production" in check.detail
+    assert f"resumes only approvals signed by key {key_id(made.public_key())}" in check.detail
+
+
+def test_health_fails_on_a_default_pair_that_is_not_a_pair(tmp_path: Path) -> None:
+    """A data dir whose decision.pub is not the half of its decision.key fails the check."""
+    decisions.signer(Settings(data_dir=tmp_path))
+    _, public = write_keypair(tmp_path / "b")
+    (tmp_path / decisions.PUBLIC_FILE).write_bytes(public.read_bytes())
+    check = check_decisions(Settings(data_dir=tmp_path))
+    assert check.status == "fail" and "not the pair" in check.detail
 
 
 def test_health_fails_on_keys_that_are_not_a_pair(tmp_path: Path) -> None:

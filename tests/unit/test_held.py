@@ -91,7 +91,7 @@ def test_a_decision_needs_who_why_a_held_answer_and_a_known_verdict(audit: Audit
 
 
 def test_held_commands_list_release_and_refuse(
-    audit: AuditLog, monkeypatch: pytest.MonkeyPatch
+    audit: AuditLog, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     """`umiq held list|release|reject`: the table, the decision, exit 1 with the reason."""
     import typer
@@ -99,9 +99,12 @@ def test_held_commands_list_release_and_refuse(
 
     from worker import runtime
     from worker.gates.cli import register
+    from worker.settings import Settings
 
     holding(audit)
     monkeypatch.setattr(runtime, "audit_log", lambda: audit)
+    # the decision key the CLI signs with: the default pair, made in this data dir
+    monkeypatch.setattr(runtime, "settings", lambda: Settings(data_dir=tmp_path))
     app = typer.Typer()
     register(app)
     runner = CliRunner()
@@ -112,6 +115,10 @@ def test_held_commands_list_release_and_refuse(
     )
     assert released.exit_code == 0, released.output
     assert "released by carol" in released.output
+    from worker.audit import decisions
+
+    signed = decisions.check_log(audit.engine, decisions.verifier(Settings(data_dir=tmp_path)))
+    assert (signed.checked, signed.unsigned, signed.bad) == (1, 0, [])
     again = runner.invoke(app, ["held", "reject", "t-1", "--by", "dave", "--reason", "no"])
     assert again.exit_code == 1 and "no answer held for review" in again.output
     assert "no answers are held" in runner.invoke(app, ["held", "list"]).output

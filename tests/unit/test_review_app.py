@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from worker.audit import AuditLog, ensure_schema
+from worker.audit import AuditLog, decisions, ensure_schema
 from worker.audit.keyring import generate_keyring
 from worker.audit.sealing import Sealer
 from worker.errors import ConfigError
@@ -286,9 +286,11 @@ def test_approvals_page_shows_the_waiting_call(client: TestClient) -> None:
 
 
 def test_approve_records_the_logged_in_user_and_enqueues(
-    client: TestClient, audit: AuditLog, sent: Sent
+    client: TestClient, audit: AuditLog, sent: Sent, settings: Settings
 ) -> None:
-    """Approve records the authenticated user (not a form field) and enqueues the resume."""
+    """Approve records the authenticated user (not a form field) and enqueues the resume;
+    with no decision key set, the page signs with the data dir's, which the worker's
+    check accepts."""
     token = csrf_of(client)
     response = post_decision(client, "approved", "PO checked", csrf=token, by="mallory")
     assert response.status_code == 303 and response.headers["location"] == "/approvals"
@@ -301,6 +303,8 @@ def test_approve_records_the_logged_in_user_and_enqueues(
     assert "No calls are waiting" in after.text
     trace = client.get("/tasks/t-1", auth=CAROL)
     assert "approved by carol" in trace.text and "PO checked" in trace.text
+    found = decisions.check_log(audit.engine, decisions.verifier(settings))
+    assert (found.checked, found.unsigned, found.bad) == (1, 0, [])
 
 
 def test_post_without_csrf_token_is_refused(

@@ -186,19 +186,15 @@ def verify_command(
 
 
 def _verify_decisions(log: AuditLog) -> bool:
-    """Say whether the human decisions are signed by the decision key; True when one is not."""
-    from worker.audit.decisions import check_log, verifying_key
+    """Say whether the human decisions are signed by the decision key; True when one is not.
+
+    The key is ``UMIQ_DECISION_PUBLIC_KEY_FILE``, else the data dir's (created on first
+    use, ``worker.audit.decisions.verifier``): an unsigned decision never passes."""
+    from worker.audit.decisions import check_log, verifier
 
     with _errors():
-        public_key = verifying_key(_settings().decision_public_key_file)
+        public_key = verifier(_settings())
         found = check_log(log.engine, public_key)
-    if public_key is None:
-        _say(
-            f"decisions UNSIGNED: no UMIQ_DECISION_PUBLIC_KEY_FILE, {found.checked} human "
-            f"decisions not checked ({found.unsigned} carry no signature)",
-            style="yellow",
-        )
-        return False
     for seq, task_id, why in found.bad:
         _say(f"decision seq={seq} (task {task_id}) does NOT VERIFY: {why}")
     if not found.bad:

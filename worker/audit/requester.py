@@ -1,10 +1,14 @@
 """``requested_by`` pseudonymized: a keyed hash in the plain task row, the name sealed.
 
-The task row is plain text (operators and non-auditors read it), so with
-``UMIQ_PSEUDONYM_KEY`` set the worker stores there ``rq-`` and 24 hex digits of
-HMAC-SHA256 of the name (trimmed, case-folded), and seals the name itself in the task's
-``context`` under ``requester`` (ref ``task/<task_id>/requester``). Four eyes compares a
-would-be approver's pseudonym with the stored one; an auditor's trace opens the name.
+The task row is plain text (operators and non-auditors read it), so the worker stores
+there ``rq-`` and 24 hex digits of HMAC-SHA256 of the name (trimmed, case-folded), and
+seals the name itself in the task's ``context`` under ``requester`` (ref
+``task/<task_id>/requester``). Four eyes compares a would-be approver's pseudonym with
+the stored one; an auditor's trace opens the name.
+
+The key is ``UMIQ_PSEUDONYM_KEY``; unset, a random secret in ``<data_dir>/pseudonym.key``
+(mode 0600) made on first use (``pseudonym_key``), which the CLI and the review page
+must share with the worker for four eyes to tell who requested.
 
     pseudonym("Alice", key)                    # 'rq-3f…'
     is_requester("rq-3f…", "alice ", key)      # True
@@ -12,17 +16,34 @@ would-be approver's pseudonym with the stored one; an auditor's trace opens the 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
+import os
 import re
+import secrets
+import tempfile
 from collections.abc import Mapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from worker.errors import ConfigError
+
+if TYPE_CHECKING:
+    from worker.settings import Settings
+
+log = structlog.get_logger("umiq.audit.requester")
 
 PREFIX = "rq-"
 SEALED_FIELD = "requester"
 """The task ``context`` entry that holds the sealed name."""
 
 _PSEUDONYM = re.compile(r"rq-[0-9a-f]{24}\Z")
+
+KEY_FILE = "pseudonym.key"
+"""The default pseudonym secret, in the data dir: created on first use."""
 
 
 def _norm(name: str) -> str:
@@ -64,3 +85,52 @@ def shown(requested_by: str, context: Mapping[str, Any] | None) -> str:
 def without_sealed(context: Mapping[str, Any] | None) -> dict[str, Any]:
     """The task's ``context`` without the sealed name (what an envelope's context holds)."""
     return {k: v for k, v in (context or {}).items() if k != SEALED_FIELD}
+
+
+def pseudonym_key(settings: Settings) -> str:
+    """The pseudonym secret: ``UMIQ_PSEUDONYM_KEY``, else ``<data_dir>/pseudonym.key``,
+    created on first use (random, mode 0600) with a warning naming it."""
+    if settings.pseudonym_key is not None:
+        return settings.pseudonym_key
+    path = settings.data_dir / KEY_FILE
+    created = False
+    if not path.exists():
+        created = _create(path)
+    try:
+        key = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read the pseudonym key {path}: {exc.strerror}") from exc
+    if len(key) < 16:
+        raise ConfigError(f"{path} holds no pseudonym key of 16 characters or more")
+    if created:
+        log.warning(
+            "pseudonym_key.created",
+            path=str(path),
+            message=(
+                f"created the pseudonym key {path} (mode 0600) beside the audit database; "
+                "the worker, the CLI and the review page must share it: in production set "
+                "UMIQ_PSEUDONYM_KEY from a secret store"
+            ),
+        )
+    return key
+
+
+def _create(path: Path) -> bool:
+    """Write a fresh secret to ``path`` unless a process beside this one just did."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=".pseudonym-", suffix=".tmp", dir=path.parent)
+    try:
+        try:
+            os.fchmod(fd, 0o600)
+            os.write(fd, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        try:
+            os.link(name, path)  # appears whole or not at all
+        except FileExistsError:
+            return False
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(name)
+    return True

@@ -35,9 +35,14 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
 
     def signer() -> object:
         from worker import runtime
-        from worker.audit.decisions import signing_key
+        from worker.audit.decisions import signer as decision_signer
 
-        return signing_key(runtime.settings().decision_key_file)
+        return decision_signer(runtime.settings())
+
+    def pseudonym_secret() -> str:
+        from worker.audit.requester import pseudonym_key
+
+        return pseudonym_key(runtime_settings())
 
     @group.command("list")
     def list_command(
@@ -75,7 +80,7 @@ def register(app: typer.Typer, *, console: Console | None = None) -> typer.Typer
                 by=by,
                 reason=reason,
                 signer=signer(),  # type: ignore[arg-type]
-                pseudonym_key=runtime_settings().pseudonym_key,
+                pseudonym_key=pseudonym_secret(),
             )
         except UmiqError as exc:
             out.print(f"[red]{exc}[/red]")

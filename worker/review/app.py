@@ -23,6 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from worker.audit import AuditLog, decisions, ensure_schema
+from worker.audit.requester import pseudonym_key
 from worker.audit.review import SEALED, conceal, list_tasks, load_trace, open_trace, trace_as_dict
 from worker.errors import ApprovalError, AuditError, HeldAnswerError, UmiqError
 from worker.gates import decide, decide_answer, held_for, pending_for, tab
@@ -123,7 +124,9 @@ def create_app(
     send = enqueue  # None: the gates' own, which routes to the department's queue
     signer = Signer(signing_key(settings.review_secret))
     # Each decision is signed with the decision key (the worker holds only its public half).
-    decision_key = decisions.signing_key(settings.decision_key_file)
+    # Unset, both default to files in the data dir (created on first use), as the worker's.
+    decision_key = decisions.signer(settings)
+    pseudonym_secret = pseudonym_key(settings)
     env = _templates()
     stylesheet = STYLESHEET.read_text(encoding="utf-8")
 
@@ -345,7 +348,7 @@ def create_app(
             form.get("key", ""),
             send,
             decision_key,
-            settings.pseudonym_key,
+            pseudonym_secret,
         )
         return back_to_approvals(request, message)
 
