@@ -7,7 +7,7 @@ a re-run resumes only with the same config.
 
 Presets:
 
-- ``demo``: sized for a 2-core CPU, about an hour in all (the arithmetic is at
+- ``demo``: sized for a 2-core CPU, about two hours in all (the arithmetic is at
   :data:`PRESETS`);
 - ``full``: the α-UMi GLPFT schedule (``GLPFT/scripts/train_toolbench.sh``) with LoRA
   in place of full fine-tuning, for a GPU.
@@ -318,13 +318,18 @@ class TrainConfig:
 # ~1,290 with every tool's JSON doc, and ``max_length`` 2048 cuts none: the adapters
 # train on exactly the prompts serving sends. Batches of one (4 accumulated per
 # optimizer step) waste no tokens on padding. One epoch per stage:
-#   global 48 + planner 256 + caller 96 + summarizer all 348 samples
-#   ≈ 40k + 191k + 74k + 160k ≈ 465k tokens: 3,493 s with 2 threads here (v4).
-# The planner gets the most samples and a higher peak lr (1e-3); the summarizer every
-# sample (with 128 its loss ended at 1.58, with all 348 at 0.85). Live on the whole test
-# split, with grounded arguments and the repeat guard: 9 of 60, against 6 of 60 for the
-# previous preset (summarizer 128); a larger run on 8 tools (planner 320, caller 128,
-# every role at lr 1e-3) did worse (1 of 60): see docs/results.
+#   global 128 + planner all 1,038 + caller 96 + summarizer all 348 samples
+#   ≈ 110k + 776k + 74k + 160k ≈ 1.12M tokens; bfloat16 autocast where the CPU computes
+#   it natively (AMX/AVX512-BF16). Stage times here (v7): global 617 s with 2 threads,
+#   planner 6,493 s, caller 606 s, summarizer 1,537 s, each with 1 thread beside the
+#   other stages or an evaluation: 1 h 59 min of wall time as two one-thread processes
+#   (the planner in one, caller and summarizer in a second started with --reuse-from,
+#   joined with --reuse-from; docs/results).
+# The planner gets every sample and a higher peak lr (1e-3): live on the whole test split
+# 11 of 60 against 9 for the previous preset (global 48, planner 256) under the same
+# code, wrong plans 18 -> 5. Every role on every sample did worse (10 of 60: the caller,
+# at loss 0.027, made writes nobody asked for); a larger run on 8 tools did worse still
+# (1 of 60): see docs/results.
 # LoRA rank 4 on all linear layers keeps one adapter at ~4.9 MB (1.22M fp32
 # parameters), so the shipped adapters stay under the 20 MB budget for committed
 # weights. Warmup is a flat 0.1.
@@ -334,7 +339,7 @@ class TrainConfig:
 PRESETS: dict[str, dict[str, Any]] = {
     "demo": {
         "max_length": 2048,
-        "max_samples": {"global": 48, "planner": 256, "caller": 96, "summarizer": None},
+        "max_samples": {"global": 128, "planner": None, "caller": 96, "summarizer": None},
         "epochs": {"global": 1, "planner": 1, "caller": 1, "summarizer": 1},
         "lora_r": 4,
         "lora_alpha": 8,
@@ -344,6 +349,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "grad_accum": 4,
         "warmup_ratio": 0.1,
         "save_every": 6,
+        "autocast": "auto",
     },
     "full": {
         "max_length": 4096,
