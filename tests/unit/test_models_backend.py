@@ -21,6 +21,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # 
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast  # noqa: E402
 
 from connectors import ToolSpec  # noqa: E402
+from tests.support import threads  # noqa: E402
 from worker.agent.roles import AGENT_ROLES, CallerConstraint, GenerationRequest  # noqa: E402
 from worker.errors import AdapterError, ConfigError, ModelError  # noqa: E402
 from worker.models.backend import HFRoleModel  # noqa: E402
@@ -268,23 +269,8 @@ def same(gen: Any) -> tuple[Any, ...]:
 
 def at_once(model: Any, requests: list[GenerationRequest]) -> list[Any]:
     """Each request's generation (or exception), each asked by its own thread at once."""
-    start = threading.Barrier(len(requests))
-    out: list[Any] = [None] * len(requests)
-
-    def ask(i: int) -> None:
-        start.wait()
-        try:
-            (out[i],) = model.generate([requests[i]])
-        except Exception as exc:
-            out[i] = exc
-
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(requests))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=300)
-    assert not any(thread.is_alive() for thread in threads), "a caller hangs"
-    return out
+    calls = [lambda req=req: model.generate([req])[0] for req in requests]
+    return threads.at_once(calls, timeout=300)
 
 
 def one_by_one(model: Any, requests: list[GenerationRequest]) -> list[Any]:

@@ -9,28 +9,13 @@ from typing import Any
 
 import pytest
 
+from tests.support import threads
 from worker.models.batching import Batcher
 
 
 def run_at_once(batcher: Batcher[Any, Any], calls: list[list[Any]]) -> list[Any]:
     """Each call's results (or exception), each made by its own thread at once."""
-    start = threading.Barrier(len(calls))
-    out: list[Any] = [None] * len(calls)
-
-    def ask(i: int) -> None:
-        start.wait()
-        try:
-            out[i] = batcher(calls[i])
-        except BaseException as exc:
-            out[i] = exc
-
-    threads = [threading.Thread(target=ask, args=(i,)) for i in range(len(calls))]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads), "a caller hangs"
-    return out
+    return threads.at_once([lambda items=items: batcher(items) for items in calls], timeout=30)
 
 
 class Doubler:

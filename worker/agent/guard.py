@@ -155,12 +155,11 @@ class Guard:
         not a step towards its answer, and a held write ends the task awaiting a human."""
         if not self.scope.enabled:
             return []
-        rules = {spec.name: self.scope.rule_for(spec.name, spec.connector) for spec in specs}
         return [
             spec.name
             for spec in specs
             if spec.effect == "write"
-            and (rule := rules[spec.name]) is not None
+            and (rule := self.scope.rule_for(spec.name, spec.connector)) is not None
             and rule.asks
             and not rule.asked(self.request)
         ]

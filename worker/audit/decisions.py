@@ -27,9 +27,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
-import os
-import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -47,6 +44,7 @@ from worker.audit.events import DECIDED_CALL, RELEASED, PolicyDetails, policy_of
 from worker.audit.records import StepRecord
 from worker.audit.tables import Step
 from worker.errors import ConfigError
+from worker.files import create_once
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -220,15 +218,14 @@ def _default_pair(data_dir: Path) -> Ed25519PrivateKey:
     private_path, public_path = default_paths(data_dir)
     created = False
     if not private_path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
         private_pem, _ = generate_keypair()
-        created = _link_new(private_path, private_pem, 0o600)
+        created = create_once(private_path, private_pem, 0o600)
     private_key = load_private_key(private_path)
     if not public_path.exists():
         public_pem = private_key.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
-        _link_new(public_path, public_pem, 0o644)
+        create_once(public_path, public_pem, 0o644)
     if created:
         log.warning(
             "decision_keys.created",
@@ -243,23 +240,3 @@ def _default_pair(data_dir: Path) -> Ed25519PrivateKey:
             ),
         )
     return private_key
-
-
-def _link_new(path: Path, data: bytes, mode: int) -> bool:
-    """Write ``data`` to ``path`` with ``mode`` unless it exists; whether it was written."""
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}-", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            os.fchmod(fd, mode)
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(name, path)
-        except FileExistsError:
-            return False
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-    return True

@@ -32,6 +32,7 @@ import structlog
 from policies import KeyRing, new_key
 from worker.audit.chain import iso_utc
 from worker.errors import ConfigError
+from worker.files import create_once, fsync_dir
 from worker.settings import Settings, get_settings
 
 log = structlog.get_logger("umiq.audit.keyring")
@@ -156,14 +157,6 @@ def _write_temp(keyring: KeyRing, directory: Path) -> Path:
     return Path(name)
 
 
-def _fsync_dir(directory: Path) -> None:
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def save_keyring(keyring: KeyRing, path: Path) -> None:
     """Write ``keyring`` to ``path`` atomically (temp file, fsync, rename), mode 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -174,27 +167,19 @@ def save_keyring(keyring: KeyRing, path: Path) -> None:
         with contextlib.suppress(OSError):
             os.unlink(temp)
         raise
-    _fsync_dir(path.parent)
+    fsync_dir(path.parent)
 
 
 def create_keyring_file(path: Path) -> tuple[KeyRing, bool]:
     """The key ring in ``path``, made there with one fresh key if the file does not exist.
 
     Returns the ring and whether it was created. Processes starting together create one
-    ring: the file appears whole (a hard link of a written temp file) or not at all.
+    ring: the file appears whole or not at all (:func:`worker.files.create_once`).
     """
     if path.exists():
         return read_keyring_file(path), False
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temp = _write_temp(generate_keyring(), path.parent)
-    try:
-        os.link(temp, path)
-    except FileExistsError:
-        return read_keyring_file(path), False
-    finally:
-        os.unlink(temp)
-    _fsync_dir(path.parent)
-    return read_keyring_file(path), True
+    created = create_once(path, dump_keyring(generate_keyring()).encode("utf-8"), 0o600)
+    return read_keyring_file(path), created
 
 
 def load_keyring(settings: Settings | None = None) -> KeyRing:

@@ -16,20 +16,17 @@ must share with the worker for four eyes to tell who requested.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
-import os
 import re
 import secrets
-import tempfile
 from collections.abc import Mapping
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import structlog
 
 from worker.errors import ConfigError
+from worker.files import create_once
 
 if TYPE_CHECKING:
     from worker.settings import Settings
@@ -95,7 +92,7 @@ def pseudonym_key(settings: Settings) -> str:
     path = settings.data_dir / KEY_FILE
     created = False
     if not path.exists():
-        created = _create(path)
+        created = create_once(path, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
     try:
         key = path.read_text(encoding="utf-8").strip()
     except OSError as exc:
@@ -113,24 +110,3 @@ def pseudonym_key(settings: Settings) -> str:
             ),
         )
     return key
-
-
-def _create(path: Path) -> bool:
-    """Write a fresh secret to ``path`` unless a process beside this one just did."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=".pseudonym-", suffix=".tmp", dir=path.parent)
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            os.write(fd, (secrets.token_urlsafe(32) + "\n").encode("ascii"))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(name, path)  # appears whole or not at all
-        except FileExistsError:
-            return False
-    finally:
-        with contextlib.suppress(OSError):
-            os.unlink(name)
-    return True
