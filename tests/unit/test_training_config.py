@@ -114,8 +114,14 @@ def test_the_shipped_adapters_are_what_the_demo_preset_trains() -> None:
     shipped = TrainConfig.from_dict(record["config"])
     preset = TrainConfig.preset("demo", data=shipped.data, out=shipped.out)
     assert shipped.weights_fields() == preset.weights_fields()
+    # As the shipped run resolved autocast "auto" (bfloat16 on a CPU that computes it
+    # natively; elsewhere none, which trains other weights).
     expected = fingerprints(
-        preset, record["data"]["hash"], record["hardware"]["device"], record["base"]["revision"]
+        preset,
+        record["data"]["hash"],
+        record["hardware"]["device"],
+        record["base"]["revision"],
+        autocast=record["precision"]["autocast"],
     )
     found = {fp: path.name for fp, path in finished_stages(SHIPPED_ADAPTERS).items()}
     # The shipped single-LLM baseline is the run's global stage (same samples and seed).

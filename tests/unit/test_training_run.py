@@ -277,6 +277,52 @@ def test_reuse_from_an_older_run_reads_fingerprints_from_its_card(
     assert "reused_from" not in other_lr.stages["single"]
 
 
+def test_reuse_any_precision_takes_stages_trained_under_another_autocast(
+    tiny: dict[str, Any], glpft: TrainResult
+) -> None:
+    """A bfloat16-autocast run finds nothing to reuse in a run trained without autocast,
+    unless --reuse-any-precision: then global, planner and caller are copied, and the
+    summarizer it trains is fingerprinted as starting from the copied global stage (not
+    from a bfloat16 global that was never trained)."""
+    from worker.training import reuse
+    from worker.training.data import stages_for
+
+    config = make_config(tiny, "any-precision", autocast="bfloat16", max_samples=SUMMARIZER_CAP_1)
+    record = json.loads((glpft.out / "umiq-train.json").read_text())
+    digest, base_revision = record["data"]["hash"], record["base"]["revision"]
+    stages = list(enumerate(stages_for("glpft")))
+    found = {
+        any_precision: reuse.find_stage(
+            config,
+            *stages[0],
+            digest,
+            "cpu",
+            base_revision,
+            init=None,
+            reusable=reuse.finished_stages(glpft.out),
+            any_precision=any_precision,
+        )
+        for any_precision in (False, True)
+    }
+    assert found[False][1] is None  # exact fingerprints only: bfloat16 is another stage
+    assert found[True] == (glpft.stages["global"]["fingerprint"], glpft.out / "global")
+
+    reused = train(config, progress=False, reuse_from=[glpft.out], reuse_any_precision=True)
+    for name in ("global", "planner", "caller"):
+        assert reused.stages[name]["reused_from"] == str(glpft.out / name), name
+        assert reused.stages[name]["fingerprint"] == glpft.stages[name]["fingerprint"], name
+        assert weights(reused.out, name) == weights(glpft.out, name), name
+    summarizer = reused.stages["summarizer"]
+    assert "reused_from" not in summarizer and summarizer["examples"] == 1
+    index, stage = stages[3]
+    assert stage.name == "summarizer"
+    chained = reuse.stage_fingerprint(
+        config, index, stage, digest, "cpu", base_revision, init=found[True][0]
+    )
+    assert summarizer["fingerprint"] == chained
+    assert chained != reuse.fingerprints(config, digest, "cpu", base_revision)["summarizer"]
+
+
 def test_reuse_from_a_missing_directory_is_refused(tiny: dict[str, Any]) -> None:
     with pytest.raises(ConfigError, match="no such run directory"):
         train(

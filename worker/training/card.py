@@ -228,7 +228,13 @@ def render(record: dict[str, Any], evaluation: Mapping[str, Any] | None = None) 
         f"Hardware: {hw['device']}{gpu}; {hw['cpu']} ({hw['cpu_count']} cores, "
         f"{hw['torch_threads']} torch threads); torch {hw['torch']}"
         + "".join(f", {lib} {hw[lib]}" for lib in ("transformers", "peft") if hw.get(lib))
-        + ".",
+        + "."
+        + (
+            f" Precision: {precision['dtype']}, autocast {precision['autocast']}"
+            " (stages reused from another run keep theirs)."
+            if (precision := record.get("precision"))
+            else ""
+        ),
         f"Wall time: {_fmt(record['wall_seconds'])} s.",
         "",
         f"![training curve]({CURVE})",

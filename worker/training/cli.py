@@ -92,6 +92,13 @@ def train_command(
         help="Another run's directory: stages with the same fingerprint (everything that "
         "decides their weights) are copied from it instead of trained. Repeatable.",
     ),
+    reuse_any_precision: bool = typer.Option(
+        False,
+        "--reuse-any-precision",
+        help="With --reuse-from: also reuse stages that differ only in mixed precision "
+        "(e.g. the shipped bfloat16-autocast stages on a CPU without native bfloat16, "
+        "where 'auto' means none); the card names each reused stage and its source.",
+    ),
     stop_after: int | None = typer.Option(
         None, help="Checkpoint and stop after this many steps (re-run to continue)."
     ),
@@ -171,6 +178,7 @@ def train_command(
             resume=resume,
             stop_after_steps=stop_after,
             reuse_from=reuse_from,
+            reuse_any_precision=reuse_any_precision,
         )
     except UmiqError as exc:
         console.print(f"[red]error:[/red] {exc}")

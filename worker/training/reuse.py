@@ -26,7 +26,7 @@ from typing import Any
 
 from worker.errors import ConfigError
 from worker.training import card as _card
-from worker.training.config import METHODS, RUNTIME_FIELDS, TrainConfig
+from worker.training.config import AUTOCASTS, METHODS, RUNTIME_FIELDS, TrainConfig
 from worker.training.data import Stage, stages_for
 
 DONE = "done"
@@ -60,43 +60,108 @@ _NOT_WEIGHTS = (
 
 
 def fingerprints(
-    config: TrainConfig, digest: str, device: str, base_revision: str
+    config: TrainConfig,
+    digest: str,
+    device: str,
+    base_revision: str,
+    *,
+    autocast: str | None = None,
 ) -> dict[str, str]:
     """Every stage of ``config.method``: name -> sha256 of what decides its weights.
 
     ``base_revision`` is the base checkpoint's digest (a base of the same name with other
-    weights gives other adapters).
+    weights gives other adapters). ``autocast`` is the mixed precision the run resolved
+    (its card's ``precision``), when not the one ``config`` resolves to on this machine:
+    ``auto`` means bfloat16 only where the hardware computes it natively.
     """
-    common = {k: v for k, v in config.to_dict().items() if k not in _NOT_WEIGHTS}
     out: dict[str, str] = {}
     for index, stage in enumerate(stages_for(config.method)):
-        parts = {
-            **common,
-            "data_hash": digest,
-            "base_revision": base_revision,
-            "role": stage.role,
-            "stage_seed": config.seed + index,
-            "epochs": config.epochs_for(stage.name),
-            "warmup_ratio": config.warmup_for(stage.name),
-            "lr": config.lr_for(stage.name),
-            "max_samples": config.max_samples_for(stage.name),
-            "device": device.split(":")[0],
-            "dtype": config.resolved_dtype(device),
-            "init": out[stage.init_from] if stage.init_from else None,
-        }
-        if config.resolved_autocast(device) != "none":
-            # Only when on, so the fingerprints of runs from before the field stay valid.
-            parts["autocast"] = config.resolved_autocast(device)
-        if config.pack:
-            parts["pack"] = True  # only when on, as autocast
-        if stage.name in config.balance:
-            # Only when set, so the fingerprints of runs from before the field stay valid.
-            parts["balance"] = True
-            if config.decision_shares:
-                parts["decision_shares"] = config.decision_shares
-        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-        out[stage.name] = hashlib.sha256(canonical.encode()).hexdigest()
+        init = out[stage.init_from] if stage.init_from else None
+        out[stage.name] = stage_fingerprint(
+            config, index, stage, digest, device, base_revision, init=init, autocast=autocast
+        )
     return out
+
+
+def stage_fingerprint(
+    config: TrainConfig,
+    index: int,
+    stage: Stage,
+    digest: str,
+    device: str,
+    base_revision: str,
+    *,
+    init: str | None,
+    autocast: str | None = None,
+) -> str:
+    """The fingerprint of one stage that starts from the adapter fingerprinted ``init``.
+
+    ``autocast`` replaces the config's resolved mixed precision (to look for the same
+    stage trained under another one: :func:`find_stage`).
+    """
+    common = {k: v for k, v in config.to_dict().items() if k not in _NOT_WEIGHTS}
+    parts = {
+        **common,
+        "data_hash": digest,
+        "base_revision": base_revision,
+        "role": stage.role,
+        "stage_seed": config.seed + index,
+        "epochs": config.epochs_for(stage.name),
+        "warmup_ratio": config.warmup_for(stage.name),
+        "lr": config.lr_for(stage.name),
+        "max_samples": config.max_samples_for(stage.name),
+        "device": device.split(":")[0],
+        "dtype": config.resolved_dtype(device),
+        "init": init,
+    }
+    precision = autocast if autocast is not None else config.resolved_autocast(device)
+    if precision != "none":
+        # Only when on, so the fingerprints of runs from before the field stay valid.
+        parts["autocast"] = precision
+    if config.pack:
+        parts["pack"] = True  # only when on, as autocast
+    if stage.name in config.balance:
+        # Only when set, so the fingerprints of runs from before the field stay valid.
+        parts["balance"] = True
+        if config.decision_shares:
+            parts["decision_shares"] = config.decision_shares
+    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def find_stage(
+    config: TrainConfig,
+    index: int,
+    stage: Stage,
+    digest: str,
+    device: str,
+    base_revision: str,
+    *,
+    init: str | None,
+    reusable: dict[str, Path],
+    any_precision: bool = False,
+) -> tuple[str, Path | None]:
+    """The stage's fingerprint and the finished stage to copy for it (None: train it).
+
+    With ``any_precision``, a finished stage that differs only in its mixed precision
+    (e.g. the shipped stages trained with bfloat16 autocast, on a CPU without native
+    bfloat16) is reused too; the fingerprint returned is then the reused stage's, so the
+    stages trained on top of it are fingerprinted as starting from what they did start
+    from.
+    """
+    own = stage_fingerprint(config, index, stage, digest, device, base_revision, init=init)
+    if own in reusable or not any_precision:
+        return own, reusable.get(own)
+    mine = config.resolved_autocast(device)
+    for other in AUTOCASTS:
+        if other in (mine, "auto"):
+            continue
+        fingerprint = stage_fingerprint(
+            config, index, stage, digest, device, base_revision, init=init, autocast=other
+        )
+        if fingerprint in reusable:
+            return fingerprint, reusable[fingerprint]
+    return own, None
 
 
 def finished_stages(run: Path) -> dict[str, Path]:
@@ -136,12 +201,13 @@ def _fingerprint_from_card(
         base_revision = record["base"]["revision"]
     except (KeyError, TypeError, ConfigError):
         return None
+    autocast = (record.get("precision") or {}).get("autocast")
     for method in METHODS:
         variant = replace(config, method=method)
         stages = stages_for(method)
         for index, stage in enumerate(stages):
             if stage.name == name and _matches(stage, index, variant, summary):
-                return fingerprints(variant, digest, device, base_revision)[name]
+                return fingerprints(variant, digest, device, base_revision, autocast=autocast)[name]
     return None
 
 

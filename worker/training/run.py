@@ -85,6 +85,7 @@ def train(
     stop_after_steps: int | None = None,
     on_step: Callable[[str, int], None] | None = None,
     reuse_from: Sequence[str | Path] = (),
+    reuse_any_precision: bool = False,
 ) -> TrainResult:
     """Run every stage of ``config.method``; see the module docstring for the layout.
 
@@ -92,7 +93,9 @@ def train(
     ``stop_after_steps`` checkpoints and returns after that many optimizer steps in this
     call (a re-run continues). ``on_step(stage, step)`` is called after every step.
     ``reuse_from`` names other runs' directories: a stage whose fingerprint matches one
-    of their finished stages is copied from there instead of trained (:mod:`reuse`).
+    of their finished stages is copied from there instead of trained (:mod:`reuse`);
+    ``reuse_any_precision`` also takes a stage that differs only in its mixed precision
+    (the stages after it are then fingerprinted as starting from that one).
     """
     import torch
 
@@ -108,7 +111,7 @@ def train(
     from worker.models.adapters import checkpoint_digest
 
     base_revision = checkpoint_digest(base_dir)
-    stage_fingerprints = _reuse.fingerprints(config, digest, device, base_revision)
+    fingerprints: dict[str, str] = {}  # each stage's, chained from what it started from
     reusable: dict[str, Path] = {}
     for run_dir in reuse_from:
         if not Path(run_dir).expanduser().is_dir():
@@ -138,16 +141,31 @@ def train(
         with Reporter(progress) as reporter:
             for index, stage in enumerate(stages):
                 final = out / stage.name
+                init = fingerprints.get(stage.init_from) if stage.init_from else None
                 if (final / DONE).is_file():
                     summaries[stage.name] = json.loads((final / DONE).read_text())
+                    fingerprints[stage.name] = summaries[stage.name].get(
+                        "fingerprint"
+                    ) or _reuse.stage_fingerprint(
+                        config, index, stage, digest, device, base_revision, init=init
+                    )
                     reporter.note(f"{stage.name}: done earlier, skipped")
                     continue
-                source = reusable.get(stage_fingerprints[stage.name])
+                fingerprint, source = _reuse.find_stage(
+                    config,
+                    index,
+                    stage,
+                    digest,
+                    device,
+                    base_revision,
+                    init=init,
+                    reusable=reusable,
+                    any_precision=reuse_any_precision,
+                )
+                fingerprints[stage.name] = fingerprint
                 if source is not None:
                     summaries[stage.name] = _reuse.copy_stage(
-                        source,
-                        final,
-                        {"fingerprint": stage_fingerprints[stage.name], "reused_from": str(source)},
+                        source, final, {"fingerprint": fingerprint, "reused_from": str(source)}
                     )
                     _reuse.copy_metrics(source.parent, source.name, out, stage.name)
                     shutil.rmtree(out / "checkpoints" / stage.name, ignore_errors=True)
@@ -210,7 +228,7 @@ def train(
                     "longest_example": max(e.full_length for e in examples),
                     **outcome.summary(),
                     **(_packing(units) if config.pack else {}),
-                    "fingerprint": stage_fingerprints[stage.name],
+                    "fingerprint": fingerprint,
                 }
                 summaries[stage.name] = summary
                 if not outcome.finished:
@@ -427,6 +445,12 @@ def _record(
             "out": portable_path(config.out),
         },
         "hardware": _card.hardware(device),
+        # What dtype and autocast resolved to here ("auto" depends on the hardware): the
+        # stages this run trained were computed so, and their fingerprints say so.
+        "precision": {
+            "dtype": config.resolved_dtype(device),
+            "autocast": config.resolved_autocast(device),
+        },
         "stages": {s.name: summaries[s.name] for s in stages if s.name in summaries},
         "adapters": versions,
         "wall_seconds": round(sum(s.get("seconds", 0.0) for s in summaries.values()), 2),
