@@ -13,7 +13,12 @@ from typing import Any
 from common import file_mib
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
-LABELS = {"hf": "in process (hf)", "openai": "llama.cpp (openai)", "scripted": "scripted"}
+LABELS = {
+    "hf": "in process, batched (hf)",
+    "hf-serial": "in process, one at a time (hf-serial)",
+    "openai": "llama.cpp (openai)",
+    "scripted": "scripted",
+}
 
 
 def in_flight(records: Iterable[Mapping[str, Any]]) -> tuple[int, float]:
@@ -145,6 +150,35 @@ def markdown_table(rows: Sequence[Mapping[str, Any]]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def ratio_lines(rows: Sequence[Mapping[str, Any]]) -> str:
+    """Episodes/min as ratios measured in the same run: each backend against the first
+    backend at the same level (the baseline), and each level against that backend's
+    lowest level."""
+    rate = {(r["backend"], r["level"]): r.get("episodes_per_min") for r in rows}
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    if not backends:
+        return ""
+    baseline = backends[0]
+    lines = []
+    for backend in backends:
+        levels = sorted(level for b, level in rate if b == backend)
+        for level in levels:
+            parts = []
+            base = rate.get((baseline, level))
+            mine = rate.get((backend, level))
+            if backend != baseline and base and mine:
+                parts.append(f"{mine / base:.2f}x {LABELS.get(baseline, baseline)}")
+            low = rate.get((backend, levels[0]))
+            if level != levels[0] and low and mine:
+                parts.append(f"{mine / low:.2f}x its own {levels[0]} at once")
+            if parts:
+                lines.append(
+                    f"- {LABELS.get(backend, backend)}, {level} at once: episodes/min "
+                    + ", ".join(parts)
+                )
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
 def weights_lines(found: Mapping[str, Mapping[str, Any] | None]) -> str:
     """One line per backend: base + adapters on disk against one full model per role."""
     lines = []
@@ -202,7 +236,7 @@ def weight_files(backend: str, settings: Any) -> dict[str, Any] | None:
         if "base" not in files:
             return None
         return weights(size(files["base"]), {r: size(p) for r, p in files.items() if r != "base"})
-    if backend == "hf":
+    if backend in ("hf", "hf-serial"):
         from worker.models.adapters import find_adapters
         from worker.models.store import STORE
 

@@ -11,7 +11,10 @@ model. The systems are reset to their seed before each level, and every level of
 backend runs the same ``--tasks`` tasks of the Acme test split (round-robin over its
 families). Backends:
 
-- ``hf``: today's in-process path (transformers + peft in the worker process);
+- ``hf``: the in-process path (transformers + peft in the worker process), whose
+  concurrent episodes share batched ``generate`` calls (``worker/models/batching.py``);
+- ``hf-serial``: the same with ``UMIQ_MODEL_MAX_BATCH=1``: one request at a time, the
+  in-process path as it was before batching (issue 23's "today's path");
 - ``openai``: the engine backend against ``llama-server`` (``--start`` starts one per
   level with ``--parallel c`` and ``--threads``; else ``--engine-url``);
 - ``scripted``: the scripted model of the tests playing the expert's calls (no model
@@ -54,10 +57,17 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from common import AMQP, fresh_database, memory_mib, start_llama_server, stop  # noqa: E402
-from episode_figures import markdown_table, plot, summarize, weight_files, weights_lines  # noqa: E402
+from episode_figures import (  # noqa: E402
+    markdown_table,
+    plot,
+    ratio_lines,
+    summarize,
+    weight_files,
+    weights_lines,
+)
 from timed_model import GENERATIONS_ENV, INNER_ENV  # noqa: E402
 
-BACKENDS = ("hf", "openai", "scripted")
+BACKENDS = ("hf", "hf-serial", "openai", "scripted")
 
 
 def script_from(trajectory: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -175,7 +185,9 @@ def run_level(
         env[INNER_ENV] = "tests.support.scripted:factory"
         if args.delay:
             env["UMIQ_TEST_GENERATION_DELAY"] = str(args.delay)
-    if backend == "hf" and args.threads:
+    if backend == "hf-serial":
+        env["UMIQ_MODEL_MAX_BATCH"] = "1"  # one request at a time, as before batching
+    if backend in ("hf", "hf-serial") and args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)  # torch's intra-op threads
     settings = Settings(
         data_dir=out / "client",
@@ -402,7 +414,7 @@ def main() -> int:
 
     found = {b: weight_files(b, settings) for b in args.backends}
     table = markdown_table(rows)
-    notes = weights_lines(found)
+    notes = "\n".join(n for n in (ratio_lines(rows), weights_lines(found)) if n)
     print("\n" + table + ("\n" + notes if notes else ""))
     run = {
         "argv": sys.argv[1:],

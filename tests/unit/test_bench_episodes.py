@@ -125,7 +125,7 @@ def test_markdown_table_has_one_row_per_level_and_dashes_for_missing_figures() -
     lines = figures.markdown_table(rows).splitlines()
     assert len(lines) == 4
     assert all(line.count("|") == lines[0].count("|") for line in lines)
-    assert lines[2].startswith("| in process (hf) | 1 | 1/1 | 6.0 | 10.00 |")
+    assert lines[2].startswith("| in process, batched (hf) | 1 | 1/1 | 6.0 | 10.00 |")
     assert "| 50% |" in lines[3] and "| 120 | 650 |" in lines[3]
     assert "| – | – |" in lines[2]
 
@@ -168,3 +168,24 @@ def test_timed_model_appends_one_record_per_generation(tmp_path: Path) -> None:
     assert first["batch"] == 2 and lines[2]["batch"] == 1
     assert "finish" not in first and "cached_tokens" not in first
     assert model.describe() == {"base": "m"}
+
+
+def test_ratio_lines_compare_with_the_first_backend_and_the_lowest_level() -> None:
+    """Speed-ups come from one run: each backend at a level against the first backend at
+    that level, and each level against the same backend's lowest."""
+    rows = [
+        {"backend": "hf-serial", "level": 1, "episodes_per_min": 2.0},
+        {"backend": "hf-serial", "level": 16, "episodes_per_min": 2.5},
+        {"backend": "hf", "level": 1, "episodes_per_min": 2.0},
+        {"backend": "hf", "level": 16, "episodes_per_min": 10.0},
+        {"backend": "openai", "level": 16, "episodes_per_min": None},
+    ]
+    lines = figures.ratio_lines(rows).splitlines()
+    assert "hf-serial), 16 at once: episodes/min 1.25x its own 1 at once" in lines[0]
+    assert lines[1].endswith("1 at once: episodes/min 1.00x in process, one at a time (hf-serial)")
+    assert lines[2].endswith(
+        "16 at once: episodes/min 4.00x in process, one at a time (hf-serial), "
+        "5.00x its own 1 at once"
+    )
+    assert len(lines) == 3  # no figure, no ratio
+    assert figures.ratio_lines([]) == ""
