@@ -320,11 +320,13 @@ class TrainConfig:
 # optimizer step) waste no tokens on padding. One epoch per stage:
 #   global 128 + planner all 1,038 + caller 96 + summarizer all 348 samples
 #   ≈ 110k + 776k + 74k + 160k ≈ 1.12M tokens; bfloat16 autocast where the CPU computes
-#   it natively (AMX/AVX512-BF16). Stage times here (v7): global 617 s with 2 threads,
-#   planner 6,493 s, caller 606 s, summarizer 1,537 s, each with 1 thread beside the
-#   other stages or an evaluation: 1 h 59 min of wall time as two one-thread processes
-#   (the planner in one, caller and summarizer in a second started with --reuse-from,
-#   joined with --reuse-from; docs/results).
+#   it natively (AMX/AVX512-BF16; elsewhere fp32, other weights: a Zen 3 CPU without it
+#   ran the caller stage at ~90 tokens/s with 2 threads, and reuses the shipped bfloat16
+#   stages only with --reuse-any-precision). Stage times on a bfloat16 CPU (v7): global
+#   617 s with 2 threads, planner 6,493 s, caller 606 s, summarizer 1,537 s, each with 1
+#   thread beside the other stages or an evaluation: 1 h 59 min of wall time as two
+#   one-thread processes (the planner in one, caller and summarizer in a second started
+#   with --reuse-from, joined with --reuse-from; docs/results).
 # The planner gets every sample and a higher peak lr (1e-3): live on the whole test split
 # 11 of 60 against 9 for the previous preset (global 48, planner 256) under the same
 # code, wrong plans 18 -> 5. Every role on every sample did worse (10 of 60: the caller,
