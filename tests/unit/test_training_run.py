@@ -291,13 +291,10 @@ def test_reuse_any_precision_takes_stages_trained_under_another_autocast(
     record = json.loads((glpft.out / "umiq-train.json").read_text())
     digest, base_revision = record["data"]["hash"], record["base"]["revision"]
     stages = list(enumerate(stages_for("glpft")))
+    keys = reuse.StageKeys(config, digest, "cpu", base_revision)
     found = {
-        any_precision: reuse.find_stage(
-            config,
+        any_precision: keys.find(
             *stages[0],
-            digest,
-            "cpu",
-            base_revision,
             init=None,
             reusable=reuse.finished_stages(glpft.out),
             any_precision=any_precision,
@@ -316,9 +313,7 @@ def test_reuse_any_precision_takes_stages_trained_under_another_autocast(
     assert "reused_from" not in summarizer and summarizer["examples"] == 1
     index, stage = stages[3]
     assert stage.name == "summarizer"
-    chained = reuse.stage_fingerprint(
-        config, index, stage, digest, "cpu", base_revision, init=found[True][0]
-    )
+    chained = keys.fingerprint(index, stage, init=found[True][0])
     assert summarizer["fingerprint"] == chained
     assert chained != reuse.fingerprints(config, digest, "cpu", base_revision)["summarizer"]
 

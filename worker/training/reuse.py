@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -74,94 +74,87 @@ def fingerprints(
     (its card's ``precision``), when not the one ``config`` resolves to on this machine:
     ``auto`` means bfloat16 only where the hardware computes it natively.
     """
+    keys = StageKeys(config, digest, device, base_revision)
     out: dict[str, str] = {}
     for index, stage in enumerate(stages_for(config.method)):
         init = out[stage.init_from] if stage.init_from else None
-        out[stage.name] = stage_fingerprint(
-            config, index, stage, digest, device, base_revision, init=init, autocast=autocast
-        )
+        out[stage.name] = keys.fingerprint(index, stage, init=init, autocast=autocast)
     return out
 
 
-def stage_fingerprint(
-    config: TrainConfig,
-    index: int,
-    stage: Stage,
-    digest: str,
-    device: str,
-    base_revision: str,
-    *,
-    init: str | None,
-    autocast: str | None = None,
-) -> str:
-    """The fingerprint of one stage that starts from the adapter fingerprinted ``init``.
+@dataclass(frozen=True)
+class StageKeys:
+    """What decides every stage's weights in one run: its config, data and base."""
 
-    ``autocast`` replaces the config's resolved mixed precision (to look for the same
-    stage trained under another one: :func:`find_stage`).
-    """
-    common = {k: v for k, v in config.to_dict().items() if k not in _NOT_WEIGHTS}
-    parts = {
-        **common,
-        "data_hash": digest,
-        "base_revision": base_revision,
-        "role": stage.role,
-        "stage_seed": config.seed + index,
-        "epochs": config.epochs_for(stage.name),
-        "warmup_ratio": config.warmup_for(stage.name),
-        "lr": config.lr_for(stage.name),
-        "max_samples": config.max_samples_for(stage.name),
-        "device": device.split(":")[0],
-        "dtype": config.resolved_dtype(device),
-        "init": init,
-    }
-    precision = autocast if autocast is not None else config.resolved_autocast(device)
-    if precision != "none":
-        # Only when on, so the fingerprints of runs from before the field stay valid.
-        parts["autocast"] = precision
-    if config.pack:
-        parts["pack"] = True  # only when on, as autocast
-    if stage.name in config.balance:
-        # Only when set, so the fingerprints of runs from before the field stay valid.
-        parts["balance"] = True
-        if config.decision_shares:
-            parts["decision_shares"] = config.decision_shares
-    canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    config: TrainConfig
+    digest: str  # the data's hash
+    device: str
+    base_revision: str
 
+    def fingerprint(
+        self, index: int, stage: Stage, *, init: str | None, autocast: str | None = None
+    ) -> str:
+        """The fingerprint of stage ``index`` when it starts from the adapter
+        fingerprinted ``init``; ``autocast`` replaces the config's resolved mixed
+        precision (to look for the same stage trained under another one: :meth:`find`)."""
+        config, device = self.config, self.device
+        common = {k: v for k, v in config.to_dict().items() if k not in _NOT_WEIGHTS}
+        parts = {
+            **common,
+            "data_hash": self.digest,
+            "base_revision": self.base_revision,
+            "role": stage.role,
+            "stage_seed": config.seed + index,
+            "epochs": config.epochs_for(stage.name),
+            "warmup_ratio": config.warmup_for(stage.name),
+            "lr": config.lr_for(stage.name),
+            "max_samples": config.max_samples_for(stage.name),
+            "device": device.split(":")[0],
+            "dtype": config.resolved_dtype(device),
+            "init": init,
+        }
+        precision = autocast if autocast is not None else config.resolved_autocast(device)
+        if precision != "none":
+            # Only when on, so the fingerprints of runs from before the field stay valid.
+            parts["autocast"] = precision
+        if config.pack:
+            parts["pack"] = True  # only when on, as autocast
+        if stage.name in config.balance:
+            # Only when set, so the fingerprints of runs from before the field stay valid.
+            parts["balance"] = True
+            if config.decision_shares:
+                parts["decision_shares"] = config.decision_shares
+        canonical = json.dumps(parts, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
 
-def find_stage(
-    config: TrainConfig,
-    index: int,
-    stage: Stage,
-    digest: str,
-    device: str,
-    base_revision: str,
-    *,
-    init: str | None,
-    reusable: dict[str, Path],
-    any_precision: bool = False,
-) -> tuple[str, Path | None]:
-    """The stage's fingerprint and the finished stage to copy for it (None: train it).
+    def find(
+        self,
+        index: int,
+        stage: Stage,
+        *,
+        init: str | None,
+        reusable: dict[str, Path],
+        any_precision: bool = False,
+    ) -> tuple[str, Path | None]:
+        """The stage's fingerprint and the finished stage to copy for it (None: train it).
 
-    With ``any_precision``, a finished stage that differs only in its mixed precision
-    (e.g. the shipped stages trained with bfloat16 autocast, on a CPU without native
-    bfloat16) is reused too; the fingerprint returned is then the reused stage's, so the
-    stages trained on top of it are fingerprinted as starting from what they did start
-    from.
-    """
-    own = stage_fingerprint(config, index, stage, digest, device, base_revision, init=init)
-    if own in reusable or not any_precision:
-        return own, reusable.get(own)
-    mine = config.resolved_autocast(device)
-    for other in AUTOCASTS:
-        if other in (mine, "auto"):
-            continue
-        fingerprint = stage_fingerprint(
-            config, index, stage, digest, device, base_revision, init=init, autocast=other
-        )
-        if fingerprint in reusable:
-            return fingerprint, reusable[fingerprint]
-    return own, None
+        With ``any_precision``, a finished stage that differs only in its mixed precision
+        (e.g. the shipped stages trained with bfloat16 autocast, on a CPU without native
+        bfloat16) is reused too; the fingerprint returned is then the reused stage's, so
+        the stages trained on top of it are fingerprinted as starting from what they did
+        start from.
+        """
+        own = self.fingerprint(index, stage, init=init)
+        if own in reusable or not any_precision:
+            return own, reusable.get(own)
+        mine = self.config.resolved_autocast(self.device)
+        for other in AUTOCASTS:
+            if other in (mine, "auto"):
+                continue
+            fingerprint = self.fingerprint(index, stage, init=init, autocast=other)
+            if fingerprint in reusable:
+                return fingerprint, reusable[fingerprint]
+        return own, None
 
 
 def finished_stages(run: Path) -> dict[str, Path]:

@@ -111,6 +111,7 @@ def train(
     from worker.models.adapters import checkpoint_digest
 
     base_revision = checkpoint_digest(base_dir)
+    keys = _reuse.StageKeys(config, digest, device, base_revision)
     fingerprints: dict[str, str] = {}  # each stage's, chained from what it started from
     reusable: dict[str, Path] = {}
     for run_dir in reuse_from:
@@ -146,21 +147,11 @@ def train(
                     summaries[stage.name] = json.loads((final / DONE).read_text())
                     fingerprints[stage.name] = summaries[stage.name].get(
                         "fingerprint"
-                    ) or _reuse.stage_fingerprint(
-                        config, index, stage, digest, device, base_revision, init=init
-                    )
+                    ) or keys.fingerprint(index, stage, init=init)
                     reporter.note(f"{stage.name}: done earlier, skipped")
                     continue
-                fingerprint, source = _reuse.find_stage(
-                    config,
-                    index,
-                    stage,
-                    digest,
-                    device,
-                    base_revision,
-                    init=init,
-                    reusable=reusable,
-                    any_precision=reuse_any_precision,
+                fingerprint, source = keys.find(
+                    index, stage, init=init, reusable=reusable, any_precision=reuse_any_precision
                 )
                 fingerprints[stage.name] = fingerprint
                 if source is not None:
