@@ -104,26 +104,34 @@ def test_cli_max_samples_overrides_one_stage_of_the_preset() -> None:
 def test_the_shipped_adapters_are_what_the_demo_preset_trains() -> None:
     """`umiq train --preset demo` reproduces the shipped adapters: the shipped card's config
     is the preset's (a preset change without retraining and shipping fails here), and every
-    shipped stage's fingerprint is the one a fresh run of the preset gives."""
+    shipped stage's fingerprint is the one the preset gives, each stage under the mixed
+    precision it was trained with (its ``done`` file, else the card's) and starting from
+    the stage before it as shipped."""
     import json
 
     from worker.settings import SHIPPED_ADAPTERS
-    from worker.training.reuse import fingerprints, finished_stages
+    from worker.training.data import stages_for
+    from worker.training.reuse import StageKeys, finished_stages
 
     record = json.loads((SHIPPED_ADAPTERS / "umiq-train.json").read_text())
     shipped = TrainConfig.from_dict(record["config"])
     preset = TrainConfig.preset("demo", data=shipped.data, out=shipped.out)
     assert shipped.weights_fields() == preset.weights_fields()
-    # As the shipped run resolved autocast "auto" (bfloat16 on a CPU that computes it
-    # natively; elsewhere none, which trains other weights).
-    expected = fingerprints(
-        preset,
-        record["data"]["hash"],
-        record["hardware"]["device"],
-        record["base"]["revision"],
-        autocast=record["precision"]["autocast"],
+    keys = StageKeys(
+        preset, record["data"]["hash"], record["hardware"]["device"], record["base"]["revision"]
     )
     found = {fp: path.name for fp, path in finished_stages(SHIPPED_ADAPTERS).items()}
+    expected: dict[str, str] = {}
+    for index, stage in enumerate(stages_for(preset.method)):
+        # "auto" resolves by hardware: bfloat16 on a CPU that computes it natively
+        done = SHIPPED_ADAPTERS / ("single" if stage.name == "global" else stage.name) / "done"
+        autocast = json.loads(done.read_text()).get("autocast")
+        expected[stage.name] = keys.fingerprint(
+            index,
+            stage,
+            init=expected[stage.init_from] if stage.init_from else None,
+            autocast=autocast or record["precision"]["autocast"],
+        )
     # The shipped single-LLM baseline is the run's global stage (same samples and seed).
     assert [found.get(fp) for fp in expected.values()] == [
         "single",

@@ -311,6 +311,9 @@ def test_reuse_any_precision_takes_stages_trained_under_another_autocast(
         assert weights(reused.out, name) == weights(glpft.out, name), name
     summarizer = reused.stages["summarizer"]
     assert "reused_from" not in summarizer and summarizer["examples"] == 1
+    # each stage's done file says which precision computed it
+    assert summarizer["autocast"] == "bfloat16"
+    assert {reused.stages[n]["autocast"] for n in ("global", "planner", "caller")} == {"none"}
     index, stage = stages[3]
     assert stage.name == "summarizer"
     chained = keys.fingerprint(index, stage, init=found[True][0])

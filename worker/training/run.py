@@ -220,6 +220,7 @@ def train(
                     **outcome.summary(),
                     **(_packing(units) if config.pack else {}),
                     "fingerprint": fingerprint,
+                    "autocast": config.resolved_autocast(device),
                 }
                 summaries[stage.name] = summary
                 if not outcome.finished:
