@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import uuid
 from typing import Any
@@ -145,6 +146,7 @@ def worker(
     ),
 ) -> None:
     """Run a Celery worker that serves umiq tasks."""
+    _size_audit_pool(concurrency)
     _configure_logs(loglevel, hostname or "celery@%h")
     if _settings().metrics_port is not None:  # before the first task builds the audit log
         from worker.metrics import serve
@@ -182,6 +184,18 @@ def worker(
     celery_command.params[0].default = celery_app
     code = celery_command.main(args=argv, standalone_mode=False)
     raise typer.Exit(code if isinstance(code, int) else 0)
+
+
+def _size_audit_pool(concurrency: int) -> None:
+    """The audit database's pool as large as the episodes that write to it at once
+    (``UMIQ_DATABASE_POOL_SIZE`` when set wins): with a smaller pool, episodes wait for a
+    connection between their audit writes, and at worst past the pool's timeout."""
+    from worker.settings import get_settings
+
+    if os.environ.get("UMIQ_DATABASE_POOL_SIZE") or get_settings().database_pool_size:
+        return
+    os.environ["UMIQ_DATABASE_POOL_SIZE"] = str(max(5, concurrency))
+    get_settings.cache_clear()
 
 
 def _department_queues(departments: str) -> list[str]:

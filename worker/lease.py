@@ -6,6 +6,13 @@ same task (another thread, another worker, another host) waits for it and then f
 the task's recorded outcome instead of running it again. A worker that dies loses its
 connection, and Postgres lets the lock go with it. On the embedded SQLite database (one
 worker process) the lease is a lock in the process.
+
+The lease connection never comes from the audit engine's pool: a lease is held for the
+whole episode (minutes on a CPU), so leases drawn from the pool would take one pooled
+connection per running episode and leave the episodes' own audit writes waiting for a
+connection (with ``--concurrency`` above the pool's size, until the pool's timeout).
+Each lease opens a connection of its own (``NullPool``: closed when the lease ends), so
+a worker uses at most ``--concurrency`` lease connections beside its audit pool.
 """
 
 from __future__ import annotations
@@ -13,12 +20,14 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 import structlog
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
 
 from worker.errors import AuditError
 
@@ -30,6 +39,23 @@ _POLL_S = 0.5
 
 #: Process-local leases, striped: two task ids that share a stripe take turns.
 _STRIPES = tuple(threading.Lock() for _ in range(256))
+
+
+_LEASE_ENGINES: weakref.WeakKeyDictionary[Engine, Engine] = weakref.WeakKeyDictionary()
+_LEASE_ENGINES_LOCK = threading.Lock()
+
+
+def lease_engine(engine: Engine) -> Engine:
+    """The engine that leases on ``engine``'s database take their connections from: the
+    same database and login, no pool (one connection per lease, closed with it). The
+    lease runs only the advisory-lock functions, which need no grants, so it keeps the
+    login's role rather than the audit engine's ``SET ROLE``."""
+    with _LEASE_ENGINES_LOCK:
+        found = _LEASE_ENGINES.get(engine)
+        if found is None:
+            found = create_engine(engine.url, poolclass=NullPool)
+            _LEASE_ENGINES[engine] = found
+        return found
 
 
 def lock_key(task_id: str) -> int:
@@ -52,7 +78,7 @@ def task_lease(engine: Engine, task_id: str, *, timeout: float = 3600.0) -> Iter
     key = lock_key(task_id)
     started = time.monotonic()
     try:
-        conn = engine.connect()
+        conn = lease_engine(engine).connect()
     except SQLAlchemyError as exc:
         raise AuditError(
             f"cannot take the lease on task {task_id!r}: {type(exc).__name__}"

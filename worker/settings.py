@@ -94,6 +94,12 @@ class Settings(BaseSettings):
     """Postgres role the audit engine takes with ``SET ROLE`` on every new connection
     (e.g. ``umiq_worker``, created by migration 0002); the login user must be a member.
     ``umiq db upgrade`` ignores it: migrations run with the login user's (owner's) rights."""
+    database_pool_size: int | None = Field(default=None, ge=1)
+    """Connections the audit engine keeps open to Postgres (SQLAlchemy's ``pool_size``; up
+    to as many again open beside them when all are busy). Unset: the worker's
+    ``--concurrency`` under ``umiq worker`` (at least 5), SQLAlchemy's 5 elsewhere. Task
+    leases use connections of their own (``worker.lease``), one per running episode, so
+    Postgres' ``max_connections`` must allow twice the concurrency per worker, and more."""
     allow_privileged_login: bool = False
     """Start a worker on Postgres even when its login is a superuser, may become one or may
     change audit steps (``worker.login_gate``); it logs a warning at each start. For

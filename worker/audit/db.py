@@ -60,7 +60,8 @@ def make_engine(url: str, *, role: str | _Default | None = FROM_SETTINGS, **kwar
     connection runs ``SET ROLE <role>`` before anything else, so the engine has only that
     role's grants (``umiq_worker``: SELECT and INSERT on the chain tables, see migration
     0002) whatever the login user may do. ``role=None`` keeps the login user's rights, as
-    migrations need.
+    migrations need. Its pool holds ``UMIQ_DATABASE_POOL_SIZE`` connections (and as many
+    again beside them when all are busy) unless ``kwargs`` choose the pool.
 
     On SQLite, pysqlite's own transaction handling is switched off and every transaction
     begins explicitly: ``BEGIN IMMEDIATE`` for connections with the ``WRITE`` execution
@@ -73,6 +74,12 @@ def make_engine(url: str, *, role: str | _Default | None = FROM_SETTINGS, **kwar
 
         role = get_settings().database_role
     if not is_sqlite(url):
+        if "pool_size" not in kwargs and "poolclass" not in kwargs:
+            from worker.settings import get_settings
+
+            size = get_settings().database_pool_size
+            if size is not None:
+                kwargs.update(pool_size=size, max_overflow=size)
         engine = create_engine(url, pool_pre_ping=True, **kwargs)
         if role:
             _set_role_on_connect(engine, role)
