@@ -121,11 +121,26 @@ def check_database(settings: Settings, timeout: float = 5.0) -> Check:
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
+            limit = None
+            if engine.dialect.name == "postgresql":
+                limit = int(conn.execute(text("SHOW max_connections")).scalar())
     except Exception as exc:
         return Check("database", "fail", f"the database at {shown} does not answer: {_reason(exc)}")
     finally:
         engine.dispose()
-    return Check("database", "ok", f"connected to {shown}", facts={"url": shown})
+    if limit is None:
+        return Check("database", "ok", f"connected to {shown}", facts={"url": shown})
+    # A worker's audit pool (and as many again when busy) plus one lease per episode.
+    pool = settings.database_pool_size
+    facts = {"url": shown, "pool_size": pool, "max_connections": limit}
+    sized = f"audit pool {pool} (+{pool} when busy)" if pool else "audit pool: the worker's"
+    return Check(
+        "database",
+        "ok",
+        f"connected to {shown}; {sized}, plus one lease connection per running episode; "
+        f"server max_connections {limit}",
+        facts=facts,
+    )
 
 
 def check_migrations(settings: Settings, timeout: float = 5.0) -> Check:

@@ -7,6 +7,7 @@ is the same settings pointed at a loopback port where nothing listens.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import uuid
 from collections.abc import Iterator
@@ -82,6 +83,15 @@ def test_a_deployment_on_the_real_services_is_healthy(env: dict[str, str]) -> No
     }
     assert "127.0.0.1:5672" in done.stdout and "guest:***@" in done.stdout
     assert "healthy" in done.stdout
+    # what the worker's connections must fit in: the server's limit, read off the server
+    assert re.search(r"server max_connections \d+", done.stdout), done.stdout
+
+
+def test_the_database_check_names_the_audit_pool(env: dict[str, str]) -> None:
+    """UMIQ_DATABASE_POOL_SIZE shows in the database check beside the server's limit."""
+    done = umiq({**env, "UMIQ_DATABASE_POOL_SIZE": "24"}, "health")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "audit pool 24 (+24 when busy)" in done.stdout, done.stdout
 
 
 def test_a_dead_broker_is_named(env: dict[str, str]) -> None:
