@@ -41,7 +41,7 @@ import structlog
 
 from connectors import ToolCall, ToolResult, ToolSpec
 from policies import AccessRule, Decision, check_claims, check_form
-from worker.agent import grounding, protocol, repeat, replay
+from worker.agent import grounding, named, protocol, repeat, replay
 from worker.agent.calls import AwaitingApproval, Calls, ReplayMismatch
 from worker.agent.guard import Guard
 from worker.agent.result import EpisodeResult, EpisodeStep, Outcome
@@ -269,7 +269,13 @@ class Episode:
         unasked = self.guard.unasked_writes(callable_)
         asked = tuple(t for t in callable_ if t.name not in unasked) or callable_
         grounded = (
-            repeat.without_repeat(grounding.ground(asked, self.turns, self.allowed), self.turns)
+            named.follow(
+                repeat.without_repeat(
+                    grounding.ground(asked, self.turns, self.allowed), self.turns
+                ),
+                callable_,
+                thought,
+            )
             if self.ground_arguments
             else asked
         )

@@ -1,0 +1,45 @@
+"""The caller writes the call the plan names.
+
+In α-UMi the planner decides the next step and the caller writes it down; the planner's
+thought names the tool when it has decided one (most ToolBench thoughts do: 44 of the 59
+caller steps of the reference fixtures; every Acme expert thought before a call ends with
+"I'll use <tool>."). A small caller still picks another tool now and then: teacher-forced
+on the whole Acme dev split, a caller trained on such thoughts wrote the tool its thought
+named for 103 of 111 steps. So when the thought names exactly one of the tools the task
+may call, and that tool is offered at this step, the caller's grammar is that tool alone.
+
+A thought that names no tool, or two, or only one that is not offered (a write the request
+does not ask for, a tool whose id no call has seen yet, a repeat), leaves the grammar as
+it is. Like grounding, this only removes options: it never offers a tool the department,
+the request or the grounding did not.
+
+Pure: no I/O, no torch.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+from connectors import ToolSpec
+
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def named_tools(thought: str, tools: Sequence[ToolSpec]) -> list[str]:
+    """The names of ``tools`` that ``thought`` mentions as whole words, in tool order."""
+    words = set(_WORD.findall(thought))
+    return [tool.name for tool in tools if tool.name in words]
+
+
+def follow(
+    offered: Sequence[ToolSpec], callable_: Sequence[ToolSpec], thought: str
+) -> tuple[ToolSpec, ...]:
+    """``offered`` narrowed to the one tool of ``callable_`` that ``thought`` names, when it
+    names exactly one and it is offered; else ``offered`` unchanged."""
+    names = named_tools(thought, callable_)
+    if len(names) == 1:
+        chosen = tuple(tool for tool in offered if tool.name == names[0])
+        if chosen:
+            return chosen
+    return tuple(offered)
