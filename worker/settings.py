@@ -199,10 +199,14 @@ class Settings(BaseSettings):
     ground_arguments: bool = True
     """Whether the caller's grammar admits, for an id argument (an id-form pattern such as
     ``^INV-\\d{4}$``), only ids the task has seen in its request or in responses
-    (``worker.agent.grounding``), and, when the plan's thought names exactly one tool the
-    task may call and that tool is offered, only that tool (``worker.agent.named``). Off
-    (``UMIQ_GROUND_ARGUMENTS=0``) the schema's pattern and every allowed tool apply: for
-    measuring what grounding does."""
+    (``worker.agent.grounding``). Off (``UMIQ_GROUND_ARGUMENTS=0``) the schema's pattern
+    alone applies: for measuring what grounding does."""
+    follow_named_tool: bool = False
+    """When the planner's thought names exactly one tool the task may call and that tool is
+    offered, the caller's grammar is that tool alone (``worker.agent.named``). For role
+    models whose planner names the tool it means (``I'll use get_invoice.``); off by
+    default because the shipped planner's thoughts name the *previous* call ("get_invoice
+    returned INV-1010. I'll schedule…"), which this would force again."""
 
     world: str | None = DEFAULT_WORLD
     """The back office that evaluation, data building and the demo work on, and whose

@@ -62,7 +62,7 @@ def audit(tmp_path: Path) -> AuditLog:
     return AuditLog.from_url(url)
 
 
-def _episode(audit: AuditLog, model: Scripted, *, ground_arguments: bool = True) -> Any:
+def _episode(audit: AuditLog, model: Scripted, *, follow: bool = True) -> Any:
     def handler(call: ToolCall, key: str) -> ToolResult:
         return ToolResult(ok=True, data={"id": call.arguments.get("invoice_id"), "status": "open"})
 
@@ -74,7 +74,7 @@ def _episode(audit: AuditLog, model: Scripted, *, ground_arguments: bool = True)
         access=AccessRule("finance", tools=("*",), may_write=True),
         audit=audit,
         max_steps=5,
-        ground_arguments=ground_arguments,
+        follow_named_tool=follow,
     )
 
 
@@ -104,8 +104,11 @@ def test_a_plan_that_names_no_tool_offers_every_tool(audit):
     assert names(caller.constraint.tools) == ["get_invoice", "list_payments"]
 
 
-def test_grounding_off_offers_every_tool_whatever_the_plan_names(audit):
+def test_off_by_default_every_tool_is_offered_whatever_the_plan_names(audit):
+    from worker.settings import Settings
+
+    assert Settings().follow_named_tool is False  # the shipped planner names the last call
     model = _script("I'll use get_invoice.")
-    _episode(audit, model, ground_arguments=False).run()
+    _episode(audit, model, follow=False).run()
     caller = next(r for r in model.requests if r.role == "caller")
     assert names(caller.constraint.tools) == ["get_invoice", "list_payments"]

@@ -85,6 +85,7 @@ class Episode:
         guard: Guard | None = None,
         view: PromptView | None = None,
         ground_arguments: bool = True,
+        follow_named_tool: bool = False,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         if agent not in ("multi", "single"):
@@ -100,6 +101,7 @@ class Episode:
         self.view = view if view is not None else PromptView(ALPHA_UMI)
         self.should_stop = should_stop
         self.ground_arguments = ground_arguments
+        self.follow_named_tool = follow_named_tool  # worker.agent.named
         # the request in this task's tokens, as the task row holds it (tokenized once)
         self.query = self.guard.open_request(envelope.query)
         self.turns: list[dict[str, str]] = [{"from": "user", "value": self.query}]
@@ -269,16 +271,12 @@ class Episode:
         unasked = self.guard.unasked_writes(callable_)
         asked = tuple(t for t in callable_ if t.name not in unasked) or callable_
         grounded = (
-            named.follow(
-                repeat.without_repeat(
-                    grounding.ground(asked, self.turns, self.allowed), self.turns
-                ),
-                callable_,
-                thought,
-            )
+            repeat.without_repeat(grounding.ground(asked, self.turns, self.allowed), self.turns)
             if self.ground_arguments
             else asked
         )
+        if self.follow_named_tool:
+            grounded = named.follow(grounded, callable_, thought)
         text = self._generate(
             "caller",
             self.view.caller(self.docs, self.turns, thought),

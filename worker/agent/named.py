@@ -6,7 +6,9 @@ caller steps of the reference fixtures; every Acme expert thought before a call 
 "I'll use <tool>."). A small caller still picks another tool now and then: teacher-forced
 on the whole Acme dev split, a caller trained on such thoughts wrote the tool its thought
 named for 103 of 111 steps. So when the thought names exactly one of the tools the task
-may call, and that tool is offered at this step, the caller's grammar is that tool alone.
+may call, and that tool is offered at this step, the caller's grammar is that tool alone
+(``UMIQ_FOLLOW_NAMED_TOOL=1``; off by default: the shipped planner's recaps name the
+previous call, see ``Settings.follow_named_tool``).
 
 A thought that names no tool, or two, or only one that is not offered (a write the request
 does not ask for, a tool whose id no call has seen yet, a repeat), leaves the grammar as
