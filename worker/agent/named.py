@@ -2,13 +2,13 @@
 
 In α-UMi the planner decides the next step and the caller writes it down; the planner's
 thought names the tool when it has decided one (most ToolBench thoughts do: 44 of the 59
-caller steps of the reference fixtures; every Acme expert thought before a call ends with
-"I'll use <tool>."). A small caller still picks another tool now and then: teacher-forced
-on the whole Acme dev split, a caller trained on such thoughts wrote the tool its thought
-named for 103 of 111 steps. So when the thought names exactly one of the tools the task
-may call, and that tool is offered at this step, the caller's grammar is that tool alone
-(``UMIQ_FOLLOW_NAMED_TOOL=1``; off by default: the shipped planner's recaps name the
-previous call, see ``Settings.follow_named_tool``).
+caller steps of the reference fixtures). A small caller still picks another tool now and
+then: teacher-forced on the whole Acme dev split, a caller trained on thoughts that end
+with "I'll use <tool>." (experiment v9, expert commit 131680b, docs/results) wrote the
+named tool for 103 of 111 steps. So when the thought names exactly one of the tools the
+task may call, and that tool is offered at this step, the caller's grammar is that tool
+alone (``UMIQ_FOLLOW_NAMED_TOOL=1``; off by default: the shipped planner's recaps name
+the previous call, see ``Settings.follow_named_tool``).
 
 A thought that names no tool, or two, or only one that is not offered (a write the request
 does not ask for, a tool whose id no call has seen yet, a repeat), leaves the grammar as
