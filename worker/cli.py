@@ -192,7 +192,7 @@ def _size_audit_pool(concurrency: int) -> None:
     connection between their audit writes, and at worst past the pool's timeout."""
     from worker.settings import get_settings
 
-    if os.environ.get("UMIQ_DATABASE_POOL_SIZE") or get_settings().database_pool_size:
+    if get_settings().database_pool_size is not None:
         return
     os.environ["UMIQ_DATABASE_POOL_SIZE"] = str(max(5, concurrency))
     get_settings.cache_clear()

@@ -133,7 +133,11 @@ def check_database(settings: Settings, timeout: float = 5.0) -> Check:
     # A worker's audit pool (and as many again when busy) plus one lease per episode.
     pool = settings.database_pool_size
     facts = {"url": shown, "pool_size": pool, "max_connections": limit}
-    sized = f"audit pool {pool} (+{pool} when busy)" if pool else "audit pool: the worker's"
+    sized = (
+        f"audit pool {pool} (+{pool} when busy)"
+        if pool
+        else "audit pool sized to the worker's --concurrency"
+    )
     return Check(
         "database",
         "ok",

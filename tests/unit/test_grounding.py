@@ -201,7 +201,10 @@ def audit(tmp_path: Path) -> AuditLog:
     return AuditLog.from_url(url)
 
 
-def _episode(audit: AuditLog, model: Scripted, *, ground_arguments: bool = True) -> Any:
+def _episode(audit: AuditLog, model: Scripted, **options: Any) -> Any:
+    """An episode of "Is inv 1008 open?" (task ``t-g``) on get_invoice and list_payments;
+    ``options`` go to ``Episode`` (``ground_arguments``, ``follow_named_tool``)."""
+
     def handler(call: ToolCall, key: str) -> ToolResult:
         return ToolResult(ok=True, data={"id": call.arguments.get("invoice_id"), "status": "open"})
 
@@ -213,7 +216,7 @@ def _episode(audit: AuditLog, model: Scripted, *, ground_arguments: bool = True)
         access=AccessRule("finance", tools=("*",), may_write=True),
         audit=audit,
         max_steps=5,
-        ground_arguments=ground_arguments,
+        **options,
     )
 
 

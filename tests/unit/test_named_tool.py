@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
-
 import pytest
 
-from connectors import ToolCall, ToolResult
-from connectors.testing import FunctionConnector
-from policies import AccessRule
 from tests.support.scripted import RoleScripts as Scripted
-from tests.unit.test_grounding import GET_INVOICE, LIST_PAYMENTS, PAY
-from worker.agent.episode import Episode
+from tests.unit import test_grounding
+from tests.unit.test_grounding import GET_INVOICE, LIST_PAYMENTS, PAY, _episode
 from worker.agent.named import follow, named_tools
-from worker.audit import AuditLog, ensure_schema
-from worker.envelope import Envelope
-from worker.toolbox import Toolbox
 
 TOOLS = (GET_INVOICE, LIST_PAYMENTS, PAY)
+audit = test_grounding.audit  # the grounding tests' fixture: an embedded audit log
 
 
 def names(tools) -> list[str]:
@@ -55,29 +47,6 @@ def test_a_named_tool_that_is_not_offered_widens_nothing() -> None:
     assert named_tools("use schedule_payment", TOOLS) == ["schedule_payment"]
 
 
-@pytest.fixture
-def audit(tmp_path: Path) -> AuditLog:
-    url = f"sqlite:///{tmp_path / 'audit.sqlite'}"
-    ensure_schema(url)
-    return AuditLog.from_url(url)
-
-
-def _episode(audit: AuditLog, model: Scripted, *, follow: bool = True) -> Any:
-    def handler(call: ToolCall, key: str) -> ToolResult:
-        return ToolResult(ok=True, data={"id": call.arguments.get("invoice_id"), "status": "open"})
-
-    env = Envelope(task_id="t-n", department="finance", query="Is INV-1008 open?", requested_by="a")
-    return Episode(
-        env,
-        model=model,
-        toolbox=Toolbox([FunctionConnector("erp", [GET_INVOICE, LIST_PAYMENTS], handler)]),
-        access=AccessRule("finance", tools=("*",), may_write=True),
-        audit=audit,
-        max_steps=5,
-        follow_named_tool=follow,
-    )
-
-
 def _script(thought: str) -> Scripted:
     return Scripted(
         planner=[thought + "\n Next: caller.", "Open.\n Next: conclusion."],
@@ -88,18 +57,18 @@ def _script(thought: str) -> Scripted:
 
 def test_the_episode_offers_the_caller_only_the_tool_its_plan_names_and_audits_it(audit):
     model = _script("I need the invoice. I'll use get_invoice.")
-    assert _episode(audit, model).run().outcome == "answered"
+    assert _episode(audit, model, follow_named_tool=True).run().outcome == "answered"
     caller = next(r for r in model.requests if r.role == "caller")
     assert caller.constraint is not None
     assert names(caller.constraint.tools) == ["get_invoice"]
-    step = next(s for s in audit.steps("t-n") if s.kind == "caller")
+    step = next(s for s in audit.steps("t-g") if s.kind == "caller")
     assert step.details["not_offered"] == ["list_payments"]
     assert audit.verify().ok
 
 
 def test_a_plan_that_names_no_tool_offers_every_tool(audit):
     model = _script("I need the invoice.")
-    _episode(audit, model).run()
+    _episode(audit, model, follow_named_tool=True).run()
     caller = next(r for r in model.requests if r.role == "caller")
     assert names(caller.constraint.tools) == ["get_invoice", "list_payments"]
 
@@ -109,6 +78,6 @@ def test_off_by_default_every_tool_is_offered_whatever_the_plan_names(audit):
 
     assert Settings().follow_named_tool is False  # the shipped planner names the last call
     model = _script("I'll use get_invoice.")
-    _episode(audit, model, follow=False).run()
+    _episode(audit, model, follow_named_tool=False).run()
     caller = next(r for r in model.requests if r.role == "caller")
     assert names(caller.constraint.tools) == ["get_invoice", "list_payments"]
