@@ -316,14 +316,15 @@ def test_an_exact_repeat_of_the_last_call_is_not_made_and_the_planner_is_asked_a
     assert len(connector.calls) == 1
     assert result.outcome == "answered" and result.answer == "INV-1 is open."
     planner_prompts = [r.prompt for r in model.requests if r.role == "planner"]
-    assert "not run: this exact call was just made" in planner_prompts[2]
+    assert "not run: this exact call was already made" in planner_prompts[2]
     repeats = [s for s in audit.steps("t-1") if s.details.get("policy") == "repeat"]
     assert len(repeats) == 2
     assert audit.verify().ok
 
 
-def test_the_same_call_after_other_calls_is_made(audit: AuditLog) -> None:
-    """Only an exact repeat of the last call is refused; asking again later is allowed."""
+def test_a_read_already_answered_is_not_made_again_after_other_reads(audit: AuditLog) -> None:
+    """Not only the last call: a read whose response the history holds, with no write
+    since, is refused (a planner alternating two reads never gets a third answer)."""
     first = 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'
     other = 'Action: get_invoice\nAction Input: {"invoice_id": "INV-2"}'
     model = Scripted(
@@ -338,7 +339,31 @@ def test_the_same_call_after_other_calls_is_made(audit: AuditLog) -> None:
     )
     connector = erp()
     run(model, connector, audit)
-    assert len(connector.calls) == 3
+    assert [c.arguments["invoice_id"] for c, _ in connector.calls] == ["INV-1", "INV-2"]
+    refused = [s for s in audit.steps("t-1") if s.details.get("policy") == "repeat"]
+    assert len(refused) == 1 and "already succeeded" in refused[0].details["reasons"][0]
+
+
+def test_a_read_after_a_write_is_made_and_the_write_is_never_repeated(audit: AuditLog) -> None:
+    """A write may change what a read returns, so the read is made again; the write
+    itself went through and is refused whenever it comes again."""
+    read = 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1"}'
+    pay = 'Action: schedule_payment\nAction Input: {"invoice_id": "INV-1", "amount": 5}'
+    model = Scripted(
+        planner=["a\n Next: caller."] * 4 + ["done\n Next: conclusion."],
+        caller=[read, pay, read, pay],
+        summarizer=["INV-1 is scheduled."],
+    )
+    connector = erp()
+    result = run(model, connector, audit, max_steps=6)
+    assert [c.tool for c, _ in connector.calls] == [
+        "get_invoice",
+        "schedule_payment",
+        "get_invoice",
+    ]
+    refused = [s for s in audit.steps("t-1") if s.details.get("policy") == "repeat"]
+    assert [s.details["tool"] for s in refused] == ["schedule_payment"]
+    assert result.outcome == "answered"
 
 
 def test_the_request_is_tokenized_once_by_the_guard(audit: AuditLog) -> None:

@@ -7,7 +7,14 @@ import json
 
 from connectors import ToolSpec
 from worker.agent.grounding import ground
-from worker.agent.repeat import NOT_RUN, for_summarizer, only_call, without_repeat
+from worker.agent.repeat import (
+    NOT_RUN,
+    for_summarizer,
+    only_call,
+    repeated_call,
+    standing_calls,
+    without_repeat,
+)
 
 LR = {"type": "string", "pattern": r"^LR-\d{4}$"}
 GET = ToolSpec(
@@ -64,7 +71,7 @@ def test_the_caller_is_not_offered_the_call_it_just_made() -> None:
 
 
 def test_the_summarizer_reads_the_history_without_refused_repeats() -> None:
-    refused = observed(error=f"{NOT_RUN} this exact call was just made; its response is above")
+    refused = observed(error=f"{NOT_RUN} this exact call was already made; its response is above")
     history = [
         *HISTORY,
         {"from": "assistant", "value": "Again.\n Next: caller."},
@@ -76,3 +83,40 @@ def test_the_summarizer_reads_the_history_without_refused_repeats() -> None:
     assert shown == [*HISTORY, history[-1]]
     assert all(NOT_RUN not in t["value"] for t in shown)
     assert for_summarizer(HISTORY) == HISTORY  # nothing refused: unchanged
+
+
+def test_calls_stand_until_a_write_and_writes_stand_for_good() -> None:
+    """What the guard refuses: any earlier successful read with no write since, and any
+    successful write; a failed or refused call stands for nothing."""
+    writes = {"approve_leave_request"}
+    approve = call("approve_leave_request", request_id="LR-0008")
+    history = [
+        *HISTORY,
+        call("get_leave_request", request_id="LR-0009"),
+        observed({"id": "LR-0009"}),
+    ]
+    assert [c.arguments for c in standing_calls(history, writes)] == [
+        {"request_id": "LR-0008"},
+        {"request_id": "LR-0009"},
+    ]
+    assert repeated_call(history, HISTORY[2]["value"], writes) is not None  # not the last
+    after_write = [*history, approve, observed({"id": "LR-0008", "status": "approved"})]
+    assert [c.tool for c in standing_calls(after_write, writes)] == ["approve_leave_request"]
+    assert repeated_call(after_write, HISTORY[2]["value"], writes) is None  # may have changed
+    assert repeated_call(after_write, approve["value"], writes) is not None
+    failed = [*HISTORY[:3], observed(error="LR-0008 not found")]
+    assert standing_calls(failed, writes) == []
+    refused = [*HISTORY, HISTORY[2], observed(error=f"{NOT_RUN} the same call again")]
+    assert len(standing_calls(refused, writes)) == 1
+    # Without knowing the writes, every call reads as a read.
+    assert len(standing_calls(after_write)) == 3
+
+
+def test_the_caller_is_not_offered_an_earlier_read_it_would_repeat() -> None:
+    history = [
+        *HISTORY,
+        call("approve_leave_request", request_id="LR-0009"),
+        observed(error="LR-0009 not found"),
+    ]
+    offered = without_repeat(ground([GET, APPROVE], history), history, {APPROVE.name})
+    assert "get_leave_request" not in [t.name for t in offered]

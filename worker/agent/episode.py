@@ -23,8 +23,8 @@ Shutdown: when ``should_stop`` says so (the worker is shutting down, ``worker.sh
 the episode stops before its next model step: a ``shutdown`` policy step records where,
 and ``Checkpointed`` goes up for the task to go back to the queue and resume by replay.
 
-Repeats: a call that repeats the task's last successful call is not made
-(``worker.agent.repeat``).
+Repeats: a call whose answer the history already holds (the same successful call, with
+no write since for a read) is not made (``worker.agent.repeat``).
 
 Claims: an answer that states a change (*scheduled*, *paid*, *sent*, …) no successful
 call of the task made or read is not delivered as done: the ``claims`` policy step
@@ -113,6 +113,7 @@ class Episode:
         )
         self.allowed: list[ToolSpec] = self.guard.allowed_tools(toolbox.specs())
         self.docs = [spec.alpha_umi_doc() for spec in self.allowed]
+        self.writes = {spec.name for spec in self.allowed if spec.effect == "write"}
 
     # -- start and resume ---------------------------------------------------------
 
@@ -271,7 +272,9 @@ class Episode:
         unasked = self.guard.unasked_writes(callable_)
         asked = tuple(t for t in callable_ if t.name not in unasked) or callable_
         grounded = (
-            repeat.without_repeat(grounding.ground(asked, self.turns, self.allowed), self.turns)
+            repeat.without_repeat(
+                grounding.ground(asked, self.turns, self.allowed), self.turns, self.writes
+            )
             if self.ground_arguments
             else asked
         )
@@ -282,7 +285,7 @@ class Episode:
             self.view.caller(self.docs, self.turns, thought),
             constraint=CallerConstraint(grounded),
         )
-        repeated = repeat.repeated_call(self.turns, text)
+        repeated = repeat.repeated_call(self.turns, text, self.writes)
         if repeated is not None:
             return self._refuse_repeat(text, repeated)
         extra = grounding.audit_details(grounded, callable_)
@@ -410,8 +413,7 @@ class Episode:
 
     def _conclude(self, answer: str, reason: str) -> EpisodeResult:
         """``answered``, unless the answer states a change the task's calls do not back."""
-        writes = {spec.name for spec in self.allowed if spec.effect == "write"}
-        done, seen = claims_evidence(self.turns, writes)
+        done, seen = claims_evidence(self.turns, self.writes)
         decision = check_claims(answer, writes=done, responses=seen)
         if decision.allowed and not (form := check_form(answer)).allowed:
             decision = form

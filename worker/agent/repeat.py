@@ -1,15 +1,25 @@
-"""The repeat guard: a call that repeats the task's last successful call is not made.
+"""The repeat guard: a call whose answer the history already holds is not made again.
 
-Its response is already in the history. The first time, the planner is asked again with
-the refusal as the observation (a small planner that missed the answer reads it there);
-a second repeat in the same task hands the history to the summarizer, since everything a
-repeated read could return is already there. What the guard decides and the texts it
-writes into the history are here; the episode records them as steps.
+A call repeats when the same call (same tool, same arguments) already succeeded in this
+task and what it said still stands: a read with no successful write since (the systems
+have not changed under it, so its response above is what it would return), or a write
+at all (it went through; doing it twice is never what a request asks). Measured: a
+repeat of the *last* call was the commonest failure (19 of 54 on the Acme test split);
+once that was refused, a planner trained on fewer samples alternated two reads
+(``get_invoice``, ``get_vendor``, ``get_invoice``, …) to the step limit and named a
+write again right after it went through (v9, docs/results). A read after a write is
+not a repeat: it may read what the write changed.
+
+The first time, the planner is asked again with the refusal as the observation (a small
+planner that missed the answer reads it there); a second repeat in the same task hands
+the history to the summarizer, since everything a repeated call could return is already
+there. What the guard decides and the texts it writes into the history are here; the
+episode records them as steps.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from connectors import ToolResult, ToolSpec
@@ -23,41 +33,53 @@ FORCED_THOUGHT = "The answer is already in the history.\n " + protocol.CONCLUSIO
 """The plan the loop writes for the planner after a second repeat."""
 
 
-def repeated_call(turns: Sequence[dict[str, str]], text: str) -> protocol.CallerOutput | None:
-    """The call ``text`` names when it is exactly the task's last call (same tool, same
-    arguments) and that call succeeded: its response is already in the history."""
-    last = _last_call(turns)
-    if last is None:
-        return None
+def standing_calls(
+    turns: Sequence[dict[str, str]], writes: Collection[str] = ()
+) -> list[protocol.CallSeen]:
+    """The task's successful calls whose answer still stands (see the module): every
+    successful write, and the successful reads since the last successful write. Calls
+    the guard refused are no calls; a call whose arguments did not parse stands for
+    nothing. ``writes`` names the tools that change a system."""
+    standing: list[protocol.CallSeen] = []
+    for seen in protocol.calls_seen(turns):
+        if (seen.error or "").startswith(NOT_RUN) or not seen.ok or seen.arguments is None:
+            continue
+        if seen.tool in writes:
+            standing = [c for c in standing if c.tool in writes]  # reads may be stale now
+        standing.append(seen)
+    return standing
+
+
+def repeated_call(
+    turns: Sequence[dict[str, str]], text: str, writes: Collection[str] = ()
+) -> protocol.CallerOutput | None:
+    """The call ``text`` names when the history already holds its answer: the same tool
+    with the same arguments as a call that still stands (:func:`standing_calls`)."""
     try:
         call = protocol.parse_caller(text)
     except ProtocolError:
         return None
-    same = call.tool == last.tool and dict(call.arguments) == dict(last.arguments)
-    return call if same else None
+    for seen in standing_calls(turns, writes):
+        if call.tool == seen.tool and dict(call.arguments) == dict(seen.arguments or {}):
+            return call
+    return None
 
 
 def refusal(call: protocol.CallerOutput) -> str:
     """Why the guard did not run ``call`` (the ``repeat`` policy step's reason)."""
-    return f"{call.tool} with these arguments was the last call and succeeded; not run again"
+    return (
+        f"{call.tool} with these arguments already succeeded in this task and its answer "
+        "still stands; not run again"
+    )
 
 
 def observation(repeats: int) -> ToolResult:
     """What the history shows for the task's ``repeats``-th refused repeat."""
     if repeats == 1:
         return ToolResult(
-            ok=False, error=f"{NOT_RUN} this exact call was just made; its response is above"
+            ok=False, error=f"{NOT_RUN} this exact call was already made; its response is above"
         )
     return ToolResult(ok=False, error=f"{NOT_RUN} the same call again")
-
-
-def _last_call(turns: Sequence[dict[str, str]]) -> protocol.CallSeen | None:
-    """The task's last call that ran (not a refused repeat), when it succeeded with
-    arguments that parsed; its response is the history's latest news."""
-    seen = [c for c in protocol.calls_seen(turns) if not (c.error or "").startswith(NOT_RUN)]
-    if not seen or not seen[-1].ok or seen[-1].arguments is None:
-        return None
-    return seen[-1]
 
 
 def only_call(tool: ToolSpec) -> dict[str, Any] | None:
@@ -76,18 +98,23 @@ def only_call(tool: ToolSpec) -> dict[str, Any] | None:
 
 
 def without_repeat(
-    tools: Sequence[ToolSpec], turns: Sequence[dict[str, str]]
+    tools: Sequence[ToolSpec], turns: Sequence[dict[str, str]], writes: Collection[str] = ()
 ) -> tuple[ToolSpec, ...]:
-    """``tools`` less the one whose only admitted call is the task's last successful call:
-    the caller is not offered a call the guard would refuse (``get_leave_request(LR-0008)``
-    right after it answered, when the plan is to approve LR-0008). Measured: a repeat of
-    the last call was the commonest failure (19 of 54 on the Acme test split), the
-    caller copying the call above instead of making the next one. All stay when none
-    would be left."""
-    last = _last_call(turns)
-    if last is None:
+    """``tools`` less those whose only admitted call repeats a call that still stands
+    (:func:`standing_calls`): the caller is not offered a call the guard would refuse
+    (``get_leave_request(LR-0008)`` right after it answered, when the plan is to approve
+    LR-0008). All stay when none would be left."""
+    standing = standing_calls(turns, writes)
+    if not standing:
         return tuple(tools)
-    kept = [t for t in tools if not (t.name == last.tool and only_call(t) == dict(last.arguments))]
+
+    def repeats(tool: ToolSpec) -> bool:
+        call = only_call(tool)
+        return call is not None and any(
+            tool.name == seen.tool and call == dict(seen.arguments or {}) for seen in standing
+        )
+
+    kept = [t for t in tools if not repeats(t)]
     return tuple(kept or tools)
 
 
@@ -96,7 +123,7 @@ def for_summarizer(turns: Sequence[dict[str, str]]) -> list[dict[str, str]]:
     its "not run" observation and the plan that asked for it). Nothing they hold is news
     (the refused call's response is the observation before), and the summarizer was
     trained on histories that end in real observations: shown "not run", a 135M
-    summarizer answered "LR-0007 is not run: it was just made"."""
+    summarizer answered "LR-0007 is not run: it was just made" (earlier wording)."""
     out: list[dict[str, str]] = []
     for turn in turns:
         refused = turn.get("from") == "observation" and _is_refusal(turn["value"])
