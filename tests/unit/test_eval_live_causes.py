@@ -229,6 +229,23 @@ def test_right_calls_and_a_wrong_answer_is_a_wrong_answer() -> None:
     assert "'open'" in diagnosis.detail
 
 
+def test_a_refused_repeat_is_no_policy_refusal() -> None:
+    """The repeat guard refusing the agent's own repeat is not what failed the task: the
+    answer after it is judged (a real policy's refusal still wins)."""
+    steps = [
+        *call_steps("get_invoice", invoice_id="INV-1004"),
+        planner(),
+        caller("get_invoice", invoice_id="INV-1004"),
+        policy(False, name="repeat"),
+        observed(ok=False),
+        *ending("answered"),
+    ]
+    reasons = ["the answer does not state 'open'"]
+    assert diagnose("answered", steps, answer_reasons=reasons) == "wrong answer"
+    denied = [*steps[:-2], policy(False, name="access"), *steps[-2:]]
+    assert diagnose("answered", denied, answer_reasons=reasons) == "policy refusal"
+
+
 def test_right_calls_and_a_wrong_state_is_a_wrong_argument() -> None:
     """Every expert call made, yet the records differ: the writes carried other contents."""
     steps = [

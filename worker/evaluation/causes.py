@@ -8,9 +8,10 @@ first that applies wins):
 2. ``step limit``: the episode was cut at ``max_steps`` (outcome ``step_limit``). What
    the agent would have done with more steps is unknown, so no finer cause is claimed.
 3. ``policy refusal``: a policy step with ``allowed=false`` (access, approval, kill
-   switch; not a schema check, see below, nor the ``claims`` check of the answer), or
-   an episode the policies ended (``refused``, ``awaiting_approval``). The rest of the
-   episode follows from it.
+   switch; not a schema check, see below, nor the ``claims`` check of the answer, nor
+   the repeat guard: a refused repeat is a call not made, and what went wrong is in the
+   calls and the answer around it), or an episode the policies ended (``refused``,
+   ``awaiting_approval``). The rest of the episode follows from it.
 4. ``wrong tool`` / ``wrong argument`` / ``wrong plan`` on the calls: the agent's calls
    are walked in order against the expert's (the world's ``solve``, ``worker.world``); the
    first call that matches no expert call still to make is the divergence: its tool is
@@ -164,14 +165,15 @@ def expert_calls(trajectory: Mapping[str, Any]) -> list[Call]:
 
 def policy_denials(steps: Iterable[Any]) -> list[Mapping[str, Any]]:
     """The details of policy steps that refused a call (schema checks aside; the
-    ``claims`` check judges an answer, not a call)."""
+    ``claims`` check judges an answer, not a call; the repeat guard refuses the agent's
+    own loop, not a call a policy forbids)."""
     events = [_event(step) for step in steps]
     return [
         event.to_details()
         for event in events
         if isinstance(event, PolicyDetails)
         and event.allowed is False
-        and event.policy not in ("schema", "claims")
+        and event.policy not in ("schema", "claims", "repeat")
     ]
 
 
