@@ -1,0 +1,118 @@
+"""What the summarizer answers on the expert's own histories, judged as live tasks are.
+
+    python bench/summarizer_answers.py --data .umiq/data/acme/dev.json \
+        --adapter worker/models/shipped/acme-demo/summarizer [--threads 2] [--limit N]
+
+For every trajectory of a data split that ends in an answer, the summarizer gets the
+prompt serving would send after the expert's calls (the conclusion sample of
+``role_samples``: the same function builds training and serving prompts), greedy, with
+the settings' token limit. Each answer is then read as a live task's answer is:
+
+- ``facts``: the task's checker (``examples.acme.tasks.checkers.answer_reasons``) finds
+  the expected facts and none of the forbidden ones;
+- ``held``: the ``claims`` policy would hold it (a change no call of the history made, or
+  a degenerate text: ``policies.check_claims``, ``check_form``);
+- ``passed``: both right; the expert's own answer is checked the same way (it must pass).
+
+The calls are the expert's, so this isolates the summarizer: a live failure whose cause
+is ``wrong answer`` after the right calls is one of these. Prints each failure with its
+reasons, the counts, and the counts by family. The tasks come from the data build's
+``tasks_<split>.json`` beside ``--data``, in the trajectories' order (a trajectory's
+instruction is the model's view of the task's: personal data as tokens).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+def judge(expected: dict, answer: str, history: list[dict], writes: set[str]) -> list[str]:
+    """Why ``answer`` would fail its task after ``history`` (empty: it passes)."""
+    from examples.acme.tasks.checkers import answer_reasons
+    from policies import check_claims, check_form
+    from worker.agent.episode import claims_evidence
+
+    reasons = list(answer_reasons(expected, answer))
+    done, seen = claims_evidence(history, writes)
+    for decision in (check_claims(answer, writes=done, responses=seen), check_form(answer)):
+        if not decision.allowed:
+            reasons += [f"held: {r}" for r in decision.reasons]
+    return reasons
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="trajectories (a data build's split)")
+    parser.add_argument("--adapter", required=True, help="the summarizer's LoRA adapter dir")
+    parser.add_argument("--base", default="smollm2-135m-instruct", help="model-store name")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--limit", type=int, default=0, help="first N answers (0: all)")
+    parser.add_argument("--out", help="write every answer and its reasons here (JSON)")
+    args = parser.parse_args()
+
+    import torch
+
+    from worker.agent.roles import GenerationRequest
+    from worker.data.samples import load_trajectories, role_samples
+    from worker.models import resolve_base
+    from worker.models.backend import HFRoleModel
+    from worker.settings import get_settings
+
+    torch.set_num_threads(args.threads)
+    settings = get_settings().model_copy(update={"base_model": args.base})
+    data = Path(args.data)
+    tasks_file = data.with_name(f"tasks_{data.stem}.json")
+    tasks = json.loads(tasks_file.read_text())  # in the trajectories' order
+    model = HFRoleModel(resolve_base(settings), adapters={"summarizer": Path(args.adapter)})
+
+    trajectories = load_trajectories(data)
+    if len(trajectories) != len(tasks):
+        raise SystemExit(
+            f"{tasks_file} holds {len(tasks)} tasks for {len(trajectories)} trajectories"
+        )
+    cases = []
+    for task, trajectory in zip(tasks, trajectories, strict=True):
+        for sample in role_samples(trajectory)["summarizer"]:
+            cases.append((task, sample))
+    cases = cases[: args.limit or None]
+    print(f"{len(cases)} answers in {data}", flush=True)
+
+    counts: Counter[str] = Counter()
+    by_family: dict[str, Counter[str]] = {}
+    rows = []
+    started = time.monotonic()
+    for k, (task, sample) in enumerate(cases):
+        request = GenerationRequest(
+            role="summarizer", prompt=sample["input"], max_new_tokens=settings.max_new_tokens
+        )
+        answer = model.generate([request])[0].text.strip()
+        # The history's calls are the expert's: every one it made backs what it did
+        # (the data has no tool effects; a read backs no claim of a change anyway).
+        writes = {tool["Name"] for tool in sample["tools"]}
+        reasons = judge(task["expected"], answer, sample["history"], writes)
+        expert = judge(task["expected"], sample["target"], sample["history"], writes)
+        family = by_family.setdefault(task["family"], Counter())
+        for counter in (counts, family):
+            counter["answers"] += 1
+            counter["passed"] += not reasons
+            counter["held"] += any(r.startswith("held:") for r in reasons)
+            counter["expert passed"] += not expert
+        rows.append({"uid": task["uid"], "answer": answer, "reasons": reasons, "expert": expert})
+        if reasons:
+            print(f"{k} {task['uid']}: {answer!r}\n    " + "; ".join(reasons), flush=True)
+    print(json.dumps(dict(counts)), f"{time.monotonic() - started:.0f} s", flush=True)
+    for name, family in sorted(by_family.items()):
+        print(f"  {name}: {family['passed']}/{family['answers']}")
+    if args.out:
+        Path(args.out).write_text(json.dumps({"counts": counts, "answers": rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
