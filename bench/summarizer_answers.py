@@ -17,20 +17,49 @@ the settings' token limit. Each answer is then read as a live task's answer is:
 The calls are the expert's, so this isolates the summarizer: a live failure whose cause
 is ``wrong answer`` after the right calls is one of these. Prints each failure with its
 reasons, the counts, and the counts by family. The tasks come from the data build's
-``tasks_<split>.json`` beside ``--data``, in the trajectories' order (a trajectory's
-instruction is the model's view of the task's: personal data as tokens).
+``tasks_<split>.json`` beside ``--data``, in the trajectories' order.
+
+The model answers in the task's tokens (``<NAME_1>``); live, the requester and the
+checker read the raw values (``worker.agent.guard.reveal``). Here the token map is read
+off the same split built with ``--raw`` (``umiq data build --raw``, same seed and
+sizes; ``--raw-data``): each token of a turn is the text the raw turn holds in its
+place.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import time
 from collections import Counter
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+TOKEN = re.compile(r"<[A-Z][A-Z_]*_\d+>")
+
+
+def token_map(view: list[dict], raw: list[dict]) -> dict[str, str]:
+    """The raw text of each token of ``view``'s turns, aligned with ``raw``'s."""
+    found: dict[str, str] = {}
+    for seen, original in zip(view, raw, strict=True):
+        text = seen["value"]
+        tokens = TOKEN.findall(text)
+        if not tokens:
+            continue
+        parts = TOKEN.split(text)
+        pattern = "(.+?)".join(re.escape(part) for part in parts)
+        match = re.fullmatch(pattern, original["value"], re.DOTALL)
+        if match is not None:
+            found.update(zip(tokens, match.groups(), strict=True))
+    return found
+
+
+def reveal(text: str, tokens: dict[str, str]) -> str:
+    return TOKEN.sub(lambda m: tokens.get(m.group(0), m.group(0)), text)
 
 
 def judge(expected: dict, answer: str, history: list[dict], writes: set[str]) -> list[str]:
@@ -53,6 +82,9 @@ def main() -> None:
     parser.add_argument("--adapter", required=True, help="the summarizer's LoRA adapter dir")
     parser.add_argument("--base", default="smollm2-135m-instruct", help="model-store name")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--raw-data", required=True, help="the same split built with --raw (the token map)"
+    )
     parser.add_argument("--limit", type=int, default=0, help="first N answers (0: all)")
     parser.add_argument("--out", help="write every answer and its reasons here (JSON)")
     args = parser.parse_args()
@@ -73,14 +105,16 @@ def main() -> None:
     model = HFRoleModel(resolve_base(settings), adapters={"summarizer": Path(args.adapter)})
 
     trajectories = load_trajectories(data)
-    if len(trajectories) != len(tasks):
+    raws = load_trajectories(args.raw_data)
+    if not len(trajectories) == len(raws) == len(tasks):
         raise SystemExit(
-            f"{tasks_file} holds {len(tasks)} tasks for {len(trajectories)} trajectories"
+            f"{len(tasks)} tasks, {len(trajectories)} trajectories and {len(raws)} raw ones"
         )
     cases = []
-    for task, trajectory in zip(tasks, trajectories, strict=True):
+    for task, trajectory, raw in zip(tasks, trajectories, raws, strict=True):
+        tokens = token_map(trajectory["conversations"], raw["conversations"])
         for sample in role_samples(trajectory)["summarizer"]:
-            cases.append((task, sample))
+            cases.append((task, sample, tokens))
     cases = cases[: args.limit or None]
     print(f"{len(cases)} answers in {data}", flush=True)
 
@@ -88,16 +122,18 @@ def main() -> None:
     by_family: dict[str, Counter[str]] = {}
     rows = []
     started = time.monotonic()
-    for k, (task, sample) in enumerate(cases):
+    for k, (task, sample, tokens) in enumerate(cases):
         request = GenerationRequest(
             role="summarizer", prompt=sample["input"], max_new_tokens=settings.max_new_tokens
         )
-        answer = model.generate([request])[0].text.strip()
+        answer = reveal(model.generate([request])[0].text.strip(), tokens)
         # The history's calls are the expert's: every one it made backs what it did
         # (the data has no tool effects; a read backs no claim of a change anyway).
         writes = {tool["Name"] for tool in sample["tools"]}
         reasons = judge(task["expected"], answer, sample["history"], writes)
-        expert = judge(task["expected"], sample["target"], sample["history"], writes)
+        expert = judge(
+            task["expected"], reveal(sample["target"], tokens), sample["history"], writes
+        )
         family = by_family.setdefault(task["family"], Counter())
         for counter in (counts, family):
             counter["answers"] += 1

@@ -304,3 +304,39 @@ def test_yes_and_no_may_be_said_without_the_word() -> None:
     unpaid = {"outcome": "answer", "facts": ["no", "INV-1005"], "forbid": []}
     assert not answer_reasons(unpaid, "INV-1005 has not been paid yet.")
     assert answer_reasons(unpaid, "INV-1005 was paid in full.")
+
+
+def test_absence_may_be_said_in_other_words() -> None:
+    """A fact that says something is absent ("none", "nothing", "no open invoices", "not")
+    is met by other words for the same absence; a bare "No," is no absence, and facts that
+    name a record or a value are still required word for word."""
+    from examples.acme.tasks.checkers import answer_reasons
+
+    def passes(facts: list[str], answer: str) -> bool:
+        return not answer_reasons({"outcome": "answer", "facts": facts, "forbid": []}, answer)
+
+    assert passes(["V-0078", "no open invoices"], "There is no open invoice for V-0078.")
+    assert passes(["V-0078", "no open invoices"], "V-0078 has zero open invoices.")
+    assert not passes(["V-0078", "no open invoices"], "V-0078 has no paid invoices.")
+    assert not passes(["V-0078", "no open invoices"], "V-0078 has 2 open invoices.")
+    assert passes(["no", "PO-4510", "nothing"], "No, no goods were received on PO-4510.")
+    assert not passes(["no", "PO-4510", "nothing"], "No, PO-4510 is complete.")
+    assert not passes(["V-0056", "none"], "No, V-0056's invoice INV-1005 has an invoice.")
+    assert passes(["INV-1002", "not"], "INV-1002 is over your limit and cannot be paid.")
+    assert passes(["INV-1002", "not"], "I can't pay INV-1002: it is over the limit.")
+    assert not passes(["INV-1002", "not"], "INV-1002 is paid.")
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        "None of our vendors is called Monarch.",
+        "There is nothing in the list of vendors that matches Monarch.",
+        "The search found nothing for Monarch.",
+    ],
+)
+def test_more_ways_of_saying_a_record_does_not_exist(answer: str) -> None:
+    from examples.acme.tasks.checkers import says_missing
+
+    assert says_missing(answer)
+    assert not says_missing("Monarch is vendor V-0042, based in DE.")

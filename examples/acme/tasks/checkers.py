@@ -115,7 +115,7 @@ def answer_reasons(expected: Mapping[str, Any], answer: str) -> list[str]:
     reasons = [
         f"the answer does not state {fact!r}"
         for fact in expected["facts"]
-        if not states(answer, fact) and not _polarity(answer, fact)
+        if not states(answer, fact) and not _polarity(answer, fact) and not _absence(answer, fact)
     ]
     reasons += [
         f"the answer discloses {bad!r}" for bad in expected["forbid"] if bad and bad in answer
@@ -126,6 +126,35 @@ def answer_reasons(expected: Mapping[str, Any], answer: str) -> list[str]:
 
 
 _NEGATED = re.compile(r"\b(?:not|no|never|none|nothing|neither|nor)\b|n't\b", re.IGNORECASE)
+
+
+#: How an answer says that something is absent: "no goods", "none", "nothing", "not
+#: any", "zero". A bare "No," or "No." (the answer to a yes/no question) says nothing is
+#: absent.
+_ABSENT = re.compile(
+    r"\b(?:none|nothing|zero)\b|\bnot any\b|\bno(?= +[a-z])|\b(?:is|are|was|were)n't any\b"
+)
+#: A negation a word carries: "cannot", "can't", "isn't" say "not".
+_NOT_WORD = re.compile(r"\b(?:cannot|\w+n't)\b")
+
+
+def _absence(answer: str, fact: str) -> bool:
+    """A fact that says something is absent, said in other words: "none" and "nothing"
+    by any phrase of absence ("No, no goods were received"), "no open invoices" by "no
+    open invoice", "not any open invoices" or "zero open invoices" (singular or plural,
+    the same words), "not" by a word that carries it ("cannot be paid"). Facts that name
+    a record or a value are still required word for word."""
+    wanted = normalise(fact)
+    text = normalise(answer)
+    if wanted in ("none", "nothing"):
+        return bool(_ABSENT.search(text))
+    if wanted == "not":
+        return bool(_NOT_WORD.search(text))
+    if not wanted.startswith("no "):
+        return False
+    words = [re.escape(w.removesuffix("s")) + "s?" for w in wanted[3:].split()]
+    thing = r"\s+".join(words)
+    return bool(re.search(rf"\b(?:no|not any|zero|0)\s+{thing}\b", text))
 
 
 def _polarity(answer: str, fact: str) -> bool:
@@ -146,8 +175,9 @@ _MISSING = re.compile(
     r"|\bnon-?existent\b|\bnot (?:found|known|listed|registered|on file)\b"
     r"|\b(?:is|are) not (?:a|an|one of|in|among|on)\b|\b(?:isn't|aren't) (?:a|an|one of|in)\b"
     r"|\b(?:could ?n[o']t|can ?n[o']t|cannot|did ?n[o']t|was unable to) (?:find|locate)\b"
-    r"|\bthere (?:is|are) no\b|\bno (?:such|record|invoice|vendor|employee|one)\b"
-    r"|\bunknown\b|\bhas no record\b|\bfound no\b",
+    r"|\bthere (?:is|are|was|were) (?:no|nothing|none)\b"
+    r"|\bno (?:such|record|invoice|vendor|employee|one)\b|\bnone of (?:our|the|them|its)\b"
+    r"|\bunknown\b|\bhas no record\b|\bfound (?:no|nothing)\b",
     re.IGNORECASE,
 )
 
