@@ -77,7 +77,7 @@ def requests_from(path: Path, per_role: int, max_new_tokens: int) -> list[Genera
 
 
 def valid_call(text: str, request: GenerationRequest) -> bool:
-    if request.constraint is None:
+    if not isinstance(request.constraint, CallerConstraint):
         return True
     try:
         call = protocol.parse_caller(text)

@@ -203,10 +203,12 @@ class Settings(BaseSettings):
     alone applies: for measuring what grounding does."""
     follow_named_tool: bool = False
     """When the planner's thought names exactly one tool the task may call and that tool is
-    offered, the caller's grammar is that tool alone (``worker.agent.named``). For role
-    models whose planner names the tool it means (``I'll use get_invoice.``); off by
-    default because the shipped planner's thoughts name the *previous* call ("get_invoice
-    returned INV-1010. I'll schedule…"), which this would force again."""
+    offered, the caller's grammar is that tool alone; when it ends naming a tool the step
+    does not offer (``I'll use search.``), the planner chooses again among the offered
+    ones (``worker.agent.named``). For role models whose planner names the tool it means
+    (``I'll use get_invoice.``); off by default because the shipped planner's thoughts
+    name the *previous* call ("get_invoice returned INV-1010. I'll schedule…"), which
+    this would force again."""
 
     world: str | None = DEFAULT_WORLD
     """The back office that evaluation, data building and the demo work on, and whose

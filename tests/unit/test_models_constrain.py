@@ -75,3 +75,14 @@ def test_unusable_schema_is_a_model_error() -> None:
     tool = ToolSpec("odd", "x", {"type": "object", "properties": {"a": {"$ref": "#/nowhere"}}})
     with pytest.raises(ModelError, match="odd"):
         caller_grammar([tool])
+
+
+def test_a_choice_grammar_accepts_one_option_and_its_suffix(cache: GrammarCache) -> None:
+    """The planner's re-choice of a tool: one of the names, then the suffix, nothing else."""
+    compiled = cache.choice((" get_invoice", " list_payments"), ".\n Next: caller.")
+    assert accepts(compiled, " get_invoice.\n Next: caller.")
+    assert accepts(compiled, " list_payments.\n Next: caller.")
+    assert not accepts(compiled, " search.\n Next: caller.")
+    assert not accepts(compiled, " get_invoice")  # the suffix is part of it
+    assert not accepts(compiled, " get_invoice.\n Next: conclusion.")
+    assert cache.choice((" get_invoice", " list_payments"), ".\n Next: caller.") is compiled

@@ -224,3 +224,12 @@ def test_grammar_error_is_a_model_error_and_still_a_value_error() -> None:
         caller_gbnf([])
     with pytest.raises(ValueError):
         caller_gbnf([])
+
+
+def test_the_choice_grammar_quotes_its_options_and_suffix() -> None:
+    from worker.models.gbnf import choice_gbnf
+
+    text = choice_gbnf([" get_invoice", ' say "hi"'], ".\n Next: caller.")
+    assert text == 'root ::= (" get_invoice" | " say \\"hi\\"") ".\\n Next: caller."\n'
+    with pytest.raises(GrammarError):
+        choice_gbnf([])

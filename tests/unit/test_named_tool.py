@@ -81,3 +81,46 @@ def test_off_by_default_every_tool_is_offered_whatever_the_plan_names(audit):
     _episode(audit, model, follow_named_tool=False).run()
     caller = next(r for r in model.requests if r.role == "caller")
     assert names(caller.constraint.tools) == ["get_invoice", "list_payments"]
+
+
+def test_a_named_tool_not_offered_is_chosen_again_among_the_offered_ones(audit):
+    """The planner named a tool that is no tool of the step ("search"): it continues its
+    own thought from "I'll use" under the offered names; the history and the audit's
+    planner step hold the chosen thought, the audit also what the planner wrote, and the
+    caller is offered the chosen tool alone."""
+    from worker.agent.named import CHOSEN_SUFFIX
+
+    model = Scripted(
+        planner=[
+            "I need the invoice. I'll use search.\n Next: caller.",
+            " get_invoice" + CHOSEN_SUFFIX,  # under the choice grammar
+            "Open.\n Next: conclusion.",
+        ],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1008"}'],
+        summarizer=["INV-1008 is open."],
+    )
+    assert _episode(audit, model, follow_named_tool=True).run().outcome == "answered"
+    first, again = [r for r in model.requests if r.role == "planner"][:2]
+    assert again.prompt == first.prompt + "I need the invoice. I'll use"
+    assert again.constraint.options == (" get_invoice", " list_payments")
+    caller = next(r for r in model.requests if r.role == "caller")
+    assert names(caller.constraint.tools) == ["get_invoice"]
+    assert "I'll use get_invoice.\n Next: caller." in caller.prompt
+    step = next(s for s in audit.steps("t-g") if s.kind == "planner")
+    assert step.output == "I need the invoice. I'll use get_invoice.\n Next: caller."
+    assert step.details["named"]["not_offered"] == "search"
+    assert step.details["named"]["planner_wrote"].startswith("I need the invoice. I'll use search.")
+    assert audit.verify().ok
+
+
+def test_an_offered_or_unnamed_tool_is_not_chosen_again() -> None:
+    from worker.agent.named import to_choose_again
+
+    offered = ["get_invoice", "list_payments"]
+    assert to_choose_again("I'll use get_invoice.\n Next: caller.", offered) is None
+    assert to_choose_again("I need the invoice.\n Next: caller.", offered) is None
+    assert to_choose_again("INV-1 came back. I'll use search.\n Next: caller.", offered) == (
+        "INV-1 came back. I'll use",
+        "search",
+    )
+    assert to_choose_again("I'll use search.\n Next: caller.", []) is None

@@ -11,13 +11,11 @@ request is tokenized once, by its guard (``Guard.open_request``: the task row an
 model's user turn hold the same text); the token map is sealed into the audit log
 whenever it grows; raw tool requests and responses are sealed by the audit log's sealer.
 
-Start and resume are the episode's: :meth:`Episode.start` runs a task from its start, or,
-when steps of an earlier run are recorded (its worker died, or it went back to the queue
-at a shutdown), goes on by replay (:meth:`Episode.recover`, ``worker.agent.replay``); a
-committed call is replayed only to the same call. :meth:`Episode.resume` goes on after a
-human approved a call that ended the episode ``awaiting_approval``, also when such a
-resume was itself cut off. A system that is down (``ConnectorUnavailable``) is a denied
-``connector`` policy step and the error goes up for the task to be retried.
+Start and resume are the episode's: :meth:`Episode.start` runs a task from its start, or
+goes on by replay when steps of an earlier run are recorded; :meth:`Episode.resume` goes
+on after a human approved a call (``worker.agent.resumption``). A system that is down
+(``ConnectorUnavailable``) is a denied ``connector`` policy step and the error goes up
+for the task to be retried.
 
 Shutdown: when ``should_stop`` says so (the worker is shutting down, ``worker.shutdown``),
 the episode stops before its next model step: a ``shutdown`` policy step records where,
@@ -41,14 +39,22 @@ import structlog
 
 from connectors import ToolCall, ToolResult, ToolSpec
 from policies import AccessRule, Decision, check_claims, check_form
-from worker.agent import grounding, named, protocol, repeat, replay
+from worker.agent import grounding, named, protocol, repeat
 from worker.agent.calls import AwaitingApproval, Calls, ReplayMismatch
 from worker.agent.guard import Guard
 from worker.agent.result import EpisodeResult, EpisodeStep, Outcome
-from worker.agent.roles import CallerConstraint, Generation, GenerationRequest, RoleModel
+from worker.agent.resumption import Resumption
+from worker.agent.roles import (
+    CallerConstraint,
+    ChoiceConstraint,
+    Constraint,
+    Generation,
+    GenerationRequest,
+    RoleModel,
+)
 from worker.agent.trail import Trail, digest
 from worker.agent.views import ALPHA_UMI, PromptView
-from worker.audit.events import APPROVAL_REQUESTED, CallerDetails, PlannerDetails, PolicyDetails
+from worker.audit.events import APPROVAL_REQUESTED
 from worker.audit.protocol import AuditLogProtocol
 from worker.envelope import Envelope
 from worker.errors import Checkpointed, ProtocolError
@@ -68,7 +74,7 @@ def claims_evidence(
     return [c.tool for c in done if c.tool in write_tools], [c.text for c in done]
 
 
-class Episode:
+class Episode(Resumption):
     """Runs one task to its end; the audit log receives every step as it happens."""
 
     def __init__(
@@ -142,88 +148,6 @@ class Episode:
             return self._finish("refused", "", "the department may use no tools")
         return self._loop(self.max_steps)
 
-    def resume(self, recorded: Sequence[Any], approved_key: str) -> EpisodeResult:
-        """Go on after a human approved the call ``approved_key``.
-
-        ``recorded`` are the task's audit steps so far: the history is rebuilt from
-        them (nothing is generated or called again), the approved call runs, and the
-        loop continues with the steps left. A resume of the same approval that was cut
-        off before it ended (``replay.cut_off_after_approval``) goes on by replay, the
-        approval kept, the approved call made once.
-        """
-        if replay.cut_off_after_approval(recorded, approved_key):
-            self.guard.approve(approved_key)  # a human approved it: not held again
-            return self.recover(recorded)
-        waiting = replay.awaiting(recorded, approved_key, self.envelope.task_id)
-        self.turns.extend(waiting.turns)
-        steps = [EpisodeStep(s.index, s.kind, s.output, dict(s.details)) for s in waiting.steps]
-        self.trail.replayed(steps, waiting.last_index)
-        self.guard.approve(approved_key)
-        used = sum(1 for s in recorded if s.kind == "planner")
-        stopped = self._until_stop(
-            lambda: self._observe(self.calls.execute(waiting.call, waiting.caller_step))
-        )
-        if stopped is not None:  # another rule still holds it, or a replay mismatch
-            return stopped
-        return self._loop(max(0, self.max_steps - used))
-
-    def recover(self, recorded: Sequence[Any]) -> EpisodeResult:
-        """Go on with a task whose run was cut off (its worker died): resume by replay.
-
-        ``recorded`` are the task's audit steps so far. The history is rebuilt from them
-        byte for byte, nothing is generated or called for a recorded step, a ``resume``
-        policy step records how many steps were replayed, and the episode goes on at the
-        first missing step. A call left without its observation passes the policies
-        again; its committed result (if the call was made) is replayed only when it is
-        that call's (same tool and arguments), else the task stops for a human.
-        """
-        state = replay.rebuild(recorded)
-        self.turns = [{"from": "user", "value": self.query}, *state.turns]
-        steps = [EpisodeStep(s.index, s.kind, s.output, dict(s.details)) for s in state.steps]
-        self.trail.replayed(steps, state.last_index)
-        self._repeats = state.repeats
-        reason = (
-            f"resumed (a run cut off or retried): {len(state.steps)} recorded steps replayed "
-            f"(no model or connector call repeated for them); going on after step "
-            f"{state.last_index} ({state.stopped})"
-        )
-        self.trail.decisions(
-            [Decision(True, "resume", (reason,))],
-            None,
-            extra={"replayed": len(state.steps), "stopped": state.stopped},
-        )
-        log.info("episode.resumed", replayed=len(state.steps), stopped=state.stopped)
-        if not self.allowed:
-            return self._finish("refused", "", "the department may use no tools")
-        result = self._until_stop(lambda: self._go_on(state))
-        if result is not None:
-            return result
-        return self._loop(max(0, self.max_steps - state.planner_steps))
-
-    def _go_on(self, state: replay.Replayed) -> EpisodeResult | None:
-        """Finish the step the interrupted run was in, from where ``state`` stopped."""
-        last = state.last
-        details = last.details if last is not None else {}
-        if state.stopped == "planned" and self.agent == "multi":
-            plan = PlannerDetails.from_details(details)
-            return self._act_on_plan(str(plan.next or "caller"), last.output)
-        if state.stopped == "called":
-            policies = [PolicyDetails.from_details(p) for p in state.policies_after_last]
-            if any(p.policy == "repeat" for p in policies):
-                return self._after_repeat()
-            called = CallerDetails.from_details(details)
-            if called.tool is None:  # the call did not parse: its observation says so
-                error = called.error if "error" in called.present else "no call"
-                self._observe(ToolResult(ok=False, error=f"unparseable call: {error}"))
-                return None
-            call = ToolCall(str(called.tool), dict(called.arguments or {}))
-            self._observe(self.calls.execute(call, int(last.index)))
-            return None
-        if state.stopped == "concluded":
-            return self._conclude(last.output, "the summarizer answered")
-        # start, observed, or a backbone plan whose call was not recorded: plan (again)
-        return None
-
     def _until_stop(self, go: Callable[[], EpisodeResult | None]) -> EpisodeResult | None:
         """``go()``, ending the episode where a call waits for a human or a replayed call
         is not the committed one."""
@@ -253,11 +177,45 @@ class Episode:
 
     def _multi_step(self) -> EpisodeResult | None:
         shown = self._shown()
-        plan_text = self._generate("planner", self.view.planner(self.docs, self.turns))
-        plan = protocol.parse_planner(plan_text)
+        prompt = self.view.planner(self.docs, self.turns)
+        plan = protocol.parse_planner(self._generate("planner", prompt))
         self.turns.append({"from": "assistant", "value": plan.thought})
-        self.trail.step("planner", "planner", plan.thought, {"next": plan.next, **shown})
-        return self._act_on_plan(plan.next, plan.thought)
+        again = plan.next == "caller" and self.follow_named_tool
+        chosen = self._name_an_offered_tool(prompt) if again else {}
+        thought = self.turns[-1]["value"]
+        self.trail.step("planner", "planner", thought, {"next": plan.next, **shown, **chosen})
+        return self._act_on_plan(plan.next, thought)
+
+    def _name_an_offered_tool(self, prompt: str) -> dict[str, Any]:
+        """A thought that ends naming a tool this step does not offer is continued from
+        "I'll use" under the offered names (``worker.agent.named``); the audit keeps what
+        the planner wrote."""
+        wrote = self.turns[-1]["value"]
+        offered = [tool.name for tool in self._offered()[2]]
+        again = named.to_choose_again(wrote, offered)
+        if again is None:
+            return {}
+        prefix, name = again
+        options = tuple(f" {tool}" for tool in offered)
+        if len(options) > 1:
+            text = self._generate(
+                "planner", prompt + prefix, ChoiceConstraint(options, named.CHOSEN_SUFFIX)
+            )
+        else:  # one option: the grammar would write it
+            text = options[0] + named.CHOSEN_SUFFIX
+        self.turns[-1]["value"] = prefix + text
+        return {"named": {"planner_wrote": wrote, "not_offered": name, "offered": offered}}
+
+    def _offered(self) -> tuple[tuple[ToolSpec, ...], list[str], tuple[ToolSpec, ...]]:
+        """The tools the caller's prompt shows, the writes the request does not ask for
+        among them, and the tools the caller is offered (grounded, no repeat)."""
+        callable_ = self._callable()
+        unasked = self.guard.unasked_writes(callable_)
+        asked = tuple(t for t in callable_ if t.name not in unasked) or callable_
+        if not self.ground_arguments:
+            return callable_, unasked, asked
+        grounded = grounding.ground(asked, self.turns, self.allowed)
+        return callable_, unasked, repeat.without_repeat(grounded, self.turns, self.writes)
 
     def _act_on_plan(self, next_: str, thought: str) -> EpisodeResult | None:
         """What follows a plan: give up, conclude, or write and make the next call."""
@@ -268,16 +226,7 @@ class Episode:
             self.turns.append({"from": "conclusion", "value": answer})
             self.trail.step("summarizer", "summarizer", answer, {})
             return self._conclude(answer, "the summarizer answered")
-        callable_ = self._callable()
-        unasked = self.guard.unasked_writes(callable_)
-        asked = tuple(t for t in callable_ if t.name not in unasked) or callable_
-        grounded = (
-            repeat.without_repeat(
-                grounding.ground(asked, self.turns, self.allowed), self.turns, self.writes
-            )
-            if self.ground_arguments
-            else asked
-        )
+        callable_, unasked, grounded = self._offered()
         if self.follow_named_tool:
             grounded = named.follow(grounded, callable_, thought)
         text = self._generate(
@@ -289,7 +238,7 @@ class Episode:
         if repeated is not None:
             return self._refuse_repeat(text, repeated)
         extra = grounding.audit_details(grounded, callable_)
-        if unasked and len(asked) < len(callable_):
+        if unasked and len(unasked) < len(callable_):
             extra["unasked"] = unasked  # writes the request does not ask for: not offered
         self._handle_call(text, role="caller", extra=extra)
         return None
@@ -394,7 +343,7 @@ class Episode:
         log.info("episode.checkpointed", task_id=self.envelope.task_id, after_step=after)
         raise Checkpointed(self.envelope.task_id, after)
 
-    def _generate(self, role: str, prompt: str, constraint: CallerConstraint | None = None) -> str:
+    def _generate(self, role: str, prompt: str, constraint: Constraint | None = None) -> str:
         self._checkpoint_if_asked()
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(role=role):

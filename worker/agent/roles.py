@@ -29,13 +29,32 @@ class CallerConstraint:
 
 
 @dataclass(frozen=True)
+class ChoiceConstraint:
+    """Constrain an output to one of ``options`` followed by ``suffix``: a planner that
+    named a tool the step does not offer chooses again among the offered ones
+    (``worker.agent.named``)."""
+
+    options: tuple[str, ...]
+    suffix: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.options or not all(self.options):
+            raise ValueError("a choice constraint needs at least one non-empty option")
+        if len(set(self.options)) != len(self.options):
+            raise ValueError(f"duplicate options in a choice constraint: {self.options}")
+
+
+Constraint = CallerConstraint | ChoiceConstraint
+
+
+@dataclass(frozen=True)
 class GenerationRequest:
     """One prompt for one role."""
 
     role: Role
     prompt: str
     max_new_tokens: int = 160
-    constraint: CallerConstraint | None = None
+    constraint: Constraint | None = None
 
 
 @dataclass(frozen=True)

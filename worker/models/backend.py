@@ -13,7 +13,8 @@ Decoding is greedy with left padding. A row stops at the end-of-sequence token, 
 text ``</s>`` (the α-UMi turn separator, plain text for most tokenizers) and, for the
 planner, right after ``Next: caller.`` / ``Next: conclusion.`` / ``Next: give up.``. A
 caller request with a :class:`CallerConstraint` is decoded under the grammar of
-:mod:`worker.models.constrain`.
+:mod:`worker.models.constrain`, a request with a :class:`ChoiceConstraint` under the
+grammar of its options.
 
 The episodes of a worker's threads each ask for one request at a time; concurrent
 ``generate`` calls share batches (:mod:`worker.models.batching`): one batch runs at a time
@@ -47,7 +48,13 @@ from transformers import (
 )
 
 from worker.agent import protocol
-from worker.agent.roles import AGENT_ROLES, ALL_ROLES, Generation, GenerationRequest
+from worker.agent.roles import (
+    AGENT_ROLES,
+    ALL_ROLES,
+    ChoiceConstraint,
+    Generation,
+    GenerationRequest,
+)
 from worker.errors import AdapterError, ConfigError, ModelError
 from worker.models import adapters as _adapters
 from worker.models.batching import Batcher
@@ -283,7 +290,9 @@ def _rows_for(
         if req.role not in ALL_ROLES:
             raise ModelError(f"unknown role {req.role!r}; expected one of {ALL_ROLES}")
         grammar = None
-        if req.constraint is not None:
+        if isinstance(req.constraint, ChoiceConstraint):
+            grammar = engine.grammars.choice(req.constraint.options, req.constraint.suffix)
+        elif req.constraint is not None:
             grammar = engine.grammars.caller(req.constraint.tools, whitespace=engine.whitespace)
         stops = (TURN_END, *PLANNER_MARKERS) if req.role == "planner" else (TURN_END,)
         if grammar is not None:

@@ -37,6 +37,7 @@ from transformers import LogitsProcessor
 
 from connectors import ToolSpec
 from worker.errors import ModelError
+from worker.models.gbnf import choice_gbnf
 
 Whitespace = Literal["bounded", "compact"]
 MAX_WHITESPACE = 12
@@ -120,6 +121,17 @@ class GrammarCache:
             compiled = self._compiled.get(key)
             if compiled is None:
                 grammar = caller_grammar(tools, whitespace=whitespace)
+                compiled = self._compiler.compile_grammar(grammar)
+                self._compiled[key] = compiled
+            return compiled
+
+    def choice(self, options: Sequence[str], suffix: str = "") -> xgr.CompiledGrammar:
+        """The compiled grammar of one of ``options`` followed by ``suffix``."""
+        key = json.dumps(["choice", list(options), suffix])
+        with self._lock:
+            compiled = self._compiled.get(key)
+            if compiled is None:
+                grammar = xgr.Grammar.from_ebnf(choice_gbnf(options, suffix))
                 compiled = self._compiler.compile_grammar(grammar)
                 self._compiled[key] = compiled
             return compiled

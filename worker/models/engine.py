@@ -28,10 +28,16 @@ from typing import Any, ClassVar
 import httpx
 
 from worker.agent import protocol
-from worker.agent.roles import AGENT_ROLES, ALL_ROLES, Generation, GenerationRequest
+from worker.agent.roles import (
+    AGENT_ROLES,
+    ALL_ROLES,
+    ChoiceConstraint,
+    Generation,
+    GenerationRequest,
+)
 from worker.errors import ConfigError, ModelError
 from worker.models import adapters as _adapters
-from worker.models.gbnf import Whitespace, caller_gbnf
+from worker.models.gbnf import Whitespace, caller_gbnf, choice_gbnf
 
 TURN_END = "</s>"
 PLANNER_MARKERS = tuple(protocol.MARKERS.values())
@@ -311,9 +317,12 @@ class EngineRoleModel:
             return self._served
 
     def grammar(self, request: GenerationRequest) -> str | None:
-        if request.constraint is None:
+        constraint = request.constraint
+        if constraint is None:
             return None
-        tools = request.constraint.tools
+        if isinstance(constraint, ChoiceConstraint):
+            return choice_gbnf(constraint.options, constraint.suffix)
+        tools = constraint.tools
         key = json.dumps(
             [self.whitespace, [[t.name, t.parameters] for t in tools]], sort_keys=True, default=str
         )

@@ -485,4 +485,14 @@ def caller_gbnf(tools: Sequence[ToolSpec], *, whitespace: Whitespace = "bounded"
     return builder.text(" | ".join(branches))
 
 
-__all__ = ["GrammarError", "caller_gbnf", "literal"]
+def choice_gbnf(options: Sequence[str], suffix: str = "") -> str:
+    """The grammar of exactly one of ``options`` followed by ``suffix`` (GBNF, which
+    xgrammar's EBNF reads too)."""
+    if not options or not all(options):
+        raise GrammarError("a choice grammar needs at least one non-empty option")
+    choice = " | ".join(literal(option) for option in options)
+    tail = f" {literal(suffix)}" if suffix else ""
+    return f"root ::= ({choice}){tail}\n"
+
+
+__all__ = ["GrammarError", "caller_gbnf", "choice_gbnf", "literal"]
