@@ -8,6 +8,7 @@ from tests.support.scripted import RoleScripts as Scripted
 from tests.unit import test_grounding
 from tests.unit.test_grounding import GET_INVOICE, LIST_PAYMENTS, PAY, _episode
 from worker.agent.named import follow, named_tools
+from worker.audit.events import PlannerDetails
 
 TOOLS = (GET_INVOICE, LIST_PAYMENTS, PAY)
 audit = test_grounding.audit  # the grounding tests' fixture: an embedded audit log
@@ -108,8 +109,9 @@ def test_a_named_tool_not_offered_is_chosen_again_among_the_offered_ones(audit):
     assert "I'll use get_invoice.\n Next: caller." in caller.prompt
     step = next(s for s in audit.steps("t-g") if s.kind == "planner")
     assert step.output == "I need the invoice. I'll use get_invoice.\n Next: caller."
-    assert step.details["named"]["not_offered"] == "search"
-    assert step.details["named"]["planner_wrote"].startswith("I need the invoice. I'll use search.")
+    named = PlannerDetails.from_details(step.details).named
+    assert named["not_offered"] == "search" and named["offered"] == ["get_invoice", "list_payments"]
+    assert named["planner_wrote"].startswith("I need the invoice. I'll use search.")
     assert audit.verify().ok
 
 

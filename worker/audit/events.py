@@ -99,6 +99,11 @@ class PlannerDetails(StepDetails):
     """Set when the loop, not the model, decided (``repeat``: a repeated call)."""
     tools_shown: list[str] | None = None
     """The tools the prompt showed (a compact prompt view shows some)."""
+    named: dict[str, Any] | None = None
+    """Set when the thought named a tool the step did not offer and the planner chose
+    again among the offered ones (``worker.agent.named``): ``planner_wrote`` (the thought
+    as first written; the step's ``output`` is the chosen one), ``not_offered`` (the
+    name) and ``offered``."""
 
 
 @dataclass(frozen=True, kw_only=True)
