@@ -269,10 +269,12 @@ def test_audit_details_name_the_ids_admitted_and_the_tools_not_offered() -> None
 def test_every_expert_call_of_every_acme_family_is_admitted_by_its_grounded_schema(tmp_path):
     """Grounding must never exclude a correct call: each id argument of every expert
     call (every family the in-process world runs, train and test instances) is among
-    the ids grounding admits at that step, and grounding narrows most id arguments."""
+    the ids grounding admits at that step, and grounding narrows most id arguments. The
+    repeat guard refuses none of them either."""
     from examples.acme.tasks import Facts, generate, solve
     from examples.acme.tasks.catalogue import FAMILIES
     from examples.acme.tasks.world import in_process_world
+    from worker.agent import repeat
 
     narrowed = checked = dropped = 0
     with in_process_world(tmp_path, seed=3) as world:
@@ -280,6 +282,7 @@ def test_every_expert_call_of_every_acme_family_is_admitted_by_its_grounded_sche
         assert len(families) >= 20
         split = generate(Facts.gather(world), seed=3, per_family=2, families=families)
         catalogue = world.specs()
+        writes = {spec.name for spec in catalogue if spec.effect == "write"}
         for instance in split["train"] + split["test"]:
             world.reset()
             history = solve(world, instance).trajectory["conversations"]
@@ -290,6 +293,12 @@ def test_every_expert_call_of_every_acme_family_is_admitted_by_its_grounded_sche
                 tool = turn["value"].split("\n", 1)[0].removeprefix("Action: ").strip()
                 offered = {t.name: t for t in ground(catalogue, history[:i])}
                 assert tool in offered, (instance.uid, tool, sorted(offered))
+                # nor does the repeat guard: no expert call repeats one whose answer stands
+                assert repeat.repeated_call(history[:i], turn["value"], writes) is None
+                assert tool in {
+                    t.name
+                    for t in repeat.without_repeat(list(offered.values()), history[:i], writes)
+                }
                 validate_arguments(offered[tool].parameters, call)  # raises InvalidArguments
                 checked += 1
                 dropped += len(catalogue) - len(offered)
