@@ -72,7 +72,7 @@ def test_a_missing_record_ends_with_an_answer(world, drawn):
     solution = solve(world, inst)
     turns = solution.trajectory["conversations"]
     assert turns[-2]["value"].endswith("\n Next: conclusion.")
-    assert turns[-2]["value"].startswith("get_invoice found nothing.")
+    assert turns[-2]["value"].startswith("Nothing was found.")
     assert solution.outcome == "answered" and inst.slots["invoice_id"] in solution.answer
 
 
@@ -146,3 +146,22 @@ def test_model_view_trains_on_what_the_worker_shows(world, drawn):
     ):
         resolved, decision = view.resolve(protocol.parse_caller(t["value"]).arguments)
         assert decision.allowed and resolved == want.arguments
+
+
+def test_a_thought_before_a_call_names_that_tool_and_no_other(world, drawn):
+    """Each thought that leads to a call ends by naming the tool called, and names no
+    other tool of the department (the recap of the last observation names none)."""
+    world.reset()
+    solution = solve(world, first(drawn, "schedule_payment"))
+    turns = solution.trajectory["conversations"]
+    names = [tool["Name"] for tool in solution.trajectory["tools"]]
+    calls = 0
+    for thought, call in zip(turns, turns[1:], strict=False):
+        if thought["from"] != "assistant" or call["from"] != "caller":
+            continue
+        calls += 1
+        tool = call["value"].split("\n")[0].removeprefix("Action: ")
+        text = thought["value"].split("\n")[0]
+        assert text.endswith(f"I'll use {tool}."), text
+        assert [n for n in names if n in text.replace(tool, "")] == [], text
+    assert calls >= 2
