@@ -322,7 +322,10 @@ class TrainConfig:
 #   ≈ 110k + 776k + 74k + 160k ≈ 1.12M tokens; bfloat16 autocast where the CPU computes
 #   it natively (AMX/AVX512-BF16; elsewhere fp32, other weights: a Zen 3 CPU without it
 #   ran the caller stage at ~90 tokens/s with 2 threads, and reuses the shipped bfloat16
-#   stages only with --reuse-any-precision). Stage times on a bfloat16 CPU (v7): global
+#   stages only with --reuse-any-precision). Shipped v10 (tool-naming thoughts), fp32 on
+#   an AVX2-only AMD EPYC, one process with 2 threads: global 823 s, planner 5,273 s,
+#   caller 451 s, summarizer 1,064 s, 7,625 s of wall time; live on the whole test split
+#   16 of 60 against 11 for v7. Stage times on a bfloat16 CPU (v7): global
 #   617 s with 2 threads, planner 6,493 s, caller 606 s, summarizer 1,537 s, each with 1
 #   thread beside the other stages or an evaluation: 1 h 59 min of wall time as two
 #   one-thread processes (the planner in one, caller and summarizer in a second started
