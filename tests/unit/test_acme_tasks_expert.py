@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from examples.acme.tasks import Facts, available_families, check, generate, solve
@@ -156,7 +158,7 @@ def test_a_thought_before_a_call_names_that_tool_and_no_other(world, drawn):
     turns = solution.trajectory["conversations"]
     names = [tool["Name"] for tool in solution.trajectory["tools"]]
     calls = 0
-    for thought, call in zip(turns, turns[1:], strict=False):
+    for thought, call in itertools.pairwise(turns):
         if thought["from"] != "assistant" or call["from"] != "caller":
             continue
         calls += 1
