@@ -17,7 +17,6 @@ three likeliest names, and the counts.
 
 from __future__ import annotations
 
-import argparse
 import copy
 import json
 import re
@@ -26,6 +25,8 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import adapter_bench_parser
 
 ALLOWED = re.compile(r"should be exactly in \[([^\]]*)\]")
 ACTION = re.compile(r"Action: (\S+)")
@@ -39,11 +40,7 @@ def allowed(prompt: str) -> list[str]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="trajectories (a data build's split)")
-    parser.add_argument("--adapter", required=True, help="the caller's LoRA adapter dir")
-    parser.add_argument("--base", default="smollm2-135m-instruct", help="model-store name")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = adapter_bench_parser(__doc__, "caller")
     parser.add_argument("--limit", type=int, default=0, help="first N caller steps (0: all)")
     args = parser.parse_args()
 

@@ -1,11 +1,13 @@
 """What the benchmarks share: a throwaway Postgres database, llama-server, process memory.
 
-``load.py``, ``throughput.py``, ``equivalence.py`` and ``episodes.py`` import it (the
-``bench`` folder is on their ``sys.path``); nothing here is timed or asserted.
+``load.py``, ``throughput.py``, ``equivalence.py``, ``episodes.py`` and the role-adapter
+benchmarks import it (the ``bench`` folder is on their ``sys.path``); nothing here is
+timed or asserted.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import subprocess
@@ -76,6 +78,17 @@ def stop(proc: subprocess.Popen[bytes] | None) -> None:
     except subprocess.TimeoutExpired:
         proc.kill()
         proc.wait(timeout=30)
+
+
+def adapter_bench_parser(doc: str, role: str) -> argparse.ArgumentParser:
+    """The arguments of a benchmark of one role's adapter on a data split: ``--data``,
+    ``--adapter``, ``--base``, ``--threads`` (the caller's and the summarizer's)."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--data", required=True, help="trajectories (a data build's split)")
+    parser.add_argument("--adapter", required=True, help=f"the {role}'s LoRA adapter dir")
+    parser.add_argument("--base", default="smollm2-135m-instruct", help="model-store name")
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
 
 
 def memory_mib(pid: int) -> dict[str, float] | None:

@@ -14,7 +14,7 @@ once (about 540 MB in fp32). The paths:
   token (``torch.ao.quantization.quantize_dynamic``): a quarter of the weight bytes.
 
 For each path: prefill seconds per prompt, decode milliseconds per token (greedy, a fixed
-number of new tokens, no stop), resident memory added by its models, and how many of
+number of new tokens, no stop), resident memory its models added, and how many of
 its greedy outputs equal the ``peft`` path's (its text must not drift for a faster path
 to serve). Prompts are the split's role samples, a few per role. Prints a table with each
 path's ratio to ``peft`` measured in the same run; run it on a quiet machine and say
@@ -27,19 +27,21 @@ import argparse
 import copy
 import gc
 import json
-import resource
+import os
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import memory_mib
+
 ROLES = ("planner", "caller", "summarizer")
 
 
 def rss_mb() -> float:
-    """The process's peak resident memory so far, in MB (Linux reports KB)."""
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    """This process's resident memory now, in MiB (0 where /proc cannot be read)."""
+    return (memory_mib(os.getpid()) or {}).get("rss", 0.0)
 
 
 def main() -> None:
@@ -147,7 +149,7 @@ def main() -> None:
             f"{ratio:>7} {same:>10}"
         )
     print(
-        "peak RSS grew by (MB, in order of loading):",
+        "resident memory its models added (MiB):",
         {p: round(r["models_mb"]) for p, r in results.items()},
     )
     if args.out:

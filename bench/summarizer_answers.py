@@ -28,7 +28,6 @@ place.
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from common import adapter_bench_parser
 
 TOKEN = re.compile(r"<[A-Z][A-Z_]*_\d+>")
 
@@ -77,11 +77,7 @@ def judge(expected: dict, answer: str, history: list[dict], writes: set[str]) ->
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", required=True, help="trajectories (a data build's split)")
-    parser.add_argument("--adapter", required=True, help="the summarizer's LoRA adapter dir")
-    parser.add_argument("--base", default="smollm2-135m-instruct", help="model-store name")
-    parser.add_argument("--threads", type=int, default=2)
+    parser = adapter_bench_parser(__doc__, "summarizer")
     parser.add_argument(
         "--raw-data", required=True, help="the same split built with --raw (the token map)"
     )

@@ -191,7 +191,8 @@ class Episode(Resumption):
         "I'll use" under the offered names (``worker.agent.named``); the audit keeps what
         the planner wrote."""
         wrote = self.turns[-1]["value"]
-        offered = [tool.name for tool in self._offered()[2]]
+        _, _, grounded = self._offered()
+        offered = [tool.name for tool in grounded]
         again = named.to_choose_again(wrote, offered)
         if again is None:
             return {}
