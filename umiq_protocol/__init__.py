@@ -42,6 +42,7 @@ from umiq_protocol._alpha_umi import (
     tool_names,
 )
 from umiq_protocol._errors import ProtocolError
+from umiq_protocol._recap import recap_of
 
 __all__ = [
     "BACKBONE_GIVE_UP",
@@ -73,6 +74,7 @@ __all__ = [
     "parse_caller",
     "parse_planner",
     "planner_prompt",
+    "recap_of",
     "summarizer_prompt",
     "tool_docs",
     "tool_names",

@@ -205,10 +205,14 @@ class Settings(BaseSettings):
     """When the planner's thought names exactly one tool the task may call and that tool is
     offered, the caller's grammar is that tool alone; when it ends naming a tool the step
     does not offer (``I'll use search.``), the planner chooses again among the offered
-    ones (``worker.agent.named``). For role models whose planner names the tool it means
-    (``I'll use get_invoice.``); off by default because the shipped planner's thoughts
-    name the *previous* call ("get_invoice returned INV-1010. I'll schedule…"), which
-    this would force again."""
+    ones (``worker.agent.named``). Off by default: with the shipped v10 set it changed
+    nothing on the whole Acme test split (16 of 60 either way, docs/results)."""
+    planner_recap: bool = True
+    """Serving a model set trained on umiq's own data (the compact prompt view), the
+    planner's thought after an observation starts with that observation's recap, as every
+    training thought does ("INV-1008 came back.", "That call failed.";
+    ``umiq_protocol.recap_of``); the model writes the rest. ``UMIQ_PLANNER_RECAP=0`` lets
+    the model write it (the α-UMi view never gets one)."""
 
     world: str | None = DEFAULT_WORLD
     """The back office that evaluation, data building and the demo work on, and whose

@@ -51,6 +51,7 @@ def _episode(env: Envelope, guard: Guard, audit: AuditLogProtocol, toolbox: Any 
         view=runtime.prompt_view(),
         ground_arguments=settings.ground_arguments,
         follow_named_tool=settings.follow_named_tool,
+        recap=settings.planner_recap,
         should_stop=shutdown.checker(settings.shutdown_finish_s),
     )
 

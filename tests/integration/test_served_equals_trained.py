@@ -38,7 +38,10 @@ class Replay:
         out = []
         for request in requests:
             self.prompts[request.role].append(request.prompt)
-            out.append(Generation(self.targets[request.role].pop(0), 1, 1, "replay"))
+            target = self.targets[request.role].pop(0)
+            # the recap the loop gives is the start of the trained target, byte for byte
+            assert target.startswith(request.prefix), (request.prefix, target)
+            out.append(Generation(target[len(request.prefix) :], 1, 1, "replay"))
         return out
 
     def describe(self) -> dict[str, Any]:
@@ -47,11 +50,12 @@ class Replay:
 
 def test_every_role_is_served_the_prompt_it_was_trained_on(tmp_path: Path) -> None:
     """For one task of every family, each served planner, caller and summarizer prompt
-    equals the training sample's input, byte for byte (random seed per run)."""
+    equals the training sample's input, byte for byte, and the recap the loop gives a
+    planner after an observation is the start of its training target."""
     ensure_schema(url := f"sqlite:///{tmp_path / 'audit.sqlite'}")
     audit = AuditLog.from_url(url, sealer=Sealer(generate_keyring()))
     view = PromptView(COMPACT)
-    compared = full = 0
+    compared = full = recaps = 0
     with running_world(tmp_path / "acme", seed=0) as world:
         names = known_names(tmp_path / "acme")
         drawn = generate(
@@ -86,14 +90,17 @@ def test_every_role_is_served_the_prompt_it_was_trained_on(tmp_path: Path) -> No
                 audit=audit,
                 max_steps=20,
                 view=view,
+                recap=True,
             ).run()
             for role, prompts in trained.items():
                 served = model.prompts[role]
                 assert served == prompts[: len(served)], (instance.uid, role)
             compared += 1
+            recaps += sum(1 for step in result.steps if step.details.get("recap"))
             if result.outcome in ("answered", "held"):
                 assert all(model.prompts[r] == trained[r] for r in trained), instance.uid
                 full += 1
     assert compared == len(drawn) >= 25
+    assert recaps >= compared  # nearly every task observes something before it decides
     # a write a default policy sends to a human stops the replay early (a prefix); most run whole
     assert full >= 0.8 * compared, (full, compared)

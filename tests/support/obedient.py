@@ -165,9 +165,10 @@ class ObedientRoleModel:
     def _answer(self, request: GenerationRequest) -> str:
         following = self._next(request.prompt)
         if request.role == "planner":
+            lead = " " if request.prefix else ""  # it goes on after a given recap
             if following is None:
-                return "Nothing is left to do.\n Next: conclusion."
-            return f"Next step: {following.tool}.\n Next: caller."
+                return f"{lead}Nothing is left to do.\n Next: conclusion."
+            return f"{lead}Next step: {following.tool}.\n Next: caller."
         if request.role == "caller":
             if following is None:
                 return "There is nothing to do."

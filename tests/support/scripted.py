@@ -110,9 +110,10 @@ def answer(request: GenerationRequest, script: Script) -> str:
     script = [step for step in script if "tool" in step]
     done = calls_made(request.prompt)
     if request.role == "planner":
+        lead = " " if request.prefix else ""  # it goes on after the recap it was given
         if done < len(script):
-            return f"Next step: {script[done]['tool']}.\n Next: caller."
-        return "Every step of the script is done.\n Next: conclusion."
+            return f"{lead}Next step: {script[done]['tool']}.\n Next: caller."
+        return f"{lead}Every step of the script is done.\n Next: conclusion."
     if request.role == "caller":
         if done >= len(script):
             return "The script has no step left."

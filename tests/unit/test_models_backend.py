@@ -225,6 +225,21 @@ def test_generation_reports_text_tokens_and_provenance(role_model: HFRoleModel) 
     assert "</s>" not in "".join(g.text for g in out)
 
 
+def test_a_given_output_start_is_tokenized_on_its_own_after_the_prompt(
+    role_model: HFRoleModel,
+) -> None:
+    """``prefix`` tokens follow the prompt's, each tokenized alone (as a training sample's
+    target follows its input), and the text returned is what the model wrote after it."""
+    tok = role_model.engine.tokenizer
+    prompt, prefix = "planner: ", "ok then."
+    ids = role_model.engine.encode([prompt], [prefix])["input_ids"][0].tolist()
+    assert ids == tok(prompt)["input_ids"] + tok(prefix, add_special_tokens=False)["input_ids"]
+    given = GenerationRequest("planner", prompt, max_new_tokens=6, prefix=prefix)
+    (out,) = role_model.generate([given])
+    assert out.prompt_tokens == len(ids)
+    assert not out.text.startswith(prefix)
+
+
 def test_generations_report_their_batch_time_to_first_token_and_decode(
     tiny: dict[str, Any],
 ) -> None:

@@ -50,6 +50,10 @@ class FakeLlamaServer:
             return httpx.Response(200, json={"data": [{"id": "/x/gguf/base.gguf"}]})
         if request.url.path == "/lora-adapters":
             return httpx.Response(200, json=self.loras)
+        if request.url.path == "/tokenize":  # one id per character, for the tests
+            asked = json.loads(request.content)
+            assert asked["add_special"] is False
+            return httpx.Response(200, json={"tokens": [ord(c) for c in asked["content"]]})
         assert request.url.path == "/v1/completions"
         body = json.loads(request.content)
         self.bodies.append(body)
@@ -90,6 +94,17 @@ def test_llama_request_selects_the_roles_adapter_and_decodes_greedily() -> None:
     assert body["prompt"] == "history" and body["max_tokens"] == 50
     assert body["stop"] == ["</s>"] and body["cache_prompt"] is True
     assert "grammar" not in body
+
+
+def test_a_given_output_start_follows_the_prompt_as_its_own_tokens() -> None:
+    """A request's ``prefix`` goes as token ids after the prompt string (llama.cpp
+    tokenizes the string alone), so the boundary tokenizes as in training."""
+    fake = FakeLlamaServer()
+    request = GenerationRequest("planner", "history assistant: ", prefix="ok.")
+    llama(fake).generate([request, GenerationRequest("planner", "history")])
+    with_prefix, without = fake.bodies
+    assert with_prefix["prompt"] == ["history assistant: ", ord("o"), ord("k"), ord(".")]
+    assert without["prompt"] == "history"
 
 
 def test_token_budget_is_capped_by_max_new_tokens() -> None:

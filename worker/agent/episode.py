@@ -24,6 +24,11 @@ and ``Checkpointed`` goes up for the task to go back to the queue and resume by 
 Repeats: a call whose answer the history already holds (the same successful call, with
 no write since for a read) is not made (``worker.agent.repeat``).
 
+Recap: serving a model trained on umiq's own data (the compact view), the planner's
+thought after an observation starts with its recap (``umiq_protocol.recap_of``: "INV-1008
+came back.", "That call failed.") as every training thought does; the model writes the
+rest (``recap``, ``Settings.planner_recap``).
+
 Claims: an answer that states a change (*scheduled*, *paid*, *sent*, …) no successful
 call of the task made or read is not delivered as done: the ``claims`` policy step
 records why and the episode ends ``held``, for a human to read.
@@ -53,7 +58,7 @@ from worker.agent.roles import (
     RoleModel,
 )
 from worker.agent.trail import Trail, digest
-from worker.agent.views import ALPHA_UMI, PromptView
+from worker.agent.views import ALPHA_UMI, COMPACT, PromptView
 from worker.audit.events import APPROVAL_REQUESTED
 from worker.audit.protocol import AuditLogProtocol
 from worker.envelope import Envelope
@@ -92,6 +97,7 @@ class Episode(Resumption):
         view: PromptView | None = None,
         ground_arguments: bool = True,
         follow_named_tool: bool = False,
+        recap: bool = False,
         should_stop: Callable[[], bool] | None = None,
     ) -> None:
         if agent not in ("multi", "single"):
@@ -108,6 +114,7 @@ class Episode(Resumption):
         self.should_stop = should_stop
         self.ground_arguments = ground_arguments
         self.follow_named_tool = follow_named_tool  # worker.agent.named
+        self.recap = recap and self.view.name == COMPACT  # ToolBench thoughts have none
         # the request in this task's tokens, as the task row holds it (tokenized once)
         self.query = self.guard.open_request(envelope.query)
         self.turns: list[dict[str, str]] = [{"from": "user", "value": self.query}]
@@ -178,12 +185,14 @@ class Episode(Resumption):
     def _multi_step(self) -> EpisodeResult | None:
         shown = self._shown()
         prompt = self.view.planner(self.docs, self.turns)
-        plan = protocol.parse_planner(self._generate("planner", prompt))
+        recap = protocol.recap_of(self.turns, self.writes) if self.recap else ""
+        plan = protocol.parse_planner(recap + self._generate("planner", prompt, prefix=recap))
         self.turns.append({"from": "assistant", "value": plan.thought})
         again = plan.next == "caller" and self.follow_named_tool
         chosen = self._name_an_offered_tool(prompt) if again else {}
         thought = self.turns[-1]["value"]
-        self.trail.step("planner", "planner", thought, {"next": plan.next, **shown, **chosen})
+        details = {"next": plan.next, **shown, **chosen, **({"recap": recap} if recap else {})}
+        self.trail.step("planner", "planner", thought, details)
         return self._act_on_plan(plan.next, thought)
 
     def _name_an_offered_tool(self, prompt: str) -> dict[str, Any]:
@@ -199,9 +208,8 @@ class Episode(Resumption):
         prefix, name = again
         options = tuple(f" {tool}" for tool in offered)
         if len(options) > 1:
-            text = self._generate(
-                "planner", prompt + prefix, ChoiceConstraint(options, named.CHOSEN_SUFFIX)
-            )
+            choice = ChoiceConstraint(options, named.CHOSEN_SUFFIX)
+            text = self._generate("planner", prompt, choice, prefix=prefix)
         else:  # one option: the grammar would write it
             text = options[0] + named.CHOSEN_SUFFIX
         self.turns[-1]["value"] = prefix + text
@@ -344,7 +352,9 @@ class Episode(Resumption):
         log.info("episode.checkpointed", task_id=self.envelope.task_id, after_step=after)
         raise Checkpointed(self.envelope.task_id, after)
 
-    def _generate(self, role: str, prompt: str, constraint: Constraint | None = None) -> str:
+    def _generate(
+        self, role: str, prompt: str, constraint: Constraint | None = None, prefix: str = ""
+    ) -> str:
         self._checkpoint_if_asked()
         started = time.perf_counter()
         with structlog.contextvars.bound_contextvars(role=role):
@@ -353,6 +363,7 @@ class Episode(Resumption):
                 prompt=prompt,
                 max_new_tokens=self.max_new_tokens,
                 constraint=constraint,
+                prefix=prefix,
             )
             gen: Generation = self.model.generate([request])[0]
             latency_ms = round((time.perf_counter() - started) * 1000)

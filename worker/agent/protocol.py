@@ -64,6 +64,7 @@ parse_backbone = _in_umiqs_tree(umiq_protocol.parse_backbone)
 parse_caller = _in_umiqs_tree(umiq_protocol.parse_caller)
 parse_planner = _in_umiqs_tree(umiq_protocol.parse_planner)
 planner_prompt = _in_umiqs_tree(umiq_protocol.planner_prompt)
+recap_of = _in_umiqs_tree(umiq_protocol.recap_of)
 summarizer_prompt = _in_umiqs_tree(umiq_protocol.summarizer_prompt)
 tool_docs = _in_umiqs_tree(umiq_protocol.tool_docs)
 tool_names = _in_umiqs_tree(umiq_protocol.tool_names)
@@ -98,6 +99,7 @@ __all__ = [
     "parse_caller",
     "parse_planner",
     "planner_prompt",
+    "recap_of",
     "summarizer_prompt",
     "tool_docs",
     "tool_names",

@@ -49,12 +49,18 @@ Constraint = CallerConstraint | ChoiceConstraint
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One prompt for one role."""
+    """One prompt for one role.
+
+    ``prefix`` is the start of the output, given rather than generated (the planner's
+    recap, ``umiq_protocol.recap_of``): it is tokenized on its own after the prompt, as a
+    training sample's target is after its input, and the generation's text is what
+    follows it."""
 
     role: Role
     prompt: str
     max_new_tokens: int = 160
     constraint: Constraint | None = None
+    prefix: str = ""
 
 
 @dataclass(frozen=True)

@@ -104,6 +104,9 @@ class PlannerDetails(StepDetails):
     again among the offered ones (``worker.agent.named``): ``planner_wrote`` (the thought
     as first written; the step's ``output`` is the chosen one), ``not_offered`` (the
     name) and ``offered``."""
+    recap: str | None = None
+    """The start of the thought that the loop gave, not the model: the recap of the last
+    observation (``umiq_protocol.recap_of``); the model wrote the rest."""
 
 
 @dataclass(frozen=True, kw_only=True)

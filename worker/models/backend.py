@@ -85,6 +85,7 @@ class _Row:
     stops: tuple[str, ...]
     grammar: Any | None
     adapter: str | None
+    prefix: str = ""  # the given start of the output (GenerationRequest.prefix)
 
 
 class _StopCriteria(StoppingCriteria):
@@ -197,17 +198,23 @@ class _Engine:
                 self._grammars = GrammarCache(self.tokenizer, self.vocab_size, self.eos_ids)
             return self._grammars
 
-    def encode(self, prompts: Sequence[str]) -> Any:
+    def encode(self, prompts: Sequence[str], prefixes: Sequence[str] = ()) -> Any:
         """Tokenize and left-pad ``prompts``; with a ``prompt_window`` each keeps its
-        leading BOS and its last tokens, as training cuts a prompt that does not fit."""
-        if self.prompt_window is None:
+        leading BOS and its last tokens, as training cuts a prompt that does not fit.
+        A prompt's prefix (``prefixes``, aligned; "" for none) is tokenized on its own
+        and follows the prompt's tokens, as a training target follows its input."""
+        prefixes = list(prefixes) or [""] * len(prompts)
+        if self.prompt_window is None and not any(prefixes):
             return self.tokenizer(list(prompts), return_tensors="pt", padding=True)
-        bos = self.tokenizer.bos_token_id
-        cut = [
-            cut_prompt(list(self.tokenizer(p)["input_ids"]), self.prompt_window, bos)
-            for p in prompts
-        ]
-        return self.tokenizer.pad({"input_ids": cut}, return_tensors="pt", padding=True)
+        rows = []
+        for prompt, prefix in zip(prompts, prefixes, strict=True):
+            ids = list(self.tokenizer(prompt)["input_ids"])
+            if prefix:
+                ids += self.tokenizer(prefix, add_special_tokens=False)["input_ids"]
+            if self.prompt_window is not None:
+                ids = cut_prompt(ids, self.prompt_window, self.tokenizer.bos_token_id)
+            rows.append(ids)
+        return self.tokenizer.pad({"input_ids": rows}, return_tensors="pt", padding=True)
 
     def run(
         self, rows: Sequence[_Row], *, mixed_adapters: bool
@@ -215,7 +222,10 @@ class _Engine:
         """Generate every row in one batch: each row's (text, prompt tokens, completion
         tokens, finish), and the batch's ``prompt_ms`` (to the first new token) and
         ``decode_ms`` (the rest)."""
-        enc = {k: v.to(self.device) for k, v in self.encode([r.prompt for r in rows]).items()}
+        enc = {
+            k: v.to(self.device)
+            for k, v in self.encode([r.prompt for r in rows], [r.prefix for r in rows]).items()
+        }
         prompt_len = enc["input_ids"].shape[1]
         budget = max(r.max_new_tokens for r in rows)
         config = GenerationConfig(
@@ -298,7 +308,8 @@ def _rows_for(
         if grammar is not None:
             stops = ()  # the grammar decides where a constrained answer ends
         budget = req.max_new_tokens if cap is None else min(req.max_new_tokens, cap)
-        rows.append(_Row(req.prompt, max(1, budget), stops, grammar, adapter_of.get(req.role)))
+        adapter = adapter_of.get(req.role)
+        rows.append(_Row(req.prompt, max(1, budget), stops, grammar, adapter, req.prefix))
     return rows
 
 

@@ -76,9 +76,17 @@ class Dialect:
         max_tokens: int,
         stop: Sequence[str],
         grammar: str | None,
+        prefix: Sequence[int] | str = (),
     ) -> dict[str, Any]:
-        """The JSON body of one completion request."""
+        """The JSON body of one completion request. ``prefix`` is the given start of the
+        output (``GenerationRequest.prefix``): token ids where the dialect asked for them
+        (:meth:`prefix_tokens`), else its text."""
         raise NotImplementedError
+
+    def prefix_tokens(self, client: httpx.Client, prefix: str) -> Sequence[int] | str:
+        """``prefix`` as the body takes it; by default its text, appended to the prompt
+        (tokenized with it, so the boundary may merge differently than in training)."""
+        return prefix
 
     def completion(self, answer: Mapping[str, Any], stop: Sequence[str]) -> Completion:
         """The engine's JSON answer as a :class:`Completion`."""
@@ -133,10 +141,13 @@ class LlamaCpp(Dialect):
         max_tokens: int,
         stop: Sequence[str],
         grammar: str | None,
+        prefix: Sequence[int] | str = (),
     ) -> dict[str, Any]:
         chosen = adapters.get(role)
         body: dict[str, Any] = {
-            "prompt": prompt,
+            # a prompt string followed by token ids is one prompt, the string tokenized
+            # alone: the prefix's tokens follow the prompt's as a training target's do
+            "prompt": [prompt, *prefix] if prefix else prompt,
             "max_tokens": max_tokens,
             "temperature": 0.0,
             "top_k": 1,
@@ -150,6 +161,13 @@ class LlamaCpp(Dialect):
         if grammar is not None:
             body["grammar"] = grammar
         return body
+
+    def prefix_tokens(self, client: httpx.Client, prefix: str) -> Sequence[int] | str:
+        """The prefix's token ids, tokenized alone by the engine (``POST /tokenize``)."""
+        response = client.post("/tokenize", json={"content": prefix, "add_special": False})
+        if response.status_code >= 400:
+            raise ModelError(f"the engine refused to tokenize a prefix: {response.text[:200]}")
+        return [int(t) for t in response.json().get("tokens", [])]
 
     def completion(self, answer: Mapping[str, Any], stop: Sequence[str]) -> Completion:
         choice = _choice(answer)
@@ -199,10 +217,11 @@ class VLLM(Dialect):
         max_tokens: int,
         stop: Sequence[str],
         grammar: str | None,
+        prefix: Sequence[int] | str = (),
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": adapters.get(role) or base,
-            "prompt": prompt,
+            "prompt": prompt + prefix if isinstance(prefix, str) else prompt,
             "max_tokens": max_tokens,
             "temperature": 0.0,
             "stop": list(stop),
@@ -331,6 +350,14 @@ class EngineRoleModel:
                 self._grammars[key] = caller_gbnf(tools, whitespace=self.whitespace)
             return self._grammars[key]
 
+    def _prefix(self, prefix: str) -> Sequence[int] | str:
+        if not prefix:
+            return ()
+        try:
+            return self.dialect.prefix_tokens(self.client, prefix)
+        except httpx.HTTPError as exc:
+            raise _translate(exc, self.client) from exc
+
     def _one(self, request: GenerationRequest) -> Generation:
         if request.role not in ALL_ROLES:
             raise ModelError(f"unknown role {request.role!r}; expected one of {ALL_ROLES}")
@@ -352,6 +379,7 @@ class EngineRoleModel:
             max_tokens=max(1, budget),
             stop=stop,
             grammar=grammar,
+            prefix=self._prefix(request.prefix),
         )
         try:
             response = self.client.post("/v1/completions", json=body)

@@ -76,8 +76,10 @@ class Recorder:
 
         Every thought after a call starts with it, so the planner learns to decide from
         the step it just saw: a write that went through, a record that came back, a
-        lookup that found nothing (see ``recap_of``)."""
-        return recap_of(self.turns, self.world)
+        lookup that found nothing (``umiq_protocol.recap_of``, which the agent loop
+        also uses to start the planner's thought when it serves such a model)."""
+        writes = {spec.name for spec in self.world.specs() if spec.effect == "write"}
+        return protocol.recap_of(self.turns, writes)
 
     def think(self, thought: str, tool: str | None = None) -> str:
         """``thought`` as the model sees it, after the recap of the last observation and,
@@ -127,43 +129,6 @@ class Recorder:
             {"from": "assistant", "value": self.think(thought) + "\n " + protocol.GIVE_UP}
         )
         self.outcome = "gave_up"
-
-
-def recap_of(turns: list[dict[str, str]], world: Any = None) -> str:
-    """A few words on the last observation of ``turns``, or ``""`` when the last turn is
-    not one: ``INV-1008 came back.``, ``Nothing was found.``, ``That went through.``,
-    ``That call failed.``
-
-    It names no tool: the tool a thought names is the one to call next (``Recorder.call``),
-    and a small caller copies the tool name it reads in the thought, so a recap that named
-    the previous call ("get_invoice returned INV-1010. I'll schedule…") made it call
-    get_invoice again (on the dev split the shipped caller picked the expert's tool for 47
-    of 111 steps)."""
-    if not turns or turns[-1]["from"] != "observation":
-        return ""
-    seen = protocol.calls_seen(turns)[-1]
-    if not seen.ok:
-        return (
-            "Nothing was found."
-            if "not found" in (seen.error or "").lower()
-            else "That call failed."
-        )
-    response = seen.response
-    effect = None
-    if world is not None and seen.tool is not None:
-        try:
-            effect = world.spec(seen.tool).effect
-        except Exception:  # a tool this world does not know reads as a read
-            effect = None
-    if effect == "write":
-        return "That went through."
-    if response in (None, [], {}, ""):
-        return "Nothing was found."
-    if isinstance(response, list):
-        return f"{len(response)} record{'s' if len(response) != 1 else ''} came back."
-    if isinstance(response, dict) and isinstance(response.get("id"), str):
-        return f"{response['id']} came back."
-    return "The record came back."
 
 
 @dataclass(frozen=True)
