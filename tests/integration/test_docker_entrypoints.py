@@ -271,7 +271,7 @@ def test_the_engine_image_command_serves_the_role_adapters(tmp_path: Path) -> No
     from worker.models.llamacpp import find_binary, gguf_dir, gguf_files
 
     data_dir = Settings().data_dir
-    binary = find_binary("llama-server", data_dir)
+    binary = find_binary("llama-server", Settings().resolved_engine_home)
     if binary is None:
         pytest.skip(
             "llama-server is not built here (the engine image builds it): run "

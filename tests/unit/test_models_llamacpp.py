@@ -1,10 +1,13 @@
-"""The llama.cpp engine helpers: where binaries and GGUF files are, the server command."""
+"""The llama.cpp engine helpers: where binaries and GGUF files are, the server command,
+and a build that does nothing when the home is built."""
 
 from __future__ import annotations
 
 import io
+import json
 import tarfile
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -28,14 +31,26 @@ def _gguf(data_dir: Path, *names: str) -> None:
 
 
 def test_find_binary_prefers_the_env_folder(tmp_path: Path, monkeypatch) -> None:
-    """UMIQ_LLAMA_CPP_BIN wins over <data_dir>/engines/llama.cpp/bin."""
+    """UMIQ_LLAMA_CPP_BIN wins over <home>/bin."""
     monkeypatch.delenv("UMIQ_LLAMA_CPP_BIN", raising=False)
-    own = _fake_binary(llamacpp.engines_dir(tmp_path) / "llama.cpp" / "bin")
-    assert llamacpp.find_binary("llama-server", tmp_path) == own
+    home = tmp_path / "llama.cpp"
+    own = _fake_binary(home / "bin")
+    assert llamacpp.find_binary("llama-server", home) == own
     other = _fake_binary(tmp_path / "elsewhere")
     monkeypatch.setenv("UMIQ_LLAMA_CPP_BIN", str(other.parent))
-    assert llamacpp.find_binary("llama-server", tmp_path) == other
-    assert llamacpp.find_binary("no-such-tool", tmp_path) is None
+    assert llamacpp.find_binary("llama-server", home) == other
+    assert llamacpp.find_binary("no-such-tool", home) is None
+
+
+def test_engine_home_is_the_setting_else_under_the_data_dir(tmp_path: Path, monkeypatch) -> None:
+    """UMIQ_ENGINE_HOME names llama.cpp's home; unset, it is <data_dir>/engines/llama.cpp."""
+    from worker.settings import Settings
+
+    monkeypatch.delenv("UMIQ_ENGINE_HOME", raising=False)
+    data_dir = tmp_path / "data"
+    assert Settings(data_dir=data_dir).resolved_engine_home == data_dir / "engines" / "llama.cpp"
+    monkeypatch.setenv("UMIQ_ENGINE_HOME", str(tmp_path / "shared"))
+    assert Settings(data_dir=data_dir).resolved_engine_home == tmp_path / "shared"
 
 
 def test_serve_command_loads_one_lora_per_role_unapplied(tmp_path: Path) -> None:
@@ -68,7 +83,7 @@ def test_serve_command_needs_the_built_server(tmp_path: Path, monkeypatch) -> No
     monkeypatch.delenv("UMIQ_LLAMA_CPP_BIN", raising=False)
     _gguf(tmp_path, "base")
     with pytest.raises(ConfigError, match="build-engine"):
-        llamacpp.serve_command(tmp_path)
+        llamacpp.serve_command(tmp_path, home=tmp_path / "llama.cpp")
 
 
 def test_vendor_tree_is_extracted_without_the_wrapper(tmp_path: Path) -> None:
@@ -93,7 +108,7 @@ def test_vendor_tree_is_extracted_without_the_wrapper(tmp_path: Path) -> None:
 def test_export_without_the_converters_says_to_build(tmp_path: Path) -> None:
     """export_gguf before build-engine refuses, naming the command that fetches the source."""
     with pytest.raises(ConfigError, match="build-engine"):
-        llamacpp.export_gguf(tmp_path, tmp_path / "base", {})
+        llamacpp.export_gguf(tmp_path, tmp_path / "base", {}, home=tmp_path / "llama.cpp")
 
 
 def test_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
@@ -105,3 +120,58 @@ def test_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
         llamacpp.start_server(
             [str(script)], "http://127.0.0.1:9", timeout=20, log=tmp_path / "s.log"
         )
+
+
+# -- build_engine: a home that is built costs nothing -------------------------------------
+
+
+def _built_home(tmp_path: Path, stamp: dict[str, Any]) -> Path:
+    home = tmp_path / "llama.cpp"
+    for name in llamacpp.BINARIES:
+        _fake_binary(home / "bin", name)
+    (home / "src").mkdir()
+    (home / "src" / "CMakeLists.txt").write_text("")
+    (home / "engine.json").write_text(json.dumps(stamp))
+    return home
+
+
+def _recording_run(monkeypatch) -> list[list[str]]:
+    ran: list[list[str]] = []
+    monkeypatch.setattr(llamacpp, "_run", lambda cmd, progress, **_: ran.append(list(cmd)))
+    monkeypatch.setattr(llamacpp.shutil, "copy2", lambda *_: None)
+    return ran
+
+
+def test_build_of_a_built_home_runs_nothing(tmp_path: Path, monkeypatch) -> None:
+    """Both binaries of the stamped version and flags in bin/: no download, CMake or copy."""
+    home = _built_home(tmp_path, {"version": llamacpp.LLAMA_CPP_PYTHON})  # no flags: umiq's
+    ran = _recording_run(monkeypatch)
+    said: list[str] = []
+    assert llamacpp.build_engine(home, progress=said.append) == home / "bin"
+    assert ran == []
+    assert "up to date" in said[0]
+
+
+def test_build_runs_again_when_forced_or_for_other_flags(tmp_path: Path, monkeypatch) -> None:
+    """--force, or CMake flags other than the stamped ones, configure and build again."""
+    flags = [*llamacpp.CMAKE_FLAGS, "-DGGML_NATIVE=OFF"]
+    home = _built_home(tmp_path, {"version": llamacpp.LLAMA_CPP_PYTHON, "cmake_flags": flags})
+    ran = _recording_run(monkeypatch)
+    llamacpp.build_engine(home, cmake_flags=["-DGGML_NATIVE=OFF"], progress=lambda _: None)
+    assert ran == []
+    llamacpp.build_engine(home, progress=lambda _: None)
+    llamacpp.build_engine(
+        home, cmake_flags=["-DGGML_NATIVE=OFF"], force=True, progress=lambda _: None
+    )
+    assert [c[:2] for c in ran if c[0] == "cmake"] == [["cmake", "-S"], ["cmake", "--build"]] * 2
+    assert json.loads((home / "engine.json").read_text())["cmake_flags"] == flags
+
+
+def test_build_without_cmake_says_what_to_install(tmp_path: Path, monkeypatch) -> None:
+    """A build that needs CMake where there is none refuses, naming the packages."""
+    real_which = llamacpp.shutil.which
+    monkeypatch.setattr(llamacpp.shutil, "which", lambda c: None if c == "cmake" else real_which(c))
+    ran = _recording_run(monkeypatch)
+    with pytest.raises(ConfigError, match=r"needs CMake.*apt-get install cmake g\+\+"):
+        llamacpp.build_engine(tmp_path / "llama.cpp", progress=lambda _: None)
+    assert ran == []

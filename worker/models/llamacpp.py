@@ -1,14 +1,19 @@
 """llama.cpp as umiq's CPU inference engine: build it, export GGUF, start ``llama-server``.
 
+llama.cpp lives in one folder, its *home* (``UMIQ_ENGINE_HOME``, default
+``<data_dir>/engines/llama.cpp``): ``src/``, ``build/``, ``bin/`` and ``engine.json``.
+
 - :func:`build_engine` (``umiq models build-engine``) downloads the source distribution of
   ``llama-cpp-python`` (MIT; its ``vendor/llama.cpp`` is llama.cpp's source, MIT) from
   PyPI with pip, and builds ``llama-server`` and ``test-gbnf-validator`` with CMake into
-  ``<data_dir>/engines/llama.cpp/bin``. Nothing else in umiq needs it: ``make test``
-  skips the engine tests, saying so, when it is not built.
+  ``<home>/bin``. A home whose ``bin/`` holds both binaries of the version and flags
+  ``engine.json`` records is left as it is, so running it again costs nothing. ``make
+  test`` runs it (``make engine``, into ``~/.cache/umiq/engines/llama.cpp``) so that the
+  engine tests run; the worker needs it only with ``UMIQ_MODEL_BACKEND=openai``.
 - :func:`export_gguf` (``umiq models export-gguf``) converts the base checkpoint and each
   role adapter with llama.cpp's own converters (``convert_hf_to_gguf.py``,
   ``convert_lora_to_gguf.py``) and the ``gguf-py`` of the same source tree (pinned with
-  it: the ``gguf`` release on PyPI lags the converters).
+  it: the ``gguf`` release on PyPI lags the converters) into ``<data_dir>/engines/gguf``.
 - :func:`serve_command` (``umiq models serve``) is the ``llama-server`` command line: the
   base, one ``--lora`` per role (each request sets every adapter's scale itself),
   ``--parallel`` slots with continuous batching and the prompt cache.
@@ -52,21 +57,22 @@ def engines_dir(data_dir: Path) -> Path:
     return Path(data_dir) / "engines"
 
 
-def _default_data_dir() -> Path:
+def default_home() -> Path:
+    """llama.cpp's home in this process's settings (``UMIQ_ENGINE_HOME``)."""
     from worker.settings import get_settings
 
-    return get_settings().data_dir
+    return get_settings().resolved_engine_home
 
 
-def find_binary(name: str, data_dir: Path | None = None) -> Path | None:
+def find_binary(name: str, home: Path | None = None) -> Path | None:
     """The built llama.cpp binary ``name``, or None.
 
-    ``UMIQ_LLAMA_CPP_BIN`` (a folder) wins over ``<data_dir>/engines/llama.cpp/bin``.
+    ``UMIQ_LLAMA_CPP_BIN`` (a folder) wins over ``<home>/bin`` (default: the settings').
     """
     folders = []
     if os.environ.get("UMIQ_LLAMA_CPP_BIN"):
         folders.append(Path(os.environ["UMIQ_LLAMA_CPP_BIN"]))
-    folders.append(engines_dir(data_dir or _default_data_dir()) / "llama.cpp" / "bin")
+    folders.append((home or default_home()) / "bin")
     for folder in folders:
         path = folder / name
         if path.is_file() and os.access(path, os.X_OK):
@@ -87,25 +93,35 @@ def _run(cmd: Sequence[str], progress: Progress, **kwargs: Any) -> None:
 
 
 def build_engine(
-    data_dir: Path,
+    home: Path,
     *,
     version: str = LLAMA_CPP_PYTHON,
     jobs: int = 1,
     nice: bool = False,
     cmake_flags: Sequence[str] = (),
+    force: bool = False,
     progress: Progress = print,
 ) -> Path:
-    """Download llama.cpp's source from PyPI and build its server; returns the bin folder.
+    """Download llama.cpp's source from PyPI and build its server in ``home``; returns the
+    bin folder.
 
-    ``nice`` runs the compiler at the lowest priority (a shared machine). Building twice
-    reuses the CMake build folder, so an interrupted build resumes. ``cmake_flags`` come
-    after :data:`CMAKE_FLAGS` (an image built for other hosts: ``-DGGML_NATIVE=OFF``).
+    Does nothing when ``bin/`` already holds both binaries of ``version`` built with these
+    flags (``engine.json`` says so), unless ``force``. ``nice`` runs the compiler at the
+    lowest priority (a shared machine). Building again reuses the CMake build folder, so
+    an interrupted build resumes. ``cmake_flags`` come after :data:`CMAKE_FLAGS` (an image
+    built for other hosts: ``-DGGML_NATIVE=OFF``).
     """
-    home = engines_dir(data_dir) / "llama.cpp"
+    home = Path(home)
     src, build, bin_dir = home / "src", home / "build", home / "bin"
     stamp = home / "engine.json"
+    flags = [*CMAKE_FLAGS, *cmake_flags]
+    built = _stamp(stamp)
+    if not force and _is_built(bin_dir, built, version, flags):
+        progress(f"llama.cpp {version} is built and up to date in {bin_dir} (--force rebuilds)")
+        return bin_dir
+    _check_toolchain()
     prefix = ["nice", "-n", "19"] if nice else []
-    if not (src / "CMakeLists.txt").is_file() or _stamp(stamp).get("version") != version:
+    if not (src / "CMakeLists.txt").is_file() or built.get("version") != version:
         with tempfile.TemporaryDirectory() as tmp:
             _run(
                 [
@@ -125,7 +141,7 @@ def build_engine(
             )
             archive = next(Path(tmp).glob("llama_cpp_python-*.tar.gz"))
             _extract_vendor(archive, src)
-    _run(["cmake", "-S", src, "-B", build, *_generator(), *CMAKE_FLAGS, *cmake_flags], progress)
+    _run(["cmake", "-S", src, "-B", build, *_generator(), *flags], progress)
     _run(
         [*prefix, "cmake", "--build", build, "--target", *BINARIES, "-j", str(jobs)],
         progress,
@@ -133,8 +149,40 @@ def build_engine(
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name in BINARIES:
         shutil.copy2(build / "bin" / name, bin_dir / name)
-    stamp.write_text(json.dumps({"version": version, "package": "llama-cpp-python"}, indent=2))
+    record = {"version": version, "package": "llama-cpp-python", "cmake_flags": flags}
+    stamp.write_text(json.dumps(record, indent=2))
     return bin_dir
+
+
+def _is_built(bin_dir: Path, stamp: dict[str, Any], version: str, flags: list[str]) -> bool:
+    """Whether ``bin_dir`` holds the binaries of ``version`` built with ``flags``."""
+    if stamp.get("version") != version:
+        return False
+    # a stamp from before flags were recorded was written with umiq's flags alone
+    if stamp.get("cmake_flags", list(CMAKE_FLAGS)) != flags:
+        return False
+    return all(os.access(bin_dir / name, os.X_OK) for name in BINARIES)
+
+
+def _check_toolchain() -> None:
+    """Refuse, saying what to install, when CMake or a C/C++ compiler is missing."""
+    compilers = {
+        "a C compiler": (os.environ.get("CC", ""), "cc", "gcc", "clang"),
+        "a C++17 compiler": (os.environ.get("CXX", ""), "c++", "g++", "clang++"),
+    }
+    missing = [] if shutil.which("cmake") else ["CMake"]
+    missing += [what for what, names in compilers.items() if not any(map(_on_path, names))]
+    if missing:
+        raise ConfigError(
+            f"building llama.cpp needs {', '.join(missing)}: install them (Debian/Ubuntu: "
+            "`apt-get install cmake g++`; Fedora: `dnf install cmake gcc-c++`; macOS: "
+            "`xcode-select --install` and `brew install cmake`), or set UMIQ_ENGINE_HOME to "
+            "a llama.cpp home where llama-server is built"
+        )
+
+
+def _on_path(command: str) -> bool:
+    return bool(command) and shutil.which(command.split()[0]) is not None
 
 
 def _generator() -> list[str]:
@@ -185,6 +233,7 @@ def export_gguf(
     base: Path,
     adapters: dict[str, Path],
     *,
+    home: Path | None = None,
     outtype: str = "f32",
     nice: bool = False,
     progress: Progress = print,
@@ -192,9 +241,10 @@ def export_gguf(
     """Convert ``base`` (a Hugging Face checkpoint) and each role's LoRA adapter to GGUF.
 
     ``f32`` keeps the weights as the in-process CPU path computes them, so greedy outputs
-    can be compared; ``f16``/``bf16``/``q8_0`` trade exactness for memory and speed.
+    can be compared; ``f16``/``bf16``/``q8_0`` trade exactness for memory and speed. The
+    converters are those of llama.cpp's ``home`` (default: the settings').
     """
-    src = engines_dir(data_dir) / "llama.cpp" / "src"
+    src = Path(home or default_home()) / "src"
     if not (src / "convert_hf_to_gguf.py").is_file():
         raise ConfigError(
             f"llama.cpp's converters are not at {src}; run `umiq models build-engine` first"
@@ -253,9 +303,11 @@ def serve_command(
     threads: int | None = None,
     ctx_per_slot: int = 2048,
     binary: Path | None = None,
+    home: Path | None = None,
 ) -> list[str]:
-    """The ``llama-server`` command for the exported base and role adapters."""
-    server = binary or find_binary("llama-server", data_dir)
+    """The ``llama-server`` command for the exported base and role adapters (the server of
+    ``binary``, else of llama.cpp's ``home``)."""
+    server = binary or find_binary("llama-server", home)
     if server is None:
         raise ConfigError("llama-server is not built; run `umiq models build-engine` first")
     files = gguf_files(data_dir)
@@ -332,6 +384,7 @@ def start_server(
 __all__ = [
     "LLAMA_CPP_PYTHON",
     "build_engine",
+    "default_home",
     "engines_dir",
     "export_gguf",
     "find_binary",
