@@ -1,10 +1,11 @@
 """The llama.cpp engine helpers: where binaries and GGUF files are, the server command,
-and a build that does nothing when the home is built."""
+and the build and export that do only what is not done yet."""
 
 from __future__ import annotations
 
 import io
 import json
+import os
 import tarfile
 from pathlib import Path
 from typing import Any
@@ -175,3 +176,132 @@ def test_build_without_cmake_says_what_to_install(tmp_path: Path, monkeypatch) -
     with pytest.raises(ConfigError, match=r"needs CMake.*apt-get install cmake g\+\+"):
         llamacpp.build_engine(tmp_path / "llama.cpp", progress=lambda _: None)
     assert ran == []
+
+
+# -- export_gguf: only what changed is converted again -------------------------------------
+
+ROLES = ("planner", "caller", "summarizer")
+
+
+class Converter:
+    """The converters' stand-in: writes the --outfile and records which file it made."""
+
+    def __init__(self, fail: str | None = None) -> None:
+        self.made: list[str] = []
+        self.fail = fail
+
+    def __call__(self, cmd: list[Any], progress: Any, **_: Any) -> None:
+        out = Path(cmd[cmd.index("--outfile") + 1])
+        name = out.name.removeprefix(".").removesuffix(".gguf.part")
+        out.write_bytes(b"GGUF half")
+        if name == self.fail:
+            raise ModelError("convert_lora_to_gguf.py failed with exit status 1")
+        out.write_bytes(b"GGUF " + name.encode())
+        self.made.append(name)
+
+
+@pytest.fixture
+def inputs(tmp_path: Path) -> tuple[Path, Path, dict[str, Path]]:
+    """llama.cpp's home with the converters, a base checkpoint and three role adapters."""
+    home = tmp_path / "llama.cpp"
+    (home / "src").mkdir(parents=True)
+    for script in ("convert_hf_to_gguf.py", "convert_lora_to_gguf.py"):
+        (home / "src" / script).write_text("")
+    (home / "engine.json").write_text(json.dumps({"version": "0.3.36"}))
+    base = tmp_path / "base"
+    base.mkdir()
+    (base / "config.json").write_text('{"model_type": "llama"}')
+    (base / "model.safetensors").write_bytes(b"w" * 64)
+    adapters = {}
+    for role in ROLES:
+        adapters[role] = tmp_path / "adapters" / role
+        adapters[role].mkdir(parents=True)
+        (adapters[role] / "adapter_config.json").write_text('{"r": 8}')
+        (adapters[role] / "adapter_model.safetensors").write_bytes(role.encode())
+    return home, base, adapters
+
+
+def _export(tmp_path: Path, inputs, monkeypatch, converter=None, **kwargs) -> list[str]:
+    home, base, adapters = inputs
+    converter = converter or Converter()
+    monkeypatch.setattr(llamacpp, "_run", converter)
+    kwargs.setdefault("adapters", adapters)
+    llamacpp.export_gguf(tmp_path / "data", base, home=home, progress=lambda _: None, **kwargs)
+    return converter.made
+
+
+def test_export_converts_once_then_says_up_to_date(tmp_path: Path, inputs, monkeypatch) -> None:
+    """A second export with the same inputs converts nothing and says each file is up to date."""
+    home, base, adapters = inputs
+    assert _export(tmp_path, inputs, monkeypatch) == ["base", *ROLES]
+    said: list[str] = []
+    monkeypatch.setattr(llamacpp, "_run", Converter())
+    files = llamacpp.export_gguf(tmp_path / "data", base, adapters, home=home, progress=said.append)
+    assert said == [f"{name}.gguf: up to date" for name in ("base", *ROLES)]
+    assert {name: path.read_bytes() for name, path in files.items()} == {
+        name: b"GGUF " + name.encode() for name in ("base", *ROLES)
+    }
+    record = json.loads((llamacpp.gguf_dir(tmp_path / "data") / "export.json").read_text())
+    assert record["files"]["caller"]["llama_cpp"] == "0.3.36"
+    assert record["files"]["caller"]["base"] == record["files"]["base"]["digest"]
+
+
+def test_export_converts_again_only_the_adapter_that_changed(
+    tmp_path: Path, inputs, monkeypatch
+) -> None:
+    """New weights in one role's adapter convert that adapter and nothing else."""
+    _export(tmp_path, inputs, monkeypatch)
+    (inputs[2]["caller"] / "adapter_model.safetensors").write_bytes(b"retrained")
+    assert _export(tmp_path, inputs, monkeypatch) == ["caller"]
+
+
+@pytest.mark.parametrize("change", ["outtype", "llama.cpp"])
+def test_export_converts_everything_for_another_outtype_or_llama_cpp(
+    tmp_path: Path, inputs, monkeypatch, change: str
+) -> None:
+    """Another weight type, or another llama.cpp version, converts every file again."""
+    _export(tmp_path, inputs, monkeypatch)
+    kwargs = {"outtype": "f16"} if change == "outtype" else {}
+    if change == "llama.cpp":
+        (inputs[0] / "engine.json").write_text(json.dumps({"version": "0.3.99"}))
+    assert _export(tmp_path, inputs, monkeypatch, **kwargs) == ["base", *ROLES]
+
+
+def test_large_base_files_count_by_size_and_mtime(tmp_path: Path, inputs, monkeypatch) -> None:
+    """The base's weights are not read: a new mtime converts the base and the adapters
+    (converted against it) again, the same mtime nothing."""
+    monkeypatch.setattr(llamacpp, "HASHED_UP_TO", 32)
+    _export(tmp_path, inputs, monkeypatch)
+    weights = inputs[1] / "model.safetensors"
+    stat = weights.stat()
+    weights.write_bytes(b"v" * 64)  # same size, other bytes, old mtime: not seen
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert _export(tmp_path, inputs, monkeypatch) == []
+    os.utime(weights, ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    assert _export(tmp_path, inputs, monkeypatch) == ["base", *ROLES]
+
+
+def test_missing_file_is_converted_again(tmp_path: Path, inputs, monkeypatch) -> None:
+    """A deleted GGUF is converted again though its inputs did not change."""
+    _export(tmp_path, inputs, monkeypatch)
+    (llamacpp.gguf_dir(tmp_path / "data") / "planner.gguf").unlink()
+    assert _export(tmp_path, inputs, monkeypatch) == ["planner"]
+
+
+def test_failed_conversion_is_not_taken_for_up_to_date(tmp_path: Path, inputs, monkeypatch) -> None:
+    """A conversion that fails leaves no half-written file, and the next export redoes it."""
+    _export(tmp_path, inputs, monkeypatch)
+    (inputs[2]["caller"] / "adapter_model.safetensors").write_bytes(b"retrained")
+    with pytest.raises(ModelError):
+        _export(tmp_path, inputs, monkeypatch, converter=Converter(fail="caller"))
+    folder = llamacpp.gguf_dir(tmp_path / "data")
+    assert sorted(p.name for p in folder.iterdir() if p.name.startswith(".")) == []
+    assert _export(tmp_path, inputs, monkeypatch) == ["caller"]
+
+
+def test_role_without_an_adapter_loses_its_gguf(tmp_path: Path, inputs, monkeypatch) -> None:
+    """Exporting without a role's adapter removes that role's GGUF, so no server loads it."""
+    _export(tmp_path, inputs, monkeypatch)
+    fewer = {r: p for r, p in inputs[2].items() if r != "summarizer"}
+    assert _export(tmp_path, inputs, monkeypatch, adapters=fewer) == []
+    assert sorted(llamacpp.gguf_files(tmp_path / "data")) == ["base", "caller", "planner"]

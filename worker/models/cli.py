@@ -51,8 +51,8 @@ def export_gguf(
     ),
     nice: bool = typer.Option(False, "--nice", help="Convert at the lowest CPU priority."),
 ) -> None:
-    """Convert the base checkpoint and each role adapter to GGUF (llama.cpp's converters).
-    Fetches the base when it is missing."""
+    """Convert the base checkpoint and each role adapter to GGUF (llama.cpp's converters);
+    files whose inputs did not change are kept. Fetches the base when it is missing."""
     from worker.errors import UmiqError
     from worker.models import resolve_base
     from worker.models.adapters import find_adapters

@@ -14,6 +14,8 @@ llama.cpp lives in one folder, its *home* (``UMIQ_ENGINE_HOME``, default
   role adapter with llama.cpp's own converters (``convert_hf_to_gguf.py``,
   ``convert_lora_to_gguf.py``) and the ``gguf-py`` of the same source tree (pinned with
   it: the ``gguf`` release on PyPI lags the converters) into ``<data_dir>/engines/gguf``.
+  ``export.json`` there records what each file was made from; a file whose inputs,
+  weight type and llama.cpp version are unchanged is not converted again.
 - :func:`serve_command` (``umiq models serve``) is the ``llama-server`` command line: the
   base, one ``--lora`` per role (each request sets every adapter's scale itself),
   ``--parallel`` slots with continuous batching and the prompt cache.
@@ -21,6 +23,7 @@ llama.cpp lives in one folder, its *home* (``UMIQ_ENGINE_HOME``, default
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -34,6 +37,7 @@ from typing import Any
 
 from worker.agent.roles import ALL_ROLES
 from worker.errors import ConfigError, ModelError
+from worker.models.adapters import file_digest
 
 LLAMA_CPP_PYTHON = "0.3.36"
 """The ``llama-cpp-python`` sdist whose vendored llama.cpp umiq builds and tests."""
@@ -50,6 +54,9 @@ CMAKE_FLAGS = (
     "-DLLAMA_OPENSSL=OFF",
 )
 Progress = Callable[[str], None]
+HASHED_UP_TO = 16 * 2**20
+"""A base checkpoint's files up to this size count by content in export.json's digests;
+larger ones (the weights) by size and modification time, which costs no read."""
 
 
 def engines_dir(data_dir: Path) -> Path:
@@ -238,13 +245,16 @@ def export_gguf(
     nice: bool = False,
     progress: Progress = print,
 ) -> dict[str, Path]:
-    """Convert ``base`` (a Hugging Face checkpoint) and each role's LoRA adapter to GGUF.
+    """Convert ``base`` (a Hugging Face checkpoint) and each role's LoRA adapter to GGUF
+    with the converters of llama.cpp's ``home`` (default: the settings').
 
     ``f32`` keeps the weights as the in-process CPU path computes them, so greedy outputs
-    can be compared; ``f16``/``bf16``/``q8_0`` trade exactness for memory and speed. The
-    converters are those of llama.cpp's ``home`` (default: the settings').
+    can be compared; ``f16``/``bf16``/``q8_0`` trade exactness for memory and speed. A file
+    whose inputs did not change since ``export.json`` recorded them is kept ("up to date");
+    a role GGUF of an adapter no longer given is removed, so the server does not load it.
     """
-    src = Path(home or default_home()) / "src"
+    home = Path(home or default_home())
+    src = home / "src"
     if not (src / "convert_hf_to_gguf.py").is_file():
         raise ConfigError(
             f"llama.cpp's converters are not at {src}; run `umiq models build-engine` first"
@@ -255,43 +265,60 @@ def export_gguf(
     # they use parts of it that the gguf release on PyPI (0.19.0) lacks.
     env = {k: v for k, v in os.environ.items() if k != "NO_LOCAL_GGUF"}
     prefix = ["nice", "-n", "19"] if nice else []
-    files = {"base": out / "base.gguf"}
-    _run(
-        [
-            *prefix,
-            sys.executable,
-            src / "convert_hf_to_gguf.py",
-            base,
-            "--outfile",
-            files["base"],
-            "--outtype",
-            outtype,
-        ],
-        progress,
-        env=env,
-    )
+    record_path = out / "export.json"
+    done = _stamp(record_path).get("files") or {}
+    common = {"outtype": outtype, "llama_cpp": _stamp(home / "engine.json").get("version")}
+    base_digest = _input_digest(base, hashed_up_to=HASHED_UP_TO)
+    inputs = {"base": {"digest": base_digest, **common}}
+    commands: dict[str, list[Any]] = {"base": [src / "convert_hf_to_gguf.py", base]}
     for role, path in adapters.items():
-        files[role] = out / f"{role}.gguf"
-        _run(
-            [
-                *prefix,
-                sys.executable,
-                src / "convert_lora_to_gguf.py",
-                path,
-                "--base",
-                base,
-                "--outfile",
-                files[role],
-                "--outtype",
-                outtype,
-            ],
-            progress,
-            env=env,
-        )
-    (out / "export.json").write_text(
-        json.dumps({"base": base.name, "adapters": sorted(adapters), "outtype": outtype}, indent=2)
-    )
+        inputs[role] = {"digest": _input_digest(path), "base": base_digest, **common}
+        commands[role] = [src / "convert_lora_to_gguf.py", path, "--base", base]
+    files = {name: out / f"{name}.gguf" for name in inputs}
+    for role in ALL_ROLES:
+        if role not in adapters and (out / f"{role}.gguf").exists():
+            (out / f"{role}.gguf").unlink()
+            progress(f"{role}.gguf: removed (no {role} adapter in this export)")
+    done = {name: entry for name, entry in done.items() if name in inputs}
+    for name, command in commands.items():
+        if done.get(name) == inputs[name] and files[name].is_file():
+            progress(f"{name}.gguf: up to date")
+            continue
+        done.pop(name, None)
+        # written beside the file and renamed when complete: an interrupted conversion
+        # leaves no half-written file that could pass for up to date
+        part = out / f".{name}.gguf.part"
+        outfile = ["--outfile", part, "--outtype", outtype]
+        try:
+            _run([*prefix, sys.executable, *command, *outfile], progress, env=env)
+            part.replace(files[name])
+        finally:
+            part.unlink(missing_ok=True)
+        done[name] = inputs[name]
+        _write_record(record_path, base, adapters, outtype, done)
+    _write_record(record_path, base, adapters, outtype, done)
     return files
+
+
+def _input_digest(folder: Path, *, hashed_up_to: int | None = None) -> str:
+    """The sha256 of a folder's files: each one's relative path and content; a file larger
+    than ``hashed_up_to`` by its size and modification time instead of its content."""
+    digest = hashlib.sha256()
+    for path in sorted(p for p in Path(folder).rglob("*") if p.is_file()):
+        stat = path.stat()
+        if hashed_up_to is not None and stat.st_size > hashed_up_to:
+            seen = f"size={stat.st_size} mtime_ns={stat.st_mtime_ns}"
+        else:
+            seen = file_digest([path], length=64)
+        digest.update(f"{path.relative_to(folder).as_posix()}\0{seen}\n".encode())
+    return digest.hexdigest()
+
+
+def _write_record(
+    path: Path, base: Path, adapters: dict[str, Path], outtype: str, files: dict[str, Any]
+) -> None:
+    record = {"base": base.name, "adapters": sorted(adapters), "outtype": outtype, "files": files}
+    path.write_text(json.dumps(record, indent=2, sort_keys=True))
 
 
 def serve_command(
