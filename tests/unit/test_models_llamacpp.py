@@ -123,6 +123,20 @@ def test_server_that_exits_is_reported_with_its_log(tmp_path: Path) -> None:
         )
 
 
+def test_server_that_ignores_sigterm_is_killed(tmp_path: Path) -> None:
+    """stop_server sends SIGKILL when the server has not exited within the timeout."""
+    import subprocess
+
+    script = tmp_path / "stubborn.sh"
+    script.write_text("#!/bin/sh\ntrap '' TERM\necho ready\nwhile :; do sleep 1; done\n")
+    script.chmod(0o755)
+    proc = subprocess.Popen([str(script)], stdout=subprocess.PIPE)
+    assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
+    llamacpp.stop_server(proc, timeout=1)
+    assert proc.returncode == -9
+    proc.stdout.close()
+
+
 # -- build_engine: a home that is built costs nothing -------------------------------------
 
 

@@ -91,7 +91,7 @@ def serve(
     import shlex
 
     from worker.errors import UmiqError
-    from worker.models.llamacpp import serve_command, start_server
+    from worker.models.llamacpp import serve_command, start_server, stop_server
     from worker.settings import get_settings
 
     settings = get_settings()
@@ -122,8 +122,7 @@ def serve(
     try:
         proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
 def register(models_app: typer.Typer) -> None:

@@ -268,11 +268,11 @@ def export_gguf(
     record_path = out / "export.json"
     done = _stamp(record_path).get("files") or {}
     common = {"outtype": outtype, "llama_cpp": _stamp(home / "engine.json").get("version")}
-    base_digest = _input_digest(base, hashed_up_to=HASHED_UP_TO)
+    base_digest = input_digest(base, hashed_up_to=HASHED_UP_TO)
     inputs = {"base": {"digest": base_digest, **common}}
     commands: dict[str, list[Any]] = {"base": [src / "convert_hf_to_gguf.py", base]}
     for role, path in adapters.items():
-        inputs[role] = {"digest": _input_digest(path), "base": base_digest, **common}
+        inputs[role] = {"digest": input_digest(path), "base": base_digest, **common}
         commands[role] = [src / "convert_lora_to_gguf.py", path, "--base", base]
     files = {name: out / f"{name}.gguf" for name in inputs}
     for role in ALL_ROLES:
@@ -300,7 +300,7 @@ def export_gguf(
     return files
 
 
-def _input_digest(folder: Path, *, hashed_up_to: int | None = None) -> str:
+def input_digest(folder: Path, *, hashed_up_to: int | None = None) -> str:
     """The sha256 of a folder's files: each one's relative path and content; a file larger
     than ``hashed_up_to`` by its size and modification time instead of its content."""
     digest = hashlib.sha256()
@@ -403,9 +403,19 @@ def start_server(
         except httpx.HTTPError:
             pass
         time.sleep(0.5)
-    proc.terminate()
-    proc.wait(timeout=10)
+    stop_server(proc, timeout=10)
     raise ModelError(f"llama-server was not ready at {url} within {timeout:.0f} s")
+
+
+def stop_server(proc: subprocess.Popen[bytes], *, timeout: float = 30.0) -> None:
+    """Stop ``llama-server``: SIGTERM, then SIGKILL when it has not exited in ``timeout``
+    seconds (a server starved of CPU may still be decoding a request nobody awaits)."""
+    proc.terminate()
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=timeout)
 
 
 __all__ = [
@@ -417,6 +427,8 @@ __all__ = [
     "find_binary",
     "gguf_dir",
     "gguf_files",
+    "input_digest",
     "serve_command",
     "start_server",
+    "stop_server",
 ]
