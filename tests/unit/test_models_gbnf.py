@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from connectors import ToolSpec
+from tests.support.required import unavailable
 from worker.models.gbnf import GrammarError, caller_gbnf
 from worker.models.llamacpp import find_binary
 
@@ -129,7 +130,10 @@ def _xgrammar() -> Callable[[str, str], bool]:
 def _llama_cpp(tmp: Path) -> Callable[[str, str], bool]:
     binary = find_binary("test-gbnf-validator")
     if binary is None:
-        pytest.skip("llama.cpp's test-gbnf-validator is not built (umiq models build-engine)")
+        unavailable(
+            "llama.cpp's test-gbnf-validator is not built (UMIQ_ENGINE_HOME)",
+            how="run `make engine` or `umiq models build-engine`",
+        )
 
     def accepts(grammar: str, text: str) -> bool:
         (tmp / "g.gbnf").write_text(grammar)
