@@ -2,8 +2,9 @@
 
 Each grammar is checked by two real GBNF readers: xgrammar's EBNF parser and matcher
 (the ``models`` extra; vLLM's structured-output backend) and llama.cpp's own grammar
-code through its ``test-gbnf-validator`` binary, when ``umiq models build-engine`` has
-built it (skipped otherwise, saying so).
+code through its ``test-gbnf-validator`` binary, which ``make test`` builds first
+(``make engine``); without it those checks are skipped, saying so, and fail under
+``UMIQ_REQUIRE_SERVICES=1`` (CI).
 """
 
 from __future__ import annotations
