@@ -4,13 +4,27 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint install clean chromium
+# llama.cpp's home (source, build, binaries), shared by every checkout on the machine.
+UMIQ_ENGINE_HOME ?= $(HOME)/.cache/umiq/engines/llama.cpp
+export UMIQ_ENGINE_HOME
+ENGINE_JOBS ?= 2
+
+.PHONY: demo test lint install clean chromium engine
 
 demo: $(STAMP)
 	$(VENV)/bin/umiq demo
 
-test: $(STAMP) chromium
+test: $(STAMP) chromium engine
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The engine tests serve the shipped adapters from a real llama-server: build it once into
+# UMIQ_ENGINE_HOME (CMake and a C/C++ compiler; the first build takes long, later runs are
+# no-ops), then convert the base (fetched if missing) and the shipped adapters to GGUF in
+# .umiq/engines/gguf (only what changed). The shipped adapters whatever the shell says.
+engine: $(STAMP)
+	$(VENV)/bin/umiq models build-engine --jobs $(ENGINE_JOBS)
+	env -u UMIQ_ADAPTERS_DIR -u UMIQ_BASE_MODEL -u UMIQ_AGENT UMIQ_SHIPPED_ADAPTERS=1 \
+	  $(VENV)/bin/umiq models export-gguf
 
 # The review page is tested in real headless Chromium (Debian's package; Playwright
 # drives it, no browser download). Installed when missing and apt-get can run.

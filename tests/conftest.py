@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.cli import ALLOW_PRIVILEGED_LOGIN
+from tests.support.required import unavailable
 
 # Every worker the tests start logs in to Postgres as the test server's superuser: the
 # login gate (worker.login_gate) lets it, with a warning. The gate's tests drop it.
@@ -36,10 +37,6 @@ POSTGRES_SERVER = os.environ.get(
 )
 
 
-def _services_required() -> bool:
-    return os.environ.get("UMIQ_REQUIRE_SERVICES") == "1"
-
-
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """The URL of a fresh Postgres database ``umiq_test_<random>``, dropped afterwards.
@@ -56,10 +53,7 @@ def postgres_url() -> Iterator[str]:
             conn.execute(text(f'CREATE DATABASE "{name}"'))
     except OperationalError as exc:
         admin.dispose()
-        message = f"Postgres is not reachable at {POSTGRES_SERVER}: {exc.orig}"
-        if _services_required():
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable(f"Postgres is not reachable at {POSTGRES_SERVER}: {exc.orig}")
     try:
         yield f"{POSTGRES_SERVER}/{name}"
     finally:

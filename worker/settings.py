@@ -172,6 +172,12 @@ class Settings(BaseSettings):
     """Seconds one completion may take (queued behind other requests included)."""
     engine_concurrency: int = Field(default=16, ge=1)
     """Requests this process keeps in flight to the engine (match its ``--parallel``)."""
+    engine_home: Path | None = None
+    """llama.cpp's home for ``umiq models build-engine`` / ``export-gguf`` / ``serve``: its
+    source (``src/``), CMake build (``build/``), binaries (``bin/``) and ``engine.json``
+    (default: ``<data_dir>/engines/llama.cpp``). One home can serve several checkouts
+    (``make test`` builds into ``~/.cache/umiq/engines/llama.cpp``); the GGUF files stay
+    under ``<data_dir>/engines/gguf``, as they come from the checkout's adapters."""
     model_max_batch: int = Field(default=16, ge=1)
     """Rows one in-process ``generate`` batch holds at most (``model_backend=hf``): the
     requests of the worker's concurrent episodes share batches up to this size."""
@@ -309,6 +315,12 @@ class Settings(BaseSettings):
     @property
     def resolved_model_dir(self) -> Path:
         return (self.model_dir or self.data_dir / "models").expanduser().resolve()
+
+    @property
+    def resolved_engine_home(self) -> Path:
+        """llama.cpp's home: ``engine_home``, else ``<data_dir>/engines/llama.cpp``."""
+        home = self.engine_home or self.data_dir / "engines" / "llama.cpp"
+        return home.expanduser().resolve()
 
     @property
     def resolved_adapters_dir(self) -> Path | None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from tests.support.required import unavailable
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -19,10 +20,7 @@ def require_service(name: str, host: str, port: int) -> None:
         with socket.create_connection((host, port), timeout=3):
             return
     except OSError as exc:
-        message = f"{name} is not reachable on {host}:{port} ({exc})"
-    if os.environ.get("UMIQ_REQUIRE_SERVICES") == "1":
-        pytest.fail(message + "; CI requires it")
-    pytest.skip(message)
+        unavailable(f"{name} is not reachable on {host}:{port} ({exc})")
 
 
 @pytest.fixture(scope="session")

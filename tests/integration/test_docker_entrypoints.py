@@ -25,6 +25,7 @@ import pytest
 import yaml
 
 from tests.support.cli import ALLOW_PRIVILEGED_LOGIN, umiq
+from tests.support.required import require_engine
 from worker.celery_app import TASK_NAME, create_app
 from worker.process import WorkerProcess
 from worker.settings import Settings
@@ -268,20 +269,13 @@ def _engine_command(binary: Path, gguf: Path, port: int) -> list[str]:
 def test_the_engine_image_command_serves_the_role_adapters(tmp_path: Path) -> None:
     """The engine image's command, run outside Docker with the built llama-server and the
     exported GGUF files, passes the image's health check and serves one adapter per role."""
-    from worker.models.llamacpp import find_binary, gguf_dir, gguf_files
+    from worker.models.llamacpp import find_binary, gguf_dir
 
-    data_dir = Settings().data_dir
-    binary = find_binary("llama-server", data_dir)
-    if binary is None:
-        pytest.skip(
-            "llama-server is not built here (the engine image builds it): run "
-            "`umiq models build-engine` to run the image's command outside Docker"
-        )
-    missing = [
-        n for n in ("base", "planner", "caller", "summarizer") if n not in gguf_files(data_dir)
-    ]
-    if missing:
-        pytest.skip(f"no GGUF for {missing}: run `umiq models export-gguf`")
+    settings = Settings()
+    data_dir, home = settings.data_dir, settings.resolved_engine_home
+    require_engine(data_dir, home)  # the engine image builds its own; this runs it outside
+    binary = find_binary("llama-server", home)
+    assert binary is not None
     port = free_port()
     log_path = tmp_path / "engine.log"
     with log_path.open("wb") as log_file:

@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.support.required import unavailable
 from worker.process import WorkerProcess
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -35,11 +36,8 @@ LIMIT = 100
 
 
 def _need(ok: bool, message: str) -> None:
-    if ok:
-        return
-    if os.environ.get("UMIQ_REQUIRE_SERVICES") == "1":
-        pytest.fail(message + "; CI requires it")
-    pytest.skip(message)
+    if not ok:
+        unavailable(message)
 
 
 def _wait(what: str, check: Callable[[], Any], timeout: float, worker_log: Path) -> Any:

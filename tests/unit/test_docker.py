@@ -362,6 +362,7 @@ def test_build_engine_passes_extra_cmake_flags_after_umiq_s(
     stamp = src.parent / "engine.json"
     stamp.write_text(json.dumps({"version": llamacpp.LLAMA_CPP_PYTHON}))
     monkeypatch.setenv("UMIQ_DATA_DIR", str(tmp_path))
+    monkeypatch.delenv("UMIQ_ENGINE_HOME", raising=False)  # make test sets it
     from worker.settings import get_settings
 
     get_settings.cache_clear()

@@ -2,8 +2,9 @@
 
 Each grammar is checked by two real GBNF readers: xgrammar's EBNF parser and matcher
 (the ``models`` extra; vLLM's structured-output backend) and llama.cpp's own grammar
-code through its ``test-gbnf-validator`` binary, when ``umiq models build-engine`` has
-built it (skipped otherwise, saying so).
+code through its ``test-gbnf-validator`` binary, which ``make test`` builds first
+(``make engine``); without it those checks are skipped, saying so, and fail under
+``UMIQ_REQUIRE_SERVICES=1`` (CI).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from connectors import ToolSpec
+from tests.support.required import unavailable
 from worker.models.gbnf import GrammarError, caller_gbnf
 from worker.models.llamacpp import find_binary
 
@@ -129,7 +131,10 @@ def _xgrammar() -> Callable[[str, str], bool]:
 def _llama_cpp(tmp: Path) -> Callable[[str, str], bool]:
     binary = find_binary("test-gbnf-validator")
     if binary is None:
-        pytest.skip("llama.cpp's test-gbnf-validator is not built (umiq models build-engine)")
+        unavailable(
+            "llama.cpp's test-gbnf-validator is not built (UMIQ_ENGINE_HOME)",
+            how="run `make engine` or `umiq models build-engine`",
+        )
 
     def accepts(grammar: str, text: str) -> bool:
         (tmp / "g.gbnf").write_text(grammar)

@@ -16,20 +16,27 @@ def build_engine(
         "--cmake-flag",
         help="An extra CMake flag, repeatable (e.g. -DGGML_NATIVE=OFF for an image).",
     ),
+    force: bool = typer.Option(
+        False, "--force", help="Build again even when the binaries are up to date."
+    ),
 ) -> None:
-    """Build llama.cpp's llama-server from the llama-cpp-python sdist on PyPI (CMake, C++)."""
+    """Build llama.cpp's llama-server from the llama-cpp-python sdist on PyPI (CMake, C++)
+    into UMIQ_ENGINE_HOME (default <data_dir>/engines/llama.cpp); a no-op when built."""
     from worker.errors import UmiqError
     from worker.models.llamacpp import LLAMA_CPP_PYTHON, build_engine
     from worker.settings import get_settings
 
     settings = get_settings()
-    typer.echo(f"building llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON} (takes a while)")
+    typer.echo(
+        f"llama.cpp from llama-cpp-python {LLAMA_CPP_PYTHON} in {settings.resolved_engine_home}"
+    )
     try:
         bin_dir = build_engine(
-            settings.data_dir,
+            settings.resolved_engine_home,
             jobs=jobs,
             nice=nice,
             cmake_flags=cmake_flag,
+            force=force,
             progress=typer.echo,
         )
     except UmiqError as exc:
@@ -44,7 +51,8 @@ def export_gguf(
     ),
     nice: bool = typer.Option(False, "--nice", help="Convert at the lowest CPU priority."),
 ) -> None:
-    """Convert the base checkpoint and each role adapter to GGUF (llama.cpp's converters)."""
+    """Convert the base checkpoint and each role adapter to GGUF (llama.cpp's converters);
+    files whose inputs did not change are kept. Fetches the base when it is missing."""
     from worker.errors import UmiqError
     from worker.models import resolve_base
     from worker.models.adapters import find_adapters
@@ -53,10 +61,16 @@ def export_gguf(
 
     settings = get_settings()
     try:
-        base = resolve_base(settings)
+        base = resolve_base(settings, progress=typer.echo)
         adapters = find_adapters(settings.resolved_adapters_dir, agent=settings.agent)
         files = export_gguf(
-            settings.data_dir, base, adapters, outtype=outtype, nice=nice, progress=typer.echo
+            settings.data_dir,
+            base,
+            adapters,
+            home=settings.resolved_engine_home,
+            outtype=outtype,
+            nice=nice,
+            progress=typer.echo,
         )
     except UmiqError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -77,7 +91,7 @@ def serve(
     import shlex
 
     from worker.errors import UmiqError
-    from worker.models.llamacpp import serve_command, start_server
+    from worker.models.llamacpp import serve_command, start_server, stop_server
     from worker.settings import get_settings
 
     settings = get_settings()
@@ -89,6 +103,7 @@ def serve(
             parallel=parallel,
             threads=threads or None,
             ctx_per_slot=ctx_per_slot,
+            home=settings.resolved_engine_home,
         )
     except UmiqError as exc:
         typer.echo(f"error: {exc}", err=True)
@@ -107,8 +122,7 @@ def serve(
     try:
         proc.wait()
     except KeyboardInterrupt:
-        proc.terminate()
-        proc.wait(timeout=30)
+        stop_server(proc)
 
 
 def register(models_app: typer.Typer) -> None:
