@@ -237,6 +237,7 @@ def test_acme_tasks_run_through_a_real_worker_on_the_engine(
     shipped = _shipped_labels()
     audit = AuditLog.from_url(engine_worker_env)
     seen: set[str] = set()
+    recaps = 0
     try:
         for task in tasks:
             assert task.task_id is not None
@@ -245,12 +246,16 @@ def test_acme_tasks_run_through_a_real_worker_on_the_engine(
                 seen.add(step.role)
                 assert step.model is not None and step.model.startswith("llama.cpp:"), step
                 assert step.adapter == shipped[step.role], step
+                if recap := step.details.get("recap"):  # given as token ids after the prompt
+                    assert step.output.startswith(recap), step.output
+                    recaps += 1
             for call in (s for s in steps if s.kind == "caller"):
                 assert "error" not in call.details, call.output
                 tool = call.details["tool"]
                 assert tool in allowed[task.department], (task.department, tool)
                 assert is_valid(call.details["arguments"], specs[tool].parameters), call.output
         assert seen == set(ROLES)
+        assert recaps > 0  # each task observed something before its planner's next step
         assert audit.verify().ok
     finally:
         audit.close()
