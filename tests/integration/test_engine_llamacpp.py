@@ -21,9 +21,9 @@ import pytest
 from connectors import HttpConnector
 from connectors._schema import is_valid
 from tests.support.cli import ALLOW_PRIVILEGED_LOGIN, umiq
-from tests.support.required import ENGINE_ROLES as ROLES
 from tests.support.required import require_engine
 from worker.agent import protocol
+from worker.agent.roles import AGENT_ROLES as ROLES
 from worker.agent.roles import CallerConstraint, GenerationRequest
 from worker.models.engine import EngineRoleModel
 from worker.models.llamacpp import input_digest, serve_command, start_server, stop_server

@@ -13,8 +13,6 @@ from typing import NoReturn
 
 import pytest
 
-ENGINE_ROLES = ("planner", "caller", "summarizer")
-
 
 def required() -> bool:
     """Whether what the tests need must be there (``UMIQ_REQUIRE_SERVICES=1``, as in CI)."""
@@ -33,13 +31,14 @@ def unavailable(message: str, *, how: str = "") -> NoReturn:
 def require_engine(data_dir: Path, home: Path) -> dict[str, Path]:
     """The GGUF files of the base and the three role adapters under ``data_dir``, once
     llama.cpp's ``home`` holds ``llama-server``; else :func:`unavailable`."""
+    from worker.agent.roles import AGENT_ROLES
     from worker.models.llamacpp import find_binary, gguf_files
 
     how = "run `make engine` (or `umiq models build-engine` and `umiq models export-gguf`)"
     if find_binary("llama-server", home) is None:
         unavailable(f"llama-server is not built in {home} (UMIQ_ENGINE_HOME)", how=how)
     files = gguf_files(data_dir)
-    missing = [name for name in ("base", *ENGINE_ROLES) if name not in files]
+    missing = [name for name in ("base", *AGENT_ROLES) if name not in files]
     if missing:
         unavailable(f"no GGUF for {missing} under {data_dir}", how=how)
     return files
