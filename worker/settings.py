@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     """Seconds one completion may take (queued behind other requests included)."""
     engine_concurrency: int = Field(default=16, ge=1)
     """Requests this process keeps in flight to the engine (match its ``--parallel``)."""
+    engine_slots: bool = True
+    """llama.cpp: the client picks each request's slot (``id_slot``), one that last served
+    the same role with the longest shared prefix, so the engine's prompt cache survives
+    the adapter switches of an episode (``worker.models.slots``). Off: the engine picks."""
     engine_home: Path | None = None
     """llama.cpp's home for ``umiq models build-engine`` / ``export-gguf`` / ``serve``: its
     source (``src/``), CMake build (``build/``), binaries (``bin/``) and ``engine.json``

@@ -142,6 +142,35 @@ def test_repeated_prompt_is_served_from_the_prompt_cache(model: EngineRoleModel)
     assert again.extra["cached_tokens"] >= first.prompt_tokens - 2
 
 
+def test_a_planner_step_after_a_caller_step_reuses_the_planners_cache(
+    model: EngineRoleModel, erp: Any
+) -> None:
+    """The client sends a planner prompt back to the slot its planner filled, not to the
+    caller's slot that shares more text (the engine would clear that one for its other
+    adapter), so the planner's earlier prompt comes from the cache."""
+    with HttpConnector.from_url(name="erp", base_url=erp.url) as connector:
+        docs = [spec.alpha_umi_doc() for spec in connector.tools()][:6]
+    thought = "First I need the details of INV-1004. I'll use get_invoice.\n Next: caller."
+    turns: list[dict[str, str]] = [{"from": "user", "value": "Where does INV-1004 stand?"}]
+    first = protocol.planner_prompt(docs, turns)
+    turns.append({"from": "assistant", "value": thought})
+    call = 'Action: get_invoice\nAction Input: {"invoice_id": "INV-1004"}'
+    caller = protocol.caller_prompt(docs, turns, thought)
+    turns += [
+        {"from": "caller", "value": call},
+        {"from": "observation", "value": '{"error": "", "response": {"id": "INV-1004"}}'},
+    ]
+    second = protocol.planner_prompt(docs, turns)
+    outs = [
+        model.generate([GenerationRequest(role, prompt, max_new_tokens=4)])[0]
+        for role, prompt in (("planner", first), ("caller", caller), ("planner", second))
+    ]
+    assert outs[0].extra["slot"] == outs[2].extra["slot"] != outs[1].extra["slot"]
+    assert outs[2].extra["slot_choice"] == "prefix"
+    # the history before the first planner prompt's end is cached
+    assert outs[2].extra["cached_tokens"] >= outs[0].prompt_tokens // 2
+
+
 def test_gguf_files_come_from_the_shipped_adapters() -> None:
     """The served adapters are the checkout's shipped ones as they are now: export.json
     records each role's GGUF as made from the shipped adapter files (sha256)."""

@@ -44,8 +44,11 @@ class FakeLlamaServer:
         self.bodies: list[dict[str, Any]] = []
         self.answer = answer or (lambda body: {"text": "ok", "stopping_word": ""})
         self.loras = LORAS
+        self.slots = 4
 
     def __call__(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/props":
+            return httpx.Response(200, json={"total_slots": self.slots})
         if request.url.path == "/v1/models":
             return httpx.Response(200, json={"data": [{"id": "/x/gguf/base.gguf"}]})
         if request.url.path == "/lora-adapters":

@@ -53,11 +53,18 @@ class Dialect:
         stop: Sequence[str],
         grammar: str | None,
         prefix: Sequence[int] | str = (),
+        slot: int | None = None,
     ) -> dict[str, Any]:
         """The JSON body of one completion request. ``prefix`` is the given start of the
         output (``GenerationRequest.prefix``): token ids where the dialect asked for them
-        (:meth:`prefix_tokens`), else its text."""
+        (:meth:`prefix_tokens`), else its text. ``slot``: the engine slot the client chose
+        (only where :meth:`slot_count` gave a count)."""
         raise NotImplementedError
+
+    def slot_count(self, client: httpx.Client) -> int | None:
+        """How many slots the engine has, where a request can name its slot (None: the
+        engine places requests itself)."""
+        return None
 
     def prefix_tokens(self, client: httpx.Client, prefix: str) -> Sequence[int] | str:
         """``prefix`` as the body takes it; by default its text, appended to the prompt
@@ -90,8 +97,9 @@ class LlamaCpp(Dialect):
     """llama.cpp's ``llama-server``.
 
     Adapters are the ``--lora`` files, numbered in the order given; a request lists every
-    one with its scale (1 for the role's, 0 for the rest), ``grammar`` takes GBNF, and
-    ``"verbose": true`` makes the answer name the stop string that ended it.
+    one with its scale (1 for the role's, 0 for the rest), ``grammar`` takes GBNF,
+    ``"verbose": true`` makes the answer name the stop string that ended it, and
+    ``id_slot`` the slot the client chose (``worker.models.slots``).
     """
 
     name = "llama.cpp"
@@ -118,6 +126,7 @@ class LlamaCpp(Dialect):
         stop: Sequence[str],
         grammar: str | None,
         prefix: Sequence[int] | str = (),
+        slot: int | None = None,
     ) -> dict[str, Any]:
         chosen = adapters.get(role)
         body: dict[str, Any] = {
@@ -136,7 +145,14 @@ class LlamaCpp(Dialect):
         }
         if grammar is not None:
             body["grammar"] = grammar
+        if slot is not None:
+            body["id_slot"] = slot
         return body
+
+    def slot_count(self, client: httpx.Client) -> int | None:
+        """``total_slots`` of ``GET /props`` (the server's ``--parallel``)."""
+        slots = _get(client, "/props").get("total_slots")
+        return int(slots) if slots else None
 
     def prefix_tokens(self, client: httpx.Client, prefix: str) -> Sequence[int] | str:
         """The prefix's token ids, tokenized alone by the engine (``POST /tokenize``)."""
@@ -171,6 +187,8 @@ class VLLM(Dialect):
     A request names its role's adapter as ``model`` (the base's name for a role without
     one), the grammar goes in ``structured_outputs.grammar``, and
     ``include_stop_str_in_output`` keeps the stop string, which is then cut off here.
+    vLLM's prefix cache is shared by all its sequences and keyed by adapter, so the client
+    does not choose slots.
     """
 
     name = "vllm"
@@ -194,6 +212,7 @@ class VLLM(Dialect):
         stop: Sequence[str],
         grammar: str | None,
         prefix: Sequence[int] | str = (),
+        slot: int | None = None,
     ) -> dict[str, Any]:
         body: dict[str, Any] = {
             "model": adapters.get(role) or base,

@@ -11,7 +11,8 @@ One client serves every engine; what differs (how a request picks an adapter, wh
 grammar goes, how the engine says which stop string ended a completion) lives in a small
 dialect per engine (``worker.models.dialects``). Requests of all the episodes of a process
 go out at the same time, up to ``engine_concurrency`` in flight, so that the engine
-batches them.
+batches them. On llama.cpp the client also chooses each request's slot
+(``worker.models.slots``), so that a slot's prompt cache stays with one role.
 
 This module imports httpx only: a worker on this backend never loads torch.
 """
@@ -38,6 +39,7 @@ from worker.errors import ConfigError, ModelError
 from worker.models import adapters as _adapters
 from worker.models.dialects import DIALECTS, Dialect, transport_error
 from worker.models.gbnf import Whitespace, caller_gbnf, choice_gbnf
+from worker.models.slots import SlotTable
 
 TURN_END = "</s>"
 PLANNER_MARKERS = tuple(protocol.MARKERS.values())
@@ -57,6 +59,7 @@ class EngineRoleModel:
         max_new_tokens: int | None = None,
         whitespace: Whitespace = "bounded",
         adapters: Mapping[str, str | None] | None = None,
+        pick_slots: bool = True,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if isinstance(dialect, str):
@@ -71,6 +74,8 @@ class EngineRoleModel:
         self.dialect = dialect
         self.base_url = base_url.rstrip("/")
         self.max_new_tokens = max_new_tokens
+        self.timeout = timeout
+        self.pick_slots = pick_slots
         self.whitespace: Whitespace = whitespace
         self.expected = dict(adapters or {})
         """Role → label of the adapter the engine must serve for it (local files' labels)."""
@@ -84,6 +89,7 @@ class EngineRoleModel:
         self._lock = threading.Lock()
         self._served: tuple[str, dict[str, Any]] | None = None
         self._grammars: dict[str, str] = {}
+        self._slots: SlotTable | None = None
 
     def served(self) -> tuple[str, dict[str, Any]]:
         """The engine's base id and adapter handles (asked once; refuses a missing role)."""
@@ -97,6 +103,8 @@ class EngineRoleModel:
                         "it with one per role (`umiq models serve` loads <role>.gguf)"
                     )
                 self._served = (base, handles)
+                count = self.dialect.slot_count(self.client) if self.pick_slots else None
+                self._slots = SlotTable(count) if count else None
             return self._served
 
     def grammar(self, request: GenerationRequest) -> str | None:
@@ -135,6 +143,10 @@ class EngineRoleModel:
         budget = request.max_new_tokens
         if self.max_new_tokens is not None:
             budget = min(budget, self.max_new_tokens)
+        prefix = self._prefix(request.prefix)
+        text = request.prompt + request.prefix
+        slots = self._slots
+        choice = slots.acquire(request.role, text, timeout=self.timeout) if slots else None
         body = self.dialect.body(
             base,
             handles,
@@ -143,18 +155,17 @@ class EngineRoleModel:
             max_tokens=max(1, budget),
             stop=stop,
             grammar=grammar,
-            prefix=self._prefix(request.prefix),
+            prefix=prefix,
+            slot=choice.slot if choice else None,
         )
+        cached: str | None = None  # what the slot holds after this request (None: unknown)
         try:
-            response = self.client.post("/v1/completions", json=body)
-        except httpx.HTTPError as exc:
-            raise transport_error(exc, self.client) from exc
-        if response.status_code >= 400:
-            raise ModelError(
-                f"the engine at {self.base_url} refused a {request.role} request "
-                f"({response.status_code}): {response.text[:300]}"
-            )
-        done = self.dialect.completion(response.json(), stop)
+            answer = self._post(request.role, body)
+            done = self.dialect.completion(answer, stop)
+            cached = text + done.text + (done.stop or "")
+        finally:
+            if choice is not None and slots is not None:
+                slots.release(choice.slot, request.role, cached)
         text = done.text.split(TURN_END, 1)[0]
         if done.stop in PLANNER_MARKERS:
             text += done.stop  # the in-process path keeps the marker; the protocol cuts there
@@ -167,9 +178,22 @@ class EngineRoleModel:
             extra={
                 "finish": "stop" if done.stop else done.finish,
                 "constrained": grammar is not None,
+                **({"slot": choice.slot, "slot_choice": choice.reason} if choice else {}),
                 **{k: v for k, v in done.extra.items() if v is not None},
             },
         )
+
+    def _post(self, role: str, body: dict[str, Any]) -> Any:
+        try:
+            response = self.client.post("/v1/completions", json=body)
+        except httpx.HTTPError as exc:
+            raise transport_error(exc, self.client) from exc
+        if response.status_code >= 400:
+            raise ModelError(
+                f"the engine at {self.base_url} refused a {role} request "
+                f"({response.status_code}): {response.text[:300]}"
+            )
+        return response.json()
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         """Send every request at once; answers come back in the requests' order."""
@@ -217,6 +241,7 @@ def from_settings(settings: Any) -> EngineRoleModel:
         concurrency=settings.engine_concurrency,
         max_new_tokens=settings.max_new_tokens,
         adapters=labels,
+        pick_slots=settings.engine_slots,
     )
 
 
