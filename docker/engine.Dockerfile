@@ -85,6 +85,6 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
     CMD ["python", "-c", "import urllib.request; urllib.request.urlopen('http://127.0.0.1:8080/health', timeout=5)"]
 # What `umiq models serve` starts: every adapter loaded at scale 0, each request picks its
 # role's (UMIQ_MODEL_BACKEND=openai, UMIQ_ENGINE_DIALECT=llama.cpp).
-ENTRYPOINT ["/opt/llama.cpp/bin/llama-server", "-m", "/models/base.gguf", "--lora", "/models/planner.gguf", "--lora", "/models/caller.gguf", "--lora", "/models/summarizer.gguf", "--lora-init-without-apply", "--no-webui"]
+ENTRYPOINT ["/opt/llama.cpp/bin/llama-server", "-m", "/models/base.gguf", "--lora", "/models/planner.gguf,/models/caller.gguf,/models/summarizer.gguf", "--lora-init-without-apply", "--cache-ram", "0", "--no-webui"]
 # Slots (continuous batching) and context per slot: 4 x 2048 tokens; listen on all addresses.
 CMD ["--parallel", "4", "--ctx-size", "8192", "--host", "0.0.0.0", "--port", "8080"]

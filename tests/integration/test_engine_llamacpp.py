@@ -171,6 +171,61 @@ def test_a_planner_step_after_a_caller_step_reuses_the_planners_cache(
     assert outs[2].extra["cached_tokens"] >= outs[0].prompt_tokens // 2
 
 
+def test_no_slot_is_handed_a_cache_that_another_adapter_computed(engine_url: str) -> None:
+    """A caller prompt, an unrelated planner prompt, then a planner prompt that shares
+    the caller's start, in one slot: the last is computed as with no cache at all.
+    llama-server's default host-memory prompt cache restores saved KV by shared tokens
+    whatever adapter computed it (a planner got 269 cached tokens here and other
+    probabilities); the served command turns that cache off (``--cache-ram 0``)."""
+    import httpx
+
+    from worker.data.build import split_roles
+
+    tools = [
+        {"Name": "get_invoice", "function": "Get one invoice.", "input": {"invoice_id": "id"}},
+        {"Name": "get_vendor", "function": "Get one vendor.", "input": {"vendor_id": "id"}},
+    ]
+    call = 'Action: get_invoice\nAction Input: {\n  "invoice_id": "INV-1005"\n}'
+    observation = (
+        '{"error": "", "response": {"id": "INV-1005", "vendor_id": "V-0056", "amount": 812.4, '
+        '"currency": "EUR", "due_date": "2025-03-04", "status": "open"}}'
+    )
+    turns = [
+        {"from": "user", "value": "Please pay INV-1005 on 2025-03-01."},
+        {"from": "assistant", "value": "I need INV-1005. I'll use get_invoice.\n Next: caller."},
+        {"from": "caller", "value": call},
+        {"from": "observation", "value": observation},
+        {"from": "assistant", "value": "INV-1005 came back. Done.\n Next: conclusion."},
+        {"from": "conclusion", "value": "Done."},
+    ]
+    trajectory = {"tools": tools, "prompt_view": {"name": "compact"}, "conversations": turns}
+    samples = split_roles([trajectory])
+    caller, planner = samples["caller"][0]["input"], samples["planner"][1]["input"]
+    unrelated = protocol.summarizer_prompt([{"from": "user", "value": "Who manages E-1002?"}])
+    client = httpx.Client(base_url=engine_url, timeout=300)
+    ids = {Path(a["path"]).stem: int(a["id"]) for a in client.get("/lora-adapters").json()}
+
+    def complete(prompt: str, role: str, *, slot: int = 0, cache: bool = True) -> Any:
+        body = {
+            "prompt": prompt,
+            "max_tokens": 12,
+            "temperature": 0.0,
+            "top_k": 1,
+            "n_probs": 1,
+            "cache_prompt": cache,
+            "id_slot": slot,
+            "lora": [{"id": i, "scale": 1.0 if i == ids[role] else 0.0} for i in ids.values()],
+        }
+        answer = client.post("/completion", json=body).json()
+        probs = [p["top_logprobs"][0]["logprob"] for p in answer["completion_probabilities"]]
+        return answer["content"], probs
+
+    alone = complete(planner, "planner", slot=1, cache=False)
+    complete(caller, "caller")
+    complete(unrelated, "planner")
+    assert complete(planner, "planner") == alone
+
+
 def test_gguf_files_come_from_the_shipped_adapters() -> None:
     """The served adapters are the checkout's shipped ones as they are now: export.json
     records each role's GGUF as made from the shipped adapter files (sha256)."""

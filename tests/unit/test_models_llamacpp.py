@@ -63,9 +63,13 @@ def test_serve_command_loads_one_lora_per_role_unapplied(tmp_path: Path) -> None
     )
     gguf = llamacpp.gguf_dir(tmp_path)
     assert cmd[:3] == [str(server), "-m", str(gguf / "base.gguf")]
-    loras = [cmd[i + 1] for i, word in enumerate(cmd) if word == "--lora"]
-    assert loras == [str(gguf / f"{r}.gguf") for r in ("planner", "caller", "summarizer")]
+    (loras,) = [cmd[i + 1] for i, word in enumerate(cmd) if word == "--lora"]
+    assert loras.split(",") == [
+        str(gguf / f"{r}.gguf") for r in ("planner", "caller", "summarizer")
+    ]
     assert "--lora-init-without-apply" in cmd
+    # the host-memory prompt cache ignores adapters: off (each slot's own cache stays on)
+    assert cmd[cmd.index("--cache-ram") + 1] == "0"
     assert cmd[cmd.index("--parallel") + 1] == "4"
     assert cmd[cmd.index("--ctx-size") + 1] == "4096"
     assert cmd[cmd.index("--port") + 1] == "8111"

@@ -17,7 +17,7 @@ llama.cpp lives in one folder, its *home* (``UMIQ_ENGINE_HOME``, default
   ``export.json`` there records what each file was made from; a file whose inputs,
   weight type and llama.cpp version are unchanged is not converted again.
 - :func:`serve_command` (``umiq models serve``) is the ``llama-server`` command line: the
-  base, one ``--lora`` per role (each request sets every adapter's scale itself),
+  base, a ``--lora`` file per role (each request sets every adapter's scale itself),
   ``--parallel`` slots with continuous batching and the prompt cache.
 """
 
@@ -348,9 +348,16 @@ def serve_command(
     if parallel < 1:
         raise ConfigError(f"parallel must be at least 1, got {parallel}")
     cmd = [str(server), "-m", str(files["base"])]
-    for role in ALL_ROLES:
-        if role in files:
-            cmd += ["--lora", str(files[role])]
+    loras = [str(files[role]) for role in ALL_ROLES if role in files]
+    if any("," in path for path in loras):
+        raise ConfigError(
+            f"llama-server takes its LoRA files as one comma-separated list; move the GGUF "
+            f"files to a folder without a comma in its path: {loras}"
+        )
+    if loras:
+        # one --lora with the files in role order (their ids are this order); a repeated
+        # --lora is deprecated in llama.cpp ("only last value will be used")
+        cmd += ["--lora", ",".join(loras)]
     cmd += [
         # llama.cpp documents this flag as "load LoRA adapters without applying them":
         # each adapter's *global* scale starts at 0 instead of 1 (POST /lora-adapters
@@ -360,6 +367,13 @@ def serve_command(
         # every adapter despite it (docs/operations.md), so the engine backend sends
         # every adapter's scale on every request and does not rely on this flag.
         "--lora-init-without-apply",
+        # No host-memory prompt cache: llama-server restores a cached prompt by shared
+        # tokens alone, whatever adapter computed it, so a planner request was seen to get
+        # 436 tokens of the caller adapter's KV cache and write another plan
+        # (docs/serving.md). Each slot's own cache stays on (cache_prompt), and the
+        # client keeps each slot to one role (worker.models.slots).
+        "--cache-ram",
+        "0",
         "--parallel",
         str(parallel),
         "--ctx-size",
