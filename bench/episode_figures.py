@@ -16,7 +16,8 @@ WEIGHT_SUFFIXES = (".safetensors", ".bin", ".gguf")
 LABELS = {
     "hf": "in process, batched (hf)",
     "hf-serial": "in process, one at a time (hf-serial)",
-    "openai": "llama.cpp (openai)",
+    "openai": "llama.cpp (openai), client picks slots",
+    "openai-engine-slots": "llama.cpp (openai), engine picks slots",
     "scripted": "scripted",
 }
 
@@ -229,7 +230,7 @@ def weight_files(backend: str, settings: Any) -> dict[str, Any] | None:
         files = [path] if path.is_file() else list(path.rglob("*")) if path.is_dir() else []
         return file_mib(*[f for f in files if f.is_file() and f.suffix in WEIGHT_SUFFIXES])
 
-    if backend == "openai":
+    if backend.startswith("openai"):
         from worker.models.llamacpp import gguf_files
 
         files = gguf_files(settings.data_dir)

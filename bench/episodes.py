@@ -16,7 +16,10 @@ families). Backends:
 - ``hf-serial``: the same with ``UMIQ_MODEL_MAX_BATCH=1``: one request at a time, the
   in-process path as it was before batching (issue 23's "today's path");
 - ``openai``: the engine backend against ``llama-server`` (``--start`` starts one per
-  level with ``--parallel c`` and ``--threads``; else ``--engine-url``);
+  level with ``--parallel c`` and ``--threads``; else ``--engine-url``), the client
+  choosing each request's slot (``worker/models/slots.py``);
+- ``openai-engine-slots``: the same with ``UMIQ_ENGINE_SLOTS=false``: llama-server
+  places each request in a slot itself (by shared prefix, whatever the adapter);
 - ``scripted``: the scripted model of the tests playing the expert's calls (no model
   time): checks the benchmark itself, as ``bench/load.py`` checks the framework.
 
@@ -67,7 +70,8 @@ from episode_figures import (  # noqa: E402
 )
 from timed_model import GENERATIONS_ENV, INNER_ENV  # noqa: E402
 
-BACKENDS = ("hf", "hf-serial", "openai", "scripted")
+BACKENDS = ("hf", "hf-serial", "openai", "openai-engine-slots", "scripted")
+ENGINES = ("openai", "openai-engine-slots")
 
 
 def script_from(trajectory: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -180,7 +184,9 @@ def run_level(
     env = dict(ctx["env"])
     env.update({"UMIQ_QUEUE": queue, "UMIQ_DEAD_LETTER_QUEUE": f"{queue}.dead"})
     env[GENERATIONS_ENV] = str(generations)
-    env["UMIQ_MODEL_BACKEND"] = "openai" if backend == "openai" else "hf"
+    env["UMIQ_MODEL_BACKEND"] = "openai" if backend in ENGINES else "hf"
+    if backend == "openai-engine-slots":
+        env["UMIQ_ENGINE_SLOTS"] = "false"  # llama-server places requests itself
     if backend == "scripted":
         env[INNER_ENV] = "tests.support.scripted:factory"
         if args.delay:
@@ -214,7 +220,7 @@ def run_level(
     engine = ctx["engine"]
     llama = None
     try:
-        if backend == "openai":
+        if backend in ENGINES:
             if args.start:  # one per level: its slots are the level, its cache starts cold
                 llama, engine_url = start_llama_server(
                     ctx["settings"].data_dir,
@@ -364,7 +370,7 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=Path("episodes-run"))
     parser.add_argument("--keep", action="store_true", help="keep the database")
     args = parser.parse_args()
-    if "openai" in args.backends and not (args.start or args.engine_url):
+    if set(ENGINES) & set(args.backends) and not (args.start or args.engine_url):
         parser.error("the openai backend needs --start or --engine-url")
     if args.tasks < max(args.levels):
         print(
