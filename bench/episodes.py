@@ -18,7 +18,7 @@ families). Backends:
 - ``openai``: the engine backend against ``llama-server`` (``--start`` starts one per
   level with ``--parallel c`` and ``--threads``; else ``--engine-url``), the client
   choosing each request's slot (``worker/models/slots.py``);
-- ``openai-engine-slots``: the same with ``UMIQ_ENGINE_SLOTS=false``: llama-server
+- ``openai-engine-slots``: the same with ``UMIQ_ENGINE_SLOTS=off``: llama-server
   places each request in a slot itself (by shared prefix, whatever the adapter);
 - ``scripted``: the scripted model of the tests playing the expert's calls (no model
   time): checks the benchmark itself, as ``bench/load.py`` checks the framework.
@@ -186,7 +186,7 @@ def run_level(
     env[GENERATIONS_ENV] = str(generations)
     env["UMIQ_MODEL_BACKEND"] = "openai" if backend in ENGINES else "hf"
     if backend == "openai-engine-slots":
-        env["UMIQ_ENGINE_SLOTS"] = "false"  # llama-server places requests itself
+        env["UMIQ_ENGINE_SLOTS"] = "off"  # llama-server places requests itself
     if backend == "scripted":
         env[INNER_ENV] = "tests.support.scripted:factory"
         if args.delay:

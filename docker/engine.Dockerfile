@@ -86,5 +86,6 @@ HEALTHCHECK --interval=30s --timeout=10s --start-period=120s --retries=3 \
 # What `umiq models serve` starts: every adapter loaded at scale 0, each request picks its
 # role's (UMIQ_MODEL_BACKEND=openai, UMIQ_ENGINE_DIALECT=llama.cpp).
 ENTRYPOINT ["/opt/llama.cpp/bin/llama-server", "-m", "/models/base.gguf", "--lora", "/models/planner.gguf,/models/caller.gguf,/models/summarizer.gguf", "--lora-init-without-apply", "--cache-ram", "0", "--no-webui"]
-# Slots (continuous batching) and context per slot: 4 x 2048 tokens; listen on all addresses.
-CMD ["--parallel", "4", "--ctx-size", "8192", "--host", "0.0.0.0", "--port", "8080"]
+# Slots (continuous batching) and context per slot: 12 x 2048 tokens (compose's three
+# workers take 4 each: UMIQ_ENGINE_SLOTS); listen on all addresses.
+CMD ["--parallel", "12", "--ctx-size", "24576", "--host", "0.0.0.0", "--port", "8080"]

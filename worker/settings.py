@@ -172,10 +172,13 @@ class Settings(BaseSettings):
     """Seconds one completion may take (queued behind other requests included)."""
     engine_concurrency: int = Field(default=16, ge=1)
     """Requests this process keeps in flight to the engine (match its ``--parallel``)."""
-    engine_slots: bool = True
-    """llama.cpp: the client picks each request's slot (``id_slot``), one that last served
-    the same role with the longest shared prefix, so the engine's prompt cache survives
-    the adapter switches of an episode (``worker.models.slots``). Off: the engine picks."""
+    engine_slots: str = Field(default="all", pattern=r"^(all|off|\d+-\d+)$")
+    """llama.cpp: the engine slots this process's requests take, the client picking one per
+    request (``id_slot``): a slot that last served the same role, with the longest shared
+    prefix, so the prompt cache survives an episode's adapter switches
+    (``worker.models.slots``). ``all``: every slot (one process per engine); ``A-B``: slots
+    A to B (several worker processes on one engine: give each its own range); ``off``: the
+    engine places requests itself."""
     engine_home: Path | None = None
     """llama.cpp's home for ``umiq models build-engine`` / ``export-gguf`` / ``serve``: its
     source (``src/``), CMake build (``build/``), binaries (``bin/``) and ``engine.json``

@@ -269,7 +269,7 @@ def test_the_engine_image_runs_the_command_umiq_models_serve_runs(tmp_path: Path
     folder.mkdir(parents=True)
     for name in ("base", *AGENT_ROLES):
         (folder / f"{name}.gguf").write_bytes(b"GGUF")
-    cmd = llamacpp.serve_command(tmp_path, binary=server, host="0.0.0.0", port=8080, parallel=4)
+    cmd = llamacpp.serve_command(tmp_path, binary=server, host="0.0.0.0", port=8080, parallel=12)
     expected = [
         word.replace(str(server), "/opt/llama.cpp/bin/llama-server").replace(str(folder), "/models")
         for word in cmd
@@ -376,3 +376,20 @@ def test_build_engine_passes_extra_cmake_flags_after_umiq_s(
     [configure] = [c for c in ran if c[:2] == ["cmake", "-S"]]
     assert configure[-2:] == ["-DGGML_NATIVE=OFF", "-DX=1"]
     assert configure[-2 - len(llamacpp.CMAKE_FLAGS) : -2] == list(llamacpp.CMAKE_FLAGS)
+
+
+def test_each_worker_takes_its_own_slots_of_the_engine(compose: dict[str, Any]) -> None:
+    """Workers sharing the engine choose slots from disjoint ranges inside its --parallel
+    (a process only knows its own requests; worker.models.slots)."""
+    from worker.models.slots import slot_ids
+
+    services = compose["services"]
+    command = services["engine"]["command"]
+    parallel = int(command[command.index("--parallel") + 1])
+    taken: list[int] = []
+    workers = [s for s in services.values() if s.get("command", [None])[0] == "worker"]
+    for service in workers:
+        ids = slot_ids(service["environment"]["UMIQ_ENGINE_SLOTS"], parallel)
+        assert ids, service
+        taken += ids
+    assert len(workers) >= 3 and len(taken) == len(set(taken))

@@ -13,8 +13,8 @@ import pytest
 
 from tests.unit.test_models_engine import FakeLlamaServer, llama
 from worker.agent.roles import GenerationRequest
-from worker.errors import ModelError
-from worker.models.slots import SlotTable, shared_prefix
+from worker.errors import ConfigError, ModelError
+from worker.models.slots import SlotTable, shared_prefix, slot_ids
 
 DOCS = "You have access to get_invoice, schedule_payment.\n"
 
@@ -97,7 +97,7 @@ def test_llama_requests_name_the_chosen_slot_and_report_it() -> None:
 
 def test_slot_choice_can_be_left_to_the_engine() -> None:
     fake = FakeLlamaServer()
-    llama(fake, pick_slots=False).generate([GenerationRequest("planner", "p")])
+    llama(fake, slots="off").generate([GenerationRequest("planner", "p")])
     assert "id_slot" not in fake.bodies[0]
 
 
@@ -119,3 +119,39 @@ def test_a_refused_request_frees_its_slot() -> None:
 )
 def test_shared_prefix_counts_the_characters_both_start_with(a: str, b: str, n: int) -> None:
     assert shared_prefix(a, b) == n
+
+
+def test_a_process_takes_only_the_slots_of_its_range() -> None:
+    """Several worker processes on one engine each get their own slots."""
+    both = threading.Barrier(2, timeout=5)  # each answer waits for another in flight
+
+    def answer(body: dict[str, object]) -> dict[str, str]:
+        both.wait()
+        return {"text": "ok", "stopping_word": ""}
+
+    fake = FakeLlamaServer(answer)
+    fake.slots = 8
+    model = llama(fake, slots="4-5")
+    model.generate([GenerationRequest("planner", f"p{i}") for i in range(4)])
+    assert sorted(b["id_slot"] for b in fake.bodies) == [4, 4, 5, 5]
+
+
+@pytest.mark.parametrize(("spec", "ids"), [("all", [0, 1, 2, 3]), ("1-2", [1, 2]), ("off", None)])
+def test_slot_ranges(spec: str, ids: list[int] | None) -> None:
+    assert slot_ids(spec, 4) == ids
+
+
+@pytest.mark.parametrize("spec", ["2-4", "3-1", "some"])
+def test_a_range_the_engine_does_not_have_is_refused_clearly(spec: str) -> None:
+    with pytest.raises(ConfigError, match="UMIQ_ENGINE_SLOTS"):
+        slot_ids(spec, 4)
+
+
+def test_the_setting_refuses_what_is_no_range() -> None:
+    from pydantic import ValidationError
+
+    from worker.settings import Settings
+
+    assert Settings(engine_slots="0-3").engine_slots == "0-3"
+    with pytest.raises(ValidationError):
+        Settings(engine_slots="yes")

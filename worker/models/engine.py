@@ -39,7 +39,7 @@ from worker.errors import ConfigError, ModelError
 from worker.models import adapters as _adapters
 from worker.models.dialects import DIALECTS, Dialect, transport_error
 from worker.models.gbnf import Whitespace, caller_gbnf, choice_gbnf
-from worker.models.slots import SlotTable
+from worker.models.slots import SlotTable, slot_ids
 
 TURN_END = "</s>"
 PLANNER_MARKERS = tuple(protocol.MARKERS.values())
@@ -59,7 +59,7 @@ class EngineRoleModel:
         max_new_tokens: int | None = None,
         whitespace: Whitespace = "bounded",
         adapters: Mapping[str, str | None] | None = None,
-        pick_slots: bool = True,
+        slots: str = "all",
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         if isinstance(dialect, str):
@@ -75,7 +75,7 @@ class EngineRoleModel:
         self.base_url = base_url.rstrip("/")
         self.max_new_tokens = max_new_tokens
         self.timeout = timeout
-        self.pick_slots = pick_slots
+        self.slot_spec = slots
         self.whitespace: Whitespace = whitespace
         self.expected = dict(adapters or {})
         """Role → label of the adapter the engine must serve for it (local files' labels)."""
@@ -103,8 +103,9 @@ class EngineRoleModel:
                         "it with one per role (`umiq models serve` loads <role>.gguf)"
                     )
                 self._served = (base, handles)
-                count = self.dialect.slot_count(self.client) if self.pick_slots else None
-                self._slots = SlotTable(count) if count else None
+                count = self.dialect.slot_count(self.client) if self.slot_spec != "off" else None
+                ids = slot_ids(self.slot_spec, count) if count else None
+                self._slots = SlotTable(ids) if ids else None
             return self._served
 
     def grammar(self, request: GenerationRequest) -> str | None:
@@ -241,7 +242,7 @@ def from_settings(settings: Any) -> EngineRoleModel:
         concurrency=settings.engine_concurrency,
         max_new_tokens=settings.max_new_tokens,
         adapters=labels,
-        pick_slots=settings.engine_slots,
+        slots=settings.engine_slots,
     )
 
 

@@ -13,17 +13,22 @@ caller's slot and throwing its cache away: 0.1 % of prompt tokens came from the 
 takes a free slot that last served its own role and whose text shares the longest
 prefix with its prompt; else an empty slot; else the least recently used one. The
 request then names it (llama.cpp's ``id_slot``). One table per engine client, shared by
-every episode of the process; a request waits while every slot is busy.
+every episode of the process; a request waits while every slot of the table is busy.
+Several worker processes on one engine each take their own range of its slots
+(``UMIQ_ENGINE_SLOTS=A-B``): two processes that name the same slot only wait for each
+other (the engine defers a request for a busy slot), they never share a cache wrongly.
 """
 
 from __future__ import annotations
 
 import itertools
+import re
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from worker.errors import ModelError
+from worker.errors import ConfigError, ModelError
 
 
 @dataclass
@@ -48,13 +53,16 @@ class Choice:
 class SlotTable:
     """The client's view of an engine's slots: what role and text each last held."""
 
-    def __init__(self, n: int, *, min_share: float = 0.1) -> None:
-        if n < 1:
-            raise ValueError(f"a slot table needs at least one slot, got {n}")
+    def __init__(self, slots: int | Sequence[int], *, min_share: float = 0.1) -> None:
+        ids = list(range(slots)) if isinstance(slots, int) else list(slots)
+        if not ids:
+            raise ValueError("a slot table needs at least one slot")
+        self.ids = ids
+        """The engine's ids of the slots in this table."""
         self.min_share = min_share
         """A same-role slot is preferred to an empty one when it holds at least this share
         of the prompt (llama-server's own threshold, ``--slot-prompt-similarity``, is 0.1)."""
-        self._slots = [_Slot() for _ in range(n)]
+        self._slots = [_Slot() for _ in ids]
         self._free = threading.Condition()
         self._clock = itertools.count(1)
 
@@ -70,7 +78,7 @@ class SlotTable:
                 choice = self._best(role, text)
                 if choice is not None:
                     self._slots[choice.slot].busy = True
-                    return choice
+                    return Choice(self.ids[choice.slot], choice.shared, choice.reason)
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise ModelError(
@@ -82,7 +90,7 @@ class SlotTable:
         """Give ``slot`` back; it now caches ``text`` under ``role``'s adapter (None: its
         cache is unknown, e.g. the request failed, so nothing is expected of it)."""
         with self._free:
-            state = self._slots[slot]
+            state = self._slots[self.ids.index(slot)]
             state.busy = False
             state.role = role if text is not None else None
             state.text = text or ""
@@ -104,6 +112,25 @@ class SlotTable:
         return Choice(slot, 0, "lru")
 
 
+def slot_ids(spec: str, count: int) -> list[int] | None:
+    """The engine slot ids that ``UMIQ_ENGINE_SLOTS`` (``spec``) names on an engine with
+    ``count`` slots: ``all``, ``A-B`` or ``off`` (None)."""
+    if spec == "off":
+        return None
+    if spec == "all":
+        return list(range(count))
+    match = re.fullmatch(r"(\d+)-(\d+)", spec)
+    if match is None:
+        raise ConfigError(f"UMIQ_ENGINE_SLOTS must be all, off or a range A-B, got {spec!r}")
+    first, last = int(match[1]), int(match[2])
+    if first > last or last >= count:
+        raise ConfigError(
+            f"UMIQ_ENGINE_SLOTS={spec} names slots the engine does not have: it has {count} "
+            f"(0-{count - 1}; its --parallel)"
+        )
+    return list(range(first, last + 1))
+
+
 def shared_prefix(a: str, b: str) -> int:
     """How many characters ``a`` and ``b`` share at their start."""
     n = min(len(a), len(b))
@@ -119,4 +146,4 @@ def shared_prefix(a: str, b: str) -> int:
     return lo
 
 
-__all__ = ["Choice", "SlotTable", "shared_prefix"]
+__all__ = ["Choice", "SlotTable", "shared_prefix", "slot_ids"]
