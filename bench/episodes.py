@@ -16,7 +16,8 @@ families). Backends:
 - ``hf-serial``: the same with ``UMIQ_MODEL_MAX_BATCH=1``: one request at a time, the
   in-process path as it was before batching (issue 23's "today's path");
 - ``openai``: the engine backend against ``llama-server`` (``--start`` starts one per
-  level with ``--parallel c`` and ``--threads``; else ``--engine-url``), the client
+  level with ``--parallel c`` (times ``--slots-per-episode``) and ``--threads``; else
+  ``--engine-url``), the client
   choosing each request's slot (``worker/models/slots.py``);
 - ``openai-engine-slots``: the same with ``UMIQ_ENGINE_SLOTS=off``: llama-server
   places each request in a slot itself (by shared prefix, whatever the adapter);
@@ -224,7 +225,7 @@ def run_level(
             if args.start:  # one per level: its slots are the level, its cache starts cold
                 llama, engine_url = start_llama_server(
                     ctx["settings"].data_dir,
-                    parallel=level,
+                    parallel=level * args.slots_per_episode,
                     threads=args.threads,
                     ctx_per_slot=args.ctx_per_slot,
                     log=out / f"llama-server-{name}.log",
@@ -358,6 +359,13 @@ def main() -> int:
         help="llama-server threads; torch threads (OMP_NUM_THREADS) in process",
     )
     parser.add_argument("--ctx-per-slot", type=int, default=4096, help="llama-server context")
+    parser.add_argument(
+        "--slots-per-episode",
+        type=int,
+        default=1,
+        help="llama-server slots per concurrent episode (--start): 3 lets each role of each "
+        "episode keep its own cache",
+    )
     parser.add_argument("--delay", type=float, default=0.0, help="scripted: seconds/generation")
     parser.add_argument(
         "--task-timeout",
