@@ -167,7 +167,10 @@ def test_a_stage_learning_rate_changes_only_that_stages_fingerprint() -> None:
         config = TrainConfig.preset("demo", data="d.json", out="o", **kw)
         return fingerprints(config, "data", "cpu", "base")
 
+    from worker.training.config import PRESETS
+
+    own = dict(PRESETS["demo"]["stage_lr"])
     plain = prints()
-    faster = prints(stage_lr={"planner": 2e-3})
+    faster = prints(stage_lr={**own, "planner": 2e-3})
     assert [k for k in plain if plain[k] != faster[k]] == ["planner"]
-    assert prints(stage_lr={"planner": 1e-3}) == plain  # the preset's own planner lr
+    assert prints(stage_lr={**own, "planner": 1e-3}) == plain  # the preset's own planner lr
