@@ -359,13 +359,7 @@ def main() -> int:
         help="llama-server threads; torch threads (OMP_NUM_THREADS) in process",
     )
     parser.add_argument("--ctx-per-slot", type=int, default=4096, help="llama-server context")
-    parser.add_argument(
-        "--slots-per-episode",
-        type=int,
-        default=1,
-        help="llama-server slots per concurrent episode (--start): 3 lets each role of each "
-        "episode keep its own cache",
-    )
+    parser.add_argument("--slots-per-episode", type=int, default=1, help="llama-server slots")
     parser.add_argument("--delay", type=float, default=0.0, help="scripted: seconds/generation")
     parser.add_argument(
         "--task-timeout",

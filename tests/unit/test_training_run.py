@@ -429,7 +429,8 @@ def test_cli_train_command_trains_with_the_options_given(tiny: dict[str, Any]) -
     config = json.loads((out / "train-config.json").read_text())
     assert (config["lora_r"], config["seed"], config["epochs"]["global"]) == (2, 3, 1)
     assert config["balance"] == ["planner"]
-    assert config["stage_lr"] == {"planner": 0.001, "global": 0.003}  # added to the preset's
+    # added to the preset's own
+    assert config["stage_lr"] == {"planner": 0.001, "summarizer": 0.001, "global": 0.003}
     assert json.loads((out / "single" / "done").read_text())["lr"] == 0.003
 
 

@@ -354,9 +354,7 @@ def serve_command(
             f"llama-server takes its LoRA files as one comma-separated list; move the GGUF "
             f"files to a folder without a comma in its path: {loras}"
         )
-    if loras:
-        # one --lora with the files in role order (their ids are this order); a repeated
-        # --lora is deprecated in llama.cpp ("only last value will be used")
+    if loras:  # one --lora, files in role order (their ids); a repeated one is deprecated
         cmd += ["--lora", ",".join(loras)]
     cmd += [
         # llama.cpp documents this flag as "load LoRA adapters without applying them":
