@@ -14,18 +14,24 @@ import pytest
 from tests.unit.test_models_engine import FakeLlamaServer, llama
 from worker.agent.roles import GenerationRequest
 from worker.errors import ConfigError, ModelError
-from worker.models.slots import SlotTable, shared_prefix, slot_ids
+from worker.models.slots import Choice, SlotTable, shared_prefix, slot_ids
 
 DOCS = "You have access to get_invoice, schedule_payment.\n"
 
 
+def serve(table: SlotTable, role: str, prompt: str, cached: str) -> Choice:
+    """A request that took a slot for ``prompt`` and left ``cached`` in it."""
+    choice = table.acquire(role, prompt)
+    table.release(choice.slot, role, cached)
+    return choice
+
+
 def test_a_request_takes_the_slot_its_own_role_filled_with_the_longest_shared_prefix() -> None:
     table = SlotTable(3)
-    planner = table.acquire("planner", DOCS + "user: pay INV-1")
-    table.release(planner.slot, "planner", DOCS + "user: pay INV-1 assistant: get it")
-    caller = table.acquire("caller", DOCS + "user: pay INV-1 assistant: get it caller:")
+    history = DOCS + "user: pay INV-1 assistant: get it"
+    planner = serve(table, "planner", DOCS + "user: pay INV-1", history)
+    caller = serve(table, "caller", history + " caller:", history + " caller: x")
     assert caller.slot != planner.slot and caller.reason == "empty"
-    table.release(caller.slot, "caller", DOCS + "user: pay INV-1 assistant: get it caller: x")
 
     again = table.acquire("planner", DOCS + "user: pay INV-1 assistant: get it caller: x obs")
     assert again.slot == planner.slot and again.reason == "prefix"
@@ -35,16 +41,14 @@ def test_a_request_takes_the_slot_its_own_role_filled_with_the_longest_shared_pr
 def test_the_caller_slot_is_never_chosen_for_a_planner_prompt_even_when_it_shares_more() -> None:
     """The engine would clear it (another adapter), so the similarity of text is no use."""
     table = SlotTable(2)
-    first = table.acquire("caller", DOCS + "history")
-    table.release(first.slot, "caller", DOCS + "history caller: x")
+    first = serve(table, "caller", DOCS + "history", DOCS + "history caller: x")
     choice = table.acquire("planner", DOCS + "history caller: x obs")
     assert choice.slot != first.slot and choice.reason == "empty"
 
 
 def test_a_little_shared_boilerplate_does_not_take_another_episodes_slot() -> None:
     table = SlotTable(2)
-    first = table.acquire("planner", "You have " + "a" * 200)
-    table.release(first.slot, "planner", "You have " + "a" * 200)
+    first = serve(table, "planner", "You have " + "a" * 200, "You have " + "a" * 200)
     choice = table.acquire("planner", "You have " + "b" * 200)
     assert choice.reason == "empty" and choice.slot != first.slot
 
@@ -52,7 +56,7 @@ def test_a_little_shared_boilerplate_does_not_take_another_episodes_slot() -> No
 def test_with_no_empty_slot_the_least_recently_used_is_taken() -> None:
     table = SlotTable(2)
     for role, text in (("caller", "c" * 50), ("summarizer", "s" * 50)):
-        table.release(table.acquire(role, text).slot, role, text)
+        serve(table, role, text, text)
     oldest = 0  # the caller's, released first
     choice = table.acquire("planner", "p" * 50)
     assert (choice.slot, choice.reason) == (oldest, "lru")

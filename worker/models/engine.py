@@ -145,9 +145,9 @@ class EngineRoleModel:
         if self.max_new_tokens is not None:
             budget = min(budget, self.max_new_tokens)
         prefix = self._prefix(request.prefix)
-        text = request.prompt + request.prefix
+        sent = request.prompt + request.prefix
         slots = self._slots
-        choice = slots.acquire(request.role, text, timeout=self.timeout) if slots else None
+        choice = slots.acquire(request.role, sent, timeout=self.timeout) if slots else None
         body = self.dialect.body(
             base,
             handles,
@@ -163,7 +163,7 @@ class EngineRoleModel:
         try:
             answer = self._post(request.role, body)
             done = self.dialect.completion(answer, stop)
-            cached = text + done.text + (done.stop or "")
+            cached = sent + done.text + (done.stop or "")
         finally:
             if choice is not None and slots is not None:
                 slots.release(choice.slot, request.role, cached)

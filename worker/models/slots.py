@@ -57,12 +57,10 @@ class SlotTable:
         ids = list(range(slots)) if isinstance(slots, int) else list(slots)
         if not ids:
             raise ValueError("a slot table needs at least one slot")
-        self.ids = ids
-        """The engine's ids of the slots in this table."""
         self.min_share = min_share
         """A same-role slot is preferred to an empty one when it holds at least this share
         of the prompt (llama-server's own threshold, ``--slot-prompt-similarity``, is 0.1)."""
-        self._slots = [_Slot() for _ in ids]
+        self._slots = {i: _Slot() for i in ids}
         self._free = threading.Condition()
         self._clock = itertools.count(1)
 
@@ -78,7 +76,7 @@ class SlotTable:
                 choice = self._best(role, text)
                 if choice is not None:
                     self._slots[choice.slot].busy = True
-                    return Choice(self.ids[choice.slot], choice.shared, choice.reason)
+                    return choice
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise ModelError(
@@ -90,7 +88,7 @@ class SlotTable:
         """Give ``slot`` back; it now caches ``text`` under ``role``'s adapter (None: its
         cache is unknown, e.g. the request failed, so nothing is expected of it)."""
         with self._free:
-            state = self._slots[self.ids.index(slot)]
+            state = self._slots[slot]
             state.busy = False
             state.role = role if text is not None else None
             state.text = text or ""
@@ -98,7 +96,7 @@ class SlotTable:
             self._free.notify()
 
     def _best(self, role: str, text: str) -> Choice | None:
-        free = [(i, s) for i, s in enumerate(self._slots) if not s.busy]
+        free = [(i, s) for i, s in self._slots.items() if not s.busy]
         if not free:
             return None
         same = [(shared_prefix(s.text, text), i) for i, s in free if s.role == role]
