@@ -137,6 +137,11 @@ _TITLED = re.compile(
 )
 _SSN = re.compile(_BEFORE + r"(?!000|666|9)\d{3}-(?!00)\d{2}-(?!0000)\d{4}" + _AFTER)
 _DIGIT = re.compile(r"\d")
+# A phone number stands on its own: digits glued to a word (a letter, digit or ``_`` right
+# before or after, or ``word-`` before) are part of an identifier. phonenumbers' matcher
+# rejects letters around a number but not ``_`` or an id's hyphenated prefix.
+_GLUED_BEFORE = re.compile(r"(?:\w|\w-)\Z")
+_GLUED_AFTER = re.compile(r"\w")
 # A number with decimals is an amount, whatever phone number its digits spell.
 _AMOUNT = re.compile(r"\d+[.,]\d{1,2}")
 _DECIMALS = re.compile(r"[.,]\d")
@@ -372,6 +377,10 @@ class Detector:
         def span(match: phonenumbers.PhoneNumberMatch) -> Iterator[Span]:
             if _AMOUNT.fullmatch(match.raw_string) or _DECIMALS.match(text, match.end):
                 return
+            if _GLUED_BEFORE.search(
+                text, max(0, match.start - 2), match.start
+            ) or _GLUED_AFTER.match(text, match.end):
+                return  # digits inside an identifier (``umiq_login_08953074``, ``TCK-0612345678``)
             if (match.start, match.end) not in seen:
                 seen.add((match.start, match.end))
                 yield Span(PiiKind.PHONE, match.start, match.end, match.raw_string)

@@ -65,6 +65,12 @@ def test_dutch_national_phone_is_found(phone: str) -> None:
     assert found(f"bel {phone} maar") == [("PHONE", phone)]
 
 
+@pytest.mark.parametrize("text", ["tel:0612345678", "bel 0612345678.", "0612345678, bel"])
+def test_a_phone_between_punctuation_is_found(text: str) -> None:
+    """Punctuation around a number does not glue it to a word: it is still a phone."""
+    assert found(text) == [("PHONE", "0612345678")]
+
+
 def test_us_national_phone_is_found() -> None:
     """A valid US number in national format is found (US is among the default regions)."""
     assert found("call (415) 555-2671 now") == [("PHONE", "(415) 555-2671")]
@@ -85,6 +91,9 @@ def test_national_formats_follow_the_configured_regions() -> None:
         "amount 123456782.00 and 0612345678.00",
         "12:30 on 17/03/2025, 125000 units",
         "call 12345",
+        # digits inside an identifier: a login role, a ticket, a job name
+        "connected as umiq_login_08953074",
+        "see TCK-0612345678 and job_0612345678_done",
     ],
 )
 def test_ids_amounts_and_dates_are_not_phones(text: str) -> None:
