@@ -52,6 +52,8 @@ def test_amounts_match_with_or_without_thousands_separators():
         ("It was paid on March 18, 2025.", "2025-03-18"),
         ("It was paid on 18 march 2025.", "2025-03-18"),
         ("Due 2025-03-04.", "March 4, 2025"),
+        ("Purchase order PO4507 totals 7251.0 EUR.", "PO-4507"),  # the request's spelling
+        ("inv-1008 is paid.", "INV-1008"),
     ],
 )
 def test_an_amount_or_a_date_is_stated_in_any_form_of_its_value(answer, fact):
@@ -67,6 +69,8 @@ def test_an_amount_or_a_date_is_stated_in_any_form_of_its_value(answer, fact):
         ("It was paid on March 18, 2025.", "2025-03-19"),  # another day
         ("INV-1005 is due on 10/1005.", "2025-10-10"),  # garbled
         ("Vendor V-0042.", "42"),  # an id's digits are not an amount
+        ("Purchase order PO45071 totals 7251.0 EUR.", "PO-4507"),  # another id
+        ("Invoice XINV-1008 is paid.", "INV-1008"),
     ],
 )
 def test_another_value_is_not_the_fact(answer, fact):

@@ -63,6 +63,10 @@ _DATE_TEXT = re.compile(
 )
 
 
+# A record id in any spelling a requester uses (``PO4507``, ``po-4507``): one form.
+_ID_SPELLING = re.compile(r"(?<![\w-])([a-z]{1,3})-?(\d{4})(?![\w-])")
+
+
 def _decimal(match: re.Match[str]) -> str:
     whole, fraction = match.group(1), match.group(2).rstrip("0")
     return f"{whole}.{fraction}" if fraction else whole
@@ -76,11 +80,13 @@ def _iso(match: re.Match[str]) -> str:
 def normalise(text: str) -> str:
     """Lower case, whitespace collapsed, and values in one form each: thousands
     separators dropped and trailing decimal zeros too (``1,250.00`` and ``1250.0`` are
-    ``1250``), dates written out as ISO dates (``March 18, 2025`` is ``2025-03-18``).
+    ``1250``), dates written out as ISO dates (``March 18, 2025`` is ``2025-03-18``),
+    record ids with their dash (``PO4507`` is ``po-4507``, as the request may spell it).
 
     A checker judges the value an answer states, not how it is written: the records hold
     ``1250.0`` and ``2025-03-18``, people write ``1,250.00`` and ``March 18, 2025``."""
     text = " ".join(_NUMBER_COMMA.sub("", text).lower().split())
+    text = _ID_SPELLING.sub(r"\1-\2", text)
     return _DATE_TEXT.sub(_iso, _DECIMAL.sub(_decimal, text))
 
 
