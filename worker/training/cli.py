@@ -71,6 +71,13 @@ def train_command(
         "(caller_first, caller_next, conclusion, give_up; e.g. conclusion=0.4); the others "
         "split the rest equally. Repeatable; needs --balance.",
     ),
+    continue_from: list[str] = typer.Option(
+        [],
+        "--continue-from",
+        help="STAGE=DIR: train that stage on top of a finished adapter (e.g. "
+        "planner=worker/models/shipped/acme-demo/planner) instead of its GLPFT start; its "
+        "epochs are then more epochs. Repeatable.",
+    ),
     device: str | None = typer.Option(None, help="auto, cpu, cuda or cuda:N."),
     dtype: str | None = typer.Option(None, help="auto, float32 or bfloat16."),
     pack: bool | None = typer.Option(
@@ -141,6 +148,8 @@ def train_command(
             **PRESETS.get(preset, {}).get("decision_shares", {}),
             **parse_decision_shares(decision_share),
         }
+    if continue_from:
+        overrides["continue_from"] = parse_continue_from(continue_from)
     if target_modules is not None:
         overrides["target_modules"] = tuple(m.strip() for m in target_modules.split(",") if m)
     if max_samples is not None:
@@ -227,3 +236,17 @@ def parse_decision_shares(items: list[str]) -> dict[str, float]:
                 f"--decision-share takes DECISION=FRACTION (e.g. conclusion=0.4), got {item!r}"
             ) from None
     return shares
+
+
+def parse_continue_from(items: list[str]) -> dict[str, str]:
+    """``planner=DIR`` → ``{"planner": "DIR"}``."""
+    starts: dict[str, str] = {}
+    for item in items:
+        stage, sep, path = item.partition("=")
+        if not sep or not stage.strip() or not path.strip():
+            raise typer.BadParameter(
+                f"--continue-from takes STAGE=DIR (e.g. planner=worker/models/shipped/"
+                f"acme-demo/planner), got {item!r}"
+            )
+        starts[stage.strip()] = path.strip()
+    return starts

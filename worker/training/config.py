@@ -102,6 +102,11 @@ class TrainConfig:
     decision_shares: dict[str, float] = field(default_factory=dict)
     """Fractions of a balanced draw fixed per decision (``{"conclusion": 0.4}``); the
     decisions left out split the rest equally. Only with ``balance``."""
+    continue_from: dict[str, str] = field(default_factory=dict)
+    """Stages that continue training a finished adapter (a stage folder with its ``done``
+    file, e.g. a shipped role adapter) instead of starting from their GLPFT start
+    (``{"planner": "worker/models/shipped/acme-demo/planner"}``): their epochs are then
+    more epochs on top of it, with a fresh warmup and schedule."""
     seed: int = 0
     device: str = "auto"
     """``auto`` (cuda if available, else cpu), ``cpu``, ``cuda`` or ``cuda:N``."""
@@ -198,6 +203,11 @@ class TrainConfig:
         need(
             not self.decision_shares or bool(self.balance),
             "decision_shares shape a balanced draw: add balance (--balance planner)",
+        )
+        unknown_starts = sorted(set(self.continue_from) - set(STAGE_KEYS))
+        need(
+            not unknown_starts,
+            f"continue_from has unknown stages {unknown_starts}; stages are {STAGE_KEYS}",
         )
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
         need(self.grad_accum >= 1, f"grad_accum must be >= 1, got {self.grad_accum}")

@@ -51,6 +51,7 @@ _NOT_WEIGHTS = (
             "pack",
             "balance",
             "decision_shares",
+            "continue_from",  # the continued adapter's fingerprint is the stage's init
             "lr",
             "stage_lr",
         }
@@ -77,9 +78,34 @@ def fingerprints(
     keys = StageKeys(config, digest, device, base_revision)
     out: dict[str, str] = {}
     for index, stage in enumerate(stages_for(config.method)):
-        init = out[stage.init_from] if stage.init_from else None
+        init = start_fingerprint(config, stage, out)
         out[stage.name] = keys.fingerprint(index, stage, init=init, autocast=autocast)
     return out
+
+
+def continued(config: TrainConfig, stage: Stage) -> Path | None:
+    """The finished adapter ``stage`` continues (``config.continue_from``), if any."""
+    source = config.continue_from.get("global" if stage.name == "single" else stage.name)
+    return None if source is None else Path(source).expanduser()
+
+
+def start_fingerprint(config: TrainConfig, stage: Stage, done: dict[str, str]) -> str | None:
+    """The fingerprint of the adapter ``stage`` starts from: the finished adapter it
+    continues, else its GLPFT start's (``done``: the fingerprints of this run's stages)."""
+    source = continued(config, stage)
+    if source is None:
+        return done.get(stage.init_from) if stage.init_from else None
+    try:
+        fingerprint = json.loads((source / DONE).read_text()).get("fingerprint")
+    except (OSError, ValueError):
+        fingerprint = None
+    if not fingerprint or not (source / "adapter_config.json").is_file():
+        raise ConfigError(
+            f"stage {stage.name} continues {source}, which is not a finished adapter "
+            f"(a stage folder with adapter_config.json and a {DONE} file naming its "
+            "fingerprint)"
+        )
+    return str(fingerprint)
 
 
 @dataclass(frozen=True)

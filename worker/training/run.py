@@ -142,7 +142,7 @@ def train(
         with Reporter(progress) as reporter:
             for index, stage in enumerate(stages):
                 final = out / stage.name
-                init = fingerprints.get(stage.init_from) if stage.init_from else None
+                init = _reuse.start_fingerprint(config, stage, fingerprints)
                 if (final / DONE).is_file():
                     summaries[stage.name] = json.loads((final / DONE).read_text())
                     fingerprints[stage.name] = summaries[stage.name].get(
@@ -210,7 +210,7 @@ def train(
                 )
                 summary = {
                     "role": stage.role,
-                    "init_from": stage.init_from,
+                    "init_from": str(_reuse.continued(config, stage) or "") or stage.init_from,
                     "seed": seed,
                     "epochs": config.epochs_for(stage.name),
                     "lr": config.lr_for(stage.name),
@@ -343,8 +343,8 @@ def _build_model(
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype).to(device)
     base.config.use_cache = False
-    if stage.init_from is not None:
-        start = out / stage.init_from
+    if stage.init_from is not None or _reuse.continued(config, stage) is not None:
+        start = _reuse.continued(config, stage) or out / str(stage.init_from)
         if not (start / DONE).is_file():
             raise ConfigError(f"stage {stage.name} starts from {start}, which is not finished")
         return PeftModel.from_pretrained(
