@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from connectors import ToolCall, ToolResult, ToolSpec
-from connectors._schema import validate_arguments
+from connectors._schema import is_valid, validate_arguments
 from connectors.testing import FunctionConnector
 from policies import AccessRule
 from tests.support.scripted import RoleScripts as Scripted
@@ -154,6 +154,21 @@ def test_a_filter_without_a_pattern_takes_the_id_form_another_tool_gives_its_nam
     assert "enum" not in props["status"]
     # Without a tool that says what an invoice_id looks like, nothing is narrowed.
     assert ground([LIST_PAYMENTS], turns("Was INV-1006 paid?"))[0] == LIST_PAYMENTS
+
+
+def test_an_optional_id_filter_with_no_id_seen_is_withheld_not_invented() -> None:
+    """A manager's name, no employee id yet: list_leave_requests may list them all, but a
+    made-up employee_id ("E-1234", seen live) cannot be written; the audit says so."""
+    grounded = ground([LIST_PAYMENTS], turns("Which payments went out?"), [GET_INVOICE])
+    props = grounded[0].parameters["properties"]
+    assert "invoice_id" not in props and "status" in props
+    # the grammar closes objects: the withheld filter cannot be written at all
+    assert not is_valid({"invoice_id": "INV-1234"}, grounded[0].parameters)
+    assert is_valid({"status": "executed"}, grounded[0].parameters)
+    assert grounded_values(grounded, [LIST_PAYMENTS]) == {"list_payments": {"invoice_id": []}}
+    # once an id of its form came up, it is admitted as any other
+    seen = ground([LIST_PAYMENTS], turns("Was INV-1006 paid?"), [GET_INVOICE])
+    assert seen[0].parameters["properties"]["invoice_id"]["enum"] == ["INV-1006"]
 
 
 def test_a_name_with_two_id_forms_has_none() -> None:

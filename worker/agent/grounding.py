@@ -32,9 +32,11 @@ form another tool gives the same argument name (``get_invoice(invoice_id)``).
 Planner thoughts and caller turns are not sources: the model's own words ground nothing.
 A tool whose *required* id argument has no id seen yet is not offered at that step
 (``get_vendor`` before any vendor id came up: no correct call of it exists yet); an
-optional one keeps its schema as it is. When no tool would be left, all stay.
-Narrowing only removes options: it can never widen what a
-call may do, and every call still passes the policies and the connector's validation.
+optional one (a list filter) is withheld: the call may leave it out, not make one up
+(``list_leave_requests(employee_id="E-1234")`` for a manager's name, a live failure).
+When no tool would be left, all stay. Narrowing only removes options: it can never
+widen what a call may do, and every call still passes the policies and the connector's
+validation.
 
 Pure: no I/O, no torch.
 """
@@ -192,10 +194,12 @@ def grounded_parameters(
     """``parameters`` with each id-form string property narrowed to the ids ``texts``
     show (an ``enum``), each date property (``format: date``) to the dates the
     ``request`` states, and each quoted property (:data:`QUOTED`) to the quotes of the
-    request and of ``texts``; properties with nothing seen, or of no such kind,
-    unchanged. A property's id form is its own pattern or, without one, ``forms[name]``."""
+    request and of ``texts``. An optional id property of which no id was seen is left
+    out (withheld); other properties with nothing seen, or of no such kind, unchanged. A
+    property's id form is its own pattern or, without one, ``forms[name]``."""
     properties = dict(parameters.get("properties") or {})
     changed = False
+    withheld: list[str] = []
     for name, schema in properties.items():
         if not isinstance(schema, Mapping) or schema.get("type") != "string":
             continue
@@ -220,6 +224,13 @@ def grounded_parameters(
         if values:
             properties[name] = {**schema, "enum": values}
             changed = True
+        elif id_form(pattern) is not None and name not in (parameters.get("required") or ()):
+            withheld.append(name)
+    for name in withheld:
+        # An optional id filter with no id of its form seen: any value would be made up
+        # and find nothing or the wrong record; the call may leave it out, not invent it.
+        del properties[name]
+        changed = True
     return {**parameters, "properties": properties} if changed else dict(parameters)
 
 
@@ -265,11 +276,15 @@ def grounded_values(
     before = {tool.name: tool.parameters.get("properties") or {} for tool in original}
     out: dict[str, dict[str, list[str]]] = {}
     for tool in tools:
-        for name, schema in (tool.parameters.get("properties") or {}).items():
+        properties = tool.parameters.get("properties") or {}
+        for name, schema in properties.items():
             if not isinstance(schema, Mapping) or "enum" not in schema:
                 continue
             if "enum" not in (before.get(tool.name, {}).get(name) or {}):
                 out.setdefault(tool.name, {})[name] = list(schema["enum"])
+        for name in before.get(tool.name, {}):
+            if name not in properties:  # withheld: no id of its form seen, none admitted
+                out.setdefault(tool.name, {})[name] = []
     return out
 
 
