@@ -323,3 +323,34 @@ def test_role_without_an_adapter_loses_its_gguf(tmp_path: Path, inputs, monkeypa
     fewer = {r: p for r, p in inputs[2].items() if r != "summarizer"}
     assert _export(tmp_path, inputs, monkeypatch, adapters=fewer) == []
     assert sorted(llamacpp.gguf_files(tmp_path / "data")) == ["base", "caller", "planner"]
+
+
+@pytest.mark.parametrize(
+    ("args", "slots"),
+    [([], "12"), (["--episodes", "16"], "48"), (["--episodes", "16", "--parallel", "5"], "5")],
+)
+def test_serve_gives_three_slots_per_episode_unless_told_the_slots(
+    tmp_path: Path, monkeypatch, args: list[str], slots: str
+) -> None:
+    """`umiq models serve --episodes N` starts N x 3 slots (one per role); --parallel wins."""
+    import typer
+    from typer.testing import CliRunner
+
+    from worker.models.cli import register
+    from worker.settings import get_settings
+
+    server = _fake_binary(tmp_path / "bin")
+    _gguf(tmp_path, "base", "planner", "caller", "summarizer")
+    monkeypatch.setenv("UMIQ_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("UMIQ_LLAMA_CPP_BIN", str(server.parent))
+    get_settings.cache_clear()
+    app = typer.Typer()
+    register(app)
+    try:
+        result = CliRunner().invoke(app, ["serve", "--print", *args])
+    finally:
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    words = result.output.split()
+    assert words[words.index("--parallel") + 1] == slots
+    assert words[words.index("--ctx-size") + 1] == str(int(slots) * 2048)

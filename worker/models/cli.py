@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import typer
 
+from worker.models.slots import SLOTS_PER_EPISODE
+
 
 def build_engine(
     jobs: int = typer.Option(1, "--jobs", "-j", help="Parallel compile jobs."),
@@ -82,7 +84,16 @@ def export_gguf(
 def serve(
     host: str = typer.Option("127.0.0.1", help="Address to listen on."),
     port: int = typer.Option(8080, help="Port to listen on."),
-    parallel: int = typer.Option(4, help="Slots: requests decoded together (continuous batching)."),
+    episodes: int = typer.Option(
+        4,
+        help="Concurrent episodes to serve: three slots each, one per role, so each role "
+        "keeps its prompt cache (docs/performance.md).",
+    ),
+    parallel: int | None = typer.Option(
+        None,
+        help="Slots (requests decoded together; continuous batching). "
+        f"Default: {SLOTS_PER_EPISODE} x --episodes.",
+    ),
     threads: int = typer.Option(0, help="CPU threads (0: llama.cpp's default)."),
     ctx_per_slot: int = typer.Option(2048, help="Context tokens per slot."),
     print_only: bool = typer.Option(False, "--print", help="Print the command, do not start it."),
@@ -100,7 +111,7 @@ def serve(
             settings.data_dir,
             host=host,
             port=port,
-            parallel=parallel,
+            parallel=parallel if parallel is not None else SLOTS_PER_EPISODE * episodes,
             threads=threads or None,
             ctx_per_slot=ctx_per_slot,
             home=settings.resolved_engine_home,

@@ -30,6 +30,11 @@ from dataclasses import dataclass
 
 from worker.errors import ConfigError, ModelError
 
+#: Engine slots per concurrent episode: one per role, so the planner, caller and
+#: summarizer each keep their prompt cache (16 episodes: 16 slots kept 4.6 % of prompt
+#: tokens cached, 48 kept 24 %; docs/performance.md).
+SLOTS_PER_EPISODE = 3
+
 
 @dataclass
 class _Slot:
