@@ -257,6 +257,33 @@ def test_the_callers_grammar_admits_only_the_requests_id_and_the_audit_says_so(a
     assert audit.verify().ok
 
 
+def test_a_plan_naming_the_call_it_just_made_is_refused_before_a_caller_runs(audit):
+    """ "I'll use get_invoice." right after get_invoice(INV-1008) answered: the only call
+    the tool admits is a repeat, so the guard refuses it without asking the caller (which,
+    offered the other tools, wrote a stray call live), and the planner is asked again with
+    the refusal; the audit names the planned repeat."""
+    model = Scripted(
+        planner=[
+            "Fetch it. I'll use get_invoice.\n Next: caller.",
+            "INV-1008 came back. I'll check its status. I'll use get_invoice.\n Next: caller.",
+            "It is open.\n Next: conclusion.",
+        ],
+        caller=['Action: get_invoice\nAction Input: {"invoice_id": "INV-1008"}'],
+        summarizer=["INV-1008 is open."],
+    )
+    result = _episode(audit, model).run()
+    assert result.outcome == "answered" and result.answer == "INV-1008 is open."
+    assert [r.role for r in model.requests].count("caller") == 1
+    planner_prompts = [r.prompt for r in model.requests if r.role == "planner"]
+    assert "not run: this exact call was already made" in planner_prompts[2]
+    steps = audit.steps("t-g")
+    planned = [s for s in steps if s.kind == "caller" and s.details.get("planned_repeat")]
+    assert len(planned) == 1 and planned[0].role is None
+    assert planned[0].details["arguments"] == {"invoice_id": "INV-1008"}
+    assert [s.details.get("policy") for s in steps if s.kind == "policy"].count("repeat") == 1
+    assert audit.verify().ok
+
+
 def test_grounding_off_leaves_the_schema_as_it_is(audit):
     model = _script()
     _episode(audit, model, ground_arguments=False).run()

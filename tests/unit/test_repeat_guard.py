@@ -11,6 +11,7 @@ from worker.agent.repeat import (
     NOT_RUN,
     for_summarizer,
     only_call,
+    planned_repeat,
     repeated_call,
     standing_calls,
     without_repeat,
@@ -120,3 +121,24 @@ def test_the_caller_is_not_offered_an_earlier_read_it_would_repeat() -> None:
     ]
     offered = without_repeat(ground([GET, APPROVE], history), history, {APPROVE.name})
     assert "get_leave_request" not in [t.name for t in offered]
+
+
+def test_a_plan_naming_a_tool_whose_only_call_repeats_is_the_repeat() -> None:
+    """ "I'll use get_leave_request." right after get_leave_request(LR-0008) answered asks
+    for that call again: the guard refuses it before a caller writes a stray call."""
+    tools = ground([GET, APPROVE], HISTORY)
+    again = "LR-0008 came back. I'll check its status. I'll use get_leave_request.\n Next: caller."
+    found = planned_repeat(again, tools, HISTORY)
+    assert found is not None
+    assert (found.tool, found.arguments) == ("get_leave_request", {"request_id": "LR-0008"})
+    # another tool, or one that admits other calls (the note may vary), is no repeat
+    approve = "LR-0008 is pending. I'll use approve_leave_request.\n Next: caller."
+    assert planned_repeat(approve, tools, HISTORY) is None
+    assert planned_repeat("I'll check it again.\n Next: caller.", tools, HISTORY) is None
+    # before the call was made, or after it failed, the plan is a first call
+    assert planned_repeat(again, ground([GET, APPROVE], HISTORY[:2]), HISTORY[:2]) is None
+    failed = [*HISTORY[:3], observed(error="LR-0008 not found")]
+    assert planned_repeat(again, ground([GET, APPROVE], failed), failed) is None
+    # a second id seen: the tool admits another call, the caller chooses
+    two = [*HISTORY, {"from": "user", "value": "And LR-0009."}]
+    assert planned_repeat(again, ground([GET, APPROVE], two), two) is None

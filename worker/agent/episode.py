@@ -235,6 +235,9 @@ class Episode(Resumption):
             self.turns.append({"from": "conclusion", "value": answer})
             self.trail.step("summarizer", "summarizer", answer, {})
             return self._conclude(answer, "the summarizer answered")
+        if (planned := self._planned_repeat(thought)) is not None:
+            text = protocol.format_caller(planned.tool, planned.arguments)
+            return self._refuse_repeat(text, planned, written_by=None)
         callable_, unasked, grounded = self._offered()
         if self.follow_named_tool:
             grounded = named.follow(grounded, callable_, thought)
@@ -252,10 +255,24 @@ class Episode(Resumption):
         self._handle_call(text, role="caller", extra=extra)
         return None
 
-    def _refuse_repeat(self, text: str, call: protocol.CallerOutput) -> EpisodeResult | None:
-        """The repeat guard (``worker.agent.repeat``): the call is recorded, not made."""
+    def _planned_repeat(self, thought: str) -> protocol.CallerOutput | None:
+        """The repeat the plan names, when its tool admits no other call
+        (``repeat.planned_repeat``)."""
+        if not self.ground_arguments:
+            return None
+        grounded = grounding.ground(self._callable(), self.turns, self.allowed)
+        return repeat.planned_repeat(thought, grounded, self.turns, self.writes)
+
+    def _refuse_repeat(
+        self, text: str, call: protocol.CallerOutput, written_by: str | None = "caller"
+    ) -> EpisodeResult | None:
+        """The repeat guard (``worker.agent.repeat``): the call is recorded, not made.
+        ``written_by`` None: the plan named it and no caller ran (the only call it admits)."""
         self.turns.append({"from": "caller", "value": text})
-        self.trail.step("caller", "caller", text, {"tool": call.tool, "arguments": call.arguments})
+        details = {"tool": call.tool, "arguments": call.arguments}
+        if written_by is None:
+            details["planned_repeat"] = True
+        self.trail.step("caller", written_by, text, details)
         self._repeats += 1
         self.trail.decisions([Decision(False, "repeat", (repeat.refusal(call),))], call.tool)
         return self._after_repeat()

@@ -59,6 +59,15 @@ def follow(
     return tuple(offered)
 
 
+def last_named(thought: str) -> str | None:
+    """The tool a caller-bound ``thought`` ends by naming (``I'll use <tool>.``), if any."""
+    body = thought.rstrip()
+    if body.endswith(protocol.CALLER):
+        body = body[: -len(protocol.CALLER)].rstrip()
+    found = _NAMES_TOOL.search(body)
+    return None if found is None else found.group("tool")
+
+
 def to_choose_again(thought: str, offered: Sequence[str]) -> tuple[str, str] | None:
     """``(prefix, named)`` when the caller-bound ``thought`` ends by naming a tool
     (``I'll use <named>.``) that is not among ``offered``: ``prefix`` is the thought up to

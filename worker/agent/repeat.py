@@ -13,8 +13,10 @@ not a repeat: it may read what the write changed.
 The first time, the planner is asked again with the refusal as the observation (a small
 planner that missed the answer reads it there); a second repeat in the same task hands
 the history to the summarizer, since everything a repeated call could return is already
-there. What the guard decides and the texts it writes into the history are here; the
-episode records them as steps.
+there. A plan that names a tool whose only admitted call is such a repeat is refused the
+same way before the caller runs (:func:`planned_repeat`): offered the other tools, the
+caller wrote a stray call instead. What the guard decides and the texts it writes into
+the history are here; the episode records them as steps.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 from connectors import ToolResult, ToolSpec
-from worker.agent import protocol
+from worker.agent import named, protocol
 from worker.errors import ProtocolError
 
 NOT_RUN = "not run:"
@@ -95,6 +97,29 @@ def only_call(tool: ToolSpec) -> dict[str, Any] | None:
             return None
         call[name] = values[0]
     return call
+
+
+def planned_repeat(
+    thought: str,
+    tools: Sequence[ToolSpec],
+    turns: Sequence[dict[str, str]],
+    writes: Collection[str] = (),
+) -> protocol.CallerOutput | None:
+    """The repeat a plan asks for: ``thought`` ends naming a tool of ``tools`` (grounded,
+    before :func:`without_repeat`) whose only admitted call repeats a call that still
+    stands. The caller cannot write anything else of that tool, and offered the other
+    tools it made a stray call instead ("INV-1004 is open; I'll check its status. I'll
+    use get_invoice." right after get_invoice(INV-1004), then list_invoices: a live
+    failure), so the plan is refused as the call would be (:func:`refusal`)."""
+    name = named.last_named(thought)
+    tool = next((t for t in tools if t.name == name), None)
+    call = only_call(tool) if tool is not None else None
+    if call is None:
+        return None
+    for seen in standing_calls(turns, writes):
+        if seen.tool == name and dict(seen.arguments or {}) == call:
+            return protocol.CallerOutput(name, call)
+    return None
 
 
 def without_repeat(

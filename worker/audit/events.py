@@ -119,10 +119,14 @@ class CallerDetails(StepDetails):
     error: str | None = None
     grounded: dict[str, dict[str, list[str]]] | None = None
     """Per tool and argument, the ids the caller's grammar admitted: those the task had
-    seen (``worker.agent.grounding``); absent when it narrowed nothing."""
+    seen (``worker.agent.grounding``; an empty list: an optional id filter withheld, no
+    id of its form seen); absent when it narrowed nothing."""
     not_offered: list[str] | None = None
     """Tools the caller's grammar did not admit because the task had seen no id for a
     required id argument of theirs (``worker.agent.grounding``)."""
+    planned_repeat: bool | None = None
+    """True when no caller ran: the plan named a tool whose only admitted call repeats
+    one that still stands, and the repeat guard refused it (``worker.agent.repeat``)."""
 
 
 @dataclass(frozen=True, kw_only=True)
