@@ -197,6 +197,20 @@ def test_an_answer_about_a_record_the_agent_never_read_fails(fresh):
         assert any("none of the agent's calls asked about or returned" in r for r in reasons)
 
 
+def test_a_right_verdict_without_a_read_of_its_records_is_a_guess(fresh):
+    """ "Yes, PO4506 is delivered in full" after only list_invoices (the order's id in its
+    response) names the record but read nothing that says what was delivered: it fails;
+    the same answer after the expert's reads passes."""
+    inst = instance(fresh, "delivery_status")
+    solution = solve(fresh, inst)
+    po_id = inst.slots["po_id"]
+    invoices = Observed("list_invoices", True, [{"id": "INV-1", "po_id": po_id}], None, {})
+    reasons = check(inst, fresh, solution.answer, [invoices]).reasons
+    assert any("rests on no read of get_purchase_order/list_goods_receipts" in r for r in reasons)
+    assert any("list_invoices" in r for r in reasons)
+    assert check(inst, fresh, solution.answer, observed_in_trajectory(solution.trajectory))
+
+
 def test_the_expert_answers_a_missing_record_for_the_right_reason(fresh):
     """The expert's trajectory, read back as observed calls, grounds its answer."""
     inst = instance(fresh, "unknown_invoice")

@@ -216,6 +216,25 @@ def unbacked_ids(expected: Mapping[str, Any], observed: Sequence[Observed]) -> l
     ]
 
 
+def unread_sources(
+    expected: Mapping[str, Any], needs_tools: Sequence[str], observed: Sequence[Observed]
+) -> list[str]:
+    """Why an answer rests on nothing it read: no successful call of any of the tools the
+    family's answer comes from (``needs_tools``). "Yes, PO4506 is delivered in full" after
+    only ``list_invoices`` is a guess, however right it happens to be; so is a list of
+    uninvoiced orders from ``get_vendor``. Not of not-found answers (their lookup found
+    nothing: ``give_up_reasons`` judges those) nor of families without such tools."""
+    if expected["outcome"] != "answer" or expected.get("not_found") or not needs_tools:
+        return []
+    if any(call.ok and call.tool in needs_tools for call in observed):
+        return []
+    made = ", ".join(sorted({call.tool for call in observed if call.ok})) or "no call"
+    return [
+        f"the answer rests on no read of {'/'.join(needs_tools)} (the agent's successful "
+        f"calls: {made}): a guess"
+    ]
+
+
 @dataclass(frozen=True)
 class Observed:
     """One tool call the agent made and what came back (as the audit log records it)."""
@@ -390,4 +409,5 @@ def check(
             reasons += give_up_reasons(instance.expected, needs, observed)
         if answer.strip():
             reasons += unbacked_ids(instance.expected, observed)
+            reasons += unread_sources(instance.expected, needs, observed)
     return CheckResult(not reasons, tuple(reasons))
