@@ -59,12 +59,18 @@ def follow(
     return tuple(offered)
 
 
-def last_named(thought: str) -> str | None:
-    """The tool a caller-bound ``thought`` ends by naming (``I'll use <tool>.``), if any."""
+def _naming(thought: str) -> tuple[str, re.Match[str] | None]:
+    """A caller-bound ``thought`` without its routing marker, and its closing
+    ``I'll use <tool>.`` sentence if it has one."""
     body = thought.rstrip()
     if body.endswith(protocol.CALLER):
         body = body[: -len(protocol.CALLER)].rstrip()
-    found = _NAMES_TOOL.search(body)
+    return body, _NAMES_TOOL.search(body)
+
+
+def last_named(thought: str) -> str | None:
+    """The tool a caller-bound ``thought`` ends by naming (``I'll use <tool>.``), if any."""
+    _, found = _naming(thought)
     return None if found is None else found.group("tool")
 
 
@@ -73,10 +79,7 @@ def to_choose_again(thought: str, offered: Sequence[str]) -> tuple[str, str] | N
     (``I'll use <named>.``) that is not among ``offered``: ``prefix`` is the thought up to
     and including ``I'll use``, for the planner to continue with one of ``" <offered>"``
     and :data:`CHOSEN_SUFFIX`. None when it names an offered tool or none this way."""
-    body = thought.rstrip()
-    if body.endswith(protocol.CALLER):
-        body = body[: -len(protocol.CALLER)].rstrip()
-    found = _NAMES_TOOL.search(body)
+    body, found = _naming(thought)
     if found is None or found.group("tool") in offered or not offered:
         return None
     return body[: found.start("tool")].rstrip(), found.group("tool")
