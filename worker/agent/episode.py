@@ -218,13 +218,20 @@ class Episode(Resumption):
     def _offered(self) -> tuple[tuple[ToolSpec, ...], list[str], tuple[ToolSpec, ...]]:
         """The tools the caller's prompt shows, the writes the request does not ask for
         among them, and the tools the caller is offered (grounded, no repeat)."""
+        callable_, unasked, grounded = self._grounded()
+        if not self.ground_arguments:
+            return callable_, unasked, grounded
+        return callable_, unasked, repeat.without_repeat(grounded, self.turns, self.writes)
+
+    def _grounded(self) -> tuple[tuple[ToolSpec, ...], list[str], tuple[ToolSpec, ...]]:
+        """As :meth:`_offered`, with the repeats still in (the asked tools, grounded
+        unless grounding is off)."""
         callable_ = self._callable()
         unasked = self.guard.unasked_writes(callable_)
         asked = tuple(t for t in callable_ if t.name not in unasked) or callable_
         if not self.ground_arguments:
             return callable_, unasked, asked
-        grounded = grounding.ground(asked, self.turns, self.allowed)
-        return callable_, unasked, repeat.without_repeat(grounded, self.turns, self.writes)
+        return callable_, unasked, grounding.ground(asked, self.turns, self.allowed)
 
     def _act_on_plan(self, next_: str, thought: str) -> EpisodeResult | None:
         """What follows a plan: give up, conclude, or write and make the next call."""
@@ -235,10 +242,13 @@ class Episode(Resumption):
             self.turns.append({"from": "conclusion", "value": answer})
             self.trail.step("summarizer", "summarizer", answer, {})
             return self._conclude(answer, "the summarizer answered")
-        if (planned := self._planned_repeat(thought)) is not None:
+        callable_, unasked, grounded = self._grounded()
+        planned = repeat.planned_repeat(thought, grounded, self.turns, self.writes)
+        if planned is not None:  # the only call the named tool admits is a repeat
             text = protocol.format_caller(planned.tool, planned.arguments)
             return self._refuse_repeat(text, planned, written_by=None)
-        callable_, unasked, grounded = self._offered()
+        if self.ground_arguments:
+            grounded = repeat.without_repeat(grounded, self.turns, self.writes)
         if self.follow_named_tool:
             grounded = named.follow(grounded, callable_, thought)
         text = self._generate(
@@ -254,14 +264,6 @@ class Episode(Resumption):
             extra["unasked"] = unasked  # writes the request does not ask for: not offered
         self._handle_call(text, role="caller", extra=extra)
         return None
-
-    def _planned_repeat(self, thought: str) -> protocol.CallerOutput | None:
-        """The repeat the plan names, when its tool admits no other call
-        (``repeat.planned_repeat``)."""
-        if not self.ground_arguments:
-            return None
-        grounded = grounding.ground(self._callable(), self.turns, self.allowed)
-        return repeat.planned_repeat(thought, grounded, self.turns, self.writes)
 
     def _refuse_repeat(
         self, text: str, call: protocol.CallerOutput, written_by: str | None = "caller"

@@ -113,13 +113,22 @@ def planned_repeat(
     failure), so the plan is refused as the call would be (:func:`refusal`)."""
     name = named.last_named(thought)
     tool = next((t for t in tools if t.name == name), None)
-    call = only_call(tool) if tool is not None else None
+    if tool is None:
+        return None
+    call = _standing_repeat(tool, standing_calls(turns, writes))
+    return None if call is None else protocol.CallerOutput(tool.name, call)
+
+
+def _standing_repeat(
+    tool: ToolSpec, standing: Sequence[protocol.CallSeen]
+) -> dict[str, Any] | None:
+    """The arguments of ``tool``'s only admitted call when that call is one of
+    ``standing``; else None."""
+    call = only_call(tool)
     if call is None:
         return None
-    for seen in standing_calls(turns, writes):
-        if seen.tool == name and dict(seen.arguments or {}) == call:
-            return protocol.CallerOutput(name, call)
-    return None
+    found = any(tool.name == seen.tool and call == dict(seen.arguments or {}) for seen in standing)
+    return call if found else None
 
 
 def without_repeat(
@@ -132,14 +141,7 @@ def without_repeat(
     standing = standing_calls(turns, writes)
     if not standing:
         return tuple(tools)
-
-    def repeats(tool: ToolSpec) -> bool:
-        call = only_call(tool)
-        return call is not None and any(
-            tool.name == seen.tool and call == dict(seen.arguments or {}) for seen in standing
-        )
-
-    kept = [t for t in tools if not repeats(t)]
+    kept = [t for t in tools if _standing_repeat(t, standing) is None]
     return tuple(kept or tools)
 
 

@@ -89,6 +89,22 @@ def continued(config: TrainConfig, stage: Stage) -> Path | None:
     return None if source is None else Path(source).expanduser()
 
 
+def start_dir(config: TrainConfig, stage: Stage, out: Path) -> Path | None:
+    """The adapter ``stage`` starts from: the one it continues, else its GLPFT start in
+    the run's folder ``out``; None for a fresh LoRA."""
+    source = continued(config, stage)
+    if source is not None:
+        return source
+    return out / stage.init_from if stage.init_from else None
+
+
+def start_name(config: TrainConfig, stage: Stage) -> str | None:
+    """What a stage's ``done`` record names as its start: the continued adapter's folder,
+    else the stage it starts from (None: a fresh LoRA)."""
+    source = continued(config, stage)
+    return str(source) if source is not None else stage.init_from
+
+
 def start_fingerprint(config: TrainConfig, stage: Stage, done: dict[str, str]) -> str | None:
     """The fingerprint of the adapter ``stage`` starts from: the finished adapter it
     continues, else its GLPFT start's (``done``: the fingerprints of this run's stages)."""

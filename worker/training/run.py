@@ -210,7 +210,7 @@ def train(
                 )
                 summary = {
                     "role": stage.role,
-                    "init_from": str(_reuse.continued(config, stage) or "") or stage.init_from,
+                    "init_from": _reuse.start_name(config, stage),
                     "seed": seed,
                     "epochs": config.epochs_for(stage.name),
                     "lr": config.lr_for(stage.name),
@@ -343,8 +343,8 @@ def _build_model(
     torch.manual_seed(seed)
     base = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype).to(device)
     base.config.use_cache = False
-    if stage.init_from is not None or _reuse.continued(config, stage) is not None:
-        start = _reuse.continued(config, stage) or out / str(stage.init_from)
+    start = _reuse.start_dir(config, stage, out)
+    if start is not None:
         if not (start / DONE).is_file():
             raise ConfigError(f"stage {stage.name} starts from {start}, which is not finished")
         return PeftModel.from_pretrained(
