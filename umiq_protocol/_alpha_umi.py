@@ -120,16 +120,33 @@ def history_string(turns: Iterable[Turn]) -> str:
     return "".join(parts)
 
 
-def planner_prompt(tools: Sequence[Tool], turns: Iterable[Turn], *, docs: str | None = None) -> str:
+#: What a restated planner prompt adds after the history (``planner_prompt``).
+RESTATED_REQUEST = "The request is: {request}\n"
+
+
+def planner_prompt(
+    tools: Sequence[Tool],
+    turns: Iterable[Turn],
+    *,
+    docs: str | None = None,
+    restate: bool = False,
+) -> str:
     """The planner's prompt for the next step after ``turns``; ends with ``" assistant: "``.
 
     ``docs`` replaces the α-UMi JSON tool docs (a prompt view's own rendering of
-    ``tools``, see ``views``); by default the reference form."""
+    ``tools``, see ``views``); by default the reference form. ``restate`` repeats the
+    request (the first user turn) after the history, next to where the planner writes
+    (``RESTATED_REQUEST``): not in the reference form, which ToolBench data keeps."""
+    turns = list(turns)
+    history = history_string(turns)
+    if restate:
+        request = next((t["value"] for t in turns if t.get("from") == "user"), "")
+        history += "\n" + RESTATED_REQUEST.format(request=request).rstrip("\n")
     body = _fill(
         PLANNER_TEMPLATE,
         doc=tool_docs(tools) if docs is None else docs,
         tool_names=tool_names(tools),
-        history=history_string(turns),
+        history=history,
     )
     return body + " assistant: "
 

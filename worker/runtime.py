@@ -72,8 +72,11 @@ def prompt_view() -> Any:
         s = settings()
         trained = trained_view(s.resolved_adapters_dir) if not s.role_checkpoints else None
         view = parse_view(trained) if trained else PromptView(COMPACT, DEFAULT_TOP_K)
+        name = s.prompt_view or view.name
         return PromptView(
-            s.prompt_view or view.name, s.tool_top_k if s.tool_top_k is not None else view.top_k
+            name,
+            s.tool_top_k if s.tool_top_k is not None else view.top_k,
+            restate=view.restate and name == view.name,
         )
 
     return _once("prompt_view", make)

@@ -7,6 +7,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from examples.acme.serve import known_names
 from examples.acme.tasks import Facts, available_families, department_for, generate, running_world
 from examples.acme.tasks.expert import solve
@@ -48,13 +50,15 @@ class Replay:
         return {"base": "replay"}
 
 
-def test_every_role_is_served_the_prompt_it_was_trained_on(tmp_path: Path) -> None:
+@pytest.mark.parametrize("restate", [False, True], ids=["compact", "compact-restated"])
+def test_every_role_is_served_the_prompt_it_was_trained_on(tmp_path: Path, restate: bool) -> None:
     """For one task of every family, each served planner, caller and summarizer prompt
     equals the training sample's input, byte for byte, and the recap the loop gives a
-    planner after an observation is the start of its training target."""
+    planner after an observation is the start of its training target; in the compact view
+    and in the compact view that restates the request to the planner."""
     ensure_schema(url := f"sqlite:///{tmp_path / 'audit.sqlite'}")
     audit = AuditLog.from_url(url, sealer=Sealer(generate_keyring()))
-    view = PromptView(COMPACT)
+    view = PromptView(COMPACT, restate=restate)
     compared = full = recaps = 0
     with running_world(tmp_path / "acme", seed=0) as world:
         names = known_names(tmp_path / "acme")
@@ -68,7 +72,7 @@ def test_every_role_is_served_the_prompt_it_was_trained_on(tmp_path: Path) -> No
         for instance in drawn:
             world.reset()
             solution = solve(world, instance, seed=SEED, view=model_view(instance.family, names))
-            trajectory = {**solution.trajectory, "prompt_view": COMPACT}
+            trajectory = {**solution.trajectory, "prompt_view": view.spec()}
             samples = role_samples(trajectory, reference_quirks=False)
             trained = {
                 role: [s["input"] for s in samples[role]]
@@ -92,6 +96,8 @@ def test_every_role_is_served_the_prompt_it_was_trained_on(tmp_path: Path) -> No
                 view=view,
                 recap=True,
             ).run()
+            restated = [p for p in trained["planner"] if "\nThe request is: " in p]
+            assert len(restated) == (len(trained["planner"]) if restate else 0), instance.uid
             for role, prompts in trained.items():
                 served = model.prompts[role]
                 assert served == prompts[: len(served)], (instance.uid, role)

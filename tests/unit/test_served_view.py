@@ -24,6 +24,9 @@ def fresh(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
     runtime.reset()
 
 
+COMPACT_RS = {"name": COMPACT, "restate": True}
+
+
 def _adapters(root: Path, view: object | None) -> Path:
     root.mkdir(parents=True, exist_ok=True)
     record = {"umiq_train": 1, "method": "glpft"}
@@ -69,6 +72,15 @@ def test_the_served_view_is_the_trained_one_unless_set(fresh: pytest.MonkeyPatch
     fresh.setenv("UMIQ_PROMPT_VIEW", "alpha-umi")
     runtime.reset()
     assert runtime.prompt_view().name == ALPHA_UMI
+
+    # a model set trained on restated planner prompts is served them; another view, not
+    fresh.setenv("UMIQ_ADAPTERS_DIR", str(_adapters(tmp_path / "rs", {**COMPACT_RS, "top_k": 6})))
+    fresh.delenv("UMIQ_PROMPT_VIEW")
+    runtime.reset()
+    assert runtime.prompt_view() == PromptView(COMPACT, 9, restate=True)
+    fresh.setenv("UMIQ_PROMPT_VIEW", "alpha-umi")
+    runtime.reset()
+    assert runtime.prompt_view() == PromptView(ALPHA_UMI, 9)
 
     # a record naming no view, with nothing set: the compact default
     fresh.delenv("UMIQ_PROMPT_VIEW")

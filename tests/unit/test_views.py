@@ -216,9 +216,54 @@ def test_static_evaluation_renders_a_trajectory_in_its_view() -> None:
             },
         ],
     }
-    assert [s.view for s in evaluation_steps([trajectory])] == [ALPHA_UMI]
+    assert [s.view for s in evaluation_steps([trajectory])] == [PromptView(ALPHA_UMI)]
     compact = evaluation_steps([{**trajectory, "prompt_view": COMPACT}])
-    assert [s.view for s in compact] == [COMPACT]
-    assert PromptView(compact[0].view).planner(TOOLS, compact[0].history) == PromptView(
-        COMPACT
-    ).planner(TOOLS, trajectory["conversations"][:1])
+    assert [s.view for s in compact] == [PromptView(COMPACT)]
+    assert compact[0].view.planner(TOOLS, compact[0].history) == PromptView(COMPACT).planner(
+        TOOLS, trajectory["conversations"][:1]
+    )
+    spec = {"name": COMPACT, "top_k": 3, "restate": True}
+    restated = evaluation_steps([{**trajectory, "prompt_view": spec}])
+    assert restated[0].view == PromptView(COMPACT, 3, restate=True)
+    assert "The request is: Is INV-1001 paid?" in restated[0].view.planner(
+        TOOLS, restated[0].history
+    )
+
+
+def test_a_restated_view_repeats_the_request_to_the_planner_only() -> None:
+    turns = [
+        {"from": "user", "value": "Has INV-1005 been paid?"},
+        {"from": "assistant", "value": "I'll look it up. I'll use get_invoice.\n Next: caller."},
+        {
+            "from": "caller",
+            "value": protocol.format_caller("get_invoice", {"invoice_id": "INV-1005"}),
+        },
+        {"from": "observation", "value": '{"error": "", "response": {"id": "INV-1005"}}'},
+    ]
+    plain, restated = PromptView(COMPACT), PromptView(COMPACT, restate=True)
+    prompt = restated.planner(TOOLS, turns)
+    # right after the history, before the instruction: the last thing read before writing
+    history = protocol.history_string(turns)
+    assert f"{history}\nThe request is: Has INV-1005 been paid?\nYou are the assistant" in prompt
+    assert prompt == plain.planner(TOOLS, turns).replace(
+        history + "\n", history + "\nThe request is: Has INV-1005 been paid?\n", 1
+    )
+    thought = turns[1]["value"]
+    assert restated.caller(TOOLS, turns[:2], thought) == plain.caller(TOOLS, turns[:2], thought)
+    assert restated.summarizer(turns) == plain.summarizer(turns)
+    assert restated.backbone(TOOLS, turns) == plain.backbone(TOOLS, turns)
+    with pytest.raises(ValueError, match="restates"):
+        PromptView(ALPHA_UMI, restate=True)
+
+
+def test_a_restated_view_round_trips_and_older_specs_read_as_plain() -> None:
+    from worker.agent.views import parse_view
+
+    assert PromptView(COMPACT, 6, restate=True).spec() == {
+        "name": COMPACT,
+        "top_k": 6,
+        "restate": True,
+    }
+    assert "restate" not in PromptView(COMPACT).spec()  # earlier datasets' specs unchanged
+    assert parse_view({"name": COMPACT, "top_k": 6, "restate": True}).restate
+    assert not parse_view({"name": COMPACT, "top_k": 6}).restate

@@ -147,12 +147,21 @@ class PromptView:
 
     name: str = COMPACT
     top_k: int = DEFAULT_TOP_K
+    restate: bool = False
+    """Compact view only: the planner's prompt repeats the request after the history,
+    next to where the planner writes (``protocol.planner_prompt``). A small planner
+    reads the request at the start of a long history weakly: it went on with the next
+    call of a task it was trained on ("INV-1004 is open; I'll list its payments") where
+    the request asked for something else. The caller acts on the planner's thought and
+    the summarizer on the history; their prompts are the same either way."""
 
     def __post_init__(self) -> None:
         if self.name not in VIEWS:
             raise ValueError(f"unknown prompt view {self.name!r}; expected one of {VIEWS}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be at least 1, got {self.top_k}")
+        if self.restate and self.name != COMPACT:
+            raise ValueError("only the compact view restates the request; alpha-umi is byte-exact")
 
     def shown(self, tools: Sequence[Tool], turns: Sequence[Turn]) -> list[Tool]:
         """The tools a prompt after ``turns`` shows, in the order it shows them.
@@ -172,7 +181,10 @@ class PromptView:
         model set the prompts it was trained on (``view_of`` reads it back)."""
         if self.name == ALPHA_UMI:
             return {"name": ALPHA_UMI}
-        return {"name": self.name, "top_k": self.top_k}
+        spec: dict[str, Any] = {"name": self.name, "top_k": self.top_k}
+        if self.restate:  # only when on: the specs of earlier datasets stay as they were
+            spec["restate"] = True
+        return spec
 
     def _docs(self, tools: Sequence[Tool]) -> str:
         return protocol.tool_docs(tools) if self.name == ALPHA_UMI else compact_docs(tools)
@@ -180,7 +192,7 @@ class PromptView:
     def planner(self, tools: Sequence[Tool], turns: Sequence[Turn]) -> str:
         """The planner's prompt after ``turns``."""
         shown = self.shown(tools, turns)
-        return protocol.planner_prompt(shown, turns, docs=self._docs(shown))
+        return protocol.planner_prompt(shown, turns, docs=self._docs(shown), restate=self.restate)
 
     def caller(self, tools: Sequence[Tool], turns: Sequence[Turn], thought: str) -> str:
         """The caller's prompt; ``turns`` end with the planner's turn ``thought``."""
@@ -206,10 +218,14 @@ def view_of(trajectory: Mapping[str, Any], default: str = ALPHA_UMI) -> PromptVi
 
 
 def parse_view(spec: str | Mapping[str, Any]) -> PromptView:
-    """A view from its spec (``{"name": …, "top_k": …}``) or its name; ValueError when
-    the spec names no known view or a bad k."""
+    """A view from its spec (``{"name": …, "top_k": …, "restate": …}``) or its name;
+    ValueError when the spec names no known view or a bad k."""
     if isinstance(spec, Mapping):
-        return PromptView(str(spec.get("name", "")), int(spec.get("top_k", DEFAULT_TOP_K)))
+        return PromptView(
+            str(spec.get("name", "")),
+            int(spec.get("top_k", DEFAULT_TOP_K)),
+            restate=bool(spec.get("restate", False)),
+        )
     return PromptView(str(spec))
 
 

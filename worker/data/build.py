@@ -86,6 +86,7 @@ def build_dataset(
     progress: Progress | None = None,
     view: bool = True,
     world: World | None = None,
+    restate: bool = False,
 ) -> BuildResult:
     """Generate, solve, check and write ``world``'s dataset (default: the configured
     world's) under ``out`` (see the module)."""
@@ -94,7 +95,7 @@ def build_dataset(
     world = world or load_world()
     out = Path(out)
     started = time.perf_counter()
-    prompt_view = PromptView(COMPACT)
+    prompt_view = PromptView(COMPACT, restate=restate)
     with (
         tempfile.TemporaryDirectory(prefix=f"umiq-{world.name}-") as tmp,
         world.start(Path(tmp), seed=seed) as office,

@@ -36,6 +36,12 @@ def build(
         "--raw",
         help="Write the raw records instead of what the model sees (tokens, minimized).",
     ),
+    restate_request: bool = typer.Option(
+        False,
+        "--restate-request",
+        help="Planner prompts repeat the request after the history (compact view; "
+        "recorded in each trajectory's prompt_view, so training and serving follow).",
+    ),
 ) -> None:
     """Solve the world's tasks on its fresh systems, check every one, write the splits."""
     from rich.progress import Progress
@@ -50,7 +56,12 @@ def build(
 
         try:
             result = build_dataset(
-                out, seed=seed, per_family=per_family, progress=advance, view=not raw
+                out,
+                seed=seed,
+                per_family=per_family,
+                progress=advance,
+                view=not raw,
+                restate=restate_request,
             )
         except BuildError as exc:
             console.print(f"[red]build failed:[/red] {exc}")

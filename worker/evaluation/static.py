@@ -60,6 +60,9 @@ from worker.agent.views import ALPHA_UMI, PromptView, view_of
 from worker.errors import ProtocolError
 from worker.evaluation.metrics import StaticMetrics, score
 
+#: The view of ToolBench data (no ``prompt_view``): every tool, the reference JSON docs.
+REFERENCE_VIEW = PromptView(ALPHA_UMI)
+
 PREDICTION_ROLE_PREFIX = "asssitant: "
 """How the reference pipeline spells the assistant role in a prediction (sic)."""
 
@@ -77,9 +80,10 @@ class Step:
     instruction: str
     history: list[dict[str, str]]
     reference: str
-    view: str = ALPHA_UMI
-    """The prompt view the trajectory was written for (``views``): prompts are rendered
-    in it, as the worker and training render them."""
+    view: PromptView = REFERENCE_VIEW
+    """The prompt view the trajectory was written for (``views``, its whole spec: name,
+    top k, restated request): prompts are rendered in it, as the worker and training
+    render them."""
     model_input: str = ""
     planner_output: str = ""
     planner_prediction: str = ""
@@ -143,7 +147,7 @@ def evaluation_steps(
                     instruction=trajectory.get("instruction", ""),
                     history=list(turns[:j]),
                     reference=reference,
-                    view=view_of(trajectory).name,
+                    view=view_of(trajectory),
                 )
             )
             if max_steps is not None and len(steps) >= max_steps:
@@ -287,7 +291,7 @@ def evaluate_static(
         on_total(len(steps))
     planner_requests = []
     for step in steps:
-        step.model_input = PromptView(step.view).planner(step.tools, step.history)
+        step.model_input = step.view.planner(step.tools, step.history)
         planner_requests.append(
             GenerationRequest(
                 role="planner", prompt=step.model_input, max_new_tokens=max_new_tokens
@@ -311,9 +315,7 @@ def evaluate_static(
         constraint = None
         if step.route == "caller":
             role = "caller"
-            step.role_input = PromptView(step.view).caller(
-                step.tools, turns, step.planner_prediction
-            )
+            step.role_input = step.view.caller(step.tools, turns, step.planner_prediction)
             if constrained:
                 constraint = caller_constraint(step.tools)
                 unconstrained += constraint is None
@@ -387,7 +389,7 @@ def evaluate_single(
         on_total(len(steps))
     requests = []
     for step in steps:
-        step.model_input = PromptView(step.view).backbone(step.tools, step.history)
+        step.model_input = step.view.backbone(step.tools, step.history)
         requests.append(
             GenerationRequest(
                 role="backbone", prompt=step.model_input, max_new_tokens=max_new_tokens
