@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,11 @@ from worker.training.data import (  # noqa: E402
     IGNORE,
     Example,
     load_samples,
+    role_hashes,
     tokenize,
     truncation_warning,
 )
+from worker.training.reuse import record_role_hashes  # noqa: E402
 
 ROLE_DIRS = ("planner", "caller", "summarizer")
 WEIGHTS = "adapter_model.safetensors"
@@ -246,8 +249,6 @@ def test_reuse_from_an_older_run_reads_fingerprints_from_its_card(
     """Runs whose done files carry no fingerprint (older umiq) are matched by their card;
     the single baseline reuses GLPFT's global stage; a changed learning rate matches
     nothing, so the stage is trained."""
-    import shutil
-
     older = tiny["root"] / "older"
     shutil.copytree(glpft.out, older)
     for done in older.glob("*/done"):
@@ -291,7 +292,7 @@ def test_reuse_any_precision_takes_stages_trained_under_another_autocast(
     record = json.loads((glpft.out / "umiq-train.json").read_text())
     digest, base_revision = record["data"]["hash"], record["base"]["revision"]
     stages = list(enumerate(stages_for("glpft")))
-    keys = reuse.StageKeys(config, digest, "cpu", base_revision)
+    keys = reuse.StageKeys(config, digest, "cpu", base_revision, record["data"]["role_hashes"])
     found = {
         any_precision: keys.find(
             *stages[0],
@@ -482,3 +483,84 @@ def test_trained_adapters_and_card_name_no_absolute_path(
         assert not Path(path).is_absolute(), path
     card = (glpft.out / "README.md").read_text()
     assert str(glpft.out) not in card and str(tiny["data"]) not in card
+
+
+# -- stages fingerprinted by their own role's samples ---------------------------------
+# Data that changes only the planner's prompts (a view that restates the request to the
+# planner) retrains the planner and reuses the other stages; an older run's card learns
+# its role hashes, checked against its whole data hash.
+
+PLAIN = {"name": "compact", "top_k": 3}
+RESTATED = {**PLAIN, "restate": True}
+
+
+def _data(tiny: dict[str, Any], name: str, view: dict[str, Any]) -> Path:
+    trajectories = json.loads(Path(tiny["data"]).read_text())
+    path = Path(tiny["root"]) / f"{name}.json"
+    path.write_text(json.dumps([{**t, "prompt_view": view} for t in trajectories]))
+    return path
+
+
+def _run(tiny: dict[str, Any], out: str, data: Path, **kwargs: Any) -> TrainResult:
+    # long enough to keep the prompts' ends, where the restated request is
+    config = make_config(tiny, out, max_length=512)
+    config.data = str(data)
+    return train(config, progress=False, **kwargs)
+
+
+@pytest.fixture(scope="module")
+def plain(tiny: dict[str, Any]) -> TrainResult:
+    return _run(tiny, "plain-view", _data(tiny, "plain", PLAIN))
+
+
+def test_only_the_planners_samples_differ_when_the_request_is_restated(
+    tiny: dict[str, Any],
+) -> None:
+    before = role_hashes(load_samples(_data(tiny, "plain", PLAIN)))
+    after = role_hashes(load_samples(_data(tiny, "restated", RESTATED)))
+    assert [role for role in before if before[role] != after[role]] == ["planner"]
+
+
+def test_new_planner_prompts_retrain_the_planner_and_reuse_the_rest(
+    tiny: dict[str, Any], plain: TrainResult
+) -> None:
+    restated = _run(
+        tiny, "restated-view", _data(tiny, "restated", RESTATED), reuse_from=[plain.out]
+    )
+    reused = [name for name, stage in restated.stages.items() if stage.get("reused_from")]
+    assert reused == ["global", "caller", "summarizer"]
+    assert weights(restated.out, "planner") != weights(plain.out, "planner")
+    card = json.loads((restated.out / "umiq-train.json").read_text())
+    assert card["prompt_view"] == RESTATED
+    assert (
+        card["data"]["role_hashes"]["planner"]
+        != json.loads((plain.out / "umiq-train.json").read_text())["data"]["role_hashes"]["planner"]
+    )
+
+
+def test_an_older_run_learns_its_role_hashes_from_its_own_data_only(
+    tiny: dict[str, Any], plain: TrainResult
+) -> None:
+    older = Path(tiny["root"]) / "older-card"
+    shutil.copytree(plain.out, older)
+    card_path = older / "umiq-train.json"
+    card = json.loads(card_path.read_text())
+    card["data"].pop("role_hashes")
+    card_path.write_text(json.dumps(card))
+    for done in older.glob("*/done"):  # fingerprinted the old way: from the card, whole data
+        summary = json.loads(done.read_text())
+        summary.pop("fingerprint")
+        done.write_text(json.dumps(summary))
+    restated = _data(tiny, "restated", RESTATED)
+    before = _run(tiny, "older-before", restated, reuse_from=[older])
+    assert not any(stage.get("reused_from") for stage in before.stages.values())
+
+    with pytest.raises(ConfigError, match="not the data"):
+        record_role_hashes(older, restated)
+    hashes = record_role_hashes(older, _data(tiny, "plain", PLAIN))
+    assert hashes == role_hashes(load_samples(_data(tiny, "plain", PLAIN)))
+    after = _run(tiny, "older-after", restated, reuse_from=[older])
+    reused = [name for name, stage in after.stages.items() if stage.get("reused_from")]
+    assert reused == ["global", "caller", "summarizer"]
+    for name in reused:
+        assert weights(after.out, name) == weights(plain.out, name), name

@@ -79,15 +79,21 @@ def data_view(path: str | Path) -> dict[str, Any] | None:
     return json.loads(specs.pop()) if len(specs) == 1 else None
 
 
+def _sha256_json(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
 def data_hash(samples: dict[str, list[dict[str, Any]]]) -> str:
     """sha256 of the canonical JSON of the samples (roles sorted, keys sorted)."""
-    canonical = json.dumps(
-        {role: samples[role] for role in sorted(samples)},
-        sort_keys=True,
-        ensure_ascii=False,
-        separators=(",", ":"),
-    )
-    return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+    return _sha256_json({role: samples[role] for role in sorted(samples)})
+
+
+def role_hashes(samples: Mapping[str, Sequence[Any]]) -> dict[str, str]:
+    """sha256 of each role's samples alone (canonical JSON). A stage trains on its role's
+    samples only, so these, not :func:`data_hash`, decide its weights: data that differs
+    in the planner's prompts alone leaves the other stages' fingerprints as they were."""
+    return {role: _sha256_json(list(samples[role])) for role in sorted(samples)}
 
 
 def select(samples: Sequence[Any], seed: int, max_samples: int | None) -> list[Any]:

@@ -11,8 +11,15 @@ seed, so they do not depend on one another). Training is deterministic here, so 
 reused stage is byte-identical to the one a fresh run would train (the test suite
 checks that).
 
+A stage is fingerprinted by its own role's samples (``data.role_hashes`` in the card),
+not by the whole data: a dataset that changes only the planner's prompts (a prompt view
+that restates the request to the planner) leaves the global, caller and summarizer
+stages reusable. Runs from before that are fingerprinted by the whole data's hash.
+
 New runs write the fingerprint into every ``done`` file; for older runs it is computed
 from their model card (``umiq-train.json``: config, data hash, device).
+:func:`record_role_hashes` gives an older run's card the role hashes of the data it
+trained on (checked against its whole hash), so its stages are found the new way too.
 """
 
 from __future__ import annotations
@@ -20,7 +27,8 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,6 +75,7 @@ def fingerprints(
     base_revision: str,
     *,
     autocast: str | None = None,
+    role_digests: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Every stage of ``config.method``: name -> sha256 of what decides its weights.
 
@@ -74,8 +83,10 @@ def fingerprints(
     weights gives other adapters). ``autocast`` is the mixed precision the run resolved
     (its card's ``precision``), when not the one ``config`` resolves to on this machine:
     ``auto`` means bfloat16 only where the hardware computes it natively.
+    ``role_digests`` (``data.role_hashes``): each stage is fingerprinted by its own role's
+    samples, not by the whole data's ``digest`` (runs whose card records none).
     """
-    keys = StageKeys(config, digest, device, base_revision)
+    keys = StageKeys(config, digest, device, base_revision, dict(role_digests or {}))
     out: dict[str, str] = {}
     for index, stage in enumerate(stages_for(config.method)):
         init = start_fingerprint(config, stage, out)
@@ -132,6 +143,9 @@ class StageKeys:
     digest: str  # the data's hash
     device: str
     base_revision: str
+    role_digests: Mapping[str, str] = field(default_factory=dict)
+    """Each role's samples' hash (``data.role_hashes``): where given, a stage's
+    fingerprint names its own role's samples instead of the whole data (new runs)."""
 
     def fingerprint(
         self, index: int, stage: Stage, *, init: str | None, autocast: str | None = None
@@ -143,7 +157,9 @@ class StageKeys:
         common = {k: v for k, v in config.to_dict().items() if k not in _NOT_WEIGHTS}
         parts = {
             **common,
-            "data_hash": self.digest,
+            "data_hash": self.role_digests.get(stage.role, "")
+            if self.role_digests
+            else self.digest,
             "base_revision": self.base_revision,
             "role": stage.role,
             "stage_seed": config.seed + index,
@@ -155,6 +171,8 @@ class StageKeys:
             "dtype": config.resolved_dtype(device),
             "init": init,
         }
+        if self.role_digests:
+            parts["data_scope"] = "role"  # only then: older runs' fingerprints stay valid
         precision = autocast if autocast is not None else config.resolved_autocast(device)
         if precision != "none":
             # Only when on, so the fingerprints of runs from before the field stay valid.
@@ -207,17 +225,38 @@ def finished_stages(run: Path) -> dict[str, Path]:
     card = run / _card.CARD_JSON
     if card.is_file():
         record = json.loads(card.read_text())
+    per_role = record is not None and bool((record.get("data") or {}).get("role_hashes"))
     for done in sorted(run.glob(f"*/{DONE}")):
         summary = json.loads(done.read_text())
         if summary.get("fingerprint"):
             found[summary["fingerprint"]] = done.parent
-            continue
+            if not per_role:
+                continue
         if record is None:
             continue
+        # a card with role hashes (``record_role_hashes`` for an older run) also finds
+        # its stages by their per-role fingerprints
         fingerprint = _fingerprint_from_card(record, done.parent.name, summary)
         if fingerprint:
-            found[fingerprint] = done.parent
+            found.setdefault(fingerprint, done.parent)
     return found
+
+
+def record_role_hashes(run: Path, data: str | Path) -> dict[str, str]:
+    """Write into an older run's card (``umiq-train.json``) the per-role hashes of the
+    data it trained on, so its stages are found by their per-role fingerprints (a run
+    on data that differs in one role's samples then reuses the others). ``data`` must
+    be that data: its whole hash must equal the card's, else ConfigError."""
+    from worker.training.data import data_hash, load_samples, role_hashes
+
+    path = Path(run).expanduser() / _card.CARD_JSON
+    record = json.loads(path.read_text())
+    samples = load_samples(data)
+    if data_hash(samples) != record["data"]["hash"]:
+        raise ConfigError(f"{data} is not the data {path} names (its sha256 differs)")
+    record["data"]["role_hashes"] = role_hashes(samples)
+    path.write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
+    return dict(record["data"]["role_hashes"])
 
 
 def _fingerprint_from_card(
@@ -232,6 +271,7 @@ def _fingerprint_from_card(
     try:
         config = TrainConfig.from_dict(record["config"])
         digest = record["data"]["hash"]
+        role_digests = record["data"].get("role_hashes")
         device = record["hardware"]["device"]
         base_revision = record["base"]["revision"]
     except (KeyError, TypeError, ConfigError):
@@ -242,7 +282,15 @@ def _fingerprint_from_card(
         stages = stages_for(method)
         for index, stage in enumerate(stages):
             if stage.name == name and _matches(stage, index, variant, summary):
-                return fingerprints(variant, digest, device, base_revision, autocast=autocast)[name]
+                found = fingerprints(
+                    variant,
+                    digest,
+                    device,
+                    base_revision,
+                    autocast=autocast,
+                    role_digests=role_digests,
+                )
+                return found[name]
     return None
 
 

@@ -37,6 +37,7 @@ from worker.training.data import (
     data_hash,
     data_view,
     load_samples,
+    role_hashes,
     select,
     select_balanced,
     stages_for,
@@ -49,17 +50,8 @@ from worker.training.reuse import DONE
 CONFIG_FILE = "train-config.json"
 #: What ``--no-resume`` removes before starting over (nothing else in ``out`` is touched).
 ARTEFACTS = (
-    "checkpoints",
-    "global",
-    "planner",
-    "caller",
-    "summarizer",
-    "single",
-    _card.METRICS,
-    _card.CURVE,
-    _card.CARD_MD,
-    _card.CARD_JSON,
-    CONFIG_FILE,
+    *("checkpoints", "global", "planner", "caller", "summarizer", "single"),
+    *(_card.METRICS, _card.CURVE, _card.CARD_MD, _card.CARD_JSON, CONFIG_FILE),
 )
 
 
@@ -111,7 +103,7 @@ def train(
     from worker.models.adapters import checkpoint_digest
 
     base_revision = checkpoint_digest(base_dir)
-    keys = _reuse.StageKeys(config, digest, device, base_revision)
+    keys = _reuse.StageKeys(config, digest, device, base_revision, role_hashes(samples))
     fingerprints: dict[str, str] = {}  # each stage's, chained from what it started from
     reusable: dict[str, Path] = {}
     for run_dir in reuse_from:
@@ -426,6 +418,7 @@ def _record(
         "data": {
             "path": portable_path(config.data),
             "hash": digest,
+            "role_hashes": role_hashes(samples),
             "samples": {role: len(items) for role, items in samples.items()},
         },
         "prompt_view": data_view(config.data),
