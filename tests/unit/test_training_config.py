@@ -117,28 +117,34 @@ def test_the_shipped_adapters_are_what_the_demo_preset_trains() -> None:
     shipped = TrainConfig.from_dict(record["config"])
     preset = TrainConfig.preset("demo", data=shipped.data, out=shipped.out)
     assert shipped.weights_fields() == preset.weights_fields()
-    keys = StageKeys(
-        preset, record["data"]["hash"], record["hardware"]["device"], record["base"]["revision"]
-    )
     found = {fp: path.name for fp, path in finished_stages(SHIPPED_ADAPTERS).items()}
-    expected: dict[str, str] = {}
-    for index, stage in enumerate(stages_for(preset.method)):
-        # "auto" resolves by hardware: bfloat16 on a CPU that computes it natively
-        done = SHIPPED_ADAPTERS / ("single" if stage.name == "global" else stage.name) / "done"
-        autocast = json.loads(done.read_text()).get("autocast")
-        expected[stage.name] = keys.fingerprint(
-            index,
-            stage,
-            init=expected[stage.init_from] if stage.init_from else None,
-            autocast=autocast or record["precision"]["autocast"],
+    # by the whole data's hash (as trained) and by each role's samples (the card's role hashes)
+    for role_digests in ({}, record["data"]["role_hashes"]):
+        keys = StageKeys(
+            preset,
+            record["data"]["hash"],
+            record["hardware"]["device"],
+            record["base"]["revision"],
+            role_digests,
         )
-    # The shipped single-LLM baseline is the run's global stage (same samples and seed).
-    assert [found.get(fp) for fp in expected.values()] == [
-        "single",
-        "planner",
-        "caller",
-        "summarizer",
-    ]
+        expected: dict[str, str] = {}
+        for index, stage in enumerate(stages_for(preset.method)):
+            # "auto" resolves by hardware: bfloat16 on a CPU that computes it natively
+            name = "single" if stage.name == "global" else stage.name
+            autocast = json.loads((SHIPPED_ADAPTERS / name / "done").read_text()).get("autocast")
+            expected[stage.name] = keys.fingerprint(
+                index,
+                stage,
+                init=expected[stage.init_from] if stage.init_from else None,
+                autocast=autocast or record["precision"]["autocast"],
+            )
+        # The shipped single-LLM baseline is the run's global stage (same samples and seed).
+        assert [found.get(fp) for fp in expected.values()] == [
+            "single",
+            "planner",
+            "caller",
+            "summarizer",
+        ], bool(role_digests)
 
 
 def test_a_stage_may_have_its_own_learning_rate() -> None:

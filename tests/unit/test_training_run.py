@@ -501,11 +501,13 @@ def _data(tiny: dict[str, Any], name: str, view: dict[str, Any]) -> Path:
     return path
 
 
-def _run(tiny: dict[str, Any], out: str, data: Path, **kwargs: Any) -> TrainResult:
+def _run(
+    tiny: dict[str, Any], out: str, data: Path, reuse: Path | None = None, **overrides: Any
+) -> TrainResult:
     # long enough to keep the prompts' ends, where the restated request is
-    config = make_config(tiny, out, max_length=512)
+    config = make_config(tiny, out, max_length=512, **overrides)
     config.data = str(data)
-    return train(config, progress=False, **kwargs)
+    return train(config, progress=False, reuse_from=[reuse] if reuse else [])
 
 
 @pytest.fixture(scope="module")
@@ -524,9 +526,7 @@ def test_only_the_planners_samples_differ_when_the_request_is_restated(
 def test_new_planner_prompts_retrain_the_planner_and_reuse_the_rest(
     tiny: dict[str, Any], plain: TrainResult
 ) -> None:
-    restated = _run(
-        tiny, "restated-view", _data(tiny, "restated", RESTATED), reuse_from=[plain.out]
-    )
+    restated = _run(tiny, "restated-view", _data(tiny, "restated", RESTATED), reuse=plain.out)
     reused = [name for name, stage in restated.stages.items() if stage.get("reused_from")]
     assert reused == ["global", "caller", "summarizer"]
     assert weights(restated.out, "planner") != weights(plain.out, "planner")
@@ -552,15 +552,40 @@ def test_an_older_run_learns_its_role_hashes_from_its_own_data_only(
         summary.pop("fingerprint")
         done.write_text(json.dumps(summary))
     restated = _data(tiny, "restated", RESTATED)
-    before = _run(tiny, "older-before", restated, reuse_from=[older])
+    before = _run(tiny, "older-before", restated, reuse=older)
     assert not any(stage.get("reused_from") for stage in before.stages.values())
 
     with pytest.raises(ConfigError, match="not the data"):
         record_role_hashes(older, restated)
     hashes = record_role_hashes(older, _data(tiny, "plain", PLAIN))
     assert hashes == role_hashes(load_samples(_data(tiny, "plain", PLAIN)))
-    after = _run(tiny, "older-after", restated, reuse_from=[older])
+    after = _run(tiny, "older-after", restated, reuse=older)
     reused = [name for name, stage in after.stages.items() if stage.get("reused_from")]
     assert reused == ["global", "caller", "summarizer"]
     for name in reused:
         assert weights(after.out, name) == weights(plain.out, name), name
+
+
+def test_a_continued_stage_of_an_older_run_is_found_by_its_card(
+    tiny: dict[str, Any], plain: TrainResult
+) -> None:
+    """A planner continued from a finished adapter, in a run whose done files carry no
+    fingerprint, is found by its card once the card has role hashes: a run with the same
+    continuation copies it instead of training it again."""
+    restated = _data(tiny, "restated", RESTATED)
+    source = str(plain.out / "planner")
+    first = _run(tiny, "continued", restated, continue_from={"planner": source})
+    older = Path(tiny["root"]) / "continued-older"
+    shutil.copytree(first.out, older)
+    card_path = older / "umiq-train.json"
+    card = json.loads(card_path.read_text())
+    card["data"].pop("role_hashes")
+    card_path.write_text(json.dumps(card))
+    for done in older.glob("*/done"):
+        summary = json.loads(done.read_text())
+        summary.pop("fingerprint")
+        done.write_text(json.dumps(summary))
+    record_role_hashes(older, restated)
+    again = _run(tiny, "continued-again", restated, continue_from={"planner": source}, reuse=older)
+    assert again.stages["planner"].get("reused_from") == str(older / "planner")
+    assert weights(again.out, "planner") == weights(first.out, "planner")

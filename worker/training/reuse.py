@@ -236,7 +236,7 @@ def finished_stages(run: Path) -> dict[str, Path]:
             continue
         # a card with role hashes (``record_role_hashes`` for an older run) also finds
         # its stages by their per-role fingerprints
-        fingerprint = _fingerprint_from_card(record, done.parent.name, summary)
+        fingerprint = _fingerprint_from_card(record, done.parent.name, summary, run)
         if fingerprint:
             found.setdefault(fingerprint, done.parent)
     return found
@@ -260,44 +260,62 @@ def record_role_hashes(run: Path, data: str | Path) -> dict[str, str]:
 
 
 def _fingerprint_from_card(
-    record: dict[str, Any], name: str, summary: dict[str, Any]
+    record: dict[str, Any], name: str, summary: dict[str, Any], run: Path | None = None
 ) -> str | None:
     """The fingerprint of stage dir ``name`` of an older run, from the run's card.
 
     The stage is matched by its name and by what its ``done`` file says (role, start,
     seed) against each method's stages; ``single`` in a GLPFT run is its global stage
-    copied (same samples, seed and start), so it matches the ``single`` method.
+    copied (same samples, seed and start), so it matches the ``single`` method. Each
+    stage of the chain is fingerprinted under the mixed precision its ``done`` file in
+    ``run`` names (a stage reused from a run under another one), else the card's.
     """
     try:
         config = TrainConfig.from_dict(record["config"])
         digest = record["data"]["hash"]
-        role_digests = record["data"].get("role_hashes")
+        role_digests = record["data"].get("role_hashes") or {}
         device = record["hardware"]["device"]
         base_revision = record["base"]["revision"]
     except (KeyError, TypeError, ConfigError):
         return None
-    autocast = (record.get("precision") or {}).get("autocast")
+    card_autocast = (record.get("precision") or {}).get("autocast")
     for method in METHODS:
         variant = replace(config, method=method)
         stages = stages_for(method)
+        if not any(
+            stage.name == name and _matches(stage, index, variant, summary)
+            for index, stage in enumerate(stages)
+        ):
+            continue
+        keys = StageKeys(variant, digest, device, base_revision, role_digests)
+        chain: dict[str, str] = {}
         for index, stage in enumerate(stages):
-            if stage.name == name and _matches(stage, index, variant, summary):
-                found = fingerprints(
-                    variant,
-                    digest,
-                    device,
-                    base_revision,
-                    autocast=autocast,
-                    role_digests=role_digests,
-                )
-                return found[name]
+            try:  # a continued stage starts from its adapter's fingerprint (its done file)
+                init = start_fingerprint(variant, stage, chain)
+            except ConfigError:  # … which is no longer there
+                return None
+            autocast = _stage_autocast(run, stage.name) or card_autocast
+            chain[stage.name] = keys.fingerprint(index, stage, init=init, autocast=autocast)
+        return chain[name]
+    return None
+
+
+def _stage_autocast(run: Path | None, name: str) -> str | None:
+    """The mixed precision a finished stage's ``done`` file names (``global`` may be
+    shipped as ``single``), if any."""
+    for folder in (name, "single") if name == "global" else (name,):
+        done = run / folder / DONE if run is not None else None
+        if done is not None and done.is_file():
+            autocast = json.loads(done.read_text()).get("autocast")
+            if autocast:
+                return str(autocast)
     return None
 
 
 def _matches(stage: Stage, index: int, config: TrainConfig, summary: dict[str, Any]) -> bool:
     return (
         summary.get("role") == stage.role
-        and summary.get("init_from") == stage.init_from
+        and summary.get("init_from") == start_name(config, stage)
         and summary.get("seed") == config.seed + index
     )
 
