@@ -121,7 +121,7 @@ def history_string(turns: Iterable[Turn]) -> str:
 
 
 #: What a restated planner prompt adds after the history (``planner_prompt``).
-RESTATED_REQUEST = "The request is: {request}\n"
+RESTATED_REQUEST = "The request is: {request}"
 
 
 def planner_prompt(
@@ -141,7 +141,7 @@ def planner_prompt(
     history = history_string(turns)
     if restate:
         request = next((t["value"] for t in turns if t.get("from") == "user"), "")
-        history += "\n" + RESTATED_REQUEST.format(request=request).rstrip("\n")
+        history += "\n" + RESTATED_REQUEST.format(request=request)
     body = _fill(
         PLANNER_TEMPLATE,
         doc=tool_docs(tools) if docs is None else docs,

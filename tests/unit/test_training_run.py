@@ -510,6 +510,21 @@ def _run(
     return train(config, progress=False, reuse_from=[reuse] if reuse else [])
 
 
+def _as_older_run(run: Path, copy: Path) -> Path:
+    """A copy of ``run`` as umiq wrote it before role hashes: none in its card, and no
+    fingerprint in its done files (they are computed from the card, by the whole data)."""
+    shutil.copytree(run, copy)
+    card_path = copy / "umiq-train.json"
+    card = json.loads(card_path.read_text())
+    card["data"].pop("role_hashes")
+    card_path.write_text(json.dumps(card))
+    for done in copy.glob("*/done"):
+        summary = json.loads(done.read_text())
+        summary.pop("fingerprint")
+        done.write_text(json.dumps(summary))
+    return copy
+
+
 @pytest.fixture(scope="module")
 def plain(tiny: dict[str, Any]) -> TrainResult:
     return _run(tiny, "plain-view", _data(tiny, "plain", PLAIN))
@@ -541,16 +556,7 @@ def test_new_planner_prompts_retrain_the_planner_and_reuse_the_rest(
 def test_an_older_run_learns_its_role_hashes_from_its_own_data_only(
     tiny: dict[str, Any], plain: TrainResult
 ) -> None:
-    older = Path(tiny["root"]) / "older-card"
-    shutil.copytree(plain.out, older)
-    card_path = older / "umiq-train.json"
-    card = json.loads(card_path.read_text())
-    card["data"].pop("role_hashes")
-    card_path.write_text(json.dumps(card))
-    for done in older.glob("*/done"):  # fingerprinted the old way: from the card, whole data
-        summary = json.loads(done.read_text())
-        summary.pop("fingerprint")
-        done.write_text(json.dumps(summary))
+    older = _as_older_run(plain.out, Path(tiny["root"]) / "older-card")
     restated = _data(tiny, "restated", RESTATED)
     before = _run(tiny, "older-before", restated, reuse=older)
     assert not any(stage.get("reused_from") for stage in before.stages.values())
@@ -575,16 +581,7 @@ def test_a_continued_stage_of_an_older_run_is_found_by_its_card(
     restated = _data(tiny, "restated", RESTATED)
     source = str(plain.out / "planner")
     first = _run(tiny, "continued", restated, continue_from={"planner": source})
-    older = Path(tiny["root"]) / "continued-older"
-    shutil.copytree(first.out, older)
-    card_path = older / "umiq-train.json"
-    card = json.loads(card_path.read_text())
-    card["data"].pop("role_hashes")
-    card_path.write_text(json.dumps(card))
-    for done in older.glob("*/done"):
-        summary = json.loads(done.read_text())
-        summary.pop("fingerprint")
-        done.write_text(json.dumps(summary))
+    older = _as_older_run(first.out, Path(tiny["root"]) / "continued-older")
     record_role_hashes(older, restated)
     again = _run(tiny, "continued-again", restated, continue_from={"planner": source}, reuse=older)
     assert again.stages["planner"].get("reused_from") == str(older / "planner")

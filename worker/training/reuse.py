@@ -76,6 +76,7 @@ def fingerprints(
     *,
     autocast: str | None = None,
     role_digests: Mapping[str, str] | None = None,
+    stage_autocasts: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Every stage of ``config.method``: name -> sha256 of what decides its weights.
 
@@ -85,12 +86,16 @@ def fingerprints(
     ``auto`` means bfloat16 only where the hardware computes it natively.
     ``role_digests`` (``data.role_hashes``): each stage is fingerprinted by its own role's
     samples, not by the whole data's ``digest`` (runs whose card records none).
+    ``stage_autocasts`` names a stage's own precision where it differs (a stage reused
+    from a run under another one). A continued stage's adapter must still be there.
     """
     keys = StageKeys(config, digest, device, base_revision, dict(role_digests or {}))
+    own = stage_autocasts or {}
     out: dict[str, str] = {}
     for index, stage in enumerate(stages_for(config.method)):
         init = start_fingerprint(config, stage, out)
-        out[stage.name] = keys.fingerprint(index, stage, init=init, autocast=autocast)
+        precision = own.get(stage.name) or autocast
+        out[stage.name] = keys.fingerprint(index, stage, init=init, autocast=precision)
     return out
 
 
@@ -287,25 +292,31 @@ def _fingerprint_from_card(
             for index, stage in enumerate(stages)
         ):
             continue
-        keys = StageKeys(variant, digest, device, base_revision, role_digests)
-        chain: dict[str, str] = {}
-        for index, stage in enumerate(stages):
-            try:  # a continued stage starts from its adapter's fingerprint (its done file)
-                init = start_fingerprint(variant, stage, chain)
-            except ConfigError:  # … which is no longer there
-                return None
-            autocast = _stage_autocast(run, stage.name) or card_autocast
-            chain[stage.name] = keys.fingerprint(index, stage, init=init, autocast=autocast)
-        return chain[name]
+        own = {stage.name: a for stage in stages if (a := _stage_autocast(run, stage.name))}
+        try:
+            found = fingerprints(
+                variant,
+                digest,
+                device,
+                base_revision,
+                autocast=card_autocast,
+                role_digests=role_digests,
+                stage_autocasts=own,
+            )
+        except ConfigError:  # a continued stage's adapter is no longer there
+            return None
+        return found[name]
     return None
 
 
 def _stage_autocast(run: Path | None, name: str) -> str | None:
     """The mixed precision a finished stage's ``done`` file names (``global`` may be
     shipped as ``single``), if any."""
+    if run is None:
+        return None
     for folder in (name, "single") if name == "global" else (name,):
-        done = run / folder / DONE if run is not None else None
-        if done is not None and done.is_file():
+        done = run / folder / DONE
+        if done.is_file():
             autocast = json.loads(done.read_text()).get("autocast")
             if autocast:
                 return str(autocast)
